@@ -1,0 +1,204 @@
+//! CloudStack inventory: VMs, volumes, offerings and zones, each listed to
+//! the last page, mapped onto the cloud-neutral inventory types.
+
+use super::client::{Client, as_u64, id_string};
+use crate::cloud::CloudError;
+use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
+use crate::units::Bytes;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// The disk format CloudStack keeps volumes in for a hypervisor.
+pub fn hypervisor_format(hypervisor: &str) -> DiskFormat {
+    match hypervisor.to_ascii_lowercase().as_str() {
+        "kvm" => DiskFormat::Qcow2,
+        "xenserver" | "xen" | "xcpng" | "hyperv" => DiskFormat::Vhd,
+        "vmware" => DiskFormat::Vmdk,
+        _ => DiskFormat::Raw,
+    }
+}
+
+/// The `format` value CloudStack's upload and register calls expect.
+pub fn cloudstack_format_name(format: DiskFormat) -> &'static str {
+    match format {
+        DiskFormat::Qcow2 => "QCOW2",
+        DiskFormat::Vhd => "VHD",
+        DiskFormat::Vmdk => "OVA",
+        DiskFormat::Raw => "RAW",
+    }
+}
+
+pub fn text(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(|v| v.as_str().map(str::to_string).or_else(|| id_string(v)))
+        .unwrap_or_default()
+}
+
+pub fn state_of(state: &str) -> InstanceState {
+    match state {
+        "Running" => InstanceState::Running,
+        "Stopped" => InstanceState::Stopped,
+        "Starting" | "Stopping" | "Migrating" => InstanceState::Pending,
+        "Destroyed" | "Expunging" | "Expunged" => InstanceState::Terminated,
+        _ => InstanceState::Unknown,
+    }
+}
+
+/// A volume as a neutral disk.
+pub fn disk_of(volume: &Value) -> Disk {
+    let device = volume.get("deviceid").and_then(as_u64).unwrap_or(0);
+    let letter = (b'a' + (device.min(25) as u8)) as char;
+    Disk {
+        id: text(volume, "id"),
+        device: format!("vd{letter}"),
+        format: hypervisor_format(&text(volume, "hypervisor")),
+        virtual_size: Bytes(volume.get("size").and_then(as_u64).unwrap_or(0)),
+        allocated: volume.get("physicalsize").and_then(as_u64).map(Bytes),
+        boot: text(volume, "type") == "ROOT",
+    }
+}
+
+/// A VM with its volumes as a neutral instance.
+pub fn instance_of(vm: &Value, volumes: &[&Value]) -> Instance {
+    let mut disks: Vec<Disk> = volumes.iter().map(|v| disk_of(v)).collect();
+    disks.sort_by(|a, b| b.boot.cmp(&a.boot).then(a.device.cmp(&b.device)));
+    let nics = vm
+        .get("nic")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(n, nic)| Nic {
+                    name: format!("eth{n}"),
+                    network: text(nic, "networkname"),
+                    address: nic
+                        .get("ipaddress")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let tags: BTreeMap<String, String> = vm
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|t| (text(t, "key"), text(t, "value")))
+                .collect()
+        })
+        .unwrap_or_default();
+    Instance {
+        id: text(vm, "id"),
+        name: text(vm, "name"),
+        state: state_of(&text(vm, "state")),
+        size: text(vm, "serviceofferingname"),
+        vcpus: vm.get("cpunumber").and_then(as_u64).unwrap_or(0) as u32,
+        memory: Bytes::mib(vm.get("memory").and_then(as_u64).unwrap_or(0)),
+        region: text(vm, "zonename"),
+        disks,
+        nics,
+        tags,
+    }
+}
+
+pub fn size_of(offering: &Value) -> Size {
+    Size {
+        name: text(offering, "name"),
+        vcpus: offering.get("cpunumber").and_then(as_u64).unwrap_or(0) as u32,
+        memory: Bytes::mib(offering.get("memory").and_then(as_u64).unwrap_or(0)),
+    }
+}
+
+/// Reads the whole inventory, every list to its last page.
+pub async fn read(
+    client: &Client,
+    cloud: &str,
+    jurisdiction: &str,
+) -> Result<Inventory, CloudError> {
+    let all = [("listall", "true".to_string())];
+    let vms = client
+        .list_all("listVirtualMachines", "virtualmachine", &all)
+        .await?;
+    let volumes = client.list_all("listVolumes", "volume", &all).await?;
+    let offerings = client
+        .list_all("listServiceOfferings", "serviceoffering", &[])
+        .await?;
+    let zones = client.list_all("listZones", "zone", &[]).await?;
+
+    let mut by_vm: HashMap<String, Vec<&Value>> = HashMap::new();
+    for volume in &volumes {
+        let owner = text(volume, "virtualmachineid");
+        if !owner.is_empty() {
+            by_vm.entry(owner).or_default().push(volume);
+        }
+    }
+    let instances = vms
+        .iter()
+        .map(|vm| {
+            instance_of(
+                vm,
+                by_vm.get(&text(vm, "id")).map(Vec::as_slice).unwrap_or(&[]),
+            )
+        })
+        .collect();
+    Ok(Inventory {
+        cloud: cloud.to_string(),
+        provider: "cloudstack".into(),
+        instances,
+        sizes: offerings.iter().map(size_of).collect(),
+        regions: zones
+            .iter()
+            .map(|z| Region {
+                name: text(z, "name"),
+                jurisdiction: jurisdiction.to_string(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::cloudstack::client::unwrap_response;
+
+    fn fixture(command: &str, name: &str) -> Value {
+        let path = format!(
+            "{}/../shared/fixtures/cloudstack/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        unwrap_response(command, 200, &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recorded_vms_volumes_and_offerings_map() {
+        let vms = fixture("listVirtualMachines", "listVirtualMachines_default.json");
+        let first = &vms["virtualmachine"][0];
+        let volumes = fixture("listVolumes", "listVolumes_default.json");
+        let root = &volumes["volume"][0];
+        let instance = instance_of(first, &[root]);
+        assert_eq!(instance.id, "2600");
+        assert_eq!(instance.state, InstanceState::Running);
+        assert!(!instance.size.is_empty());
+        assert_eq!(instance.disks[0].format, DiskFormat::Qcow2);
+        assert!(instance.disks[0].boot);
+        assert_eq!(instance.disks[0].virtual_size, Bytes(139264));
+        let offerings = fixture("listServiceOfferings", "listServiceOfferings_default.json");
+        let sizes: Vec<Size> = offerings["serviceoffering"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(size_of)
+            .collect();
+        assert_eq!(sizes.len(), 5);
+        assert!(sizes.iter().all(|s| s.vcpus > 0 && s.memory.0 > 0));
+    }
+
+    #[test]
+    fn formats_follow_the_hypervisor() {
+        assert_eq!(hypervisor_format("KVM"), DiskFormat::Qcow2);
+        assert_eq!(hypervisor_format("XenServer"), DiskFormat::Vhd);
+        assert_eq!(hypervisor_format("VMware"), DiskFormat::Vmdk);
+    }
+}

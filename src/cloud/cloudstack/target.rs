@@ -1,0 +1,674 @@
+//! CloudStack as a target: blocks into a local sparse raw file, then
+//! qemu-img to the zone hypervisor's format, getUploadParamsFor{Template,
+//! Volume}, a signed multipart POST, a wait until the object is ready; and
+//! deployVirtualMachine from the template with the data volumes attached.
+//! Every failure removes what the step created, so nothing is left half-made.
+
+use super::client::id_string;
+use super::inventory::{cloudstack_format_name, text};
+use super::source::{Part, parse_parts, safe};
+use super::{CloudStackCloud, download};
+use crate::block::BlockDigest;
+use crate::cloud::local_disk::{self, SparseFileWriter};
+use crate::cloud::{
+    Capability, Check, CloudError, DeploySpec, DeployedInstance, DiskWriter, ResourceKind,
+    TargetDiskSpec, WriteOrder, WrittenDisk,
+};
+use crate::inventory::DiskFormat;
+use crate::units::BlockIndex;
+use async_trait::async_trait;
+use futures::StreamExt as _;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Whether a target disk becomes a template (boot disk) or a data volume.
+/// The engine names disks `<instance>-<disk id>`; boot disks are `root` or
+/// the first (`disk0`).
+pub fn is_boot_disk(spec: &TargetDiskSpec) -> bool {
+    let name = spec.name.to_ascii_lowercase();
+    name == "root" || name.ends_with("-root") || name.ends_with("/root") || name.ends_with("disk0")
+}
+
+pub struct CloudStackDiskWriter {
+    cloud: Arc<WriterContext>,
+    staging: SparseFileWriter,
+    staging_id: String,
+    spec: TargetDiskSpec,
+}
+
+/// What a writer needs from the provider after `open_disk_writer` returns.
+struct WriterContext {
+    client: Arc<super::client::Client>,
+    name: String,
+    zone_id: String,
+    hypervisor: String,
+    format: DiskFormat,
+    transfer: download::DownloadPolicy,
+    staging_dir: PathBuf,
+}
+
+impl CloudStackCloud {
+    pub(super) async fn open_writer(
+        &self,
+        _cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let zone_id = self.zone().await?.id.clone();
+        let hypervisor = self.hypervisor().await?.to_string();
+        let format = super::inventory::hypervisor_format(&hypervisor);
+        let staging_id = spec
+            .resume
+            .clone()
+            .unwrap_or_else(|| format!("dst-{}.raw", safe(&spec.name)));
+        if staging_id.contains('/') || staging_id.contains("..") {
+            return Err(CloudError::Permanent(format!(
+                "invalid staging id '{staging_id}'"
+            )));
+        }
+        let path = self.staging_path(&staging_id);
+        let staging = SparseFileWriter::create_or_open(&path, spec.virtual_size)
+            .map_err(|e| CloudError::from_io(format!("staging {}", path.display()), e))?;
+        Ok(Box::new(CloudStackDiskWriter {
+            cloud: Arc::new(WriterContext {
+                client: self.client.clone(),
+                name: self.name.clone(),
+                zone_id,
+                hypervisor,
+                format,
+                transfer: self.transfer,
+                staging_dir: self.staging.clone(),
+            }),
+            staging,
+            staging_id,
+            spec: spec.clone(),
+        }))
+    }
+
+    pub(super) async fn deploy_vm(
+        &self,
+        _cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        let zone = self.zone().await?.clone();
+        let (boot, data) = spec
+            .disks
+            .split_first()
+            .ok_or_else(|| CloudError::Permanent(format!("deploy {}: no disks", spec.name)))?;
+        let template_id = match parse_parts(None, &boot.id).first() {
+            Some(Part::Template(id)) => id.clone(),
+            _ => {
+                return Err(CloudError::Permanent(format!(
+                    "deploy {}: the boot disk '{}' is not a template (CloudStack boots from templates)",
+                    spec.name, boot.id
+                )));
+            }
+        };
+        let mut volumes = Vec::new();
+        for disk in data {
+            match parse_parts(None, &disk.id).first() {
+                Some(Part::Volume(id)) => volumes.push(id.clone()),
+                _ => {
+                    return Err(CloudError::Permanent(format!(
+                        "deploy {}: data disk '{}' is not a volume",
+                        spec.name, disk.id
+                    )));
+                }
+            }
+        }
+        let offering = self.offering_id(&spec.size).await?;
+        let mut params = vec![
+            ("serviceofferingid", offering),
+            ("templateid", template_id),
+            ("zoneid", zone.id.clone()),
+            ("name", host_name(&spec.name)),
+            ("displayname", spec.name.clone()),
+        ];
+        if let Some(network) = self.network_id(&zone.id).await? {
+            params.push(("networkids", network));
+        }
+        // deployVirtualMachine returns the VM id at once; a failed job can
+        // leave a VM in Error state, which must go too.
+        let started = self.client.call("deployVirtualMachine", &params).await?;
+        let vm_id = started.get("id").and_then(id_string);
+        let job = started.get("jobid").and_then(id_string).ok_or_else(|| {
+            CloudError::Permanent("cloudstack deployVirtualMachine: answer has no jobid".into())
+        })?;
+        let result = self.client.wait_job("deployVirtualMachine", &job).await;
+        let vm = match result {
+            Ok(result) => result.get("virtualmachine").cloned().unwrap_or(Value::Null),
+            Err(err) => {
+                if let Some(id) = &vm_id {
+                    self.destroy_quietly(id).await;
+                }
+                return Err(err);
+            }
+        };
+        let vm_id = vm_id
+            .or_else(|| vm.get("id").and_then(id_string))
+            .ok_or_else(|| {
+                CloudError::Permanent(
+                    "cloudstack deployVirtualMachine: no VM id in the answer".into(),
+                )
+            })?;
+        for volume in &volumes {
+            let attached = self
+                .client
+                .call_async(
+                    "attachVolume",
+                    &[("id", volume.clone()), ("virtualmachineid", vm_id.clone())],
+                )
+                .await;
+            if let Err(err) = attached {
+                self.destroy_quietly(&vm_id).await;
+                return Err(err);
+            }
+        }
+        if text(&vm, "state") != "Running"
+            && let Err(err) = self
+                .client
+                .call_async("startVirtualMachine", &[("id", vm_id.clone())])
+                .await
+        {
+            self.destroy_quietly(&vm_id).await;
+            return Err(err);
+        }
+        Ok(DeployedInstance {
+            id: vm_id,
+            name: spec.name.clone(),
+        })
+    }
+
+    async fn destroy_quietly(&self, vm_id: &str) {
+        if let Err(err) = self.delete_part(&Part::Vm(vm_id.to_string())).await {
+            tracing::warn!(vm = %vm_id, error = %err, "cloudstack: could not destroy a half-deployed VM");
+        }
+    }
+
+    /// The service offering named by the plan's target size.
+    async fn offering_id(&self, name: &str) -> Result<String, CloudError> {
+        let offerings = self
+            .client
+            .list_all("listServiceOfferings", "serviceoffering", &[])
+            .await?;
+        offerings
+            .iter()
+            .find(|o| text(o, "name") == name || text(o, "id") == name)
+            .map(|o| text(o, "id"))
+            .ok_or_else(|| {
+                let known: Vec<String> = offerings.iter().map(|o| text(o, "name")).collect();
+                CloudError::NotFound(format!(
+                    "service offering '{name}' in {} (offered: {})",
+                    self.name,
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// The zone's default guest network (advanced zones need one; basic zones none).
+    async fn network_id(&self, zone_id: &str) -> Result<Option<String>, CloudError> {
+        let networks = self
+            .client
+            .list_all(
+                "listNetworks",
+                "network",
+                &[("zoneid", zone_id.to_string())],
+            )
+            .await?;
+        let usable = |n: &&Value| {
+            n.get("canusefordeploy")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        };
+        let pick = networks
+            .iter()
+            .filter(usable)
+            .find(|n| n.get("isdefault").and_then(Value::as_bool).unwrap_or(false))
+            .or_else(|| networks.iter().find(usable));
+        Ok(pick.map(|n| text(n, "id")))
+    }
+
+    pub(super) async fn probe_vm(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let list = self
+            .client
+            .list_all(
+                "listVirtualMachines",
+                "virtualmachine",
+                &[("id", instance.id.clone()), ("listall", "true".into())],
+            )
+            .await?;
+        let Some(vm) = list.first() else {
+            return Ok(vec![Check {
+                name: "exists".into(),
+                passed: false,
+                detail: format!("VM {} not found", instance.id),
+            }]);
+        };
+        let state = text(vm, "state");
+        let offering = text(vm, "serviceofferingname");
+        Ok(vec![
+            Check {
+                name: "running".into(),
+                passed: state == "Running",
+                detail: format!("state {state}"),
+            },
+            Check {
+                name: "size".into(),
+                passed: offering == spec.size,
+                detail: format!("offering {offering}, planned {}", spec.size),
+            },
+        ])
+    }
+
+    pub(super) async fn delete_resource(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<(), CloudError> {
+        if kind == ResourceKind::StagingDisk && !id.contains(':') {
+            // A local staging file of ours.
+            if id.contains('/') || id.contains("..") {
+                return Err(CloudError::Permanent(format!("invalid staging id '{id}'")));
+            }
+            for path in [
+                self.staging_path(id),
+                download::complete_marker(&self.staging_path(id)),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CloudError::from_io(path.display(), e)),
+                }
+            }
+            return Ok(());
+        }
+        // Volumes before the snapshots they were made from.
+        let mut parts = parse_parts(Some(kind), id);
+        parts.reverse();
+        for part in &parts {
+            self.delete_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one object; one that is already gone counts as deleted.
+    pub(super) async fn delete_part(&self, part: &Part) -> Result<(), CloudError> {
+        let result = match part {
+            Part::Snapshot(id) => self
+                .client
+                .call_async("deleteSnapshot", &[("id", id.clone())])
+                .await
+                .map(|_| ()),
+            Part::Template(id) => self
+                .client
+                .call_async("deleteTemplate", &[("id", id.clone())])
+                .await
+                .map(|_| ()),
+            Part::Vm(id) => self
+                .client
+                .call_async(
+                    "destroyVirtualMachine",
+                    &[("id", id.clone()), ("expunge", "true".into())],
+                )
+                .await
+                .map(|_| ()),
+            Part::Volume(id) => {
+                if let Ok(volume) = self.volume(id).await
+                    && !text(&volume, "virtualmachineid").is_empty()
+                {
+                    self.client
+                        .call_async("detachVolume", &[("id", id.clone())])
+                        .await?;
+                }
+                self.client
+                    .call("deleteVolume", &[("id", id.clone())])
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Err(CloudError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// CloudStack VM names must be valid host names.
+fn host_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    let mut out: String = trimmed.chars().take(63).collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out = format!("vm-{out}").chars().take(63).collect();
+    }
+    out
+}
+
+#[async_trait]
+impl DiskWriter for CloudStackDiskWriter {
+    fn order(&self) -> WriteOrder {
+        WriteOrder::Any
+    }
+
+    fn staging_id(&self) -> String {
+        self.staging_id.clone()
+    }
+
+    async fn write_block(
+        &self,
+        index: BlockIndex,
+        data: &[u8],
+        _digest: BlockDigest,
+    ) -> Result<(), CloudError> {
+        self.staging.write_block(index, data).await
+    }
+
+    async fn flush(&self) -> Result<(), CloudError> {
+        self.staging.sync().await
+    }
+
+    async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
+        self.staging.sync().await?;
+        let ctx = self.cloud.clone();
+        let converted =
+            ctx.staging_dir
+                .join(format!("{}.{}", self.staging_id, ctx.format.extension()));
+        let (src, dst, format) = (
+            self.staging.path().to_path_buf(),
+            converted.clone(),
+            ctx.format,
+        );
+        tokio::task::spawn_blocking(move || {
+            local_disk::convert(&src, DiskFormat::Raw, &dst, format)
+        })
+        .await
+        .map_err(|e| CloudError::Permanent(format!("qemu-img task failed: {e}")))??;
+        let boot = is_boot_disk(&self.spec);
+        let result = ctx.upload(&self.spec, &converted, boot).await;
+        let _ = std::fs::remove_file(&converted);
+        result
+    }
+}
+
+impl WriterContext {
+    /// getUploadParamsFor…, POST, wait ready. On failure the half-made
+    /// template or volume is deleted before the error is returned.
+    async fn upload(
+        &self,
+        spec: &TargetDiskSpec,
+        file: &std::path::Path,
+        boot: bool,
+    ) -> Result<WrittenDisk, CloudError> {
+        let name = host_name(&spec.name);
+        let format = cloudstack_format_name(self.format).to_string();
+        let (command, prefix) = if boot {
+            ("getUploadParamsForTemplate", "template")
+        } else {
+            ("getUploadParamsForVolume", "volume")
+        };
+        let mut params = vec![
+            ("name", name.clone()),
+            ("format", format),
+            ("zoneid", self.zone_id.clone()),
+        ];
+        if boot {
+            params.push(("displaytext", spec.name.clone()));
+            params.push(("hypervisor", self.hypervisor.clone()));
+            params.push(("ostypeid", self.os_type().await?));
+            params.push(("isextractable", "true".into()));
+        }
+        let answer = self.client.call(command, &params).await?;
+        let upload = answer.get("getuploadparams").unwrap_or(&answer);
+        let field = |key: &str| {
+            upload
+                .get(key)
+                .and_then(|v| v.as_str().map(str::to_string).or_else(|| id_string(v)))
+        };
+        let id = field("id").ok_or_else(|| {
+            CloudError::Permanent(format!("cloudstack {command}: no id in the answer"))
+        })?;
+        let result = async {
+            let missing = |k: &str| {
+                CloudError::Permanent(format!("cloudstack {command}: no '{k}' in the answer"))
+            };
+            let url = field("postURL").ok_or_else(|| missing("postURL"))?;
+            let headers = UploadHeaders {
+                signature: field("signature").ok_or_else(|| missing("signature"))?,
+                metadata: field("metadata").ok_or_else(|| missing("metadata"))?,
+                expires: field("expires").ok_or_else(|| missing("expires"))?,
+            };
+            let label = format!("{prefix} {id}");
+            let policy = download::DownloadPolicy {
+                attempts: self.transfer.attempts.min(4),
+                ..self.transfer
+            };
+            download::with_retries(&label, &policy, || {
+                post_file(self.client.http(), &url, &headers, file, &label)
+            })
+            .await?;
+            self.wait_ready(prefix, &id).await
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(WrittenDisk {
+                id: format!("{prefix}:{id}"),
+                format: self.format,
+                virtual_size: spec.virtual_size,
+            }),
+            Err(err) => {
+                let command = if boot {
+                    "deleteTemplate"
+                } else {
+                    "deleteVolume"
+                };
+                let cleanup = if boot {
+                    self.client
+                        .call_async(command, &[("id", id.clone())])
+                        .await
+                        .map(|_| ())
+                } else {
+                    self.client
+                        .call(command, &[("id", id.clone())])
+                        .await
+                        .map(|_| ())
+                };
+                if let Err(e) = cleanup {
+                    tracing::warn!(%id, error = %e, "cloudstack: could not remove a failed upload");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// An `ostypeid` for the template: "Other Linux (64-bit)" when offered.
+    async fn os_type(&self) -> Result<String, CloudError> {
+        let types = self.client.list_all("listOsTypes", "ostype", &[]).await?;
+        let preferred = ["Other Linux (64-bit)", "Other (64-bit)"];
+        preferred
+            .iter()
+            .find_map(|want| types.iter().find(|t| text(t, "description") == *want))
+            .or_else(|| types.first())
+            .map(|t| text(t, "id"))
+            .ok_or_else(|| {
+                CloudError::Permanent(format!("{}: listOsTypes returned no OS types", self.name))
+            })
+    }
+
+    /// Polls the template (`isready`) or volume (`state` Uploaded/Ready).
+    async fn wait_ready(&self, kind: &str, id: &str) -> Result<(), CloudError> {
+        let started = Instant::now();
+        let mut delay = self.client.poll.first;
+        loop {
+            let (state, ready) = if kind == "template" {
+                let list = self
+                    .client
+                    .list_all(
+                        "listTemplates",
+                        "template",
+                        &[("id", id.to_string()), ("templatefilter", "self".into())],
+                    )
+                    .await?;
+                let t = list.first().cloned().unwrap_or(Value::Null);
+                (
+                    text(&t, "status"),
+                    t.get("isready").and_then(Value::as_bool).unwrap_or(false),
+                )
+            } else {
+                let list = self
+                    .client
+                    .list_all("listVolumes", "volume", &[("id", id.to_string())])
+                    .await?;
+                let v = list.first().cloned().unwrap_or(Value::Null);
+                let state = text(&v, "state");
+                let ready = state == "Uploaded" || state == "Ready";
+                (state, ready)
+            };
+            if ready {
+                return Ok(());
+            }
+            let lower = state.to_ascii_lowercase();
+            if lower.contains("error") || lower.contains("abandon") || lower.contains("fail") {
+                return Err(CloudError::Permanent(format!(
+                    "cloudstack {kind} {id}: upload ended in state '{state}'"
+                )));
+            }
+            if started.elapsed() + delay > self.client.poll.deadline {
+                return Err(CloudError::Permanent(format!(
+                    "cloudstack {kind} {id}: not ready after {}s (state '{state}')",
+                    self.client.poll.deadline.as_secs()
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 3 / 2).min(self.client.poll.max);
+        }
+    }
+}
+
+/// The three headers an upload POST carries (from getUploadParamsFor…).
+pub struct UploadHeaders {
+    pub signature: String,
+    pub metadata: String,
+    pub expires: String,
+}
+
+const BOUNDARY: &str = "altishift-upload-7d41c0b2e9f84a6b";
+
+/// POSTs a file as multipart field `files[]`, streamed from disk with a
+/// known Content-Length.
+pub async fn post_file(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &UploadHeaders,
+    file: &std::path::Path,
+    label: &str,
+) -> Result<(), CloudError> {
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "disk".into());
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| CloudError::from_io(file.display(), e))?
+        .len();
+    let length = head.len() as u64 + size + tail.len() as u64;
+    let handle = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| CloudError::from_io(file.display(), e))?;
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(head.into_bytes()) })
+        .chain(file_stream(handle))
+        .chain(futures::stream::once(async move { Ok(tail.into_bytes()) }));
+    let response = http
+        .post(url)
+        .header("X-signature", &headers.signature)
+        .header("X-metadata", &headers.metadata)
+        .header("X-expires", &headers.expires)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header(reqwest::header::CONTENT_LENGTH, length)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| download::transfer_error(label, e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text: String = response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
+    let message = format!("upload of {label}: HTTP {status}: {text}");
+    Err(if status.is_server_error() || status.as_u16() == 429 {
+        CloudError::Transient(message)
+    } else {
+        CloudError::Permanent(message)
+    })
+}
+
+/// Reads a file in 1 MiB pieces as a stream of byte chunks.
+fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(Some(file), |state| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut file = state?;
+        let mut buffer = vec![0u8; 1 << 20];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(buffer), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::Bytes;
+
+    #[test]
+    fn host_names_are_valid() {
+        assert_eq!(host_name("Web Server_01"), "web-server-01");
+        assert_eq!(host_name("1st"), "vm-1st");
+        assert_eq!(host_name("a".repeat(80).as_str()).len(), 63);
+    }
+
+    #[test]
+    fn boot_disks_are_recognised() {
+        let spec = |name: &str| TargetDiskSpec {
+            name: name.into(),
+            virtual_size: Bytes(1),
+            format: DiskFormat::Qcow2,
+            region: "z".into(),
+            resume: None,
+        };
+        assert!(is_boot_disk(&spec("web-root")));
+        assert!(!is_boot_disk(&spec("web-data1")));
+    }
+}
