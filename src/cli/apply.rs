@@ -1,0 +1,176 @@
+//! `altishift apply PLAN`: runs an approved plan headless, printing progress
+//! lines (or JSON events), and resumes a run that was interrupted.
+
+use super::common::{Globals, connect};
+use crate::engine::{self, Command, EngineOptions, Event, Stage};
+use crate::plan::{Plan, approval};
+use crate::units::{Bytes, mb_per_s};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+
+pub struct ApplyArgs {
+    pub json: bool,
+    pub throttle: Option<Bytes>,
+    pub in_flight: Option<usize>,
+}
+
+pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
+    let plan = Plan::load(path)?;
+    let approved =
+        approval::verify(plan).with_context(|| format!("{}: refused", path.display()))?;
+    let session = globals.load()?;
+    let source = connect(&session.config, &approved.plan().source.cloud).await?;
+    let target = connect(&session.config, &approved.plan().target.cloud).await?;
+    let options = EngineOptions {
+        throttle: args.throttle,
+        in_flight: args.in_flight,
+        ..EngineOptions::default()
+    };
+    let mut handle = engine::start(approved, source, target, &session.state_dir, options)?;
+    let mut printer = Printer::new(args.json);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            event = handle.events.recv() => match event {
+                Some(event) => printer.print(&event),
+                None => break,
+            },
+            _ = interrupt.recv() => shutdown(&handle.commands, "interrupted"),
+            _ = terminate.recv() => shutdown(&handle.commands, "terminated"),
+            _ = hangup.recv() => shutdown(&handle.commands, "hang-up (session lost)"),
+        }
+    }
+    let outcome = handle
+        .done
+        .await
+        .context("the engine stopped unexpectedly")??;
+    if outcome.ok {
+        if !args.json {
+            println!("report: {}", outcome.report_path.display());
+        }
+        Ok(())
+    } else {
+        bail!(
+            "run incomplete: see {} — `altishift apply {}` resumes from the journal",
+            outcome.report_path.display(),
+            path.display()
+        )
+    }
+}
+
+fn shutdown(commands: &tokio::sync::mpsc::UnboundedSender<Command>, why: &str) {
+    eprintln!("altishift: {why}; stopping at a consistent point (the journal lets `apply` resume)");
+    let _ = commands.send(Command::Shutdown);
+}
+
+/// Turns events into lines: one per disk per second at most for progress.
+struct Printer {
+    json: bool,
+    last_line: HashMap<String, (Instant, u64, u64)>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Printer {
+        Printer {
+            json,
+            last_line: HashMap::new(),
+        }
+    }
+
+    fn print(&mut self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                println!("{line}");
+            }
+            return;
+        }
+        match event {
+            Event::RunStarted {
+                run_id,
+                resumed,
+                disks,
+                ..
+            } => {
+                let what = if *resumed { "resuming" } else { "starting" };
+                println!("{what} {run_id}: {} disks", disks.len());
+            }
+            Event::Stage { disk, stage } if *stage != Stage::Queued => println!("{disk}: {stage}"),
+            Event::Progress(p) => {
+                let now = Instant::now();
+                let (then, sent_then, ms_then) = self.last_line.get(&p.disk).copied().unwrap_or((
+                    now - Duration::from_secs(2),
+                    0,
+                    0,
+                ));
+                let finished = p.bytes_total.0 > 0 && p.bytes_scanned >= p.bytes_total;
+                if now.duration_since(then) < Duration::from_secs(1) && !finished {
+                    return;
+                }
+                let current = mb_per_s(
+                    p.bytes_sent.0 - sent_then.min(p.bytes_sent.0),
+                    (p.elapsed_ms.saturating_sub(ms_then)) as f64 / 1000.0,
+                );
+                let average = mb_per_s(p.bytes_sent.0, p.elapsed_ms as f64 / 1000.0);
+                let percent = if p.bytes_total.0 == 0 {
+                    100.0
+                } else {
+                    p.bytes_scanned.0 as f64 * 100.0 / p.bytes_total.0 as f64
+                };
+                println!(
+                    "{}: {:5.1}%  {} of {} scanned, {} sent, {} zero skipped  {:.1} MB/s now, {:.1} MB/s avg{}",
+                    p.disk,
+                    percent,
+                    p.bytes_scanned,
+                    p.bytes_total,
+                    p.bytes_sent,
+                    p.bytes_skipped,
+                    current,
+                    average,
+                    if p.retries > 0 {
+                        format!(", {} retries", p.retries)
+                    } else {
+                        String::new()
+                    }
+                );
+                self.last_line
+                    .insert(p.disk.clone(), (now, p.bytes_sent.0, p.elapsed_ms));
+            }
+            Event::Log { level, message } => println!("[{level:?}] {message}"),
+            Event::DiskFinished { disk, digest } => {
+                println!(
+                    "{disk}: written, digest {} over {} blocks",
+                    &digest.linear_sha256[..16],
+                    digest.blocks
+                )
+            }
+            Event::DiskFailed { disk, error } => println!("{disk}: FAILED: {error}"),
+            Event::InstanceDeployed { instance, id } => println!("{instance}: deployed as {id}"),
+            Event::Validated { instance, checks } => {
+                let passed = checks.iter().filter(|c| c.passed).count();
+                println!(
+                    "{instance}: validation {passed}/{} checks passed",
+                    checks.len()
+                );
+                for check in checks.iter().filter(|c| !c.passed) {
+                    println!("  ✗ {}: {}", check.name, check.detail);
+                }
+            }
+            Event::CleanedUp {
+                resource, detail, ..
+            } => println!("cleanup {resource}: {detail}"),
+            Event::Revoked { cloud, items } if items.is_empty() => {
+                println!("{cloud}: no temporary access to revoke; secrets wiped")
+            }
+            Event::Revoked { cloud, items } => println!("{cloud}: revoked {}", items.join(", ")),
+            Event::RunFinished { ok, summary, .. } => {
+                println!("{}: {summary}", if *ok { "done" } else { "INCOMPLETE" })
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! What every command needs: the config (or the built-in lab), the state
+//! folder, connected clouds.
+
+use crate::cloud::Cloud;
+use crate::cloud::lab::generate::{self, LabScale};
+use crate::config::{CloudProfile, Config, Paths};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Options shared by all commands.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    pub config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+pub struct Session {
+    pub config: Config,
+    pub paths: Paths,
+    pub state_dir: PathBuf,
+}
+
+impl Globals {
+    /// Loads `--config`, else the user's config file, else the built-in lab
+    /// in the data folder (created on first use).
+    pub fn load(&self) -> Result<Session> {
+        let paths = Paths::discover();
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None if paths.config_file.exists() => Config::load(&paths.config_file)?,
+            None => builtin_lab(&paths.data_dir)?,
+        };
+        let state_dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => config.state_dir(&paths),
+        };
+        Ok(Session {
+            config,
+            paths,
+            state_dir,
+        })
+    }
+}
+
+/// The lab under the data folder, made on first use.
+pub fn builtin_lab(data_dir: &Path) -> Result<Config> {
+    let dir = data_dir.join("lab");
+    let file = dir.join("config.toml");
+    if !file.exists() {
+        eprintln!(
+            "altishift: no config found; creating the built-in lab in {}",
+            dir.display()
+        );
+        generate::init(&dir, LabScale::Standard)
+            .with_context(|| format!("creating the built-in lab in {}", dir.display()))?;
+    }
+    Ok(Config::load(&file)?)
+}
+
+/// A config with just the lab's two clouds, for `demo` and tests.
+pub fn lab_config(dir: &Path) -> Config {
+    let mut config = Config {
+        file: Some(dir.join("config.toml")),
+        state_dir: Some("state".into()),
+        ..Config::default()
+    };
+    config.clouds.insert(
+        "lab-east".into(),
+        CloudProfile::lab("lab-east".into(), "DE"),
+    );
+    config.clouds.insert(
+        "lab-west".into(),
+        CloudProfile::lab("lab-west".into(), "US"),
+    );
+    config
+}
+
+pub async fn connect(config: &Config, name: &str) -> Result<Arc<dyn Cloud>> {
+    let mut prompt = super::prompt::masked_prompt;
+    crate::cloud::connect(config, name, &mut prompt)
+        .await
+        .with_context(|| format!("connecting to cloud '{name}'"))
+}

@@ -1,0 +1,10 @@
+//! The headless commands: every console mode has a twin for scripts.
+
+pub mod apply;
+pub mod bench;
+pub mod common;
+pub mod inventory;
+pub mod lab;
+pub mod plan;
+pub mod prompt;
+pub mod report;

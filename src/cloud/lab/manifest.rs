@@ -1,0 +1,64 @@
+//! The lab's files: `cloud.toml` (catalogue) and `instances/NAME.toml`.
+
+use crate::config::parse_toml;
+use crate::inventory::{DiskFormat, InstanceState, Region, Size};
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudManifest {
+    pub name: String,
+    pub regions: Vec<Region>,
+    pub sizes: Vec<Size>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskManifest {
+    pub id: String,
+    pub device: String,
+    /// Image file, relative to the lab cloud's folder.
+    pub file: String,
+    pub format: DiskFormat,
+    pub virtual_size: Bytes,
+    #[serde(default)]
+    pub boot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicManifest {
+    pub name: String,
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceManifest {
+    pub id: String,
+    pub name: String,
+    pub state: InstanceState,
+    pub size: String,
+    pub region: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub nics: Vec<NicManifest>,
+    pub disks: Vec<DiskManifest>,
+}
+
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_toml(&text, path).map_err(|e| e.to_string())
+}
+
+pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let text = toml::to_string_pretty(value).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::fsutil::write_atomic(path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,392 @@
+//! The lab: a local cloud made of folders and sparse disk images. It needs no
+//! account, and it is a real provider — snapshots are real copies, written
+//! disks are real images, deployed instances are manifests the next inventory
+//! lists.
+//!
+//! Layout of one lab cloud: `cloud.toml`, `instances/*.toml`, `disks/`,
+//! `snapshots/`, `staging/`.
+
+pub mod generate;
+pub mod manifest;
+pub mod writer;
+
+use super::local_disk::{self, LocalDiskReader};
+use super::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
+    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
+};
+use crate::config::ProviderKind;
+use crate::inventory::{Disk, Instance, InstanceState, Inventory, Nic};
+use async_trait::async_trait;
+use manifest::{CloudManifest, DiskManifest, InstanceManifest, NicManifest};
+use std::path::{Path, PathBuf};
+
+pub struct LabCloud {
+    name: String,
+    root: PathBuf,
+    jurisdiction: Option<String>,
+    manifest: CloudManifest,
+}
+
+impl LabCloud {
+    pub fn open(
+        name: &str,
+        root: &Path,
+        jurisdiction: Option<String>,
+    ) -> Result<LabCloud, CloudError> {
+        let manifest_path = root.join("cloud.toml");
+        if !manifest_path.exists() {
+            return Err(CloudError::Permanent(format!(
+                "{}: not a lab cloud (no cloud.toml); create one with `altishift lab init DIR`",
+                root.display()
+            )));
+        }
+        let manifest: CloudManifest =
+            manifest::load(&manifest_path).map_err(CloudError::Permanent)?;
+        Ok(LabCloud {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            jurisdiction,
+            manifest,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn instance_path(&self, name: &str) -> PathBuf {
+        self.root.join("instances").join(format!("{name}.toml"))
+    }
+
+    fn instances(&self) -> Result<Vec<InstanceManifest>, CloudError> {
+        let dir = self.root.join("instances");
+        let mut list = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(list),
+            Err(e) => return Err(CloudError::from_io(dir.display(), e)),
+        };
+        for entry in entries {
+            let path = entry
+                .map_err(|e| CloudError::from_io(dir.display(), e))?
+                .path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                list.push(manifest::load(&path).map_err(CloudError::Permanent)?);
+            }
+        }
+        list.sort_by(|a: &InstanceManifest, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    fn find_disk(&self, disk: &DiskRef) -> Result<DiskManifest, CloudError> {
+        let instance = self
+            .instances()?
+            .into_iter()
+            .find(|i| i.id == disk.instance_id)
+            .ok_or_else(|| {
+                CloudError::NotFound(format!("instance {} in {}", disk.instance_id, self.name))
+            })?;
+        instance
+            .disks
+            .into_iter()
+            .find(|d| d.id == disk.disk_id)
+            .ok_or_else(|| {
+                CloudError::NotFound(format!(
+                    "disk {} of instance {} in {}",
+                    disk.disk_id, disk.instance_id, self.name
+                ))
+            })
+    }
+
+    fn disk_from_manifest(&self, disk: &DiskManifest) -> Disk {
+        let path = self.root.join(&disk.file);
+        // A disk whose file is gone is still listed (its manifest says it
+        // exists); reading it later fails with a clear error.
+        let allocated = LocalDiskReader::open(&path, disk.format)
+            .and_then(|r| r.allocated())
+            .ok();
+        Disk {
+            id: disk.id.clone(),
+            device: disk.device.clone(),
+            format: disk.format,
+            virtual_size: disk.virtual_size,
+            allocated,
+            boot: disk.boot,
+        }
+    }
+
+    /// Keeps a resource id inside the folder it belongs to.
+    fn resource_path(&self, folder: &str, id: &str) -> Result<PathBuf, CloudError> {
+        if id.is_empty() || id.contains('/') || id.contains("..") {
+            return Err(CloudError::Permanent(format!(
+                "invalid lab resource id '{id}'"
+            )));
+        }
+        Ok(self.root.join(folder).join(id))
+    }
+}
+
+#[async_trait]
+impl Cloud for LabCloud {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn provider(&self) -> ProviderKind {
+        ProviderKind::Lab
+    }
+
+    fn roles(&self) -> Roles {
+        Roles {
+            source: true,
+            target: true,
+        }
+    }
+
+    fn jurisdiction(&self) -> Option<String> {
+        self.jurisdiction.clone()
+    }
+
+    async fn inventory(&self) -> Result<Inventory, CloudError> {
+        let mut instances = Vec::new();
+        for m in self.instances()? {
+            let size = self.manifest.sizes.iter().find(|s| s.name == m.size);
+            instances.push(Instance {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                state: m.state,
+                size: m.size.clone(),
+                vcpus: size.map(|s| s.vcpus).unwrap_or(0),
+                memory: size.map(|s| s.memory).unwrap_or_default(),
+                region: m.region.clone(),
+                disks: m.disks.iter().map(|d| self.disk_from_manifest(d)).collect(),
+                nics: m
+                    .nics
+                    .iter()
+                    .map(|n| Nic {
+                        name: n.name.clone(),
+                        network: n.network.clone(),
+                        address: n.address.clone(),
+                    })
+                    .collect(),
+                tags: m.tags.clone(),
+            });
+        }
+        Ok(Inventory {
+            cloud: self.name.clone(),
+            provider: "lab".into(),
+            instances,
+            sizes: self.manifest.sizes.clone(),
+            regions: self.manifest.regions.clone(),
+        })
+    }
+
+    async fn snapshot_disk(
+        &self,
+        _cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let manifest = self.find_disk(disk)?;
+        let source = self.root.join(&manifest.file);
+        let id = format!("{name}.{}", manifest.format.extension());
+        let target = self.resource_path("snapshots", &id)?;
+        if !target.exists() {
+            std::fs::create_dir_all(self.root.join("snapshots"))
+                .map_err(|e| CloudError::from_io("snapshots", e))?;
+            let (src, dst) = (source.clone(), target.clone());
+            tokio::task::spawn_blocking(move || local_disk::sparse_copy(&src, &dst))
+                .await
+                .map_err(|e| CloudError::Permanent(format!("snapshot task failed: {e}")))?
+                .map_err(|e| {
+                    CloudError::from_io(format!("snapshot of disk {}", source.display()), e)
+                })?;
+        }
+        Ok(SnapshotRef {
+            id,
+            virtual_size: manifest.virtual_size,
+            format: manifest.format,
+            created_by_run: true,
+        })
+    }
+
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let path = self.resource_path("snapshots", &snapshot.id)?;
+        Ok(Box::new(LocalDiskReader::open(&path, snapshot.format)?))
+    }
+
+    async fn open_disk_writer(
+        &self,
+        _cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        Ok(Box::new(writer::LabDiskWriter::open(&self.root, spec)?))
+    }
+
+    async fn deploy(
+        &self,
+        cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        let path = self.instance_path(&spec.name);
+        let (tag_key, tag_value) = cap.tag();
+        if path.exists() {
+            let existing: InstanceManifest =
+                manifest::load(&path).map_err(CloudError::Permanent)?;
+            if existing.tags.get(&tag_key) == Some(&tag_value) {
+                // Deployed by this plan before an interruption: same instance.
+                return Ok(DeployedInstance {
+                    id: existing.id,
+                    name: existing.name,
+                });
+            }
+            return Err(CloudError::Permanent(format!(
+                "instance '{}' already exists in {} and was not created by this plan",
+                spec.name, self.name
+            )));
+        }
+        if !self.manifest.sizes.iter().any(|s| s.name == spec.size) {
+            return Err(CloudError::Permanent(format!(
+                "size '{}' is not offered by {}",
+                spec.size, self.name
+            )));
+        }
+        let mut tags = spec.tags.clone();
+        tags.insert(tag_key, tag_value);
+        let id = format!("i-{}-{}", cap.plan_hash().short(), spec.name);
+        let disks = spec
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(n, d)| DiskManifest {
+                id: format!("disk{n}"),
+                device: format!("vd{}", (b'a' + n as u8) as char),
+                file: d.id.clone(),
+                format: d.format,
+                virtual_size: d.virtual_size,
+                boot: n == 0,
+            })
+            .collect();
+        let manifest = InstanceManifest {
+            id: id.clone(),
+            name: spec.name.clone(),
+            state: InstanceState::Running,
+            size: spec.size.clone(),
+            region: spec.region.clone(),
+            tags,
+            nics: vec![NicManifest {
+                name: "eth0".into(),
+                network: "lab-net".into(),
+                address: None,
+            }],
+            disks,
+        };
+        manifest::save(&path, &manifest).map_err(CloudError::Permanent)?;
+        Ok(DeployedInstance {
+            id,
+            name: spec.name.clone(),
+        })
+    }
+
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        Ok(Some(Box::new(LocalDiskReader::open(
+            &self.root.join(&disk.id),
+            disk.format,
+        )?)))
+    }
+
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let path = self.instance_path(&instance.name);
+        let mut checks = Vec::new();
+        let manifest: InstanceManifest = match manifest::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                checks.push(Check {
+                    name: "instance record".into(),
+                    passed: false,
+                    detail: e,
+                });
+                return Ok(checks);
+            }
+        };
+        checks.push(Check {
+            name: "instance record".into(),
+            passed: manifest.id == instance.id,
+            detail: manifest.id.clone(),
+        });
+        checks.push(Check {
+            name: "running".into(),
+            passed: manifest.state == InstanceState::Running,
+            detail: manifest.state.to_string(),
+        });
+        checks.push(Check {
+            name: "size".into(),
+            passed: manifest.size == spec.size,
+            detail: format!("{} (planned {})", manifest.size, spec.size),
+        });
+        for disk in &spec.disks {
+            let file = self.root.join(&disk.id);
+            let result = local_disk::qemu_img_check(&file, disk.format)
+                .and_then(|_| local_disk::qemu_img_info(&file).map(|i| i.virtual_size));
+            let (passed, detail) = match result {
+                Ok(size) if size == disk.virtual_size.0 => {
+                    (true, format!("{} {}: consistent", disk.format, disk.id))
+                }
+                Ok(size) => (
+                    false,
+                    format!(
+                        "{}: virtual size {size}, expected {}",
+                        disk.id, disk.virtual_size.0
+                    ),
+                ),
+                Err(e) => (false, e.to_string()),
+            };
+            checks.push(Check {
+                name: format!("image check {}", disk.id),
+                passed,
+                detail,
+            });
+        }
+        Ok(checks)
+    }
+
+    async fn delete(
+        &self,
+        _cap: &Capability,
+        resource: &CreatedResource,
+    ) -> Result<(), CloudError> {
+        let path = match resource.kind {
+            ResourceKind::Snapshot => self.resource_path("snapshots", &resource.id)?,
+            ResourceKind::StagingDisk => self.resource_path("staging", &resource.id)?,
+            ResourceKind::Instance => self.instance_path(&resource.id),
+            ResourceKind::Disk | ResourceKind::Image => {
+                self.resource_path("disks", resource.id.trim_start_matches("disks/"))?
+            }
+            ResourceKind::AccessKey => return Ok(()),
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()), // already gone: idempotent
+            Err(e) => Err(CloudError::from_io(
+                format!("deleting {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        // The lab grants no access and holds no secret.
+        Ok(Vec::new())
+    }
+}

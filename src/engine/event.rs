@@ -1,0 +1,152 @@
+//! What the engine tells its listeners and what they may ask of it. Plain
+//! serde types over channels, so the same stream can later cross a socket.
+
+use crate::block::DiskDigest;
+use crate::cloud::Check;
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where a disk is in its journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Queued,
+    Snapshot,
+    /// Reading, hashing and writing blocks (they overlap).
+    Transfer,
+    Paused,
+    /// Writer finishing: format conversion, import, completion.
+    Finish,
+    Verify,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl Stage {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Stage::Done | Stage::Failed | Stage::Cancelled)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Stage::Queued => "queued",
+            Stage::Snapshot => "snapshot",
+            Stage::Transfer => "transfer",
+            Stage::Paused => "paused",
+            Stage::Finish => "finish",
+            Stage::Verify => "verify",
+            Stage::Done => "done",
+            Stage::Failed => "failed",
+            Stage::Cancelled => "cancelled",
+        };
+        f.write_str(text)
+    }
+}
+
+/// A disk as the run sees it when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    /// `instance/disk`, the key every other event uses.
+    pub disk: String,
+    pub virtual_size: Bytes,
+    pub allocated: Bytes,
+}
+
+/// Cumulative counters for one disk (sent a few times a second at most).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskProgress {
+    pub disk: String,
+    /// Bytes of allocated ranges scanned so far (read, whether sent or not).
+    pub bytes_scanned: Bytes,
+    /// Of those, bytes in all-zero blocks that were not sent.
+    pub bytes_skipped: Bytes,
+    /// Bytes written to the target.
+    pub bytes_sent: Bytes,
+    /// Bytes that an earlier, interrupted run had already sent.
+    pub bytes_resumed: Bytes,
+    /// Allocated bytes to scan in total.
+    pub bytes_total: Bytes,
+    pub retries: u32,
+    /// Time spent transferring, excluding pauses.
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        plan_hash: String,
+        resumed: bool,
+        run_dir: PathBuf,
+        disks: Vec<DiskInfo>,
+    },
+    Stage {
+        disk: String,
+        stage: Stage,
+    },
+    Progress(DiskProgress),
+    Log {
+        level: Level,
+        message: String,
+    },
+    DiskFinished {
+        disk: String,
+        digest: DiskDigest,
+    },
+    DiskFailed {
+        disk: String,
+        error: String,
+    },
+    InstanceDeployed {
+        instance: String,
+        id: String,
+    },
+    Validated {
+        instance: String,
+        checks: Vec<Check>,
+    },
+    CleanedUp {
+        resource: String,
+        ok: bool,
+        detail: String,
+    },
+    Revoked {
+        cloud: String,
+        items: Vec<String>,
+    },
+    RunFinished {
+        ok: bool,
+        report: PathBuf,
+        summary: String,
+    },
+}
+
+/// What a listener may ask of a running engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Pause {
+        disk: String,
+    },
+    Resume {
+        disk: String,
+    },
+    Cancel {
+        disk: String,
+    },
+    /// Stop every disk at a consistent point; the journal lets `apply` resume.
+    Shutdown,
+}

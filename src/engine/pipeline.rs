@@ -1,0 +1,218 @@
+//! Moves one disk: allocated blocks are read, hashed and checked for zeros
+//! off the async threads, and written with a bounded number in flight, so
+//! memory stays at `in_flight` blocks whatever the disk's size. Each block is
+//! journaled once written; periodic checkpoints flush the target first.
+
+use super::control::{DiskControl, DiskCounters, Throttle};
+use super::journal::{DiskState, Journal, JournalError, Record};
+use super::retry::RetryPolicy;
+use crate::block::{BlockDigest, DigestBuilder, is_all_zero};
+use crate::cloud::{CloudError, DiskReader, DiskWriter, WriteOrder};
+use crate::units::{BLOCK_SIZE, BlockIndex};
+use futures::{StreamExt, TryStreamExt, stream};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("cancelled by the operator")]
+    Cancelled,
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Everything one disk's transfer needs.
+pub struct DiskTransfer<'a> {
+    pub key: &'a str,
+    pub reader: &'a dyn DiskReader,
+    pub writer: &'a dyn DiskWriter,
+    /// What an interrupted run already did.
+    pub resume: &'a DiskState,
+    pub counters: &'a DiskCounters,
+    pub control: &'a DiskControl,
+    pub throttle: Option<&'a Throttle>,
+    pub journal: &'a Journal,
+    pub retry: RetryPolicy,
+    pub in_flight: usize,
+    pub checkpoint_every: Duration,
+}
+
+/// A block read and hashed, ready to write (or to skip when zero).
+struct ReadBlock {
+    index: BlockIndex,
+    bytes: Vec<u8>,
+    digest: Option<BlockDigest>,
+}
+
+impl DiskTransfer<'_> {
+    /// Runs the transfer; returns the digests of every non-zero block (the
+    /// resumed ones included), from which the disk digest follows.
+    pub async fn run(&self) -> Result<DigestBuilder, TransferError> {
+        let ranges = self
+            .retry
+            .run(|| self.reader.allocated_blocks(), |_, _| self.count_retry())
+            .await?;
+        let virtual_size = self.reader.virtual_size().0;
+        let block_len = |i: u64| (virtual_size.saturating_sub(i * BLOCK_SIZE)).min(BLOCK_SIZE);
+        let total: u64 = ranges.iter().flat_map(|r| r.clone()).map(block_len).sum();
+        self.counters.total.store(total, Ordering::Relaxed);
+
+        let digests = Mutex::new(DigestBuilder::default());
+        let mut resumed = 0;
+        for (index, digest) in &self.resume.sent {
+            lock(&digests).insert(*index, *digest);
+            resumed += block_len(index.0);
+        }
+        let resumed_zero: u64 = self.resume.zero.iter().map(|i| block_len(i.0)).sum();
+        DiskCounters::add(&self.counters.resumed, resumed);
+        DiskCounters::add(&self.counters.scanned, resumed + resumed_zero);
+        DiskCounters::add(&self.counters.skipped, resumed_zero);
+
+        let todo = ranges
+            .into_iter()
+            .flatten()
+            .map(BlockIndex)
+            .filter(|i| !self.resume.sent.contains_key(i) && !self.resume.zero.contains(i));
+        let in_flight = self.in_flight.max(1);
+        self.counters.start_clock();
+        let digests_ref = &digests;
+        let outcome = {
+            let work = async {
+                match self.writer.order() {
+                    WriteOrder::Any => {
+                        stream::iter(todo)
+                            .map(|index| async move {
+                                let block = self.read(index).await?;
+                                self.write(block, digests_ref).await
+                            })
+                            .buffer_unordered(in_flight)
+                            .try_collect::<()>()
+                            .await
+                    }
+                    // Reads still overlap; `buffered` hands them back in order.
+                    WriteOrder::Sequential => {
+                        stream::iter(todo)
+                            .map(|index| self.read(index))
+                            .buffered(in_flight)
+                            .try_for_each(|block| self.write(block, digests_ref))
+                            .await
+                    }
+                }
+            };
+            tokio::pin!(work);
+            let mut ticker = tokio::time::interval(self.checkpoint_every);
+            ticker.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = ticker.tick() => self.checkpoint().await?,
+                }
+            }
+        };
+        self.counters.stop_clock();
+        // Whatever happened, make what was written count for a resume.
+        self.checkpoint().await?;
+        outcome?;
+        Ok(digests.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn count_retry(&self) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn read(&self, index: BlockIndex) -> Result<ReadBlock, TransferError> {
+        self.control
+            .proceed()
+            .await
+            .map_err(|_| TransferError::Cancelled)?;
+        if let Some(throttle) = self.throttle {
+            throttle.acquire(BLOCK_SIZE).await;
+        }
+        let block = self
+            .retry
+            .run(
+                || async move {
+                    let data = self.reader.read_block(index).await?;
+                    let claimed = data.provider_digest;
+                    let (bytes, digest) = tokio::task::spawn_blocking(move || {
+                        let digest =
+                            (!is_all_zero(&data.bytes)).then(|| BlockDigest::of(&data.bytes));
+                        (data.bytes, digest)
+                    })
+                    .await
+                    .map_err(|e| CloudError::Permanent(format!("hash task failed: {e}")))?;
+                    if let (Some(claimed), Some(actual)) = (claimed, digest)
+                        && claimed != actual
+                    {
+                        // Corrupted on the way: reading again is the cure.
+                        return Err(CloudError::Transient(format!(
+                            "block {} of {}: checksum from the cloud does not match the bytes",
+                            index.0, self.key
+                        )));
+                    }
+                    Ok(ReadBlock {
+                        index,
+                        bytes,
+                        digest,
+                    })
+                },
+                |_, _| self.count_retry(),
+            )
+            .await?;
+        Ok(block)
+    }
+
+    async fn write(
+        &self,
+        block: ReadBlock,
+        digests: &Mutex<DigestBuilder>,
+    ) -> Result<(), TransferError> {
+        let len = block.bytes.len() as u64;
+        let Some(digest) = block.digest else {
+            self.journal.append(&Record::Zero {
+                disk: self.key.to_string(),
+                i: block.index.0,
+            })?;
+            DiskCounters::add(&self.counters.skipped, len);
+            DiskCounters::add(&self.counters.scanned, len);
+            return Ok(());
+        };
+        self.retry
+            .run(
+                || self.writer.write_block(block.index, &block.bytes, digest),
+                |_, _| self.count_retry(),
+            )
+            .await?;
+        self.journal.append(&Record::Block {
+            disk: self.key.to_string(),
+            i: block.index.0,
+            d: digest,
+        })?;
+        lock(digests).insert(block.index, digest);
+        DiskCounters::add(&self.counters.sent, len);
+        DiskCounters::add(&self.counters.scanned, len);
+        DiskCounters::add(&self.counters.blocks_sent, 1);
+        Ok(())
+    }
+
+    /// Target data first, then the journal: a checkpoint only covers records
+    /// whose blocks are durable.
+    async fn checkpoint(&self) -> Result<(), TransferError> {
+        let covers = self.journal.len();
+        self.retry
+            .run(|| self.writer.flush(), |_, _| self.count_retry())
+            .await?;
+        self.journal.append_durable(&Record::Checkpoint {
+            at: crate::fsutil::now_rfc3339(),
+            covers,
+        })?;
+        Ok(())
+    }
+}
+
+fn lock(digests: &Mutex<DigestBuilder>) -> std::sync::MutexGuard<'_, DigestBuilder> {
+    digests.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,188 @@
+//! The run report: JSON for machines, Markdown for people, both written to
+//! the run folder and rebuilt by `altishift report RUN`.
+
+use crate::block::DiskDigest;
+use crate::cloud::Check;
+use crate::units::{Bytes, mb_per_s};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskReport {
+    pub disk: String,
+    pub status: String,
+    pub virtual_size: Bytes,
+    pub allocated: Bytes,
+    pub bytes_scanned: Bytes,
+    pub bytes_skipped: Bytes,
+    pub bytes_sent: Bytes,
+    pub bytes_resumed: Bytes,
+    pub blocks_sent: u64,
+    pub retries: u32,
+    pub duration_ms: u64,
+    pub average_mb_s: f64,
+    pub peak_mb_s: f64,
+    pub source_digest: Option<DiskDigest>,
+    pub target_digest: Option<DiskDigest>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub instance: String,
+    pub target_id: Option<String>,
+    pub checks: Vec<Check>,
+    pub validated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    pub resource: String,
+    pub cloud: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub plan_hash: String,
+    pub operator: String,
+    pub source: String,
+    pub target: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub ok: bool,
+    pub resumed: bool,
+    pub cross_border: Option<String>,
+    pub disks: Vec<DiskReport>,
+    pub instances: Vec<InstanceReport>,
+    pub cleanup: Vec<CleanupReport>,
+    pub revoked: Vec<String>,
+    pub access_kept: bool,
+}
+
+impl RunReport {
+    pub fn load(path: &Path) -> Result<RunReport, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a run report: {e}", path.display()))
+    }
+
+    pub fn total_sent(&self) -> Bytes {
+        self.disks.iter().map(|d| d.bytes_sent).sum()
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let duration = humantime::format_duration(std::time::Duration::from_secs(
+            self.duration_ms.div_ceil(1000),
+        ));
+        let _ = writeln!(md, "# Migration report `{}`\n", self.run_id);
+        let _ = writeln!(
+            md,
+            "- **Result:** {}",
+            if self.ok {
+                "migrated and validated"
+            } else {
+                "INCOMPLETE"
+            }
+        );
+        let _ = writeln!(
+            md,
+            "- **Plan:** `{}` approved by {}",
+            self.plan_hash, self.operator
+        );
+        let _ = writeln!(md, "- **From → to:** {} → {}", self.source, self.target);
+        if let Some(cross) = &self.cross_border {
+            let _ = writeln!(md, "- **Cross-border transfer (acknowledged):** {cross}");
+        }
+        let _ = writeln!(
+            md,
+            "- **Started / finished:** {} / {} ({duration})",
+            self.started_at, self.finished_at
+        );
+        if self.resumed {
+            let _ = writeln!(md, "- **Resumed** from the journal of an interrupted run");
+        }
+        let _ = writeln!(md, "\n## Disks\n");
+        let _ = writeln!(
+            md,
+            "| disk | status | scanned | skipped (zero) | sent | resumed | avg MB/s | peak MB/s | retries | time | digest (LINEAR) |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for d in &self.disks {
+            let digest = d
+                .source_digest
+                .as_ref()
+                .map(|g| g.linear_sha256[..16].to_string())
+                .unwrap_or_else(|| "—".into());
+            let matched = match (&d.source_digest, &d.target_digest) {
+                (Some(s), Some(t)) if s == t => " ✓ target equal",
+                (Some(_), Some(_)) => " ✗ TARGET DIFFERS",
+                _ => "",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | `{digest}`{matched} |",
+                d.disk,
+                d.status,
+                d.bytes_scanned,
+                d.bytes_skipped,
+                d.bytes_sent,
+                d.bytes_resumed,
+                d.average_mb_s,
+                d.peak_mb_s,
+                d.retries,
+                humantime::format_duration(std::time::Duration::from_millis(
+                    d.duration_ms - d.duration_ms % 100
+                )),
+            );
+            if let Some(error) = &d.error {
+                let _ = writeln!(md, "|  | error: {error} |||||||||");
+            }
+        }
+        let _ = writeln!(md, "\n## Validation\n");
+        for instance in &self.instances {
+            let state = if instance.validated {
+                "passed"
+            } else {
+                "FAILED"
+            };
+            let id = instance.target_id.as_deref().unwrap_or("not deployed");
+            let _ = writeln!(md, "### {} ({id}): {state}\n", instance.instance);
+            for check in &instance.checks {
+                let mark = if check.passed { "✓" } else { "✗" };
+                let _ = writeln!(md, "- {mark} {}: {}", check.name, check.detail);
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md, "## Clean-up\n");
+        if self.cleanup.is_empty() {
+            let _ = writeln!(md, "- nothing to remove");
+        }
+        for c in &self.cleanup {
+            let _ = writeln!(md, "- {} on {}: {}", c.resource, c.cloud, c.outcome);
+        }
+        let _ = writeln!(md, "\n## Access\n");
+        if self.access_kept {
+            let _ = writeln!(md, "- temporary access KEPT at the operator's request");
+        } else if self.revoked.is_empty() {
+            let _ = writeln!(
+                md,
+                "- no temporary access was created; all secrets wiped from memory"
+            );
+        } else {
+            for r in &self.revoked {
+                let _ = writeln!(md, "- revoked: {r}");
+            }
+            let _ = writeln!(md, "- all secrets wiped from memory");
+        }
+        md
+    }
+
+    pub fn average(bytes: Bytes, ms: u64) -> f64 {
+        mb_per_s(bytes.0, ms as f64 / 1000.0)
+    }
+}

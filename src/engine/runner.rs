@@ -1,0 +1,899 @@
+//! One run of an approved plan: preflight, then per disk snapshot → transfer
+//! → finish, per instance deploy → validate, then clean-up, revocation and
+//! the report. Every mutating call is audited and journaled.
+
+use super::audit::AuditLog;
+use super::control::{DiskControl, DiskCounters, Throttle};
+use super::journal::{self, Journal, JournalState, Record};
+use super::pipeline::{DiskTransfer, TransferError};
+use super::report::{CleanupReport, DiskReport, InstanceReport, RunReport};
+use super::{
+    Command, DiskInfo, DiskProgress, EngineError, EngineOptions, Event, Level, RunOutcome, Stage,
+    validate,
+};
+use crate::block::{DigestBuilder, DiskDigest};
+use crate::cloud::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DiskRef, ResourceKind,
+    SnapshotRef, TargetDiskSpec, WrittenDisk,
+};
+use crate::plan::{Approved, PlanDisk, PlanItem};
+use crate::units::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Live state of one disk during the run.
+struct DiskSlot {
+    info: DiskInfo,
+    counters: DiskCounters,
+    control: DiskControl,
+    throttle: Option<Throttle>,
+    stage: Mutex<Stage>,
+    result: Mutex<DiskResult>,
+}
+
+#[derive(Default, Clone)]
+struct DiskResult {
+    error: Option<String>,
+    source_digest: Option<DiskDigest>,
+    target_digest: Option<DiskDigest>,
+}
+
+pub(super) struct Run {
+    approved: Approved,
+    cap: Capability,
+    source: Arc<dyn Cloud>,
+    target: Arc<dyn Cloud>,
+    state_dir: PathBuf,
+    dir: PathBuf,
+    journal: Journal,
+    resume: JournalState,
+    events: mpsc::UnboundedSender<Event>,
+    options: EngineOptions,
+    audit: AuditLog,
+    slots: BTreeMap<String, DiskSlot>,
+    disk_permits: Semaphore,
+    started: Instant,
+    started_at: String,
+}
+
+type DiskOutput = (WrittenDisk, DigestBuilder);
+
+impl Run {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        approved: Approved,
+        source: Arc<dyn Cloud>,
+        target: Arc<dyn Cloud>,
+        state_dir: &std::path::Path,
+        dir: PathBuf,
+        journal: Journal,
+        resume: JournalState,
+        events: mpsc::UnboundedSender<Event>,
+        options: EngineOptions,
+    ) -> Run {
+        let cap = approved.capability();
+        let audit = AuditLog::new(
+            &state_dir.join("audit.jsonl"),
+            &approved.hash().0,
+            approved.operator(),
+        );
+        let slots = approved
+            .plan()
+            .disks()
+            .map(|(item, disk)| {
+                let key = item.disk_key(disk);
+                let slot = DiskSlot {
+                    info: DiskInfo {
+                        disk: key.clone(),
+                        virtual_size: disk.virtual_size,
+                        allocated: disk.allocated,
+                    },
+                    counters: DiskCounters::default(),
+                    control: DiskControl::default(),
+                    throttle: options.throttle.map(Throttle::new),
+                    stage: Mutex::new(Stage::Queued),
+                    result: Mutex::new(DiskResult::default()),
+                };
+                (key, slot)
+            })
+            .collect();
+        let disk_permits = Semaphore::new(options.parallel_disks.max(1));
+        Run {
+            approved,
+            cap,
+            source,
+            target,
+            state_dir: state_dir.to_path_buf(),
+            dir,
+            journal,
+            resume,
+            events,
+            options,
+            audit,
+            slots,
+            disk_permits,
+            started: Instant::now(),
+            started_at: crate::fsutil::now_rfc3339(),
+        }
+    }
+
+    pub(super) async fn execute(
+        self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<RunOutcome, EngineError> {
+        let run = Arc::new(self);
+        let listener = {
+            let run = run.clone();
+            tokio::spawn(async move {
+                while let Some(command) = commands.recv().await {
+                    run.command(command);
+                }
+            })
+        };
+        let reporter = tokio::spawn(run.clone().report_progress());
+        let result = run.work().await;
+        reporter.abort();
+        listener.abort();
+        result
+    }
+
+    fn send(&self, event: Event) {
+        // A listener that went away (console closed) must not stop the work.
+        let _ = self.events.send(event);
+    }
+
+    fn log(&self, level: Level, message: String) {
+        self.send(Event::Log { level, message });
+    }
+
+    fn set_stage(&self, key: &str, stage: Stage) {
+        if let Some(slot) = self.slots.get(key) {
+            *lock(&slot.stage) = stage;
+        }
+        self.send(Event::Stage {
+            disk: key.to_string(),
+            stage,
+        });
+    }
+
+    fn command(&self, command: Command) {
+        match command {
+            Command::Pause { disk } | Command::Resume { disk } | Command::Cancel { disk }
+                if !self.slots.contains_key(&disk) =>
+            {
+                self.log(Level::Warn, format!("no disk '{disk}' in this run"));
+            }
+            Command::Pause { disk } => {
+                let slot = &self.slots[&disk];
+                slot.control.set_paused(true);
+                slot.counters.stop_clock();
+                self.send(Event::Stage {
+                    disk,
+                    stage: Stage::Paused,
+                });
+            }
+            Command::Resume { disk } => {
+                let slot = &self.slots[&disk];
+                slot.control.set_paused(false);
+                let stage = *lock(&slot.stage);
+                if stage == Stage::Transfer {
+                    slot.counters.start_clock();
+                }
+                self.send(Event::Stage { disk, stage });
+            }
+            Command::Cancel { disk } => {
+                self.slots[&disk].control.cancel();
+                self.log(Level::Warn, format!("{disk}: cancel requested"));
+            }
+            Command::Shutdown => {
+                for slot in self.slots.values() {
+                    slot.control.cancel();
+                }
+                self.log(
+                    Level::Warn,
+                    "shutting down: finished blocks are journaled; `apply` resumes".into(),
+                );
+            }
+        }
+    }
+
+    fn progress(&self, slot: &DiskSlot) -> DiskProgress {
+        let c = &slot.counters;
+        DiskProgress {
+            disk: slot.info.disk.clone(),
+            bytes_scanned: Bytes(DiskCounters::get(&c.scanned)),
+            bytes_skipped: Bytes(DiskCounters::get(&c.skipped)),
+            bytes_sent: Bytes(DiskCounters::get(&c.sent)),
+            bytes_resumed: Bytes(DiskCounters::get(&c.resumed)),
+            bytes_total: Bytes(DiskCounters::get(&c.total)),
+            retries: c.retries.load(Ordering::Relaxed),
+            elapsed_ms: c.elapsed_ms(),
+        }
+    }
+
+    /// Sends a disk's progress when it changed, a few times a second at most,
+    /// and keeps the peak one-second rate for the report.
+    async fn report_progress(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.options.progress_every);
+        let mut last: HashMap<String, DiskProgress> = HashMap::new();
+        let mut samples: HashMap<String, (Instant, u64)> = HashMap::new();
+        loop {
+            ticker.tick().await;
+            for (key, slot) in &self.slots {
+                let progress = self.progress(slot);
+                let now = Instant::now();
+                let sent = progress.bytes_sent.0;
+                let (then, sent_then) = *samples.entry(key.clone()).or_insert((now, sent));
+                let seconds = now.duration_since(then).as_secs_f64();
+                if seconds >= 1.0 {
+                    let rate = ((sent - sent_then) as f64 / seconds) as u64;
+                    slot.counters
+                        .peak_bytes_per_second
+                        .fetch_max(rate, Ordering::Relaxed);
+                    samples.insert(key.clone(), (now, sent));
+                }
+                if last.get(key) != Some(&progress) {
+                    last.insert(key.clone(), progress.clone());
+                    self.send(Event::Progress(progress));
+                }
+            }
+        }
+    }
+
+    /// Runs an audited cloud call: "started" before, the outcome after.
+    async fn audited<T>(
+        &self,
+        cloud: &dyn Cloud,
+        action: &str,
+        resource: &str,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        let audit_error =
+            |e: std::io::Error| CloudError::Permanent(format!("cannot write the audit log: {e}"));
+        self.audit
+            .record(cloud.name(), action, resource, "started")
+            .map_err(audit_error)?;
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        self.audit
+            .record(cloud.name(), action, resource, &outcome)
+            .map_err(audit_error)?;
+        result
+    }
+
+    fn journal_created(
+        &self,
+        disk: Option<&str>,
+        kind: ResourceKind,
+        cloud: &dyn Cloud,
+        id: &str,
+        temporary: bool,
+    ) -> Result<(), TransferError> {
+        let resource = CreatedResource {
+            cloud: cloud.name().to_string(),
+            kind,
+            id: id.to_string(),
+            temporary,
+        };
+        self.journal.append_durable(&Record::Created {
+            disk: disk.map(str::to_string),
+            resource,
+        })?;
+        Ok(())
+    }
+
+    async fn work(self: &Arc<Self>) -> Result<RunOutcome, EngineError> {
+        self.preflight().await?;
+        let resumed = self.resume.plan_hash.is_some();
+        if !resumed {
+            self.journal.append_durable(&Record::RunStarted {
+                plan_hash: self.approved.hash().0.clone(),
+                operator: self.approved.operator().to_string(),
+                at: self.started_at.clone(),
+                boot_id: journal::boot_id(),
+            })?;
+        }
+        self.send(Event::RunStarted {
+            run_id: super::run_id(&self.approved.hash().0),
+            plan_hash: self.approved.hash().0.clone(),
+            resumed,
+            run_dir: self.dir.clone(),
+            disks: self.slots.values().map(|s| s.info.clone()).collect(),
+        });
+        let items = self
+            .approved
+            .plan()
+            .items
+            .iter()
+            .map(|item| self.migrate_instance(item));
+        let instances = futures::future::join_all(items).await;
+        let healthy: BTreeSet<String> = self
+            .approved
+            .plan()
+            .items
+            .iter()
+            .zip(&instances)
+            .filter(|(_, report)| report.validated)
+            .flat_map(|(item, _)| item.disks.iter().map(|d| item.disk_key(d)))
+            .collect();
+        let cleanup = self.clean_up(&healthy).await?;
+        let revoked = self.revoke().await?;
+        self.finish(instances, cleanup, revoked, resumed)
+    }
+
+    /// Refuses, before any change, a plan that no longer matches the clouds.
+    async fn preflight(&self) -> Result<(), EngineError> {
+        let plan = self.approved.plan();
+        let fail = |message: String| Err(EngineError::Preflight(message));
+        if self.source.name() != plan.source.cloud || self.target.name() != plan.target.cloud {
+            return fail(format!(
+                "plan moves {} → {}, but the clouds given are {} → {}",
+                plan.source.cloud,
+                plan.target.cloud,
+                self.source.name(),
+                self.target.name()
+            ));
+        }
+        if !self.source.roles().source || !self.target.roles().target {
+            return fail(format!(
+                "{} cannot be a source or {} cannot be a target",
+                self.source.name(),
+                self.target.name()
+            ));
+        }
+        let source = self
+            .source
+            .inventory()
+            .await
+            .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.source.name())))?;
+        let target = self
+            .target
+            .inventory()
+            .await
+            .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.target.name())))?;
+        for item in &plan.items {
+            let Some(instance) = source.instance(&item.instance_id) else {
+                return fail(format!(
+                    "plan names instance '{}' ({}), which {} no longer has: make a new plan",
+                    item.instance_name, item.instance_id, plan.source.cloud
+                ));
+            };
+            for disk in &item.disks {
+                if !instance.disks.iter().any(|d| d.id == disk.disk_id) {
+                    return fail(format!(
+                        "instance '{}' no longer has disk '{}': make a new plan",
+                        item.instance_name, disk.disk_id
+                    ));
+                }
+            }
+            if target.size(&item.target_size).is_none() {
+                return fail(format!(
+                    "{} no longer offers size '{}' (for '{}')",
+                    plan.target.cloud, item.target_size, item.instance_name
+                ));
+            }
+            let ours = self.resume.deployed.contains_key(&item.target_name);
+            if !ours && target.instance(&item.target_name).is_some() {
+                return fail(format!(
+                    "{} already has an instance named '{}': rename the target in the plan",
+                    plan.target.cloud, item.target_name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn migrate_instance(&self, item: &PlanItem) -> InstanceReport {
+        let moved =
+            futures::future::join_all(item.disks.iter().map(|disk| self.migrate_disk(item, disk)))
+                .await;
+        let failed = moved.iter().filter(|m| m.is_none()).count();
+        let mut report = InstanceReport {
+            instance: item.instance_name.clone(),
+            target_id: None,
+            checks: Vec::new(),
+            validated: false,
+        };
+        if failed > 0 {
+            report.checks.push(Check {
+                name: "disks".into(),
+                passed: false,
+                detail: format!(
+                    "{failed} of {} disks did not arrive; instance not deployed",
+                    item.disks.len()
+                ),
+            });
+            return report;
+        }
+        let disks: Vec<DiskOutput> = moved.into_iter().flatten().collect();
+        match self.deploy_and_validate(item, &disks, &mut report).await {
+            Ok(()) => report.validated = report.checks.iter().all(|c| c.passed),
+            Err(e) => report.checks.push(Check {
+                name: "deploy".into(),
+                passed: false,
+                detail: e.to_string(),
+            }),
+        }
+        let _ = self.journal.append_durable(&Record::Validated {
+            instance: item.instance_name.clone(),
+            checks: report.checks.clone(),
+        });
+        let final_stage = if report.validated {
+            Stage::Done
+        } else {
+            Stage::Failed
+        };
+        for disk in &item.disks {
+            self.set_stage(&item.disk_key(disk), final_stage);
+        }
+        self.send(Event::Validated {
+            instance: item.instance_name.clone(),
+            checks: report.checks.clone(),
+        });
+        report
+    }
+
+    async fn deploy_and_validate(
+        &self,
+        item: &PlanItem,
+        disks: &[DiskOutput],
+        report: &mut InstanceReport,
+    ) -> Result<(), TransferError> {
+        let mut tags = BTreeMap::new();
+        tags.insert(
+            "altishift:source".to_string(),
+            format!("{}/{}", self.source.name(), item.instance_name),
+        );
+        let spec = DeploySpec {
+            name: item.target_name.clone(),
+            size: item.target_size.clone(),
+            region: item.target_region.clone(),
+            disks: disks.iter().map(|(w, _)| w.clone()).collect(),
+            tags,
+        };
+        let deployed = match self.resume.deployed.get(&item.target_name) {
+            Some(deployed) => deployed.clone(),
+            None => {
+                let target = &*self.target;
+                let deployed = self
+                    .audited(
+                        target,
+                        "deploy_instance",
+                        &item.target_name,
+                        target.deploy(&self.cap, &spec),
+                    )
+                    .await?;
+                self.journal_created(None, ResourceKind::Instance, target, &deployed.id, false)?;
+                self.journal.append_durable(&Record::Deployed {
+                    instance: item.target_name.clone(),
+                    deployed: deployed.clone(),
+                })?;
+                deployed
+            }
+        };
+        report.target_id = Some(deployed.id.clone());
+        self.send(Event::InstanceDeployed {
+            instance: item.instance_name.clone(),
+            id: deployed.id.clone(),
+        });
+        let in_flight = self
+            .options
+            .in_flight
+            .unwrap_or(self.target.default_in_flight());
+        for ((written, source), disk) in disks.iter().zip(&item.disks) {
+            let key = item.disk_key(disk);
+            self.set_stage(&key, Stage::Verify);
+            let target = match validate::read_back_digests(
+                &*self.target,
+                written,
+                in_flight,
+                self.options.retry,
+            )
+            .await
+            {
+                Ok(target) => target,
+                Err(e) => {
+                    report.checks.push(Check {
+                        name: format!("digest {key}"),
+                        passed: false,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if let Some(slot) = self.slots.get(&key) {
+                lock(&slot.result).target_digest = target.as_ref().map(DigestBuilder::finish);
+            }
+            report
+                .checks
+                .push(validate::compare(&key, source, target.as_ref()));
+        }
+        report
+            .checks
+            .extend(self.target.probe(&deployed, &spec).await?);
+        Ok(())
+    }
+
+    /// Moves one disk; None when it failed or was cancelled (already reported).
+    async fn migrate_disk(&self, item: &PlanItem, disk: &PlanDisk) -> Option<DiskOutput> {
+        let key = item.disk_key(disk);
+        let _permit = self.disk_permits.acquire().await.ok()?;
+        let slot = self.slots.get(&key)?;
+        match self.move_disk(item, disk, &key, slot).await {
+            Ok((written, digests)) => {
+                let digest = digests.finish();
+                lock(&slot.result).source_digest = Some(digest.clone());
+                self.send(Event::DiskFinished { disk: key, digest });
+                Some((written, digests))
+            }
+            Err(TransferError::Cancelled) => {
+                lock(&slot.result).error = Some("cancelled".into());
+                self.set_stage(&key, Stage::Cancelled);
+                None
+            }
+            Err(e) => {
+                let error = e.to_string();
+                lock(&slot.result).error = Some(error.clone());
+                self.set_stage(&key, Stage::Failed);
+                self.send(Event::DiskFailed { disk: key, error });
+                None
+            }
+        }
+    }
+
+    async fn move_disk(
+        &self,
+        item: &PlanItem,
+        disk: &PlanDisk,
+        key: &str,
+        slot: &DiskSlot,
+    ) -> Result<DiskOutput, TransferError> {
+        let resume = self.resume.disk(key);
+        if let Some((written, _)) = &resume.written {
+            let mut digests = DigestBuilder::default();
+            for (index, digest) in &resume.sent {
+                digests.insert(*index, *digest);
+            }
+            let resumed: u64 = resume.sent.len() as u64 * crate::units::BLOCK_SIZE;
+            DiskCounters::add(&slot.counters.resumed, resumed);
+            self.log(
+                Level::Info,
+                format!("{key}: already written by the interrupted run"),
+            );
+            return Ok((written.clone(), digests));
+        }
+        let (source, target) = (&*self.source, &*self.target);
+        slot.control
+            .proceed()
+            .await
+            .map_err(|_| TransferError::Cancelled)?;
+        self.set_stage(key, Stage::Snapshot);
+        let snapshot = match (&disk.source_snapshot, &resume.snapshot) {
+            (Some(id), _) => SnapshotRef {
+                id: id.clone(),
+                virtual_size: disk.virtual_size,
+                format: disk.source_format,
+                created_by_run: false,
+            },
+            (None, Some(snapshot)) => snapshot.clone(),
+            (None, None) => {
+                let name = format!(
+                    "altishift-{}-{}-{}",
+                    self.cap.plan_hash().short(),
+                    item.instance_name,
+                    disk.disk_id
+                );
+                let at = DiskRef {
+                    instance_id: item.instance_id.clone(),
+                    disk_id: disk.disk_id.clone(),
+                };
+                let snapshot = self
+                    .audited(
+                        source,
+                        "snapshot_disk",
+                        key,
+                        source.snapshot_disk(&self.cap, &at, &name),
+                    )
+                    .await?;
+                if snapshot.created_by_run {
+                    self.journal_created(
+                        Some(key),
+                        ResourceKind::Snapshot,
+                        source,
+                        &snapshot.id,
+                        true,
+                    )?;
+                }
+                self.journal.append_durable(&Record::SnapshotReady {
+                    disk: key.to_string(),
+                    snapshot: snapshot.clone(),
+                })?;
+                snapshot
+            }
+        };
+        let retry = self.options.retry;
+        let reader = retry
+            .run(|| source.open_disk_reader(&snapshot), |_, _| {})
+            .await?;
+        if reader.virtual_size() != disk.virtual_size {
+            return Err(CloudError::Permanent(format!(
+                "{key}: disk is {} now, the plan says {}: make a new plan",
+                reader.virtual_size(),
+                disk.virtual_size
+            ))
+            .into());
+        }
+        let spec = TargetDiskSpec {
+            name: format!("{}-{}", item.target_name, disk.disk_id),
+            virtual_size: disk.virtual_size,
+            format: disk.target_format,
+            region: item.target_region.clone(),
+            resume: resume.staging_id.clone(),
+        };
+        let writer = self
+            .audited(
+                target,
+                "open_disk_writer",
+                &spec.name,
+                target.open_disk_writer(&self.cap, &spec),
+            )
+            .await?;
+        if resume.staging_id.is_none() {
+            self.journal_created(
+                Some(key),
+                ResourceKind::StagingDisk,
+                target,
+                &writer.staging_id(),
+                true,
+            )?;
+            self.journal.append_durable(&Record::WriterOpened {
+                disk: key.to_string(),
+                staging_id: writer.staging_id(),
+            })?;
+        }
+        self.set_stage(
+            key,
+            if slot.control.state().paused {
+                Stage::Paused
+            } else {
+                Stage::Transfer
+            },
+        );
+        let digests = DiskTransfer {
+            key,
+            reader: &*reader,
+            writer: &*writer,
+            resume: &resume,
+            counters: &slot.counters,
+            control: &slot.control,
+            throttle: slot.throttle.as_ref(),
+            journal: &self.journal,
+            retry,
+            in_flight: self.options.in_flight.unwrap_or(target.default_in_flight()),
+            checkpoint_every: self.options.checkpoint_every,
+        }
+        .run()
+        .await?;
+        self.set_stage(key, Stage::Finish);
+        let blocks = digests.len() as u64;
+        let written = self
+            .audited(target, "write_disk", &spec.name, writer.finish(blocks))
+            .await?;
+        self.journal_created(Some(key), ResourceKind::Disk, target, &written.id, false)?;
+        self.journal.append_durable(&Record::DiskWritten {
+            disk: key.to_string(),
+            written: written.clone(),
+            digest: digests.finish(),
+        })?;
+        Ok((written, digests))
+    }
+
+    /// Removes temporary resources of disks that made it; keeps those of
+    /// failed disks so that `apply` can resume them.
+    async fn clean_up(
+        &self,
+        healthy: &BTreeSet<String>,
+    ) -> Result<Vec<CleanupReport>, EngineError> {
+        let state = journal::replay(self.journal.path())?;
+        let mut reports = Vec::new();
+        for (disk, resource) in state
+            .live_resources()
+            .into_iter()
+            .filter(|(_, r)| r.temporary)
+        {
+            let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
+            let keep = disk.as_ref().is_some_and(|d| !healthy.contains(d));
+            if keep {
+                reports.push(CleanupReport {
+                    resource: label,
+                    cloud: resource.cloud.clone(),
+                    outcome: "kept: its disk did not finish (apply resumes from it)".into(),
+                });
+                continue;
+            }
+            let cloud: &dyn Cloud = if resource.cloud == self.source.name() {
+                &*self.source
+            } else {
+                &*self.target
+            };
+            let action = format!("delete_{:?}", resource.kind).to_lowercase();
+            let outcome = match self
+                .audited(
+                    cloud,
+                    &action,
+                    &resource.id,
+                    cloud.delete(&self.cap, &resource),
+                )
+                .await
+            {
+                Ok(()) => {
+                    self.journal.append_durable(&Record::Deleted {
+                        resource: resource.clone(),
+                    })?;
+                    "deleted".to_string()
+                }
+                Err(e) => format!("NOT deleted: {e}"),
+            };
+            self.send(Event::CleanedUp {
+                resource: label.clone(),
+                ok: outcome == "deleted",
+                detail: outcome.clone(),
+            });
+            reports.push(CleanupReport {
+                resource: label,
+                cloud: resource.cloud.clone(),
+                outcome,
+            });
+        }
+        Ok(reports)
+    }
+
+    async fn revoke(&self) -> Result<Vec<String>, EngineError> {
+        if self.approved.plan().keep_access {
+            self.log(
+                Level::Warn,
+                "temporary access kept at the operator's request (see the report)".into(),
+            );
+            return Ok(Vec::new());
+        }
+        let mut revoked = Vec::new();
+        let mut clouds: Vec<&dyn Cloud> = vec![&*self.source];
+        if self.target.name() != self.source.name() {
+            clouds.push(&*self.target);
+        }
+        for cloud in clouds {
+            let items = match cloud.revoke().await {
+                Ok(items) => items,
+                Err(e) => vec![format!("{}: revocation FAILED: {e}", cloud.name())],
+            };
+            self.journal.append_durable(&Record::Revoked {
+                cloud: cloud.name().to_string(),
+                items: items.clone(),
+            })?;
+            self.send(Event::Revoked {
+                cloud: cloud.name().to_string(),
+                items: items.clone(),
+            });
+            revoked.extend(items.into_iter().map(|i| format!("{}: {i}", cloud.name())));
+        }
+        Ok(revoked)
+    }
+
+    fn finish(
+        &self,
+        instances: Vec<InstanceReport>,
+        cleanup: Vec<CleanupReport>,
+        revoked: Vec<String>,
+        resumed: bool,
+    ) -> Result<RunOutcome, EngineError> {
+        let plan = self.approved.plan();
+        let disks: Vec<DiskReport> = plan
+            .disks()
+            .filter_map(|(item, disk)| self.slots.get(&item.disk_key(disk)))
+            .map(|slot| self.disk_report(slot))
+            .collect();
+        let ok = disks.iter().all(|d| d.status == "done") && instances.iter().all(|i| i.validated);
+        let report = RunReport {
+            run_id: super::run_id(&self.approved.hash().0),
+            plan_hash: self.approved.hash().0.clone(),
+            operator: self.approved.operator().to_string(),
+            source: plan.source.cloud.clone(),
+            target: plan.target.cloud.clone(),
+            started_at: self.started_at.clone(),
+            finished_at: crate::fsutil::now_rfc3339(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            ok,
+            resumed,
+            cross_border: plan
+                .cross_border
+                .as_ref()
+                .map(|c| format!("{} → {} ({})", c.from, c.to, c.bytes)),
+            disks,
+            instances,
+            cleanup,
+            revoked,
+            access_kept: plan.keep_access,
+        };
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| EngineError::Io { what, source }
+        };
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Io {
+            what: "report".into(),
+            source: std::io::Error::other(e),
+        })?;
+        crate::fsutil::write_atomic(&self.dir.join("report.json"), &json)
+            .map_err(io("writing report.json"))?;
+        let report_path = self.dir.join("report.md");
+        crate::fsutil::write_atomic(&report_path, report.to_markdown().as_bytes())
+            .map_err(io("writing report.md"))?;
+        if ok {
+            super::estimate::record(&self.state_dir, &report);
+        }
+        self.journal.append_durable(&Record::RunFinished {
+            ok,
+            at: report.finished_at.clone(),
+        })?;
+        let summary = format!(
+            "{} of {} disks migrated, {} sent, {} of {} instances validated",
+            report.disks.iter().filter(|d| d.status == "done").count(),
+            report.disks.len(),
+            report.total_sent(),
+            report.instances.iter().filter(|i| i.validated).count(),
+            report.instances.len()
+        );
+        self.send(Event::RunFinished {
+            ok,
+            report: report_path.clone(),
+            summary,
+        });
+        Ok(RunOutcome {
+            ok,
+            report_path,
+            report,
+        })
+    }
+
+    fn disk_report(&self, slot: &DiskSlot) -> DiskReport {
+        let p = self.progress(slot);
+        let result = lock(&slot.result).clone();
+        let stage = *lock(&slot.stage);
+        let average = RunReport::average(p.bytes_sent, p.elapsed_ms);
+        let peak = slot.counters.peak_bytes_per_second.load(Ordering::Relaxed) as f64 / 1e6;
+        DiskReport {
+            disk: slot.info.disk.clone(),
+            status: match (&result.error, stage) {
+                (Some(e), _) if e == "cancelled" => "cancelled".into(),
+                (Some(_), _) => "failed".into(),
+                (None, Stage::Done) => "done".into(),
+                (None, stage) => stage.to_string(),
+            },
+            virtual_size: slot.info.virtual_size,
+            allocated: slot.info.allocated,
+            bytes_scanned: p.bytes_scanned,
+            bytes_skipped: p.bytes_skipped,
+            bytes_sent: p.bytes_sent,
+            bytes_resumed: p.bytes_resumed,
+            blocks_sent: DiskCounters::get(&slot.counters.blocks_sent),
+            retries: p.retries,
+            duration_ms: p.elapsed_ms,
+            average_mb_s: average,
+            peak_mb_s: peak.max(average),
+            source_digest: result.source_digest,
+            target_digest: result.target_digest,
+            error: result.error,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

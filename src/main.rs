@@ -1,0 +1,262 @@
+//! `altishift`: the console by default, and a headless twin for every mode.
+
+use altishift::cli::{self, common::Globals};
+use altishift::cloud::lab::generate::LabScale;
+use altishift::inventory::DiskFormat;
+use altishift::units::{Bytes, parse_bytes, parse_rate};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "altishift",
+    version,
+    about = "Move compute instances and their disks between clouds"
+)]
+struct Cli {
+    /// Config file (default: ~/.config/altishift/config.toml; none: the built-in lab).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where journals, audit log and reports go (default: from the config).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Commands>,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Create and inspect lab clouds (local, no account needed).
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// List a cloud's instances, disks, sizes and regions.
+    Inventory {
+        cloud: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a migration plan (`plan show FILE` prints one).
+    #[command(args_conflicts_with_subcommands = true)]
+    Plan {
+        #[command(subcommand)]
+        show: Option<PlanCommand>,
+        #[command(flatten)]
+        build: Option<PlanBuild>,
+    },
+    /// Approve a plan by typing its short hash.
+    Approve {
+        plan: PathBuf,
+        /// The short hash, for scripts (instead of the prompt).
+        #[arg(long)]
+        confirm: Option<String>,
+        /// Acknowledge that the plan moves data across borders.
+        #[arg(long)]
+        ack_cross_border: bool,
+    },
+    /// Carry out an approved plan (resumes an interrupted run).
+    Apply {
+        plan: PathBuf,
+        /// Events as JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Per-disk rate limit, e.g. 40MiB/s.
+        #[arg(long, value_parser = parse_rate)]
+        throttle: Option<Bytes>,
+        /// Blocks in flight per disk.
+        #[arg(long)]
+        in_flight: Option<usize>,
+    },
+    /// Show a run's report.
+    Report {
+        /// Run id (run-…), run folder or report.json.
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks (measure, never assert).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Create a lab with two clouds (lab-east in DE, lab-west in US) in DIR.
+    Init {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "standard")]
+        scale: LabScale,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Print a plan file for a person.
+    Show {
+        plan: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct PlanBuild {
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: String,
+    /// Instances to migrate.
+    #[arg(long, num_args = 1.., required = true)]
+    select: Vec<String>,
+    /// Target size override, NAME=SIZE (repeatable).
+    #[arg(long = "size")]
+    sizes: Vec<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Target disk format for every disk (default: the source's).
+    #[arg(long)]
+    format: Option<DiskFormat>,
+    /// Keep temporary access after the run.
+    #[arg(long)]
+    keep_access: bool,
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Lab transfer vs qemu-img convert and cp --sparse on the same images.
+    Transfer {
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Cases as VIRTUAL:ALLOCATED (default: 16GiB:2GiB and 64GiB:256MiB).
+        #[arg(long = "case")]
+        cases: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("altishift: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("altishift: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let globals = Globals {
+        config: cli.config,
+        state_dir: cli.state_dir,
+    };
+    match cli.command {
+        None => anyhow::bail!(
+            "the console is not built into this version yet: use the headless commands (altishift --help)"
+        ),
+        Some(Commands::Lab {
+            command: LabCommand::Init { dir, scale },
+        }) => cli::lab::init(&dir, scale),
+        Some(Commands::Inventory { cloud, json }) => {
+            cli::inventory::run(&globals, &cloud, json).await
+        }
+        Some(Commands::Plan {
+            show: Some(PlanCommand::Show { plan, json }),
+            ..
+        }) => cli::plan::show(&plan, json),
+        Some(Commands::Plan { build: Some(b), .. }) => {
+            let args = cli::plan::PlanArgs {
+                from: b.from,
+                to: b.to,
+                select: b.select,
+                sizes: b.sizes,
+                region: b.region,
+                format: b.format,
+                keep_access: b.keep_access,
+                output: b.output,
+            };
+            cli::plan::make(&globals, args).await
+        }
+        Some(Commands::Plan { .. }) => {
+            anyhow::bail!("plan needs --from, --to and --select (or `plan show FILE`)")
+        }
+        Some(Commands::Approve {
+            plan,
+            confirm,
+            ack_cross_border,
+        }) => cli::plan::approve(&globals, &plan, confirm, ack_cross_border),
+        Some(Commands::Apply {
+            plan,
+            json,
+            throttle,
+            in_flight,
+        }) => {
+            cli::apply::run(
+                &globals,
+                &plan,
+                cli::apply::ApplyArgs {
+                    json,
+                    throttle,
+                    in_flight,
+                },
+            )
+            .await
+        }
+        Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
+        Some(Commands::Bench {
+            command:
+                BenchCommand::Transfer {
+                    dir,
+                    runs,
+                    in_flight,
+                    cases,
+                },
+        }) => {
+            let cases = if cases.is_empty() {
+                vec![
+                    (Bytes::gib(16), Bytes::gib(2)),
+                    (Bytes::gib(64), Bytes::mib(256)),
+                ]
+            } else {
+                cases
+                    .iter()
+                    .map(|c| parse_case(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?
+            };
+            cli::bench::transfer(cli::bench::BenchArgs {
+                dir,
+                runs: runs.max(1),
+                in_flight,
+                cases,
+            })
+            .await
+        }
+    }
+}
+
+fn parse_case(text: &str) -> Result<(Bytes, Bytes), String> {
+    let (virtual_size, allocated) = text.split_once(':').ok_or(format!(
+        "--case '{text}': expected VIRTUAL:ALLOCATED, e.g. 16GiB:2GiB"
+    ))?;
+    Ok((parse_bytes(virtual_size)?, parse_bytes(allocated)?))
+}

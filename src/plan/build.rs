@@ -1,0 +1,362 @@
+//! Builds a plan from two inventories and the operator's selection.
+
+use super::size_map::nearest_size;
+use super::{
+    Action, ActionVerb, CloudSide, CrossBorder, PLAN_VERSION, Plan, PlanDisk, PlanItem, Summary,
+};
+use crate::inventory::{DiskFormat, Inventory};
+use crate::units::Bytes;
+use std::collections::BTreeMap;
+
+/// One side of the plan: a cloud, its profile's jurisdiction and what it holds.
+pub struct Side<'a> {
+    pub cloud: &'a str,
+    pub provider: String,
+    /// The profile's jurisdiction; otherwise each region's own.
+    pub jurisdiction: Option<String>,
+    pub inventory: &'a Inventory,
+}
+
+impl Side<'_> {
+    fn jurisdiction_of(&self, region: &str) -> String {
+        self.jurisdiction
+            .clone()
+            .or_else(|| {
+                self.inventory
+                    .region(region)
+                    .map(|r| r.jurisdiction.clone())
+            })
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Instance names (or ids) to migrate, in order.
+    pub select: Vec<String>,
+    /// `instance -> target size` overrides of the automatic mapping.
+    pub sizes: BTreeMap<String, String>,
+    pub target_region: Option<String>,
+    /// Disk format for every target disk; the source's format when unset.
+    pub target_format: Option<DiskFormat>,
+    pub keep_access: bool,
+}
+
+/// Throughput behind the time estimate and where it was measured.
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    pub bytes_per_second: u64,
+    pub basis: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("nothing selected: name at least one instance (--select NAME)")]
+    NothingSelected,
+    #[error("no instance '{name}' in {cloud} (instances: {known})")]
+    NoSuchInstance {
+        name: String,
+        cloud: String,
+        known: String,
+    },
+    #[error("instance '{instance}' is selected twice")]
+    Duplicate { instance: String },
+    #[error("{cloud} has no size with at least {vcpus} vCPU and {memory} for '{instance}'")]
+    NoSizeFits {
+        cloud: String,
+        instance: String,
+        vcpus: u32,
+        memory: Bytes,
+    },
+    #[error("size '{size}' for '{instance}' is not in {cloud}'s catalogue (sizes: {known})")]
+    UnknownSize {
+        instance: String,
+        size: String,
+        cloud: String,
+        known: String,
+    },
+    #[error(
+        "size '{size}' ({vcpus} vCPU, {memory}) is smaller than '{instance}' needs ({need_vcpus} vCPU, {need_memory})"
+    )]
+    SizeTooSmall {
+        instance: String,
+        size: String,
+        vcpus: u32,
+        memory: Bytes,
+        need_vcpus: u32,
+        need_memory: Bytes,
+    },
+    #[error("region '{region}' is not in {cloud} (regions: {known})")]
+    UnknownRegion {
+        region: String,
+        cloud: String,
+        known: String,
+    },
+    #[error("{cloud} has no regions to deploy into")]
+    NoRegion { cloud: String },
+    #[error("size override for '{instance}', which is not selected")]
+    StrayOverride { instance: String },
+}
+
+pub fn build(
+    source: &Side,
+    target: &Side,
+    request: &Request,
+    throughput: &Throughput,
+    operator: &str,
+) -> Result<Plan, PlanError> {
+    if request.select.is_empty() {
+        return Err(PlanError::NothingSelected);
+    }
+    for instance in request.sizes.keys() {
+        if !request.select.contains(instance) {
+            return Err(PlanError::StrayOverride {
+                instance: instance.clone(),
+            });
+        }
+    }
+    let target_region = match &request.target_region {
+        Some(region) if target.inventory.region(region).is_none() => {
+            return Err(PlanError::UnknownRegion {
+                region: region.clone(),
+                cloud: target.cloud.into(),
+                known: names(target.inventory.regions.iter().map(|r| &r.name)),
+            });
+        }
+        Some(region) => region.clone(),
+        None => target
+            .inventory
+            .regions
+            .first()
+            .map(|r| r.name.clone())
+            .ok_or_else(|| PlanError::NoRegion {
+                cloud: target.cloud.into(),
+            })?,
+    };
+
+    let mut items = Vec::new();
+    for name in &request.select {
+        if items
+            .iter()
+            .any(|i: &PlanItem| &i.instance_name == name || &i.instance_id == name)
+        {
+            return Err(PlanError::Duplicate {
+                instance: name.clone(),
+            });
+        }
+        let instance =
+            source
+                .inventory
+                .instance(name)
+                .ok_or_else(|| PlanError::NoSuchInstance {
+                    name: name.clone(),
+                    cloud: source.cloud.into(),
+                    known: names(source.inventory.instances.iter().map(|i| &i.name)),
+                })?;
+        let size = match request.sizes.get(name) {
+            Some(wanted) => {
+                let size = target
+                    .inventory
+                    .size(wanted)
+                    .ok_or_else(|| PlanError::UnknownSize {
+                        instance: name.clone(),
+                        size: wanted.clone(),
+                        cloud: target.cloud.into(),
+                        known: names(target.inventory.sizes.iter().map(|s| &s.name)),
+                    })?;
+                if size.vcpus < instance.vcpus || size.memory < instance.memory {
+                    return Err(PlanError::SizeTooSmall {
+                        instance: name.clone(),
+                        size: size.name.clone(),
+                        vcpus: size.vcpus,
+                        memory: size.memory,
+                        need_vcpus: instance.vcpus,
+                        need_memory: instance.memory,
+                    });
+                }
+                size
+            }
+            None => nearest_size(&target.inventory.sizes, instance.vcpus, instance.memory)
+                .ok_or_else(|| PlanError::NoSizeFits {
+                    cloud: target.cloud.into(),
+                    instance: name.clone(),
+                    vcpus: instance.vcpus,
+                    memory: instance.memory,
+                })?,
+        };
+        let disks = instance
+            .disks
+            .iter()
+            .map(|disk| PlanDisk {
+                disk_id: disk.id.clone(),
+                device: disk.device.clone(),
+                boot: disk.boot,
+                virtual_size: disk.virtual_size,
+                allocated: disk.allocated.unwrap_or(disk.virtual_size),
+                source_format: disk.format,
+                target_format: request.target_format.unwrap_or(disk.format),
+                source_snapshot: None,
+            })
+            .collect();
+        items.push(PlanItem {
+            instance_id: instance.id.clone(),
+            instance_name: instance.name.clone(),
+            source_size: instance.size.clone(),
+            vcpus: instance.vcpus,
+            memory: instance.memory,
+            target_name: instance.name.clone(),
+            target_size: size.name.clone(),
+            target_region: target_region.clone(),
+            wave: 1,
+            disks,
+        });
+    }
+
+    let mut plan = Plan {
+        version: PLAN_VERSION,
+        created_at: crate::fsutil::now_rfc3339(),
+        created_by: operator.to_string(),
+        source: CloudSide {
+            cloud: source.cloud.into(),
+            provider: source.provider.clone(),
+            jurisdiction: String::new(),
+        },
+        target: CloudSide {
+            cloud: target.cloud.into(),
+            provider: target.provider.clone(),
+            jurisdiction: target.jurisdiction_of(&target_region),
+        },
+        keep_access: request.keep_access,
+        summary: Summary {
+            instances: 0,
+            disks: 0,
+            bytes_to_move: Bytes::ZERO,
+            virtual_bytes: Bytes::ZERO,
+            estimate_seconds: 0,
+            estimate_basis: String::new(),
+        },
+        cross_border: None,
+        items,
+        actions: Vec::new(),
+        approval: None,
+    };
+    let source_regions: Vec<String> = request
+        .select
+        .iter()
+        .filter_map(|n| source.inventory.instance(n))
+        .map(|i| source.jurisdiction_of(&i.region))
+        .collect();
+    let mut source_jurisdictions = source_regions.clone();
+    source_jurisdictions.sort();
+    source_jurisdictions.dedup();
+    plan.source.jurisdiction = source_jurisdictions.join("+");
+    refresh(&mut plan, throughput);
+    Ok(plan)
+}
+
+/// Recomputes what follows from the items (actions, totals, estimate,
+/// cross-border flag): after building, and after the console edits an item.
+pub fn refresh(plan: &mut Plan, throughput: &Throughput) {
+    let bytes: Bytes = plan.items.iter().map(|i| i.allocated()).sum();
+    let virtual_bytes: Bytes = plan.disks().map(|(_, d)| d.virtual_size).sum();
+    plan.summary = Summary {
+        instances: plan.items.len() as u32,
+        disks: plan.disks().count() as u32,
+        bytes_to_move: bytes,
+        virtual_bytes,
+        estimate_seconds: bytes.0.div_ceil(throughput.bytes_per_second.max(1)),
+        estimate_basis: throughput.basis.clone(),
+    };
+    plan.cross_border =
+        (plan.source.jurisdiction != plan.target.jurisdiction).then(|| CrossBorder {
+            from: plan.source.jurisdiction.clone(),
+            to: plan.target.jurisdiction.clone(),
+            bytes,
+        });
+    plan.actions = actions(plan);
+}
+
+fn actions(plan: &Plan) -> Vec<Action> {
+    let mut list = Vec::new();
+    let mut push = |cloud: &str, verb: ActionVerb, resource: String, detail: String| {
+        list.push(Action {
+            step: list.len() as u32 + 1,
+            cloud: cloud.to_string(),
+            verb,
+            resource,
+            detail,
+        });
+    };
+    let (src, dst) = (&plan.source.cloud, &plan.target.cloud);
+    for item in &plan.items {
+        for disk in &item.disks {
+            let key = item.disk_key(disk);
+            match &disk.source_snapshot {
+                Some(snapshot) => push(
+                    src,
+                    ActionVerb::SnapshotDisk,
+                    key.clone(),
+                    format!("none: reads existing snapshot {snapshot}"),
+                ),
+                None => push(
+                    src,
+                    ActionVerb::SnapshotDisk,
+                    key.clone(),
+                    format!("point-in-time copy of {}", disk.device),
+                ),
+            }
+            push(
+                dst,
+                ActionVerb::WriteDisk,
+                format!("{}-{}", item.target_name, disk.disk_id),
+                format!(
+                    "{} {} virtual, {} to send",
+                    disk.target_format, disk.virtual_size, disk.allocated
+                ),
+            );
+        }
+        push(
+            dst,
+            ActionVerb::DeployInstance,
+            item.target_name.clone(),
+            format!("size {} in {}", item.target_size, item.target_region),
+        );
+    }
+    for item in &plan.items {
+        for disk in item.disks.iter().filter(|d| d.source_snapshot.is_none()) {
+            push(
+                src,
+                ActionVerb::DeleteSnapshot,
+                item.disk_key(disk),
+                "snapshot taken by this run".into(),
+            );
+        }
+    }
+    push(
+        dst,
+        ActionVerb::DeleteStaging,
+        "staging".into(),
+        "temporary files and objects of this run".into(),
+    );
+    if !plan.keep_access {
+        for cloud in [src, dst] {
+            push(
+                cloud,
+                ActionVerb::RevokeAccess,
+                cloud.clone(),
+                "temporary access; secrets wiped".into(),
+            );
+        }
+    }
+    list
+}
+
+fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<&str> = items.map(String::as_str).collect();
+    if all.is_empty() {
+        "none".into()
+    } else {
+        all.join(", ")
+    }
+}

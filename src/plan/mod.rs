@@ -1,0 +1,319 @@
+//! The migration plan: every change a run will make, written down before any
+//! is made. Its canonical hash is what an operator approves.
+
+pub mod approval;
+pub mod build;
+pub mod render;
+pub mod size_map;
+
+use crate::block::to_hex;
+use crate::inventory::DiskFormat;
+use crate::units::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub use approval::{ApprovalRecord, Approved};
+
+pub const PLAN_VERSION: u32 = 1;
+
+/// SHA-256 of a plan's canonical form, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlanHash(pub String);
+
+impl PlanHash {
+    /// The part an operator types to approve.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(8)]
+    }
+}
+
+impl std::fmt::Display for PlanHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSide {
+    pub cloud: String,
+    pub provider: String,
+    pub jurisdiction: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDisk {
+    pub disk_id: String,
+    pub device: String,
+    pub boot: bool,
+    pub virtual_size: Bytes,
+    pub allocated: Bytes,
+    pub source_format: DiskFormat,
+    pub target_format: DiskFormat,
+    /// An existing snapshot to read instead of taking a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_snapshot: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanItem {
+    pub instance_id: String,
+    pub instance_name: String,
+    pub source_size: String,
+    pub vcpus: u32,
+    pub memory: Bytes,
+    pub target_name: String,
+    pub target_size: String,
+    pub target_region: String,
+    pub wave: u32,
+    pub disks: Vec<PlanDisk>,
+}
+
+impl PlanItem {
+    pub fn allocated(&self) -> Bytes {
+        self.disks.iter().map(|d| d.allocated).sum()
+    }
+
+    /// Key of a disk in events, journal and report: `instance/disk`.
+    pub fn disk_key(&self, disk: &PlanDisk) -> String {
+        format!("{}/{}", self.instance_name, disk.disk_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionVerb {
+    SnapshotDisk,
+    WriteDisk,
+    DeployInstance,
+    DeleteSnapshot,
+    DeleteStaging,
+    RevokeAccess,
+}
+
+impl std::fmt::Display for ActionVerb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            ActionVerb::SnapshotDisk => "snapshot disk",
+            ActionVerb::WriteDisk => "write disk",
+            ActionVerb::DeployInstance => "create instance",
+            ActionVerb::DeleteSnapshot => "delete snapshot",
+            ActionVerb::DeleteStaging => "delete staging",
+            ActionVerb::RevokeAccess => "revoke access",
+        };
+        f.write_str(text)
+    }
+}
+
+/// One change the run will make in a cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub step: u32,
+    pub cloud: String,
+    pub verb: ActionVerb,
+    pub resource: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossBorder {
+    pub from: String,
+    pub to: String,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub instances: u32,
+    pub disks: u32,
+    pub bytes_to_move: Bytes,
+    pub virtual_bytes: Bytes,
+    pub estimate_seconds: u64,
+    /// Where the throughput behind the estimate comes from.
+    pub estimate_basis: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub version: u32,
+    pub created_at: String,
+    pub created_by: String,
+    pub source: CloudSide,
+    pub target: CloudSide,
+    /// Keep temporary access after the run (recorded in the report).
+    #[serde(default)]
+    pub keep_access: bool,
+    pub summary: Summary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_border: Option<CrossBorder>,
+    pub items: Vec<PlanItem>,
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error(transparent)]
+    Parse(#[from] crate::config::ConfigError),
+    #[error("{file}: cannot read plan: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot write plan: {source}")]
+    Write {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: plan version {found} is not supported (this altishift reads version {PLAN_VERSION})"
+    )]
+    Version { file: String, found: u32 },
+    #[error("{file}: cannot encode plan: {message}")]
+    Encode { file: String, message: String },
+}
+
+impl Plan {
+    /// Hash over the canonical form: the plan as JSON with fixed field order,
+    /// without its approval. Formatting and comments in the file do not count;
+    /// every value does.
+    pub fn hash(&self) -> PlanHash {
+        let mut unapproved = self.clone();
+        unapproved.approval = None;
+        // Serialising plain structs, strings and integers cannot fail.
+        let canonical = serde_json::to_vec(&unapproved).unwrap_or_default();
+        PlanHash(to_hex(&Sha256::digest(&canonical)))
+    }
+
+    pub fn disks(&self) -> impl Iterator<Item = (&PlanItem, &PlanDisk)> {
+        self.items
+            .iter()
+            .flat_map(|item| item.disks.iter().map(move |d| (item, d)))
+    }
+
+    pub fn load(path: &Path) -> Result<Plan, PlanFileError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let plan: Plan = crate::config::parse_toml(&text, path)?;
+        if plan.version != PLAN_VERSION {
+            return Err(PlanFileError::Version {
+                file,
+                found: plan.version,
+            });
+        }
+        Ok(plan)
+    }
+
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string_pretty(self).map_err(|e| e.to_string())
+    }
+
+    /// Writes the plan atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), PlanFileError> {
+        let file = path.display().to_string();
+        let text = self.to_toml().map_err(|message| PlanFileError::Encode {
+            file: file.clone(),
+            message,
+        })?;
+        let body = format!(
+            "# altishift migration plan. Review it, then `altishift approve {}`.\n# Any edit changes the plan hash and needs a new approval.\n{text}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        crate::fsutil::write_atomic(path, body.as_bytes())
+            .map_err(|source| PlanFileError::Write { file, source })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_plan(cross_border: bool) -> Plan {
+        Plan {
+            version: PLAN_VERSION,
+            created_at: "2026-11-26T10:00:00Z".into(),
+            created_by: "ops".into(),
+            source: CloudSide {
+                cloud: "a".into(),
+                provider: "lab".into(),
+                jurisdiction: "DE".into(),
+            },
+            target: CloudSide {
+                cloud: "b".into(),
+                provider: "lab".into(),
+                jurisdiction: if cross_border { "US" } else { "DE" }.into(),
+            },
+            keep_access: false,
+            summary: Summary {
+                instances: 1,
+                disks: 1,
+                bytes_to_move: Bytes::mib(10),
+                virtual_bytes: Bytes::gib(1),
+                estimate_seconds: 1,
+                estimate_basis: "assumed".into(),
+            },
+            cross_border: cross_border.then(|| CrossBorder {
+                from: "DE".into(),
+                to: "US".into(),
+                bytes: Bytes::mib(10),
+            }),
+            items: vec![PlanItem {
+                instance_id: "i-1".into(),
+                instance_name: "web".into(),
+                source_size: "s".into(),
+                vcpus: 1,
+                memory: Bytes::gib(1),
+                target_name: "web".into(),
+                target_size: "t".into(),
+                target_region: "r".into(),
+                wave: 1,
+                disks: vec![PlanDisk {
+                    disk_id: "root".into(),
+                    device: "vda".into(),
+                    boot: true,
+                    virtual_size: Bytes::gib(1),
+                    allocated: Bytes::mib(10),
+                    source_format: DiskFormat::Raw,
+                    target_format: DiskFormat::Qcow2,
+                    source_snapshot: None,
+                }],
+            }],
+            actions: vec![],
+            approval: None,
+        }
+    }
+
+    #[test]
+    fn plan_round_trips_through_toml_with_the_same_hash() {
+        let plan = sample_plan(true);
+        let text = plan.to_toml().unwrap();
+        let back: Plan = toml::from_str(&text).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(back.hash(), plan.hash());
+    }
+
+    #[test]
+    fn any_edit_changes_the_hash() {
+        let plan = sample_plan(false);
+        let mut edited = plan.clone();
+        edited.items[0].target_size = "bigger".into();
+        assert_ne!(plan.hash(), edited.hash());
+        assert_eq!(plan.hash().short().len(), 8);
+    }
+}

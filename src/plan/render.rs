@@ -1,0 +1,99 @@
+//! A plan as text for a person: `plan show`, `approve`, and the console.
+
+use super::Plan;
+use std::fmt::Write as _;
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let hash = plan.hash();
+    let _ = writeln!(out, "Plan {}  (short hash {})", hash, hash.short());
+    let _ = writeln!(
+        out,
+        "  {} [{} {}] → {} [{} {}]",
+        plan.source.cloud,
+        plan.source.provider,
+        plan.source.jurisdiction,
+        plan.target.cloud,
+        plan.target.provider,
+        plan.target.jurisdiction
+    );
+    let _ = writeln!(out, "  created {} by {}", plan.created_at, plan.created_by);
+    let s = &plan.summary;
+    let estimate = humantime::format_duration(std::time::Duration::from_secs(s.estimate_seconds));
+    let _ = writeln!(
+        out,
+        "  {} instances, {} disks: {} to move ({} virtual), about {estimate} ({})",
+        s.instances, s.disks, s.bytes_to_move, s.virtual_bytes, s.estimate_basis
+    );
+    if let Some(cross) = &plan.cross_border {
+        let _ = writeln!(
+            out,
+            "\n  ⚠ CROSS-BORDER TRANSFER: {} of data leaves {} for {}. Approval must acknowledge it.",
+            cross.bytes, cross.from, cross.to
+        );
+    }
+    let _ = writeln!(out, "\nInstances");
+    for item in &plan.items {
+        let _ = writeln!(
+            out,
+            "  {:<16} {} ({} vCPU, {}) → {} as {} in {}  wave {}",
+            item.instance_name,
+            item.source_size,
+            item.vcpus,
+            item.memory,
+            item.target_name,
+            item.target_size,
+            item.target_region,
+            item.wave
+        );
+        for disk in &item.disks {
+            let snapshot = disk
+                .source_snapshot
+                .as_deref()
+                .map(|s| format!(" from snapshot {s}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {:<8} {:<5} {} → {}  {} virtual, {} allocated{snapshot}",
+                disk.disk_id,
+                disk.device,
+                disk.source_format,
+                disk.target_format,
+                disk.virtual_size,
+                disk.allocated
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nChanges this plan makes (nothing changes before approval)"
+    );
+    for action in &plan.actions {
+        let _ = writeln!(
+            out,
+            "  {:>3}. [{}] {} {} — {}",
+            action.step, action.cloud, action.verb, action.resource, action.detail
+        );
+    }
+    if plan.keep_access {
+        let _ = writeln!(
+            out,
+            "\n  Temporary access will be KEPT after the run (operator's choice)."
+        );
+    }
+    match &plan.approval {
+        Some(a) if a.plan_hash == hash => {
+            let _ = writeln!(out, "\nApproved by {} at {}", a.operator, a.approved_at);
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "\nThe approval on file is for a different version of this plan: approve again."
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\nNot approved.");
+        }
+    }
+    out
+}
