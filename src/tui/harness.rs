@@ -1,0 +1,250 @@
+//! Drives the real app state and runtime without a terminal: key scripts,
+//! waiting for answers, drawing into a `TestBackend`. Used by the console's
+//! tests and benchmarks; it is the loop minus the terminal.
+
+use crate::config::Config;
+use crate::engine::event::Event;
+use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
+use crate::tui::app::inventory::{LoadedCloud, SideId};
+use crate::tui::app::{App, AppInit, Msg};
+use crate::tui::runtime::Runtime;
+use crate::tui::theme::{ColorDepth, Theme, ThemeSource};
+use crate::tui::views;
+use crate::units::Bytes;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub struct Harness {
+    pub app: App,
+    pub runtime: Runtime,
+    rx: UnboundedReceiver<Msg>,
+}
+
+impl Harness {
+    /// An app on `config` (first two clouds), theme by name.
+    pub fn new(config: Config, state_dir: PathBuf, theme: &str, depth: ColorDepth) -> Harness {
+        let source = ThemeSource::default();
+        let theme = source
+            .load(theme, depth)
+            .unwrap_or_else(|_| Theme::default());
+        let (runtime, rx) = Runtime::new(config.clone(), state_dir, None);
+        let app = App::new(AppInit {
+            config,
+            from: None,
+            to: None,
+            theme,
+            theme_source: source,
+            depth,
+            throttle: None,
+            operator: "ops@test".into(),
+            note: None,
+        });
+        let mut harness = Harness { app, runtime, rx };
+        harness.runtime.perform_all(&mut harness.app);
+        harness
+    }
+
+    /// An app with no clouds to connect, for screens fed by hand.
+    pub fn offline(theme: &str, depth: ColorDepth) -> Harness {
+        Harness::new(
+            Config::default(),
+            PathBuf::from("/nonexistent"),
+            theme,
+            depth,
+        )
+    }
+
+    /// Hands a side an inventory as if its cloud had answered.
+    pub fn load(&mut self, side: SideId, cloud: &str, jurisdiction: &str, inventory: Inventory) {
+        self.app.pane_mut(side).connecting(cloud);
+        self.send(Msg::Loaded {
+            side,
+            cloud: cloud.to_string(),
+            result: Ok(LoadedCloud {
+                provider: "lab".into(),
+                jurisdiction: Some(jurisdiction.into()),
+                inventory,
+            }),
+        });
+    }
+
+    /// The pieces the real loop takes.
+    pub fn into_parts(self) -> (App, Runtime, UnboundedReceiver<Msg>) {
+        (self.app, self.runtime, self.rx)
+    }
+
+    pub fn send(&mut self, msg: Msg) {
+        self.app.update(msg);
+        self.runtime.perform_all(&mut self.app);
+    }
+
+    pub fn engine(&mut self, event: Event) {
+        self.send(Msg::Engine(event));
+    }
+
+    pub fn key(&mut self, key: KeyEvent) {
+        self.send(Msg::Key(key));
+    }
+
+    /// Types a key script: plain characters, plus `<Enter> <Esc> <Tab> <Space>
+    /// <Up> <Down> <BS> <C-c>`.
+    pub fn keys(&mut self, script: &str) {
+        let mut rest = script;
+        while let Some(c) = rest.chars().next() {
+            if c == '<'
+                && let Some(end) = rest.find('>')
+                && let Some(key) = named_key(&rest[1..end])
+            {
+                self.key(key);
+                rest = &rest[end + 1..];
+                continue;
+            }
+            self.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+
+    /// Applies runtime answers until `done` holds; `Err` names what was
+    /// awaited, with the app's last status, when `limit` passes first.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&App) -> bool,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.app) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(msg)) => self.send(msg),
+                Ok(None) => return Err(format!("{what}: channel closed")),
+                Err(_) => {
+                    return Err(format!(
+                        "{what}: not reached; status {:?}; log tail {:?}",
+                        self.app.status,
+                        self.app.log.back()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws the current state into a fresh test terminal.
+    pub fn render(&self, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
+            Ok(terminal) => terminal,
+            Err(never) => match never {},
+        };
+        let drawn = terminal.draw(|frame| views::draw(frame, &self.app));
+        if let Err(never) = drawn {
+            match never {}
+        }
+        terminal
+    }
+}
+
+fn named_key(name: &str) -> Option<KeyEvent> {
+    let code = match name {
+        "Enter" => KeyCode::Enter,
+        "Esc" => KeyCode::Esc,
+        "Tab" => KeyCode::Tab,
+        "Space" => KeyCode::Char(' '),
+        "Up" => KeyCode::Up,
+        "Down" => KeyCode::Down,
+        "BS" => KeyCode::Backspace,
+        "PgDn" => KeyCode::PageDown,
+        "C-c" => return Some(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        _ => return None,
+    };
+    Some(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// A made-up inventory of `count` instances: same shape as a lab, any size.
+pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) -> Inventory {
+    let sizes = vec![
+        Size {
+            name: "t.small".into(),
+            vcpus: 1,
+            memory: Bytes::gib(2),
+        },
+        Size {
+            name: "t.medium".into(),
+            vcpus: 2,
+            memory: Bytes::gib(4),
+        },
+        Size {
+            name: "t.large".into(),
+            vcpus: 2,
+            memory: Bytes::gib(8),
+        },
+        Size {
+            name: "t.xlarge".into(),
+            vcpus: 4,
+            memory: Bytes::gib(16),
+        },
+    ];
+    let roles = ["web", "db", "cache", "batch", "api", "queue"];
+    let instances = (0..count)
+        .map(|n| {
+            let role = roles[n % roles.len()];
+            let size = &sizes[n % 3];
+            let mut tags = BTreeMap::new();
+            tags.insert("role".to_string(), role.to_string());
+            Instance {
+                id: format!("{cloud}-i{n:05}"),
+                name: format!("{role}-{n}"),
+                state: if n % 5 == 4 {
+                    InstanceState::Stopped
+                } else {
+                    InstanceState::Running
+                },
+                size: size.name.clone(),
+                vcpus: size.vcpus,
+                memory: size.memory,
+                region: regions[n % regions.len()].0.to_string(),
+                disks: (0..(1 + n % 2))
+                    .map(|d| Disk {
+                        id: if d == 0 {
+                            "root".into()
+                        } else {
+                            format!("data{d}")
+                        },
+                        device: format!("vd{}", (b'a' + d as u8) as char),
+                        format: if d == 0 {
+                            DiskFormat::Raw
+                        } else {
+                            DiskFormat::Qcow2
+                        },
+                        virtual_size: Bytes::gib(10 + d as u64 * 10),
+                        allocated: Some(Bytes::mib(100 + 7 * n as u64 % 900)),
+                        boot: d == 0,
+                    })
+                    .collect(),
+                nics: vec![Nic {
+                    name: "eth0".into(),
+                    network: "net".into(),
+                    address: Some(format!("10.0.{}.{}", n / 250, n % 250 + 2)),
+                }],
+                tags,
+            }
+        })
+        .collect();
+    Inventory {
+        cloud: cloud.into(),
+        provider: "lab".into(),
+        instances,
+        sizes,
+        regions: regions
+            .iter()
+            .map(|(name, j)| Region {
+                name: name.to_string(),
+                jurisdiction: j.to_string(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,161 @@
+//! The console: a full-screen view over the same engine the CLI drives.
+//! `app` holds state and handles keys and events, `views` draw it,
+//! `runtime` does the slow work off the UI task, `event_loop` ties them
+//! together, `terminal` makes sure the terminal is always given back.
+
+pub mod app;
+pub mod bench;
+pub mod component;
+pub mod event_loop;
+pub mod harness;
+pub mod runtime;
+pub mod terminal;
+pub mod theme;
+pub mod views;
+
+use crate::config::{Config, Paths};
+use crate::units::Bytes;
+use anyhow::Context;
+use app::{App, AppInit};
+use event_loop::Exit;
+use std::path::PathBuf;
+use theme::{ColorDepth, ThemeSource};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// `--color`: whether to use colour at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorMode {
+    /// Colour unless `NO_COLOR` is set; depth from `COLORTERM`/`TERM`.
+    #[default]
+    Auto,
+    /// Colour even with `NO_COLOR`.
+    Always,
+    /// No colour: attributes only (the mono theme).
+    Never,
+}
+
+impl ColorMode {
+    /// The depth to draw with, from this mode and the environment.
+    pub fn depth(
+        self,
+        no_color: Option<&str>,
+        colorterm: Option<&str>,
+        term: Option<&str>,
+    ) -> ColorDepth {
+        let detected = ColorDepth::detect(colorterm, term);
+        match self {
+            ColorMode::Never => ColorDepth::None,
+            ColorMode::Always if detected == ColorDepth::None => ColorDepth::Ansi16,
+            ColorMode::Always => detected,
+            ColorMode::Auto if no_color.is_some_and(|v| !v.is_empty()) => ColorDepth::None,
+            ColorMode::Auto => detected,
+        }
+    }
+}
+
+pub struct ConsoleArgs {
+    pub config: Config,
+    pub paths: Paths,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub color: ColorMode,
+    pub theme: Option<String>,
+    /// Per-disk rate limit, so a demo on a fast machine is watchable.
+    pub throttle: Option<Bytes>,
+    pub state_dir: PathBuf,
+}
+
+/// Where user themes live: `<config dir>/themes/NAME.toml`.
+pub fn theme_source(paths: &Paths) -> ThemeSource {
+    ThemeSource {
+        user_dir: paths.config_file.parent().map(|dir| dir.join("themes")),
+    }
+}
+
+/// Runs the console until the operator quits or a signal arrives.
+pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let depth = args.color.depth(
+        env("NO_COLOR").as_deref(),
+        env("COLORTERM").as_deref(),
+        env("TERM").as_deref(),
+    );
+    // Colour is decided by the theme (mono under NO_COLOR sets none). Left to
+    // itself, crossterm under NO_COLOR writes a bare `ESC[m` for a colour
+    // reset, which also drops reverse/bold and makes the selection vanish.
+    crossterm::style::force_color_output(true);
+    let source = theme_source(&args.paths);
+    let theme_name = args
+        .theme
+        .clone()
+        .or_else(|| args.config.theme.clone())
+        .unwrap_or_else(|| "default".into());
+    // A bad theme stops here, before the screen is taken, with file:line: key.
+    let theme = source
+        .load(&theme_name, depth)
+        .with_context(|| format!("theme '{theme_name}'"))?;
+
+    let sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let signals = futures::stream::unfold(
+        (sigterm, sighup, sigint),
+        |(mut term, mut hup, mut int)| async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+                _ = int.recv() => "SIGINT",
+            };
+            Some((name, (term, hup, int)))
+        },
+    );
+
+    let note = format!("config {}", args.config.file_label());
+    let (mut runtime, mut rx) =
+        runtime::Runtime::new(args.config.clone(), args.state_dir.clone(), args.throttle);
+    let mut app = App::new(AppInit {
+        config: args.config,
+        from: args.from,
+        to: args.to,
+        theme,
+        theme_source: source,
+        depth,
+        throttle: args.throttle,
+        operator: crate::fsutil::operator(),
+        note: Some(note),
+    });
+
+    let (guard, mut terminal) =
+        terminal::TerminalGuard::enter().context("cannot take over the terminal")?;
+    let input = crossterm::event::EventStream::new();
+    let result = event_loop::run_loop(
+        &mut terminal,
+        &mut app,
+        &mut runtime,
+        &mut rx,
+        input,
+        signals,
+    )
+    .await;
+    drop(terminal);
+    drop(guard);
+    match result.context("terminal I/O")? {
+        Exit::Quit | Exit::InputClosed => {}
+        Exit::Signal(name) => {
+            if let Some(run) = &app.run
+                && !run.run_dir.as_os_str().is_empty()
+            {
+                eprintln!(
+                    "altishift: {name}: stopped; `altishift apply` resumes from the journal in {}",
+                    run.run_dir.display()
+                );
+            }
+        }
+    }
+    if let Some(run) = &app.run
+        && let Some(outcome) = &run.finished
+    {
+        println!("{} — report: {}", outcome.summary, outcome.report.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Things drawn over a screen: help, instance details, confirmations, the
+//! masked secret prompt, and the log pane.
+
+use super::{centered, fit, input_line, panel};
+use crate::engine::event::Level;
+use crate::tui::app::inventory::SideId;
+use crate::tui::app::{App, Confirm, SecretPrompt};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+pub fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = &app.theme;
+    let keys = app.help();
+    let key_width = keys
+        .iter()
+        .map(|k| k.key.chars().count())
+        .max()
+        .unwrap_or(4);
+    let lines: Vec<Line> = keys
+        .iter()
+        .map(|k| {
+            Line::from(vec![
+                Span::styled(format!(" {:<key_width$}  ", k.key), theme.ui.bar_key),
+                Span::styled(k.action, theme.ui.popup),
+            ])
+        })
+        .collect();
+    let rect = centered(area, 72, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let block = panel(app, format!(" keys: {} ", app.screen.title()), true).style(theme.ui.popup);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+pub fn draw_details(frame: &mut Frame, app: &App, side: SideId, area: Rect) {
+    let theme = &app.theme;
+    let Some(instance) = app.pane(side).current() else {
+        return;
+    };
+    let mut lines = vec![
+        Line::raw(format!("id       {}", instance.id)),
+        Line::raw(format!("state    {}", instance.state)),
+        Line::raw(format!(
+            "size     {} ({} vCPU, {})",
+            instance.size, instance.vcpus, instance.memory
+        )),
+        Line::raw(format!("region   {}", instance.region)),
+        Line::styled("disks", theme.table.header),
+    ];
+    for disk in &instance.disks {
+        lines.push(Line::raw(format!(
+            "  {:<6} {:<5} {:<6} {} virtual, {} allocated{}",
+            disk.id,
+            disk.device,
+            disk.format.to_string(),
+            disk.virtual_size,
+            disk.allocated
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into()),
+            if disk.boot { ", boot" } else { "" }
+        )));
+    }
+    lines.push(Line::styled("network", theme.table.header));
+    for nic in &instance.nics {
+        lines.push(Line::raw(format!(
+            "  {} on {}: {}",
+            nic.name,
+            nic.network,
+            nic.address.as_deref().unwrap_or("no address")
+        )));
+    }
+    lines.push(Line::styled("tags", theme.table.header));
+    if instance.tags.is_empty() {
+        lines.push(Line::raw("  none"));
+    }
+    for (key, value) in &instance.tags {
+        lines.push(Line::raw(format!("  {key} = {value}")));
+    }
+    let rect = centered(area, 76, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let block = panel(app, format!(" {} ", instance.name), true).style(theme.ui.popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+pub fn draw_confirm(frame: &mut Frame, app: &App, what: &Confirm, area: Rect) {
+    let theme = &app.theme;
+    let (title, text) = match what {
+        Confirm::Quit => (
+            " quit while work runs? ",
+            vec![
+                "Transfers are still running.".to_string(),
+                "Quitting stops every disk at a consistent point; the journal keeps what"
+                    .to_string(),
+                "is done, and `altishift apply` resumes from it without resending blocks."
+                    .to_string(),
+                String::new(),
+                "Quit now? y / n".to_string(),
+            ],
+        ),
+        Confirm::Cancel(disk) => (
+            " cancel this disk? ",
+            vec![
+                format!("Cancel the transfer of {disk}?"),
+                "The other disks keep going; this one will not be deployed.".to_string(),
+                String::new(),
+                "Cancel it? y / n".to_string(),
+            ],
+        ),
+    };
+    let lines: Vec<Line> = text
+        .into_iter()
+        .map(|t| Line::styled(t, theme.ui.popup))
+        .collect();
+    let rect = centered(area, 78, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let block = panel(app, title, true).style(theme.ui.popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+pub fn draw_secret(frame: &mut Frame, app: &App, prompt: &SecretPrompt, area: Rect) {
+    let theme = &app.theme;
+    let rect = centered(area, 70, 6);
+    frame.render_widget(Clear, rect);
+    let block =
+        panel(app, format!(" {} needs a secret ", prompt.cloud), true).style(theme.ui.popup);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let explain = Line::styled(
+        "Kept in memory only, wiped after the run; never written anywhere.",
+        theme.ui.popup,
+    );
+    frame.render_widget(
+        Paragraph::new(explain).wrap(Wrap { trim: true }),
+        Rect {
+            height: 2.min(inner.height),
+            ..inner
+        },
+    );
+    if inner.height > 2 {
+        let row = Rect {
+            y: inner.y + 2,
+            height: 1,
+            ..inner
+        };
+        input_line(
+            frame,
+            app,
+            row,
+            &format!("{}: ", prompt.input.label),
+            &prompt.input,
+        );
+    }
+}
+
+pub fn draw_log(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = &app.theme;
+    let block = panel(app, " log ", false);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = usize::from(inner.width);
+    let shown = usize::from(inner.height);
+    let lines: Vec<Line> = app
+        .log
+        .iter()
+        .skip(app.log.len().saturating_sub(shown))
+        .map(|line| {
+            let (tag, style) = match line.level {
+                Level::Info => ("info ", theme.plan.item),
+                Level::Warn => ("warn ", theme.throughput.paused),
+                Level::Error => ("error", theme.ui.error),
+            };
+            Line::from(vec![
+                Span::styled(tag, style),
+                Span::raw(" "),
+                Span::raw(fit(&line.text, width.saturating_sub(6))),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}

@@ -1,0 +1,265 @@
+//! Plan review and approval: the items, every mutating action, bytes,
+//! estimate and a cross-border warning; then the hash to type.
+
+use super::{fit, input_line, panel};
+use crate::plan::Plan;
+use crate::tui::app::App;
+use crate::tui::app::plan::ApproveField;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Row, Table, Wrap};
+use std::time::Duration;
+
+pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(state) = &app.plan else {
+        frame.render_widget(Paragraph::new("no plan: mark instances and press p"), area);
+        return;
+    };
+    let plan = &state.plan;
+    let theme = &app.theme;
+    let items_height = (plan.items.len() as u16 + 3).min(area.height / 3).max(4);
+    let edit_height = u16::from(state.edit.is_some());
+    let summary_height = 2 + u16::from(plan.cross_border.is_some());
+    let [items, edit, summary, actions] = Layout::vertical([
+        Constraint::Length(items_height),
+        Constraint::Length(edit_height),
+        Constraint::Length(summary_height),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+
+    let block = panel(
+        app,
+        format!(" plan: {} → {} ", plan.source.cloud, plan.target.cloud),
+        state.edit.is_none(),
+    );
+    let inner = block.inner(items);
+    frame.render_widget(block, items);
+    let visible = usize::from(inner.height.saturating_sub(1)).max(1);
+    let offset = (state.selected + 1).saturating_sub(visible);
+    let rows: Vec<Row> = plan
+        .items
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(i, item)| {
+            let style = if i == state.selected {
+                theme.plan.item.patch(theme.table.selected)
+            } else {
+                theme.plan.item
+            };
+            Row::new(vec![
+                item.instance_name.clone(),
+                format!("{} → {}", item.source_size, item.target_size),
+                item.target_region.clone(),
+                format!("{}", item.disks.len()),
+                super::inventory::compact(item.allocated().0),
+                format!("{}", item.wave),
+            ])
+            .style(style)
+        })
+        .collect();
+    let widths = [
+        Constraint::Min(10),
+        Constraint::Min(20),
+        Constraint::Length(14),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(4),
+    ];
+    let header = Row::new(vec![
+        "INSTANCE",
+        "SIZE → TARGET",
+        "REGION",
+        "DISKS",
+        "BYTES",
+        "WAVE",
+    ])
+    .style(theme.table.header);
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        inner,
+    );
+
+    if let Some(input) = &state.edit {
+        input_line(frame, app, edit, &format!("{}: ", input.label), input);
+    }
+    frame.render_widget(Paragraph::new(summary_lines(app, plan)), summary);
+    draw_actions(frame, app, plan, state.action_scroll, actions);
+}
+
+fn summary_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let s = &plan.summary;
+    let estimate = humantime::format_duration(Duration::from_secs(s.estimate_seconds)).to_string();
+    let mut lines = vec![
+        Line::styled(
+            format!(
+                " {} instance(s), {} disk(s): {} to move of {} virtual · estimate {estimate}",
+                s.instances, s.disks, s.bytes_to_move, s.virtual_bytes
+            ),
+            theme.plan.total,
+        ),
+        Line::styled(
+            format!(" estimate basis: {}", s.estimate_basis),
+            theme.plan.item,
+        ),
+    ];
+    if let Some(cross) = &plan.cross_border {
+        lines.push(Line::styled(
+            format!(
+                " ⚠ CROSS-BORDER: {} leave {} for {}; approval must acknowledge it",
+                cross.bytes, cross.from, cross.to
+            ),
+            theme.plan.warning,
+        ));
+    }
+    lines
+}
+
+fn draw_actions(frame: &mut Frame, app: &App, plan: &Plan, scroll: usize, area: Rect) {
+    let theme = &app.theme;
+    let block = panel(
+        app,
+        format!(" {} actions, in order ", plan.actions.len()),
+        false,
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = usize::from(inner.width);
+    let lines: Vec<Line> = plan
+        .actions
+        .iter()
+        .skip(scroll)
+        .take(usize::from(inner.height))
+        .map(|a| {
+            Line::from(vec![
+                Span::styled(format!("{:>3}. ", a.step), theme.plan.item),
+                Span::styled(format!("{:<15}", a.verb.to_string()), theme.plan.action),
+                Span::styled(
+                    fit(
+                        &format!(" {} {}: {}", a.cloud, a.resource, a.detail),
+                        width.saturating_sub(20),
+                    ),
+                    theme.plan.item,
+                ),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(state) = &app.plan else {
+        frame.render_widget(Paragraph::new("no plan to approve"), area);
+        return;
+    };
+    let plan = &state.plan;
+    let theme = &app.theme;
+    let hash = plan.hash();
+    let cross = plan.cross_border.is_some();
+    let form_height = 4 + 2 * u16::from(cross);
+    let [head, summary, actions, form] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(2 + u16::from(cross)),
+        Constraint::Min(3),
+        Constraint::Length(form_height),
+    ])
+    .areas(area);
+    let short = hash.short().to_string();
+    let head_lines = vec![
+        Line::from(vec![
+            Span::styled(" plan hash ", theme.plan.item),
+            Span::styled(short.clone(), theme.approval.hash),
+            Span::styled(
+                fit(
+                    &hash.0[short.len()..],
+                    usize::from(area.width).saturating_sub(20),
+                ),
+                theme.plan.item,
+            ),
+        ]),
+        Line::styled(
+            format!(
+                " approving as {} · nothing in any cloud changes before this",
+                app.operator
+            ),
+            theme.plan.item,
+        ),
+    ];
+    frame.render_widget(Paragraph::new(head_lines), head);
+    frame.render_widget(Paragraph::new(summary_lines(app, plan)), summary);
+    draw_actions(
+        frame,
+        app,
+        plan,
+        app.approve.scroll.min(plan.actions.len().saturating_sub(1)),
+        actions,
+    );
+
+    let block = panel(app, " approve ", true);
+    let inner = block.inner(form);
+    frame.render_widget(block, form);
+    let rows =
+        Layout::vertical(vec![Constraint::Length(1); usize::from(inner.height)]).split(inner);
+    let hash_focus = app.approve.field == ApproveField::Hash || !cross;
+    let mut row = 0;
+    if let Some(r) = rows.get(row) {
+        let label = format!(
+            "{} type {short} to approve: ",
+            if hash_focus { "›" } else { " " }
+        );
+        input_line_maybe(frame, app, *r, &label, &app.approve.hash, hash_focus);
+    }
+    row += 1;
+    if cross && let Some(r) = rows.get(row) {
+        let label = format!(
+            "{} acknowledge {} → {}: type yes: ",
+            if hash_focus { " " } else { "›" },
+            plan.cross_border
+                .as_ref()
+                .map(|c| c.from.as_str())
+                .unwrap_or(""),
+            plan.cross_border
+                .as_ref()
+                .map(|c| c.to.as_str())
+                .unwrap_or("")
+        );
+        input_line_maybe(frame, app, *r, &label, &app.approve.ack, !hash_focus);
+        row += 1;
+    }
+    if let Some(r) = rows.get(row..) {
+        let message = match &app.approve.refused {
+            Some(why) => Line::styled(format!(" refused: {why}"), theme.approval.refused),
+            None => Line::styled(" Enter approves and starts the run", theme.plan.item),
+        };
+        if let Some(first) = r.first() {
+            let height = r.len() as u16;
+            frame.render_widget(
+                Paragraph::new(message).wrap(Wrap { trim: true }),
+                Rect { height, ..*first },
+            );
+        }
+    }
+}
+
+fn input_line_maybe(
+    frame: &mut Frame,
+    app: &App,
+    area: Rect,
+    label: &str,
+    input: &crate::tui::app::input::LineInput,
+    focused: bool,
+) {
+    if focused {
+        input_line(frame, app, area, label, input);
+    } else {
+        let line = Line::from(vec![
+            Span::styled(label.to_string(), app.theme.plan.item),
+            Span::styled(input.display(), app.theme.ui.input),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+    }
+}
