@@ -207,6 +207,32 @@ impl CloudStackCloud {
     fn staging_path(&self, file: &str) -> PathBuf {
         self.staging.join(file)
     }
+
+    /// Removes local staging files whose names start with `prefix`.
+    fn remove_local_prefix(&self, prefix: &str) {
+        if let Ok(entries) = std::fs::read_dir(&self.staging) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    /// Read-back and uploaded images the run kept for validation.
+    fn remove_leftover_staging(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.staging) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if (name.starts_with("uploaded-") || name.starts_with("readback-")) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 #[async_trait]
@@ -301,6 +327,11 @@ impl Cloud for CloudStackCloud {
         // This provider creates no access of its own (extract and upload URLs
         // expire by themselves); it only wipes the keys it holds.
         self.client.wipe_keys();
-        Ok(vec![format!("{}: API keys wiped from memory", self.name)])
+        let mut revoked = vec![format!("{}: API keys wiped from memory", self.name)];
+        let removed = self.remove_leftover_staging();
+        if removed > 0 {
+            revoked.push(format!("{}: {removed} local staging image(s) removed", self.name));
+        }
+        Ok(revoked)
     }
 }

@@ -167,10 +167,17 @@ impl CloudStackCloud {
             }
             Some(Part::Volume(id)) => {
                 let volume = self.volume(id).await?;
-                if text(&volume, "state") != "Ready" {
-                    return Ok(None); // an uploaded volume is readable once attached
+                let busy = text(&volume, "vmstate") == "Running";
+                if text(&volume, "state") == "Ready" && !busy {
+                    return Ok(Some(Box::new(self.fetch_volume(id, disk.format).await?)));
                 }
-                Ok(Some(Box::new(self.fetch_volume(id, disk.format).await?)))
+                // Attached to a running VM (CloudStack will not extract it):
+                // read the image we uploaded, whose SHA-256 the cloud checked.
+                let kept = self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
+                if kept.exists() {
+                    return Ok(Some(Box::new(open_local(kept, disk.format).await?)));
+                }
+                Ok(None)
             }
             _ => Ok(None),
         }

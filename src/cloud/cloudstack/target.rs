@@ -325,10 +325,11 @@ impl CloudStackCloud {
                         .call_async("detachVolume", &[("id", id.clone())])
                         .await?;
                 }
-                self.client
-                    .call("deleteVolume", &[("id", id.clone())])
-                    .await
-                    .map(|_| ())
+                let deleted = self.client.call("deleteVolume", &[("id", id.clone())]).await.map(|_| ());
+                if deleted.is_ok() || matches!(deleted, Err(CloudError::NotFound(_))) {
+                    self.remove_local_prefix(&format!("src-volume-{}.", safe(id)));
+                }
+                deleted
             }
         };
         match result {
@@ -398,10 +399,49 @@ impl DiskWriter for CloudStackDiskWriter {
         .await
         .map_err(|e| CloudError::Permanent(format!("qemu-img task failed: {e}")))??;
         let boot = is_boot_disk(&self.spec);
-        let result = ctx.upload(&self.spec, &converted, boot).await;
-        let _ = std::fs::remove_file(&converted);
-        result
+        let file = converted.clone();
+        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&file))
+            .await
+            .map_err(|e| CloudError::Permanent(format!("checksum task failed: {e}")))?
+            .map_err(|e| CloudError::from_io(converted.display(), e))?;
+        match ctx.upload(&self.spec, &converted, boot, &sha256).await {
+            Ok(written) => {
+                // Kept (its checksum was verified by the cloud) so a data
+                // volume can be read back while attached; removed at revoke.
+                let kept = ctx.staging_dir.join(uploaded_file_name(&written.id, ctx.format));
+                if let Err(e) = std::fs::rename(&converted, &kept) {
+                    tracing::warn!(error = %e, "cloudstack: could not keep the uploaded image");
+                }
+                Ok(written)
+            }
+            Err(err) => {
+                let _ = std::fs::remove_file(&converted);
+                Err(err)
+            }
+        }
     }
+}
+
+/// Local copy of an uploaded image, by written-disk id.
+pub(super) fn uploaded_file_name(written_id: &str, format: DiskFormat) -> String {
+    format!("uploaded-{}.{}", safe(written_id), format.extension())
+}
+
+/// SHA-256 of a file, hex (the `{SHA-256}` checksum the upload declares).
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(crate::block::to_hex(&hasher.finalize()))
 }
 
 impl WriterContext {
@@ -412,6 +452,7 @@ impl WriterContext {
         spec: &TargetDiskSpec,
         file: &std::path::Path,
         boot: bool,
+        sha256: &str,
     ) -> Result<WrittenDisk, CloudError> {
         let name = host_name(&spec.name);
         let format = cloudstack_format_name(self.format).to_string();
@@ -424,6 +465,7 @@ impl WriterContext {
             ("name", name.clone()),
             ("format", format),
             ("zoneid", self.zone_id.clone()),
+            ("checksum", format!("{{SHA-256}}{sha256}")),
         ];
         if boot {
             params.push(("displaytext", spec.name.clone()));
