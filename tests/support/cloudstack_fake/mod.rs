@@ -9,9 +9,10 @@
 mod api;
 mod api_mutate;
 mod shapes;
+pub mod testkit;
 mod transfer;
 
-pub use shapes::{Templates, fixture, list as list_shape};
+pub use shapes::{Templates, fixture};
 
 use axum::Router;
 use axum::routing::{any, get, post};
