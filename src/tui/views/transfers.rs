@@ -24,7 +24,20 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
     };
     let [aggregate, panes] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
-    frame.render_widget(Paragraph::new(aggregate_line(app, run)), aggregate);
+    let fit_count = usize::from((panes.height / PANE_HEIGHT).max(1));
+    let first = (run.selected + 1).saturating_sub(fit_count);
+    let mut line = aggregate_line(app, run);
+    if run.disks.len() > fit_count {
+        let note = format!(
+            "[{}–{} of {}] ",
+            first + 1,
+            (first + fit_count).min(run.disks.len()),
+            run.disks.len()
+        );
+        line.spans
+            .insert(1, Span::styled(note, app.theme.ui.bar_key));
+    }
+    frame.render_widget(Paragraph::new(line), aggregate);
     if run.disks.is_empty() {
         let text = match &run.engine_error {
             Some(err) => err.clone(),
@@ -33,8 +46,6 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), panes);
         return;
     }
-    let fit_count = usize::from((panes.height / PANE_HEIGHT).max(1));
-    let first = (run.selected + 1).saturating_sub(fit_count);
     for (slot, (index, disk)) in run
         .disks
         .iter()
@@ -52,23 +63,6 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
             break;
         }
         draw_disk(frame, app, disk, index == run.selected, rect);
-    }
-    let hidden = run.disks.len().saturating_sub(fit_count);
-    if hidden > 0 {
-        let note = format!(
-            " {}–{} of {} ",
-            first + 1,
-            (first + fit_count).min(run.disks.len()),
-            run.disks.len()
-        );
-        let width = note.chars().count() as u16;
-        let rect = Rect {
-            x: area.x + area.width.saturating_sub(width),
-            y: area.y,
-            width: width.min(area.width),
-            height: 1,
-        };
-        frame.render_widget(Paragraph::new(note).style(app.theme.ui.bar_key), rect);
     }
 }
 
@@ -181,7 +175,7 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
         None => Line::styled(
             fit(
                 &format!(
-                    "{} / {} allocated / {} virtual · sent {} · zero {}",
+                    "{} / {} alloc / {} virt · sent {} · zero {}",
                     p.bytes_scanned,
                     disk.allocated,
                     disk.virtual_size,
