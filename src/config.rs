@@ -187,11 +187,22 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             .span()
             .map(|span| line_and_column(text, span.start))
             .unwrap_or((1, 1));
+        let mut message = explain(err.message());
+        // serde names the expected type, not the key: add the key from the line.
+        if let Some(key) = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !message.contains(&format!("'{k}'")))
+        {
+            message = format!("key '{key}': {message}");
+        }
         ConfigError::Parse {
             file: path.display().to_string(),
             line,
             column,
-            message: explain(err.message()),
+            message,
         }
     })
 }

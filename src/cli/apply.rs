@@ -100,6 +100,7 @@ impl Printer {
                 println!("{what} {run_id}: {} disks", disks.len());
             }
             Event::Stage { disk, stage } if *stage != Stage::Queued => println!("{disk}: {stage}"),
+            Event::Progress(p) if p.bytes_total.0 == 0 => {} // extents not listed yet
             Event::Progress(p) => {
                 let now = Instant::now();
                 let (then, sent_then, ms_then) = self.last_line.get(&p.disk).copied().unwrap_or((

@@ -16,7 +16,6 @@ pub async fn connect(
     let profile: &CloudProfile = config
         .cloud(name)
         .map_err(|e| CloudError::Permanent(e.to_string()))?;
-    let _ = &prompt;
     match profile.provider {
         ProviderKind::Lab => {
             let path = profile.path.as_ref().ok_or_else(|| {
@@ -25,11 +24,17 @@ pub async fn connect(
                     config.file_label()
                 ))
             })?;
-            let lab = super::lab::LabCloud::open(
+            let mut lab = super::lab::LabCloud::open(
                 name,
                 &config.resolve(path),
                 profile.jurisdiction.clone(),
             )?;
+            if let Some(source) = &profile.token {
+                let token = source
+                    .resolve(&format!("{name} access token"), prompt)
+                    .map_err(|e| CloudError::Auth(format!("[clouds.{name}] token: {e}")))?;
+                lab = lab.with_token(token);
+            }
             Ok(Arc::new(lab))
         }
         ProviderKind::Cloudstack => {

@@ -269,7 +269,7 @@ pub fn refresh(plan: &mut Plan, throughput: &Throughput) {
         estimate_basis: throughput.basis.clone(),
     };
     plan.cross_border =
-        (plan.source.jurisdiction != plan.target.jurisdiction).then(|| CrossBorder {
+        crosses_border(&plan.source.jurisdiction, &plan.target.jurisdiction).then(|| CrossBorder {
             from: plan.source.jurisdiction.clone(),
             to: plan.target.jurisdiction.clone(),
             bytes,
@@ -358,5 +358,35 @@ fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {
         "none".into()
     } else {
         all.join(", ")
+    }
+}
+
+/// EU and EEA members: data may move between them without a transfer
+/// safeguard, so such moves are not flagged.
+const EU_EEA: [&str; 30] = [
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+];
+
+/// True when data moving from `from` to `to` crosses a border that needs
+/// acknowledging: any move between different jurisdictions, except within
+/// the EU/EEA. `from` may list several (`DE+US`) when instances differ.
+pub fn crosses_border(from: &str, to: &str) -> bool {
+    let in_eu = |code: &str| code == "EU" || EU_EEA.contains(&code);
+    from.split('+').any(|f| f != to && !(in_eu(f) && in_eu(to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crosses_border;
+
+    #[test]
+    fn moves_within_the_eu_are_not_cross_border() {
+        assert!(!crosses_border("DE", "FR"));
+        assert!(!crosses_border("US", "US"));
+        assert!(crosses_border("DE", "US"));
+        assert!(crosses_border("US", "DE"));
+        assert!(crosses_border("DE+US", "FR"));
+        assert!(crosses_border("CH", "DE"));
     }
 }

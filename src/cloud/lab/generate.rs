@@ -388,7 +388,8 @@ fn write_disk(
     // random data, a repeated text pattern or a mix with a zero run inside.
     let mut remaining = allocated.0;
     let mut buffer = Vec::new();
-    let mut kind = 0u64;
+    // Start with the pattern that holds a zero run, so every disk has one.
+    let mut kind = 2u64;
     while remaining > 0 {
         let len = ((1 + filler.below(8)) << 20).min(remaining) + filler.below(3) * 4096;
         let slots = virtual_size.0.saturating_sub(len + (1 << 20)) >> 20;

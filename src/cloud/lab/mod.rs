@@ -26,6 +26,10 @@ pub struct LabCloud {
     root: PathBuf,
     jurisdiction: Option<String>,
     manifest: CloudManifest,
+    /// An access token the profile may give (`token = "env:NAME"`). The lab
+    /// checks nothing with it; it exists so the secret-handling path — held
+    /// in memory only, wiped at revocation — is exercised end to end.
+    token: std::sync::Mutex<Option<crate::secret::Secret>>,
 }
 
 impl LabCloud {
@@ -48,7 +52,14 @@ impl LabCloud {
             root: root.to_path_buf(),
             jurisdiction,
             manifest,
+            token: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Hands the lab an access token to hold until revocation.
+    pub fn with_token(self, token: crate::secret::Secret) -> LabCloud {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -386,7 +397,12 @@ impl Cloud for LabCloud {
     }
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
-        // The lab grants no access and holds no secret.
-        Ok(Vec::new())
+        // The lab grants no access; a token it was given is dropped (and so
+        // zeroized) here.
+        let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(token
+            .map(|_| "lab access token wiped from memory".to_string())
+            .into_iter()
+            .collect())
     }
 }

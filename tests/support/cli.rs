@@ -1,0 +1,145 @@
+//! Helpers for tests that drive the real `altishift` binary on a lab.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_altishift"));
+    // Keep the tests away from the user's own config and data.
+    command.env("ALTISHIFT_CONFIG", "/nonexistent/altishift.toml");
+    command.env("ALTISHIFT_OPERATOR", "tester@ci");
+    command
+}
+
+impl Lab {
+    /// A small lab (a few MiB per disk) in a fresh temp dir.
+    pub fn new() -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = bin()
+            .args(["lab", "init", "--scale", "small"])
+            .arg(dir.path().join("lab"))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "lab init failed: {}", text(&out));
+        Lab { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("lab")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root().join("config.toml")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root().join("state")
+    }
+
+    pub fn plan_path(&self) -> PathBuf {
+        self.dir.path().join("plan.toml")
+    }
+
+    /// Runs `altishift --config LAB/config.toml ARGS…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .expect("run altishift")
+    }
+
+    /// Plans `select` from lab-east to lab-west (extra args appended).
+    pub fn plan(&self, select: &[&str], extra: &[&str]) -> Output {
+        let plan = self.plan_path();
+        let mut args = vec![
+            "plan",
+            "--from",
+            "lab-east",
+            "--to",
+            "lab-west",
+            "-o",
+            plan.to_str().unwrap(),
+            "--select",
+        ];
+        args.extend_from_slice(select);
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn short_hash(&self) -> String {
+        let out = self.run(&["plan", "show", self.plan_path().to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let toml_text = std::fs::read_to_string(self.plan_path()).unwrap();
+        let plan: altishift::plan::Plan = toml::from_str(&toml_text).unwrap();
+        plan.hash().short().to_string()
+    }
+
+    pub fn approve(&self) -> Output {
+        let hash = self.short_hash();
+        self.run(&[
+            "approve",
+            self.plan_path().to_str().unwrap(),
+            "--confirm",
+            &hash,
+            "--ack-cross-border",
+        ])
+    }
+
+    pub fn apply(&self, extra: &[&str]) -> Output {
+        let plan = self.plan_path();
+        let mut args = vec!["apply", plan.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file under `dir` with its size and modification time: equal
+/// snapshots mean nothing was created, removed or rewritten.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    (meta.len(), meta.modified().unwrap()),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// `qemu-img compare`: true when the guest-visible contents are identical.
+pub fn same_content(a: &Path, b: &Path) -> bool {
+    let out = Command::new("qemu-img")
+        .arg("compare")
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("qemu-img");
+    out.status.success()
+}
