@@ -7,16 +7,19 @@ mod cloudstack_fake;
 
 use altishift::cloud::{Cloud, CloudError, DiskRef};
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
+use cloudstack_fake::testkit::*;
 use cloudstack_fake::{FakeCloudStack, fixture};
 use serde_json::Value;
 use std::time::SystemTime;
-use cloudstack_fake::testkit::*;
 
 #[tokio::test]
 async fn recorded_cs_requests_verify_at_the_fake_except_tilde_as_the_server_would() {
     let fake = FakeCloudStack::start().await;
     let vectors: Vec<Value> = serde_json::from_value(fixture("signatures.json")).unwrap();
-    fake.set_keys(vectors[0]["api_key"].as_str().unwrap(), vectors[0]["secret_key"].as_str().unwrap());
+    fake.set_keys(
+        vectors[0]["api_key"].as_str().unwrap(),
+        vectors[0]["secret_key"].as_str().unwrap(),
+    );
     fake.freeze_clock(humantime::parse_rfc3339("2025-01-15T12:00:00Z").unwrap());
     let origin = fake.endpoint.trim_end_matches("/client/api").to_string();
     let http = reqwest::Client::new();
@@ -33,15 +36,32 @@ async fn recorded_cs_requests_verify_at_the_fake_except_tilde_as_the_server_woul
         }
     }
     // A tampered parameter fails, with CloudStack's 401 body.
-    let (status, body) = replay(&http, &origin, &vectors[0], Some(("listall=true", "listall=false"))).await;
+    let (status, body) = replay(
+        &http,
+        &origin,
+        &vectors[0],
+        Some(("listall=true", "listall=false")),
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(body["listvirtualmachinesresponse"]["errorcode"], 401);
-    assert!(body["listvirtualmachinesresponse"]["errortext"].as_str().unwrap().contains("signature"));
+    assert!(
+        body["listvirtualmachinesresponse"]["errortext"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
     // Today those vectors have long expired; the one without expiry still verifies.
     fake.freeze_clock(SystemTime::now());
     replay(&http, &origin, &vectors[0], None).await;
-    assert!(!fake.received().last().unwrap().accepted, "expired signature accepted");
-    let no_expiry = vectors.iter().find(|v| v["name"] == "list_zones_no_expiry").unwrap();
+    assert!(
+        !fake.received().last().unwrap().accepted,
+        "expired signature accepted"
+    );
+    let no_expiry = vectors
+        .iter()
+        .find(|v| v["name"] == "list_zones_no_expiry")
+        .unwrap();
     replay(&http, &origin, no_expiry, None).await;
     assert!(fake.received().last().unwrap().accepted);
 }
@@ -54,15 +74,29 @@ async fn our_requests_verify_and_a_wrong_secret_is_refused_with_a_clear_error() 
     // '~' and spaces in a value: signed the server's way, accepted.
     cloud
         .client()
-        .call("listTemplates", &[("templatefilter", "self".into()), ("keyword", "~backup v1.0*".into())])
+        .call(
+            "listTemplates",
+            &[
+                ("templatefilter", "self".into()),
+                ("keyword", "~backup v1.0*".into()),
+            ],
+        )
         .await
         .unwrap();
     assert!(fake.received().iter().all(|r| r.accepted));
-    let wrong = connect_with(&fake, dir.path(), cloudstack_fake::API_KEY, "not-the-secret");
+    let wrong = connect_with(
+        &fake,
+        dir.path(),
+        cloudstack_fake::API_KEY,
+        "not-the-secret",
+    );
     let err = wrong.inventory().await.unwrap_err();
     assert!(matches!(err, CloudError::Auth(_)), "{err}");
     assert!(err.to_string().contains("unable to verify"), "{err}");
-    assert!(!err.to_string().contains("not-the-secret"), "secret leaked into an error");
+    assert!(
+        !err.to_string().contains("not-the-secret"),
+        "secret leaked into an error"
+    );
     assert!(!fake.received().last().unwrap().accepted);
 }
 
@@ -73,11 +107,20 @@ async fn more_than_500_vms_are_all_listed_across_pages() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = connect(&fake, dir.path()).inventory().await.unwrap();
     assert_eq!(inventory.instances.len(), 1234);
-    let mut names: Vec<&str> = inventory.instances.iter().map(|i| i.name.as_str()).collect();
+    let mut names: Vec<&str> = inventory
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 1234, "duplicates or gaps across pages");
-    assert!(inventory.instances.iter().all(|i| i.disks.len() == 1 && i.size == "Small Instance"));
+    assert!(
+        inventory
+            .instances
+            .iter()
+            .all(|i| i.disks.len() == 1 && i.size == "Small Instance")
+    );
     let pages: Vec<String> = fake
         .received()
         .iter()
@@ -86,7 +129,11 @@ async fn more_than_500_vms_are_all_listed_across_pages() {
         .collect();
     assert_eq!(pages, ["1/500", "2/500", "3/500"]);
     // The trap: a lister that does not page gets the server's first 500.
-    let unpaged = connect(&fake, dir.path()).client().call("listVirtualMachines", &[]).await.unwrap();
+    let unpaged = connect(&fake, dir.path())
+        .client()
+        .call("listVirtualMachines", &[])
+        .await
+        .unwrap();
     assert_eq!(unpaged["virtualmachine"].as_array().unwrap().len(), 500);
     assert_eq!(unpaged["count"], 1234);
 }
@@ -97,12 +144,23 @@ async fn a_snapshot_reads_back_byte_identical_through_a_flaky_extract_url() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = [0, 1, 7, 8, 9, 63, 100];
     let seed = Seed::new(dir.path(), "app", 64 << 20, &blocks);
-    let (vm, volume) = fake.add_vm("app-1", "Medium Instance", Some((seed.qcow2.clone(), seed.size)));
+    let (vm, volume) = fake.add_vm(
+        "app-1",
+        "Medium Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
     let mut cloud = connect(&fake, &dir.path().join("staging"));
     cloud.transfer.chunk = 4 * BLOCK_SIZE;
     let cap = capability();
     let snapshot = cloud
-        .snapshot_disk(&cap, &DiskRef { instance_id: vm, disk_id: volume.clone() }, "altishift-test")
+        .snapshot_disk(
+            &cap,
+            &DiskRef {
+                instance_id: vm,
+                disk_id: volume.clone(),
+            },
+            "altishift-test",
+        )
         .await
         .unwrap();
     assert!(snapshot.created_by_run);
@@ -123,7 +181,10 @@ async fn a_snapshot_reads_back_byte_identical_through_a_flaky_extract_url() {
     cloud.delete(&cap, &resource).await.unwrap();
     let s = fake.state();
     assert!(s.snapshots.is_empty());
-    assert_eq!(s.volumes.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), [volume]);
+    assert_eq!(
+        s.volumes.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
+        [volume]
+    );
 }
 
 #[tokio::test]
@@ -131,27 +192,50 @@ async fn a_failed_job_is_a_clear_error_naming_job_and_command_and_leaves_nothing
     let fake = FakeCloudStack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let seed = Seed::new(dir.path(), "app", 8 << 20, &[0, 3]);
-    let (vm, volume) = fake.add_vm("app-1", "Small Instance", Some((seed.qcow2.clone(), seed.size)));
+    let (vm, volume) = fake.add_vm(
+        "app-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
     let cloud = connect(&fake, dir.path());
     let cap = capability();
     fake.fail_next_job("createVolume", "Insufficient capacity on primary storage");
     let err = cloud
-        .snapshot_disk(&cap, &DiskRef { instance_id: vm, disk_id: volume }, "altishift-test")
+        .snapshot_disk(
+            &cap,
+            &DiskRef {
+                instance_id: vm,
+                disk_id: volume,
+            },
+            "altishift-test",
+        )
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("createVolume") && text.contains("Insufficient capacity"), "{text}");
+    assert!(
+        text.contains("createVolume") && text.contains("Insufficient capacity"),
+        "{text}"
+    );
     assert!(text.contains("job "), "names the job: {text}");
-    assert!(fake.state().snapshots.is_empty(), "the snapshot taken before the failure was removed");
+    assert!(
+        fake.state().snapshots.is_empty(),
+        "the snapshot taken before the failure was removed"
+    );
     assert_eq!(fake.state().volumes.len(), 1);
 
     // A deployment whose job fails leaves no VM behind (CloudStack keeps it in Error).
     let written = upload_disk(&cloud, &cap, "app-root", &seed).await.unwrap();
-    fake.fail_next_job("deployVirtualMachine", "Unable to create a deployment for VM");
+    fake.fail_next_job(
+        "deployVirtualMachine",
+        "Unable to create a deployment for VM",
+    );
     let spec = deploy_spec("app-copy", "Small Instance", vec![written]);
     let err = cloud.deploy(&cap, &spec).await.unwrap_err();
     assert!(err.to_string().contains("deployVirtualMachine"), "{err}");
-    assert!(!fake.state().vms.iter().any(|v| v.name == "app-copy"), "half-deployed VM left");
+    assert!(
+        !fake.state().vms.iter().any(|v| v.name == "app-copy"),
+        "half-deployed VM left"
+    );
 }
 
 #[tokio::test]
@@ -167,13 +251,25 @@ async fn an_upload_broken_mid_way_is_retried_and_one_that_keeps_breaking_leaves_
     assert_eq!(fake.state().upload_attempts, 2);
     let template = fake.state().templates[0].clone();
     assert!(template.ready, "{}", template.status);
-    assert!(same_guest_content(template.data.as_ref().unwrap(), &seed.raw));
+    assert!(same_guest_content(
+        template.data.as_ref().unwrap(),
+        &seed.raw
+    ));
     // Read back from the cloud (extractTemplate) gives the same blocks.
-    let reader = cloud.read_back(&written).await.unwrap().expect("templates read back");
-    assert_eq!(read_all(&*reader).await.keys().copied().collect::<Vec<_>>(), [0, 2, 30]);
+    let reader = cloud
+        .read_back(&written)
+        .await
+        .unwrap()
+        .expect("templates read back");
+    assert_eq!(
+        read_all(&*reader).await.keys().copied().collect::<Vec<_>>(),
+        [0, 2, 30]
+    );
 
     fake.break_next_uploads(100);
-    let err = upload_disk(&cloud, &cap, "web-data1", &seed).await.unwrap_err();
+    let err = upload_disk(&cloud, &cap, "web-data1", &seed)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("upload"), "{err}");
     let s = fake.state();
     assert_eq!(s.templates.len(), 1, "no second template");
@@ -188,16 +284,29 @@ async fn nothing_mutates_before_approval() {
     let cloud = connect(&fake, dir.path());
     let inventory = cloud.inventory().await.unwrap();
     let lab = Lab::new(dir.path());
-    let plan = plan_between(("cs-test", "cloudstack", &inventory), ("lab-west", "lab", &lab.west_inventory().await), &["vm-0001"]);
-    assert!(altishift::plan::approval::verify(plan.clone()).is_err(), "unapproved plan yields no capability");
+    let plan = plan_between(
+        ("cs-test", "cloudstack", &inventory),
+        ("lab-west", "lab", &lab.west_inventory().await),
+        &["vm-0001"],
+    );
+    assert!(
+        altishift::plan::approval::verify(plan.clone()).is_err(),
+        "unapproved plan yields no capability"
+    );
     assert!(!fake.received().is_empty());
     assert_eq!(fake.mutating_received(), Vec::<String>::new());
     // Approval, and only approval, opens the door.
     let cap = approve(plan).capability();
     let vm = inventory.instance("vm-0001").unwrap();
-    let at = DiskRef { instance_id: vm.id.clone(), disk_id: vm.disks[0].id.clone() };
+    let at = DiskRef {
+        instance_id: vm.id.clone(),
+        disk_id: vm.disks[0].id.clone(),
+    };
     let _ = cloud.snapshot_disk(&cap, &at, "n").await;
-    assert!(fake.mutating_received().contains(&"createSnapshot".to_string()));
+    assert!(
+        fake.mutating_received()
+            .contains(&"createSnapshot".to_string())
+    );
 }
 
 #[tokio::test]
@@ -205,15 +314,41 @@ async fn served_answers_have_the_recorded_shapes() {
     let fake = FakeCloudStack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let seed = Seed::new(dir.path(), "s", 4 << 20, &[1]);
-    fake.add_vm("shape-1", "Small Instance", Some((seed.qcow2.clone(), seed.size)));
+    fake.add_vm(
+        "shape-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
     let cloud = connect(&fake, dir.path());
-    upload_disk(&cloud, &capability(), "shape-root", &seed).await.unwrap();
+    upload_disk(&cloud, &capability(), "shape-root", &seed)
+        .await
+        .unwrap();
     let checks = [
-        ("listVirtualMachines", vec![("listall", "true")], "virtualmachine", "listVirtualMachines_default.json"),
-        ("listVolumes", vec![("listall", "true")], "volume", "listVolumes_default.json"),
-        ("listServiceOfferings", vec![], "serviceoffering", "listServiceOfferings_default.json"),
+        (
+            "listVirtualMachines",
+            vec![("listall", "true")],
+            "virtualmachine",
+            "listVirtualMachines_default.json",
+        ),
+        (
+            "listVolumes",
+            vec![("listall", "true")],
+            "volume",
+            "listVolumes_default.json",
+        ),
+        (
+            "listServiceOfferings",
+            vec![],
+            "serviceoffering",
+            "listServiceOfferings_default.json",
+        ),
         ("listZones", vec![], "zone", "listZones_deployip.json"),
-        ("listNetworks", vec![], "network", "listNetworks_default.json"),
+        (
+            "listNetworks",
+            vec![],
+            "network",
+            "listNetworks_default.json",
+        ),
         ("listOsTypes", vec![], "ostype", "listOsTypes_default.json"),
     ];
     for (command, params, key, recorded) in checks {
@@ -221,20 +356,40 @@ async fn served_answers_have_the_recorded_shapes() {
         assert_eq!(status, 200, "{command}");
         let wrapper = format!("{}response", command.to_lowercase());
         let recorded = fixture(recorded);
-        assert_same_shape(&served[&wrapper][key][0], &recorded[&wrapper][key][0], command);
+        assert_same_shape(
+            &served[&wrapper][key][0],
+            &recorded[&wrapper][key][0],
+            command,
+        );
         assert!(served[&wrapper]["count"].is_number(), "{command}: count");
     }
     let (_, templates) = signed_get(&fake, "listTemplates", &[("templatefilter", "self")]).await;
     let recorded = fixture("queryAsyncJobResult_1300003.json");
-    assert_same_shape(&templates["listtemplatesresponse"]["template"][0], &recorded["queryasyncjobresultresponse"]["jobresult"]["template"], "listTemplates");
+    assert_same_shape(
+        &templates["listtemplatesresponse"]["template"][0],
+        &recorded["queryasyncjobresultresponse"]["jobresult"]["template"],
+        "listTemplates",
+    );
     // An empty list is `{}`, exactly as recorded.
-    let (_, empty) = signed_get(&fake, "listTemplates", &[("templatefilter", "self"), ("id", "nope")]).await;
+    let (_, empty) = signed_get(
+        &fake,
+        "listTemplates",
+        &[("templatefilter", "self"), ("id", "nope")],
+    )
+    .await;
     assert_eq!(empty, fixture("listTemplates_notemplates.json"));
     // Async start, job result, error.
     let volume = fake.state().volumes[0].id.clone();
     let (_, started) = signed_get(&fake, "createSnapshot", &[("volumeid", &volume)]).await;
-    assert_same_shape(&started["createsnapshotresponse"], &fixture("createSnapshot_default.json")["createsnapshotresponse"], "createSnapshot");
-    let job = started["createsnapshotresponse"]["jobid"].as_str().unwrap().to_string();
+    assert_same_shape(
+        &started["createsnapshotresponse"],
+        &fixture("createSnapshot_default.json")["createsnapshotresponse"],
+        "createSnapshot",
+    );
+    let job = started["createsnapshotresponse"]["jobid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut done = Value::Null;
     for _ in 0..5 {
         (_, done) = signed_get(&fake, "queryAsyncJobResult", &[("jobid", &job)]).await;
@@ -250,14 +405,32 @@ async fn served_answers_have_the_recorded_shapes() {
     );
     let mut top = done["queryasyncjobresultresponse"].clone();
     top.as_object_mut().unwrap().remove("jobresult");
-    assert_same_shape(&top, &fixture("queryAsyncJobResult_11117.json")["queryasyncjobresultresponse"], "job");
-    let (status, error) = signed_get(&fake, "deployVirtualMachine", &[("serviceofferingid", "104"), ("templateid", "x"), ("zoneid", "y")]).await;
+    assert_same_shape(
+        &top,
+        &fixture("queryAsyncJobResult_11117.json")["queryasyncjobresultresponse"],
+        "job",
+    );
+    let (status, error) = signed_get(
+        &fake,
+        "deployVirtualMachine",
+        &[
+            ("serviceofferingid", "104"),
+            ("templateid", "x"),
+            ("zoneid", "y"),
+        ],
+    )
+    .await;
     assert_eq!(status, 431);
     let body = &error["deployvirtualmachineresponse"];
     assert_eq!(body["errorcode"], 431);
     assert!(body["errortext"].is_string());
     // Keep what the fake serves, for readers and other tools.
-    record("fake_listVirtualMachines.json", &signed_get(&fake, "listVirtualMachines", &[("listall", "true")]).await.1);
+    record(
+        "fake_listVirtualMachines.json",
+        &signed_get(&fake, "listVirtualMachines", &[("listall", "true")])
+            .await
+            .1,
+    );
     record("fake_queryAsyncJobResult_snapshot.json", &done);
     record("fake_deployVirtualMachine_error.json", &error);
 }
@@ -268,14 +441,32 @@ async fn cloudstack_to_lab_migration_is_byte_identical_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = [0, 1, 2, 50, 51, 127];
     let seed = Seed::new(dir.path(), "app", 64 << 20, &blocks);
-    fake.add_vm("app-1", "Medium Instance", Some((seed.qcow2.clone(), seed.size)));
+    fake.add_vm(
+        "app-1",
+        "Medium Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
     let staging = dir.path().join("cs-staging");
     let cloud = connect(&fake, &staging);
     let lab = Lab::new(dir.path());
     let source_inventory = cloud.inventory().await.unwrap();
-    let plan = plan_between(("cs-test", "cloudstack", &source_inventory), ("lab-west", "lab", &lab.west_inventory().await), &["app-1"]);
-    assert_eq!(fake.mutating_received(), Vec::<String>::new(), "planning changed the cloud");
-    let report = run(approve(plan), std::sync::Arc::new(cloud), lab.west(), &dir.path().join("state")).await;
+    let plan = plan_between(
+        ("cs-test", "cloudstack", &source_inventory),
+        ("lab-west", "lab", &lab.west_inventory().await),
+        &["app-1"],
+    );
+    assert_eq!(
+        fake.mutating_received(),
+        Vec::<String>::new(),
+        "planning changed the cloud"
+    );
+    let report = run(
+        approve(plan),
+        std::sync::Arc::new(cloud),
+        lab.west(),
+        &dir.path().join("state"),
+    )
+    .await;
     assert!(report.ok, "{report:#?}");
     for disk in &report.disks {
         assert_eq!(disk.status, "done");
@@ -284,7 +475,10 @@ async fn cloudstack_to_lab_migration_is_byte_identical_and_cleans_up() {
     }
     let target = lab.instance_disks("lab-west", "app-1");
     assert_eq!(target.len(), 1);
-    assert!(same_guest_content(&target[0], &seed.raw), "lab copy differs from the CloudStack volume");
+    assert!(
+        same_guest_content(&target[0], &seed.raw),
+        "lab copy differs from the CloudStack volume"
+    );
     let s = fake.state();
     assert!(s.snapshots.is_empty(), "snapshot left behind");
     assert_eq!(s.volumes.len(), 1, "temporary volume copy left behind");
@@ -299,10 +493,20 @@ async fn lab_to_cloudstack_migration_is_byte_identical_with_the_mapped_offering(
     let cloud = connect(&fake, &staging);
     let lab = Lab::new(dir.path());
     let target_inventory = cloud.inventory().await.unwrap();
-    let plan = plan_between(("lab-east", "lab", &lab.east_inventory().await), ("cs-test", "cloudstack", &target_inventory), &["web-2"]);
+    let plan = plan_between(
+        ("lab-east", "lab", &lab.east_inventory().await),
+        ("cs-test", "cloudstack", &target_inventory),
+        &["web-2"],
+    );
     let offering = plan.items[0].target_size.clone();
     assert_eq!(fake.mutating_received(), Vec::<String>::new());
-    let report = run(approve(plan), lab.east(), std::sync::Arc::new(cloud), &dir.path().join("state")).await;
+    let report = run(
+        approve(plan),
+        lab.east(),
+        std::sync::Arc::new(cloud),
+        &dir.path().join("state"),
+    )
+    .await;
     assert!(report.ok, "{report:#?}");
     assert_eq!(report.disks.len(), 2);
     for disk in &report.disks {
@@ -310,16 +514,29 @@ async fn lab_to_cloudstack_migration_is_byte_identical_with_the_mapped_offering(
     }
     let source = lab.instance_disks("lab-east", "web-2");
     let s = fake.state();
-    let vm = s.vms.iter().find(|v| v.name == "web-2").expect("VM deployed");
+    let vm = s
+        .vms
+        .iter()
+        .find(|v| v.name == "web-2")
+        .expect("VM deployed");
     assert_eq!(vm.state, "Running");
     let mapped = s.offerings.iter().find(|o| o.id == vm.offering_id).unwrap();
     assert_eq!(mapped.name, offering);
-    let mut attached: Vec<_> = s.volumes.iter().filter(|v| v.vm.as_ref() == Some(&vm.id)).cloned().collect();
+    let mut attached: Vec<_> = s
+        .volumes
+        .iter()
+        .filter(|v| v.vm.as_ref() == Some(&vm.id))
+        .cloned()
+        .collect();
     attached.sort_by_key(|v| v.device);
     assert_eq!(attached.len(), 2);
     assert_eq!(attached[0].kind, "ROOT");
     for (volume, lab_disk) in attached.iter().zip(&source) {
-        assert!(same_guest_content(volume.data.as_ref().unwrap(), lab_disk), "{} differs", volume.name);
+        assert!(
+            same_guest_content(volume.data.as_ref().unwrap(), lab_disk),
+            "{} differs",
+            volume.name
+        );
     }
     assert!(staging_is_empty(&staging), "staging files left behind");
 }
@@ -330,13 +547,81 @@ async fn block_reads_skip_nothing_but_holes() {
     let fake = FakeCloudStack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let seed = Seed::new(dir.path(), "z", 8 << 20, &[5]);
-    let (vm, volume) = fake.add_vm("z-1", "Small Instance", Some((seed.qcow2.clone(), seed.size)));
+    let (vm, volume) = fake.add_vm(
+        "z-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
     let cloud = connect(&fake, dir.path());
     let cap = capability();
-    let snapshot = cloud.snapshot_disk(&cap, &DiskRef { instance_id: vm, disk_id: volume }, "z").await.unwrap();
+    let snapshot = cloud
+        .snapshot_disk(
+            &cap,
+            &DiskRef {
+                instance_id: vm,
+                disk_id: volume,
+            },
+            "z",
+        )
+        .await
+        .unwrap();
     let reader = cloud.open_disk_reader(&snapshot).await.unwrap();
-    let ranges: Vec<u64> = reader.allocated_blocks().await.unwrap().into_iter().flatten().collect();
+    let ranges: Vec<u64> = reader
+        .allocated_blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(ranges, [5]);
     let block = reader.read_block(BlockIndex(4)).await.unwrap();
     assert!(block.bytes.iter().all(|&b| b == 0));
+}
+
+#[tokio::test]
+async fn an_interrupted_download_resumes_without_fetching_finished_chunks_again() {
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks: Vec<u64> = (0..48).step_by(2).collect();
+    let seed = Seed::new(dir.path(), "big", 64 << 20, &blocks);
+    let (vm, volume) = fake.add_vm(
+        "big-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
+    let mut cloud = connect(&fake, &dir.path().join("staging"));
+    cloud.transfer.chunk = 4 * BLOCK_SIZE;
+    cloud.transfer.parallel = 1;
+    cloud.transfer.attempts = 2;
+    let chunks = std::fs::metadata(&seed.qcow2)
+        .unwrap()
+        .len()
+        .div_ceil(4 * BLOCK_SIZE);
+    assert!(chunks > 5, "{chunks}");
+    let cap = capability();
+    let at = DiskRef {
+        instance_id: vm,
+        disk_id: volume,
+    };
+    let snapshot = cloud.snapshot_disk(&cap, &at, "resume").await.unwrap();
+    // The server dies after the size probe and three chunks.
+    fake.fail_downloads_after(Some(4));
+    let err = cloud
+        .open_disk_reader(&snapshot)
+        .await
+        .err()
+        .expect("download fails");
+    assert!(err.is_transient(), "{err}");
+    fake.fail_downloads_after(None);
+    let before = fake.state().downloads_served;
+    let reader = cloud.open_disk_reader(&snapshot).await.unwrap();
+    let requests = fake.state().downloads_served - before;
+    assert_eq!(
+        requests,
+        1 + (chunks - 3),
+        "probe plus the chunks not yet on disk"
+    );
+    let read = read_all(&*reader).await;
+    assert_eq!(read.keys().copied().collect::<Vec<_>>(), blocks);
+    assert!(read.iter().all(|(i, b)| b == &seed.block(*i)));
 }

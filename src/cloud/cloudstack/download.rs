@@ -123,10 +123,12 @@ pub async fn download(
         }
     }))
     .buffer_unordered(policy.parallel.max(1));
+    // Stop at the first chunk that fails for good; finished ones are kept.
     let mut first_error = None;
     while let Some(result) = stream.next().await {
         if let Err(err) = result {
-            first_error.get_or_insert(err);
+            first_error = Some(err);
+            break;
         }
     }
     drop(stream);

@@ -3,6 +3,7 @@
 //! disks in through qemu-img → upload parameters → signed POST, then deploy.
 
 pub mod client;
+mod deploy;
 pub mod download;
 pub mod inventory;
 pub mod signing;
@@ -227,7 +228,9 @@ impl CloudStackCloud {
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if (name.starts_with("uploaded-") || name.starts_with("readback-")) && std::fs::remove_file(entry.path()).is_ok() {
+            if (name.starts_with("uploaded-") || name.starts_with("readback-"))
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
                 removed += 1;
             }
         }
@@ -330,7 +333,10 @@ impl Cloud for CloudStackCloud {
         let mut revoked = vec![format!("{}: API keys wiped from memory", self.name)];
         let removed = self.remove_leftover_staging();
         if removed > 0 {
-            revoked.push(format!("{}: {removed} local staging image(s) removed", self.name));
+            revoked.push(format!(
+                "{}: {removed} local staging image(s) removed",
+                self.name
+            ));
         }
         Ok(revoked)
     }

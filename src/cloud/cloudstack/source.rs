@@ -173,7 +173,8 @@ impl CloudStackCloud {
                 }
                 // Attached to a running VM (CloudStack will not extract it):
                 // read the image we uploaded, whose SHA-256 the cloud checked.
-                let kept = self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
+                let kept =
+                    self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
                 if kept.exists() {
                     return Ok(Some(Box::new(open_local(kept, disk.format).await?)));
                 }

@@ -1,19 +1,17 @@
 //! CloudStack as a target: blocks into a local sparse raw file, then
 //! qemu-img to the zone hypervisor's format, getUploadParamsFor{Template,
-//! Volume}, a signed multipart POST, a wait until the object is ready; and
-//! deployVirtualMachine from the template with the data volumes attached.
-//! Every failure removes what the step created, so nothing is left half-made.
+//! Volume} with a SHA-256 checksum, a signed multipart POST, a wait until
+//! the object is ready. A failed upload deletes the half-made template or
+//! volume; the local staging file stays so a resumed run can finish it.
 
 use super::client::id_string;
+use super::deploy::host_name;
 use super::inventory::{cloudstack_format_name, text};
-use super::source::{Part, parse_parts, safe};
+use super::source::safe;
 use super::{CloudStackCloud, download};
 use crate::block::BlockDigest;
 use crate::cloud::local_disk::{self, SparseFileWriter};
-use crate::cloud::{
-    Capability, Check, CloudError, DeploySpec, DeployedInstance, DiskWriter, ResourceKind,
-    TargetDiskSpec, WriteOrder, WrittenDisk,
-};
+use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
 use crate::inventory::DiskFormat;
 use crate::units::BlockIndex;
 use async_trait::async_trait;
@@ -85,278 +83,6 @@ impl CloudStackCloud {
             spec: spec.clone(),
         }))
     }
-
-    pub(super) async fn deploy_vm(
-        &self,
-        _cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        let zone = self.zone().await?.clone();
-        let (boot, data) = spec
-            .disks
-            .split_first()
-            .ok_or_else(|| CloudError::Permanent(format!("deploy {}: no disks", spec.name)))?;
-        let template_id = match parse_parts(None, &boot.id).first() {
-            Some(Part::Template(id)) => id.clone(),
-            _ => {
-                return Err(CloudError::Permanent(format!(
-                    "deploy {}: the boot disk '{}' is not a template (CloudStack boots from templates)",
-                    spec.name, boot.id
-                )));
-            }
-        };
-        let mut volumes = Vec::new();
-        for disk in data {
-            match parse_parts(None, &disk.id).first() {
-                Some(Part::Volume(id)) => volumes.push(id.clone()),
-                _ => {
-                    return Err(CloudError::Permanent(format!(
-                        "deploy {}: data disk '{}' is not a volume",
-                        spec.name, disk.id
-                    )));
-                }
-            }
-        }
-        let offering = self.offering_id(&spec.size).await?;
-        let mut params = vec![
-            ("serviceofferingid", offering),
-            ("templateid", template_id),
-            ("zoneid", zone.id.clone()),
-            ("name", host_name(&spec.name)),
-            ("displayname", spec.name.clone()),
-        ];
-        if let Some(network) = self.network_id(&zone.id).await? {
-            params.push(("networkids", network));
-        }
-        // deployVirtualMachine returns the VM id at once; a failed job can
-        // leave a VM in Error state, which must go too.
-        let started = self.client.call("deployVirtualMachine", &params).await?;
-        let vm_id = started.get("id").and_then(id_string);
-        let job = started.get("jobid").and_then(id_string).ok_or_else(|| {
-            CloudError::Permanent("cloudstack deployVirtualMachine: answer has no jobid".into())
-        })?;
-        let result = self.client.wait_job("deployVirtualMachine", &job).await;
-        let vm = match result {
-            Ok(result) => result.get("virtualmachine").cloned().unwrap_or(Value::Null),
-            Err(err) => {
-                if let Some(id) = &vm_id {
-                    self.destroy_quietly(id).await;
-                }
-                return Err(err);
-            }
-        };
-        let vm_id = vm_id
-            .or_else(|| vm.get("id").and_then(id_string))
-            .ok_or_else(|| {
-                CloudError::Permanent(
-                    "cloudstack deployVirtualMachine: no VM id in the answer".into(),
-                )
-            })?;
-        for volume in &volumes {
-            let attached = self
-                .client
-                .call_async(
-                    "attachVolume",
-                    &[("id", volume.clone()), ("virtualmachineid", vm_id.clone())],
-                )
-                .await;
-            if let Err(err) = attached {
-                self.destroy_quietly(&vm_id).await;
-                return Err(err);
-            }
-        }
-        if text(&vm, "state") != "Running"
-            && let Err(err) = self
-                .client
-                .call_async("startVirtualMachine", &[("id", vm_id.clone())])
-                .await
-        {
-            self.destroy_quietly(&vm_id).await;
-            return Err(err);
-        }
-        Ok(DeployedInstance {
-            id: vm_id,
-            name: spec.name.clone(),
-        })
-    }
-
-    async fn destroy_quietly(&self, vm_id: &str) {
-        if let Err(err) = self.delete_part(&Part::Vm(vm_id.to_string())).await {
-            tracing::warn!(vm = %vm_id, error = %err, "cloudstack: could not destroy a half-deployed VM");
-        }
-    }
-
-    /// The service offering named by the plan's target size.
-    async fn offering_id(&self, name: &str) -> Result<String, CloudError> {
-        let offerings = self
-            .client
-            .list_all("listServiceOfferings", "serviceoffering", &[])
-            .await?;
-        offerings
-            .iter()
-            .find(|o| text(o, "name") == name || text(o, "id") == name)
-            .map(|o| text(o, "id"))
-            .ok_or_else(|| {
-                let known: Vec<String> = offerings.iter().map(|o| text(o, "name")).collect();
-                CloudError::NotFound(format!(
-                    "service offering '{name}' in {} (offered: {})",
-                    self.name,
-                    known.join(", ")
-                ))
-            })
-    }
-
-    /// The zone's default guest network (advanced zones need one; basic zones none).
-    async fn network_id(&self, zone_id: &str) -> Result<Option<String>, CloudError> {
-        let networks = self
-            .client
-            .list_all(
-                "listNetworks",
-                "network",
-                &[("zoneid", zone_id.to_string())],
-            )
-            .await?;
-        let usable = |n: &&Value| {
-            n.get("canusefordeploy")
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-        };
-        let pick = networks
-            .iter()
-            .filter(usable)
-            .find(|n| n.get("isdefault").and_then(Value::as_bool).unwrap_or(false))
-            .or_else(|| networks.iter().find(usable));
-        Ok(pick.map(|n| text(n, "id")))
-    }
-
-    pub(super) async fn probe_vm(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        let list = self
-            .client
-            .list_all(
-                "listVirtualMachines",
-                "virtualmachine",
-                &[("id", instance.id.clone()), ("listall", "true".into())],
-            )
-            .await?;
-        let Some(vm) = list.first() else {
-            return Ok(vec![Check {
-                name: "exists".into(),
-                passed: false,
-                detail: format!("VM {} not found", instance.id),
-            }]);
-        };
-        let state = text(vm, "state");
-        let offering = text(vm, "serviceofferingname");
-        Ok(vec![
-            Check {
-                name: "running".into(),
-                passed: state == "Running",
-                detail: format!("state {state}"),
-            },
-            Check {
-                name: "size".into(),
-                passed: offering == spec.size,
-                detail: format!("offering {offering}, planned {}", spec.size),
-            },
-        ])
-    }
-
-    pub(super) async fn delete_resource(
-        &self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> Result<(), CloudError> {
-        if kind == ResourceKind::StagingDisk && !id.contains(':') {
-            // A local staging file of ours.
-            if id.contains('/') || id.contains("..") {
-                return Err(CloudError::Permanent(format!("invalid staging id '{id}'")));
-            }
-            for path in [
-                self.staging_path(id),
-                download::complete_marker(&self.staging_path(id)),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(CloudError::from_io(path.display(), e)),
-                }
-            }
-            return Ok(());
-        }
-        // Volumes before the snapshots they were made from.
-        let mut parts = parse_parts(Some(kind), id);
-        parts.reverse();
-        for part in &parts {
-            self.delete_part(part).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes one object; one that is already gone counts as deleted.
-    pub(super) async fn delete_part(&self, part: &Part) -> Result<(), CloudError> {
-        let result = match part {
-            Part::Snapshot(id) => self
-                .client
-                .call_async("deleteSnapshot", &[("id", id.clone())])
-                .await
-                .map(|_| ()),
-            Part::Template(id) => self
-                .client
-                .call_async("deleteTemplate", &[("id", id.clone())])
-                .await
-                .map(|_| ()),
-            Part::Vm(id) => self
-                .client
-                .call_async(
-                    "destroyVirtualMachine",
-                    &[("id", id.clone()), ("expunge", "true".into())],
-                )
-                .await
-                .map(|_| ()),
-            Part::Volume(id) => {
-                if let Ok(volume) = self.volume(id).await
-                    && !text(&volume, "virtualmachineid").is_empty()
-                {
-                    self.client
-                        .call_async("detachVolume", &[("id", id.clone())])
-                        .await?;
-                }
-                let deleted = self.client.call("deleteVolume", &[("id", id.clone())]).await.map(|_| ());
-                if deleted.is_ok() || matches!(deleted, Err(CloudError::NotFound(_))) {
-                    self.remove_local_prefix(&format!("src-volume-{}.", safe(id)));
-                }
-                deleted
-            }
-        };
-        match result {
-            Err(CloudError::NotFound(_)) => Ok(()),
-            other => other,
-        }
-    }
-}
-
-/// CloudStack VM names must be valid host names.
-fn host_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = cleaned.trim_matches('-');
-    let mut out: String = trimmed.chars().take(63).collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out = format!("vm-{out}").chars().take(63).collect();
-    }
-    out
 }
 
 #[async_trait]
@@ -408,7 +134,9 @@ impl DiskWriter for CloudStackDiskWriter {
             Ok(written) => {
                 // Kept (its checksum was verified by the cloud) so a data
                 // volume can be read back while attached; removed at revoke.
-                let kept = ctx.staging_dir.join(uploaded_file_name(&written.id, ctx.format));
+                let kept = ctx
+                    .staging_dir
+                    .join(uploaded_file_name(&written.id, ctx.format));
                 if let Err(e) = std::fs::rename(&converted, &kept) {
                     tracing::warn!(error = %e, "cloudstack: could not keep the uploaded image");
                 }

@@ -18,7 +18,13 @@ type Answer = Result<Value, (u16, String)>;
 
 pub const DEFAULT_PAGE_SIZE: usize = 500;
 
-pub async fn handle(AxState(state): AxState<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    AxState(state): AxState<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let raw = if method == Method::POST {
         let form = headers
             .get("content-type")
@@ -37,11 +43,22 @@ pub async fn handle(AxState(state): AxState<Shared>, method: Method, uri: Uri, h
     let wrapper = format!("{}response", command.to_ascii_lowercase());
     let mut s = state.lock().expect("fake state");
     let accepted = verify(&s, &pairs);
-    s.received.push(Received { command: command.clone(), params: params.clone(), accepted });
+    s.received.push(Received {
+        command: command.clone(),
+        params: params.clone(),
+        accepted,
+    });
     if !accepted {
-        return error(&wrapper, 401, "unable to verify user credentials and/or request signature");
+        return error(
+            &wrapper,
+            401,
+            "unable to verify user credentials and/or request signature",
+        );
     }
-    let lower: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+    let lower: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
     match dispatch(&mut s, &command.to_ascii_lowercase(), &lower) {
         Ok(value) => json_response(StatusCode::OK, json!({ wrapper: value })),
         Err((code, text)) if code == 432 => error("errorresponse", code, &text),
@@ -50,7 +67,12 @@ pub async fn handle(AxState(state): AxState<Shared>, method: Method, uri: Uri, h
 }
 
 fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, [("content-type", "application/json; charset=UTF-8")], value.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json; charset=UTF-8")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 /// CloudStack's error body, with the HTTP status equal to the error code.
@@ -61,7 +83,10 @@ fn error(wrapper: &str, code: u16, text: &str) -> Response {
         431 => 4350,
         _ => 4250,
     };
-    json_response(status, json!({ wrapper: { "uuidList": [], "errorcode": code, "cserrorcode": cs_code, "errortext": text } }))
+    json_response(
+        status,
+        json!({ wrapper: { "uuidList": [], "errorcode": code, "cserrorcode": cs_code, "errortext": text } }),
+    )
 }
 
 /// `a=b&c=d` with `+` for space and %XX escapes, in order.
@@ -70,7 +95,11 @@ pub fn decode_form(raw: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |t: &str| percent_encoding::percent_decode_str(&t.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode = |t: &str| {
+                percent_encoding::percent_decode_str(&t.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()
@@ -100,7 +129,12 @@ pub fn hmac_b64(key: &str, text: &str) -> String {
 /// ApiServer.verifyRequest: sorted names, encoded values, lower-cased,
 /// HMAC-SHA1; signatureVersion 3 needs an `expires` still in the future.
 fn verify(s: &State, pairs: &[(String, String)]) -> bool {
-    let get = |name: &str| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     let (Some(api_key), Some(signature)) = (get("apiKey"), get("signature")) else {
         return false;
     };
@@ -115,9 +149,17 @@ fn verify(s: &State, pairs: &[(String, String)]) -> bool {
             return false;
         }
     }
-    let mut names: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("signature")).collect();
+    let mut names: Vec<&(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("signature"))
+        .collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
-    let unsigned = names.iter().map(|(k, v)| format!("{k}={}", java_encode(v))).collect::<Vec<_>>().join("&").to_lowercase();
+    let unsigned = names
+        .iter()
+        .map(|(k, v)| format!("{k}={}", java_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .to_lowercase();
     hmac_b64(&s.secret_key, &unsigned) == signature
 }
 
@@ -143,29 +185,55 @@ pub fn format_cs_time(at: std::time::SystemTime) -> String {
     format!("{}+0000", text.trim_end_matches('Z'))
 }
 
-pub(crate) fn need<'a>(p: &'a BTreeMap<String, String>, name: &str, command: &str) -> Result<&'a String, (u16, String)> {
-    p.get(name).ok_or_else(|| (431, format!("Unable to execute API command {command} due to missing parameter {name}")))
+pub(crate) fn need<'a>(
+    p: &'a BTreeMap<String, String>,
+    name: &str,
+    command: &str,
+) -> Result<&'a String, (u16, String)> {
+    p.get(name).ok_or_else(|| {
+        (
+            431,
+            format!("Unable to execute API command {command} due to missing parameter {name}"),
+        )
+    })
 }
 
 pub(crate) fn not_found(what: &str, id: &str) -> (u16, String) {
-    (431, format!("Unable to execute API command due to invalid value. Invalid parameter id value={id} due to incorrect long value format, or entity does not exist ({what})"))
+    (
+        431,
+        format!(
+            "Unable to execute API command due to invalid value. Invalid parameter id value={id} due to incorrect long value format, or entity does not exist ({what})"
+        ),
+    )
 }
 
 /// One page of `items`, as a server with `default.page.size` 500 pages.
 pub(crate) fn page(items: Vec<Value>, p: &BTreeMap<String, String>, key: &str) -> Answer {
     let total = items.len();
     let size = match p.get("pagesize") {
-        Some(v) => v.parse::<usize>().map_err(|_| (431, format!("Invalid pagesize {v}")))?,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| (431, format!("Invalid pagesize {v}")))?,
         None => DEFAULT_PAGE_SIZE,
     };
     if size > DEFAULT_PAGE_SIZE {
-        return Err((431, format!("Page size can't exceed max allowed page size value: {DEFAULT_PAGE_SIZE}")));
+        return Err((
+            431,
+            format!("Page size can't exceed max allowed page size value: {DEFAULT_PAGE_SIZE}"),
+        ));
     }
     let number = match p.get("page") {
-        Some(v) => v.parse::<usize>().map_err(|_| (431, format!("Invalid page {v}")))?.max(1),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| (431, format!("Invalid page {v}")))?
+            .max(1),
         None => 1,
     };
-    let slice: Vec<Value> = items.into_iter().skip((number - 1) * size).take(size).collect();
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((number - 1) * size)
+        .take(size)
+        .collect();
     Ok(list(key, slice, total))
 }
 
@@ -177,7 +245,14 @@ pub(crate) fn new_job(s: &mut State, command: &str, outcome: JobOutcome) -> Stri
         None => outcome,
     };
     let polls_left = s.pending_polls;
-    s.jobs.insert(id.clone(), Job { command: command.to_string(), polls_left, outcome });
+    s.jobs.insert(
+        id.clone(),
+        Job {
+            command: command.to_string(),
+            polls_left,
+            outcome,
+        },
+    );
     id
 }
 
@@ -188,7 +263,12 @@ pub(crate) fn job_fails(s: &State, command: &str) -> bool {
 fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answer {
     match command {
         "listvirtualmachines" => {
-            let items = s.vms.iter().filter(|v| p.get("id").is_none_or(|id| &v.id == id)).map(|v| vm_json(s, v)).collect();
+            let items = s
+                .vms
+                .iter()
+                .filter(|v| p.get("id").is_none_or(|id| &v.id == id))
+                .map(|v| vm_json(s, v))
+                .collect();
             page(items, p, "virtualmachine")
         }
         "listvolumes" => {
@@ -196,7 +276,10 @@ fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answe
                 .volumes
                 .iter()
                 .filter(|v| p.get("id").is_none_or(|id| &v.id == id))
-                .filter(|v| p.get("virtualmachineid").is_none_or(|id| v.vm.as_ref() == Some(id)))
+                .filter(|v| {
+                    p.get("virtualmachineid")
+                        .is_none_or(|id| v.vm.as_ref() == Some(id))
+                })
                 .map(|v| volume_json(s, v))
                 .collect();
             page(items, p, "volume")
@@ -205,7 +288,10 @@ fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answe
             let items = s
                 .offerings
                 .iter()
-                .filter(|o| p.get("id").is_none_or(|id| &o.id == id) && p.get("name").is_none_or(|n| &o.name == n))
+                .filter(|o| {
+                    p.get("id").is_none_or(|id| &o.id == id)
+                        && p.get("name").is_none_or(|n| &o.name == n)
+                })
                 .map(|o| offering_json(s, o))
                 .collect();
             page(items, p, "serviceoffering")
@@ -215,12 +301,22 @@ fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answe
         "listostypes" => page(s.templates_json.ostypes.clone(), p, "ostype"),
         "listhypervisors" => Ok(json!({ "count": 1, "hypervisor": [{ "name": s.hypervisor }] })),
         "listsnapshots" => {
-            let items = s.snapshots.iter().filter(|x| p.get("id").is_none_or(|id| &x.id == id)).map(|x| snapshot_json(s, x)).collect();
+            let items = s
+                .snapshots
+                .iter()
+                .filter(|x| p.get("id").is_none_or(|id| &x.id == id))
+                .map(|x| snapshot_json(s, x))
+                .collect();
             page(items, p, "snapshot")
         }
         "listtemplates" => {
             need(p, "templatefilter", command)?;
-            let items = s.templates.iter().filter(|t| p.get("id").is_none_or(|id| &t.id == id)).map(|t| template_json(s, t)).collect();
+            let items = s
+                .templates
+                .iter()
+                .filter(|t| p.get("id").is_none_or(|id| &t.id == id))
+                .map(|t| template_json(s, t))
+                .collect();
             page(items, p, "template")
         }
         "queryasyncjobresult" => query_job(s, need(p, "jobid", command)?.clone()),
@@ -230,7 +326,10 @@ fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answe
 
 fn query_job(s: &mut State, job_id: String) -> Answer {
     let base = s.templates_json.job.clone();
-    let job = s.jobs.get_mut(&job_id).ok_or_else(|| (530, format!("Unable to find a job by id {job_id}")))?;
+    let job = s
+        .jobs
+        .get_mut(&job_id)
+        .ok_or_else(|| (530, format!("Unable to find a job by id {job_id}")))?;
     let cmd = format!("org.apache.cloudstack.api.command.user.{}", job.command);
     let common = json!({ "accountid": "acc-1", "userid": "user-1", "cmd": cmd, "jobid": job_id, "created": "2026-11-26T12:00:00+0000" });
     if job.polls_left > 0 {
@@ -245,12 +344,17 @@ fn query_job(s: &mut State, job_id: String) -> Answer {
         JobOutcome::Done(result) => {
             v["jobstatus"] = json!(1);
             v["jobresultcode"] = json!(0);
-            v.as_object_mut().expect("object").insert("jobresult".into(), result.clone());
+            v.as_object_mut()
+                .expect("object")
+                .insert("jobresult".into(), result.clone());
         }
         JobOutcome::Failed(code, text) => {
             v["jobstatus"] = json!(2);
             v["jobresultcode"] = json!(code);
-            v.as_object_mut().expect("object").insert("jobresult".into(), json!({ "errorcode": code, "errortext": text }));
+            v.as_object_mut().expect("object").insert(
+                "jobresult".into(),
+                json!({ "errorcode": code, "errortext": text }),
+            );
         }
     }
     Ok(v)
@@ -278,7 +382,9 @@ pub fn vm_json(s: &State, vm: &Vm) -> Value {
 }
 
 pub fn volume_json(s: &State, v: &Volume) -> Value {
-    let vm = v.vm.as_ref().and_then(|id| s.vms.iter().find(|x| &x.id == id));
+    let vm =
+        v.vm.as_ref()
+            .and_then(|id| s.vms.iter().find(|x| &x.id == id));
     let mut out = shaped(
         &s.templates_json.volume,
         json!({
@@ -294,7 +400,13 @@ pub fn volume_json(s: &State, v: &Volume) -> Value {
     if vm.is_none() {
         // Detached volumes carry no VM fields at all.
         let map = out.as_object_mut().expect("object");
-        for key in ["virtualmachineid", "vmname", "vmdisplayname", "vmstate", "deviceid"] {
+        for key in [
+            "virtualmachineid",
+            "vmname",
+            "vmdisplayname",
+            "vmstate",
+            "deviceid",
+        ] {
             map.remove(key);
         }
     }
@@ -332,7 +444,10 @@ fn offering_json(s: &State, o: &super::Offering) -> Value {
 }
 
 fn zone_json(s: &State) -> Value {
-    shaped(&s.templates_json.zone, json!({ "id": s.zone_id, "name": s.zone_name }))
+    shaped(
+        &s.templates_json.zone,
+        json!({ "id": s.zone_id, "name": s.zone_name }),
+    )
 }
 
 fn network_json(s: &State) -> Value {
@@ -342,20 +457,41 @@ fn network_json(s: &State) -> Value {
     )
 }
 
-pub(crate) fn upload_slot(s: &mut State, kind: &'static str, id: &str, format: &str, checksum: Option<String>) -> Value {
+pub(crate) fn upload_slot(
+    s: &mut State,
+    kind: &'static str,
+    id: &str,
+    format: &str,
+    checksum: Option<String>,
+) -> Value {
     let token = s.new_id();
     let url = format!("{}/upload/{token}", s.base_url);
     let expires = format_cs_time(s.now() + std::time::Duration::from_secs(3600));
-    let metadata = base64::engine::general_purpose::STANDARD.encode(json!({ "id": id, "kind": kind, "format": format }).to_string());
+    let metadata = base64::engine::general_purpose::STANDARD
+        .encode(json!({ "id": id, "kind": kind, "format": format }).to_string());
     let signature = hmac_b64("fake-ssvm-key", &format!("{metadata}{url}{expires}"));
     s.uploads.insert(
         token,
-        UploadSlot { kind, id: id.to_string(), signature: signature.clone(), metadata: metadata.clone(), expires: expires.clone(), format: format.to_string(), checksum },
+        UploadSlot {
+            kind,
+            id: id.to_string(),
+            signature: signature.clone(),
+            metadata: metadata.clone(),
+            expires: expires.clone(),
+            format: format.to_string(),
+            checksum,
+        },
     );
     json!({ "getuploadparams": { "id": id, "postURL": url, "metadata": metadata, "expires": expires, "signature": signature } })
 }
 
-pub(crate) fn extract_json(s: &mut State, kind: &str, id: &str, name: &str, data: std::path::PathBuf) -> Value {
+pub(crate) fn extract_json(
+    s: &mut State,
+    kind: &str,
+    id: &str,
+    name: &str,
+    data: std::path::PathBuf,
+) -> Value {
     let token = s.new_id();
     s.extracts.insert(token.clone(), data);
     let extract_id = s.new_id();
@@ -365,4 +501,3 @@ pub(crate) fn extract_json(s: &mut State, kind: &str, id: &str, name: &str, data
         "zonename": s.zone_name, "extractMode": "HTTP_DOWNLOAD", "url": format!("{}/extract/{token}", s.base_url),
     }})
 }
-

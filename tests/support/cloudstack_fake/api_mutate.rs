@@ -2,14 +2,21 @@
 //! uploads, extracts and VMs. Async ones answer `{jobid[, id]}` and do their
 //! work into the job's result.
 
-use super::api::{extract_json, job_fails, need, new_job, not_found, snapshot_json, upload_slot, vm_json, volume_json};
+use super::api::{
+    extract_json, job_fails, need, new_job, not_found, snapshot_json, upload_slot, vm_json,
+    volume_json,
+};
 use super::{JobOutcome, Snapshot, State, Template, Vm, Volume};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 type Answer = Result<Value, (u16, String)>;
 
-fn copy_data(s: &mut State, from: &Option<std::path::PathBuf>, what: &str) -> Option<std::path::PathBuf> {
+fn copy_data(
+    s: &mut State,
+    from: &Option<std::path::PathBuf>,
+    what: &str,
+) -> Option<std::path::PathBuf> {
     let from = from.as_ref()?;
     let to = s.path_for(what);
     std::fs::copy(from, &to).expect("copy fake data");
@@ -20,10 +27,24 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
     match command {
         "createsnapshot" => {
             let volume_id = need(p, "volumeid", command)?.clone();
-            let volume = s.volumes.iter().find(|v| v.id == volume_id).cloned().ok_or_else(|| not_found("volume", &volume_id))?;
+            let volume = s
+                .volumes
+                .iter()
+                .find(|v| v.id == volume_id)
+                .cloned()
+                .ok_or_else(|| not_found("volume", &volume_id))?;
             let id = s.new_id();
             let data = copy_data(s, &volume.data, "snapshot");
-            let snapshot = Snapshot { id: id.clone(), name: p.get("name").cloned().unwrap_or_else(|| format!("snap-{id}")), volume_id, size: volume.size, data };
+            let snapshot = Snapshot {
+                id: id.clone(),
+                name: p
+                    .get("name")
+                    .cloned()
+                    .unwrap_or_else(|| format!("snap-{id}")),
+                volume_id,
+                size: volume.size,
+                data,
+            };
             if !job_fails(s, command) {
                 s.snapshots.push(snapshot.clone());
             }
@@ -44,11 +65,31 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         "createvolume" => {
             let name = need(p, "name", command)?.clone();
             let snapshot_id = need(p, "snapshotid", command)?.clone();
-            let snapshot = s.snapshots.iter().find(|x| x.id == snapshot_id).cloned().ok_or_else(|| not_found("snapshot", &snapshot_id))?;
+            let snapshot = s
+                .snapshots
+                .iter()
+                .find(|x| x.id == snapshot_id)
+                .cloned()
+                .ok_or_else(|| not_found("snapshot", &snapshot_id))?;
             let id = s.new_id();
             let data = copy_data(s, &snapshot.data, "volume");
-            let format = if s.hypervisor == "KVM" { "QCOW2" } else { "VHD" }.to_string();
-            let volume = Volume { id: id.clone(), name, kind: "DATADISK", vm: None, device: 0, size: snapshot.size, state: "Ready".into(), data, format };
+            let format = if s.hypervisor == "KVM" {
+                "QCOW2"
+            } else {
+                "VHD"
+            }
+            .to_string();
+            let volume = Volume {
+                id: id.clone(),
+                name,
+                kind: "DATADISK",
+                vm: None,
+                device: 0,
+                size: snapshot.size,
+                state: "Ready".into(),
+                data,
+                format,
+            };
             let result = json!({ "volume": volume_json(s, &volume) });
             if !job_fails(s, command) {
                 s.volumes.push(volume);
@@ -58,9 +99,17 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "deletevolume" => {
             let id = need(p, "id", command)?.clone();
-            let volume = s.volumes.iter().find(|v| v.id == id).cloned().ok_or_else(|| not_found("volume", &id))?;
+            let volume = s
+                .volumes
+                .iter()
+                .find(|v| v.id == id)
+                .cloned()
+                .ok_or_else(|| not_found("volume", &id))?;
             if volume.vm.is_some() {
-                return Err((431, "Please specify a volume that is not attached to any VM.".into()));
+                return Err((
+                    431,
+                    "Please specify a volume that is not attached to any VM.".into(),
+                ));
             }
             s.volumes.retain(|v| v.id != id);
             Ok(json!({ "success": "true" }))
@@ -71,38 +120,86 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
             if need(p, "mode", command)? != "HTTP_DOWNLOAD" {
                 return Err((431, "only HTTP_DOWNLOAD is supported by this fake".into()));
             }
-            let volume = s.volumes.iter().find(|v| v.id == id).cloned().ok_or_else(|| not_found("volume", &id))?;
+            let volume = s
+                .volumes
+                .iter()
+                .find(|v| v.id == id)
+                .cloned()
+                .ok_or_else(|| not_found("volume", &id))?;
             if volume.state != "Ready" {
-                return Err((431, "Volume should be in ready state before attempting a extract".into()));
+                return Err((
+                    431,
+                    "Volume should be in ready state before attempting a extract".into(),
+                ));
             }
-            let running = volume.vm.as_ref().and_then(|vm| s.vms.iter().find(|x| &x.id == vm)).is_some_and(|vm| vm.state == "Running");
+            let running = volume
+                .vm
+                .as_ref()
+                .and_then(|vm| s.vms.iter().find(|x| &x.id == vm))
+                .is_some_and(|vm| vm.state == "Running");
             if running {
-                return Err((431, "Unable to extract the volume as it is attached to a running VM".into()));
+                return Err((
+                    431,
+                    "Unable to extract the volume as it is attached to a running VM".into(),
+                ));
             }
-            let data = volume.data.clone().ok_or_else(|| (530, "volume has no data in this fake".to_string()))?;
+            let data = volume
+                .data
+                .clone()
+                .ok_or_else(|| (530, "volume has no data in this fake".to_string()))?;
             let result = extract_json(s, "volume", &id, &volume.name, data);
             let job = new_job(s, command, JobOutcome::Done(result));
             Ok(json!({ "jobid": job }))
         }
         "extracttemplate" => {
             let id = need(p, "id", command)?.clone();
-            let template = s.templates.iter().find(|t| t.id == id).cloned().ok_or_else(|| not_found("template", &id))?;
+            let template = s
+                .templates
+                .iter()
+                .find(|t| t.id == id)
+                .cloned()
+                .ok_or_else(|| not_found("template", &id))?;
             if !template.ready {
                 return Err((431, "Template is not ready to be extracted".into()));
             }
-            let data = template.data.clone().ok_or_else(|| (530, "template has no data".to_string()))?;
+            let data = template
+                .data
+                .clone()
+                .ok_or_else(|| (530, "template has no data".to_string()))?;
             let result = extract_json(s, "template", &id, &template.name, data);
             let job = new_job(s, command, JobOutcome::Done(result));
             Ok(json!({ "jobid": job }))
         }
         "getuploadparamsfortemplate" => {
-            for key in ["name", "format", "zoneid", "hypervisor", "ostypeid", "displaytext"] {
+            for key in [
+                "name",
+                "format",
+                "zoneid",
+                "hypervisor",
+                "ostypeid",
+                "displaytext",
+            ] {
                 need(p, key, command)?;
             }
             let id = s.new_id();
             let format = p["format"].to_ascii_uppercase();
-            s.templates.push(Template { id: id.clone(), name: p["name"].clone(), format: format.clone(), hypervisor: p["hypervisor"].clone(), size: 0, status: String::new(), ready: false, data: None });
-            Ok(upload_slot(s, "template", &id, &format, p.get("checksum").cloned()))
+            s.templates.push(Template {
+                id: id.clone(),
+                name: p["name"].clone(),
+                format: format.clone(),
+                hypervisor: p["hypervisor"].clone(),
+                size: 0,
+                status: String::new(),
+                ready: false,
+                data: None,
+            });
+            Ok(upload_slot(
+                s,
+                "template",
+                &id,
+                &format,
+                p.get("checksum").cloned(),
+            ))
         }
         "getuploadparamsforvolume" => {
             for key in ["name", "format", "zoneid"] {
@@ -110,12 +207,31 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
             }
             let id = s.new_id();
             let format = p["format"].to_ascii_uppercase();
-            s.volumes.push(Volume { id: id.clone(), name: p["name"].clone(), kind: "DATADISK", vm: None, device: 0, size: 0, state: "NotUploaded".into(), data: None, format: format.clone() });
-            Ok(upload_slot(s, "volume", &id, &format, p.get("checksum").cloned()))
+            s.volumes.push(Volume {
+                id: id.clone(),
+                name: p["name"].clone(),
+                kind: "DATADISK",
+                vm: None,
+                device: 0,
+                size: 0,
+                state: "NotUploaded".into(),
+                data: None,
+                format: format.clone(),
+            });
+            Ok(upload_slot(
+                s,
+                "volume",
+                &id,
+                &format,
+                p.get("checksum").cloned(),
+            ))
         }
         "deletetemplate" => {
             let id = need(p, "id", command)?.clone();
-            if s.vms.iter().any(|vm| vm.template_id == id && vm.state != "Destroyed") {
+            if s.vms
+                .iter()
+                .any(|vm| vm.template_id == id && vm.state != "Destroyed")
+            {
                 // Real CloudStack refuses too unless forced.
                 return Err((431, format!("Template {id} is in use by a VM")));
             }
@@ -134,14 +250,28 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
             if !s.vms.iter().any(|v| v.id == vm_id) {
                 return Err(not_found("vm", &vm_id));
             }
-            let device = s.volumes.iter().filter(|v| v.vm.as_ref() == Some(&vm_id)).map(|v| v.device).max().unwrap_or(0) + 1;
+            let device = s
+                .volumes
+                .iter()
+                .filter(|v| v.vm.as_ref() == Some(&vm_id))
+                .map(|v| v.device)
+                .max()
+                .unwrap_or(0)
+                + 1;
             let fails = job_fails(s, command);
-            let volume = s.volumes.iter_mut().find(|v| v.id == id).ok_or_else(|| not_found("volume", &id))?;
+            let volume = s
+                .volumes
+                .iter_mut()
+                .find(|v| v.id == id)
+                .ok_or_else(|| not_found("volume", &id))?;
             if volume.vm.is_some() {
                 return Err((431, format!("Volume {id} is already attached")));
             }
             if !matches!(volume.state.as_str(), "Uploaded" | "Ready" | "Allocated") {
-                return Err((431, format!("Volume {id} state {} cannot be attached", volume.state)));
+                return Err((
+                    431,
+                    format!("Volume {id} state {} cannot be attached", volume.state),
+                ));
             }
             if !fails {
                 volume.vm = Some(vm_id);
@@ -155,7 +285,11 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "detachvolume" => {
             let id = need(p, "id", command)?.clone();
-            let volume = s.volumes.iter_mut().find(|v| v.id == id).ok_or_else(|| not_found("volume", &id))?;
+            let volume = s
+                .volumes
+                .iter_mut()
+                .find(|v| v.id == id)
+                .ok_or_else(|| not_found("volume", &id))?;
             volume.vm = None;
             let volume = volume.clone();
             let result = json!({ "volume": volume_json(s, &volume) });
@@ -164,14 +298,20 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "destroyvirtualmachine" => {
             let id = need(p, "id", command)?.clone();
-            let vm = s.vms.iter().find(|v| v.id == id).cloned().ok_or_else(|| not_found("vm", &id))?;
+            let vm = s
+                .vms
+                .iter()
+                .find(|v| v.id == id)
+                .cloned()
+                .ok_or_else(|| not_found("vm", &id))?;
             let expunge = p.get("expunge").is_some_and(|v| v == "true");
             let mut gone = vm.clone();
             gone.state = if expunge { "Expunging" } else { "Destroyed" }.into();
             let result = json!({ "virtualmachine": vm_json(s, &gone) });
             if expunge {
                 s.vms.retain(|v| v.id != id);
-                s.volumes.retain(|v| !(v.vm.as_ref() == Some(&id) && v.kind == "ROOT"));
+                s.volumes
+                    .retain(|v| !(v.vm.as_ref() == Some(&id) && v.kind == "ROOT"));
                 for v in s.volumes.iter_mut().filter(|v| v.vm.as_ref() == Some(&id)) {
                     v.vm = None;
                 }
@@ -183,15 +323,26 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "startvirtualmachine" | "stopvirtualmachine" => {
             let id = need(p, "id", command)?.clone();
-            let state = if command == "startvirtualmachine" { "Running" } else { "Stopped" };
-            let vm = s.vms.iter_mut().find(|v| v.id == id).ok_or_else(|| not_found("vm", &id))?;
+            let state = if command == "startvirtualmachine" {
+                "Running"
+            } else {
+                "Stopped"
+            };
+            let vm = s
+                .vms
+                .iter_mut()
+                .find(|v| v.id == id)
+                .ok_or_else(|| not_found("vm", &id))?;
             vm.state = state.into();
             let vm = vm.clone();
             let result = json!({ "virtualmachine": vm_json(s, &vm) });
             let job = new_job(s, command, JobOutcome::Done(result));
             Ok(json!({ "jobid": job }))
         }
-        other => Err((432, format!("The given command:{other} does not exist or it is not available for user"))),
+        other => Err((
+            432,
+            format!("The given command:{other} does not exist or it is not available for user"),
+        )),
     }
 }
 
@@ -203,11 +354,22 @@ fn deploy(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answer 
         return Err(not_found("zone", &zone_id));
     }
     if !s.offerings.iter().any(|o| o.id == offering_id) {
-        return Err((431, format!("Unable to find service offering: {offering_id}")));
+        return Err((
+            431,
+            format!("Unable to find service offering: {offering_id}"),
+        ));
     }
-    let template = s.templates.iter().find(|t| t.id == template_id).cloned().ok_or_else(|| not_found("template", &template_id))?;
+    let template = s
+        .templates
+        .iter()
+        .find(|t| t.id == template_id)
+        .cloned()
+        .ok_or_else(|| not_found("template", &template_id))?;
     if !template.ready {
-        return Err((431, format!("Template {template_id} has not been completely downloaded to zone {zone_id}")));
+        return Err((
+            431,
+            format!("Template {template_id} has not been completely downloaded to zone {zone_id}"),
+        ));
     }
     if let Some(network) = p.get("networkids")
         && network != &s.network_id
@@ -219,12 +381,29 @@ fn deploy(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answer 
     let fails = job_fails(s, command);
     // A failed deployment leaves the VM record in Error state, as CloudStack does.
     let state = if fails { "Error" } else { "Running" };
-    let vm = Vm { id: id.clone(), name: name.clone(), state: state.into(), offering_id, template_id, network_id: Some(s.network_id.clone()) };
+    let vm = Vm {
+        id: id.clone(),
+        name: name.clone(),
+        state: state.into(),
+        offering_id,
+        template_id,
+        network_id: Some(s.network_id.clone()),
+    };
     s.vms.push(vm.clone());
     if !fails {
         let data = copy_data(s, &template.data, "root");
         let volume_id = s.new_id();
-        s.volumes.push(Volume { id: volume_id, name: format!("ROOT-{name}"), kind: "ROOT", vm: Some(id.clone()), device: 0, size: template.size, state: "Ready".into(), data, format: template.format.clone() });
+        s.volumes.push(Volume {
+            id: volume_id,
+            name: format!("ROOT-{name}"),
+            kind: "ROOT",
+            vm: Some(id.clone()),
+            device: 0,
+            size: template.size,
+            state: "Ready".into(),
+            data,
+            format: template.format.clone(),
+        });
     }
     let result = json!({ "virtualmachine": vm_json(s, &vm) });
     let job = new_job(s, command, JobOutcome::Done(result));

@@ -163,6 +163,8 @@ pub struct State {
     /// Commands whose next job fails, with the error text.
     pub fail_jobs: HashMap<String, String>,
     pub fail_downloads: u32,
+    /// Downloads served before every later one fails (a dying server).
+    pub fail_downloads_after: Option<u64>,
     pub break_uploads: u32,
     pub downloads_served: u64,
     pub upload_attempts: u64,
@@ -211,7 +213,9 @@ impl FakeCloudStack {
     /// A KVM zone with one network and three offerings, no VMs.
     pub async fn start() -> FakeCloudStack {
         let dir = tempfile::tempdir().expect("temp dir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base_url = format!("http://{addr}");
         let mut state = State {
@@ -236,6 +240,7 @@ impl FakeCloudStack {
             pending_polls: 1,
             fail_jobs: HashMap::new(),
             fail_downloads: 0,
+            fail_downloads_after: None,
             break_uploads: 0,
             downloads_served: 0,
             upload_attempts: 0,
@@ -245,9 +250,18 @@ impl FakeCloudStack {
         };
         state.zone_id = state.new_id();
         state.network_id = state.new_id();
-        for (name, cpus, memory_mib) in [("Small Instance", 1, 1024), ("Medium Instance", 2, 4096), ("Large Instance", 4, 8192)] {
+        for (name, cpus, memory_mib) in [
+            ("Small Instance", 1, 1024),
+            ("Medium Instance", 2, 4096),
+            ("Large Instance", 4, 8192),
+        ] {
             let id = state.new_id();
-            state.offerings.push(Offering { id, name: name.into(), cpus, memory_mib });
+            state.offerings.push(Offering {
+                id,
+                name: name.into(),
+                cpus,
+                memory_mib,
+            });
         }
         let state = Arc::new(Mutex::new(state));
         let app = Router::new()
@@ -259,7 +273,12 @@ impl FakeCloudStack {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeCloudStack { endpoint: format!("{base_url}/client/api"), state, server, _dir: dir }
+        FakeCloudStack {
+            endpoint: format!("{base_url}/client/api"),
+            state,
+            server,
+            _dir: dir,
+        }
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -271,18 +290,37 @@ impl FakeCloudStack {
     }
 
     pub fn mutating_received(&self) -> Vec<String> {
-        self.received().into_iter().filter(|r| r.is_mutating()).map(|r| r.command).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.is_mutating())
+            .map(|r| r.command)
+            .collect()
     }
 
     pub fn offering(&self, name: &str) -> Offering {
-        self.state().offerings.iter().find(|o| o.name == name).cloned().expect("offering")
+        self.state()
+            .offerings
+            .iter()
+            .find(|o| o.name == name)
+            .cloned()
+            .expect("offering")
     }
 
     /// Adds a VM with a ROOT volume whose content is `root` (a file in the
     /// zone's format, or None for an inventory-only VM). Returns (vm, volume).
-    pub fn add_vm(&self, name: &str, offering: &str, root: Option<(PathBuf, u64)>) -> (String, String) {
+    pub fn add_vm(
+        &self,
+        name: &str,
+        offering: &str,
+        root: Option<(PathBuf, u64)>,
+    ) -> (String, String) {
         let mut s = self.state();
-        let offering_id = s.offerings.iter().find(|o| o.name == offering).map(|o| o.id.clone()).expect("offering");
+        let offering_id = s
+            .offerings
+            .iter()
+            .find(|o| o.name == offering)
+            .map(|o| o.id.clone())
+            .expect("offering");
         let vm_id = s.new_id();
         let volume_id = s.new_id();
         let (data, size) = match root {
@@ -294,9 +332,31 @@ impl FakeCloudStack {
             None => (None, 8 << 30),
         };
         let network_id = s.network_id.clone();
-        s.vms.push(Vm { id: vm_id.clone(), name: name.into(), state: "Running".into(), offering_id, template_id: String::new(), network_id: Some(network_id) });
-        let format = if s.hypervisor == "KVM" { "QCOW2" } else { "VHD" }.to_string();
-        s.volumes.push(Volume { id: volume_id.clone(), name: format!("ROOT-{name}"), kind: "ROOT", vm: Some(vm_id.clone()), device: 0, size, state: "Ready".into(), data, format });
+        s.vms.push(Vm {
+            id: vm_id.clone(),
+            name: name.into(),
+            state: "Running".into(),
+            offering_id,
+            template_id: String::new(),
+            network_id: Some(network_id),
+        });
+        let format = if s.hypervisor == "KVM" {
+            "QCOW2"
+        } else {
+            "VHD"
+        }
+        .to_string();
+        s.volumes.push(Volume {
+            id: volume_id.clone(),
+            name: format!("ROOT-{name}"),
+            kind: "ROOT",
+            vm: Some(vm_id.clone()),
+            device: 0,
+            size,
+            state: "Ready".into(),
+            data,
+            format,
+        });
         (vm_id, volume_id)
     }
 
@@ -308,11 +368,17 @@ impl FakeCloudStack {
     }
 
     pub fn fail_next_job(&self, command: &str, text: &str) {
-        self.state().fail_jobs.insert(command.to_ascii_lowercase(), text.to_string());
+        self.state()
+            .fail_jobs
+            .insert(command.to_ascii_lowercase(), text.to_string());
     }
 
     pub fn fail_next_downloads(&self, n: u32) {
         self.state().fail_downloads = n;
+    }
+
+    pub fn fail_downloads_after(&self, ok: Option<u64>) {
+        self.state().fail_downloads_after = ok;
     }
 
     pub fn break_next_uploads(&self, n: u32) {

@@ -5,7 +5,10 @@
 use serde_json::{Map, Value, json};
 
 pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/../shared/fixtures/cloudstack/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../shared/fixtures/cloudstack/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
@@ -40,12 +43,17 @@ pub struct Templates {
 
 impl Templates {
     pub fn load() -> Templates {
-        let vm = first("listVirtualMachines_default.json", "listvirtualmachinesresponse", "virtualmachine");
+        let vm = first(
+            "listVirtualMachines_default.json",
+            "listvirtualmachinesresponse",
+            "virtualmachine",
+        );
         let nic = match &vm["nic"][0] {
             Value::Object(map) => map.clone(),
             _ => panic!("vm fixture has no nic"),
         };
-        let mut job = match &fixture("queryAsyncJobResult_11117.json")["queryasyncjobresultresponse"] {
+        let mut job = match &fixture("queryAsyncJobResult_11117.json")["queryasyncjobresultresponse"]
+        {
             Value::Object(map) => map.clone(),
             _ => panic!("job fixture"),
         };
@@ -56,10 +64,21 @@ impl Templates {
             volume: first("listVolumes_default.json", "listvolumesresponse", "volume"),
             snapshot: job_object("queryAsyncJobResult_1300001.json", "snapshot"),
             template: job_object("queryAsyncJobResult_1300003.json", "template"),
-            offering: first("listServiceOfferings_default.json", "listserviceofferingsresponse", "serviceoffering"),
+            offering: first(
+                "listServiceOfferings_default.json",
+                "listserviceofferingsresponse",
+                "serviceoffering",
+            ),
             zone: first("listZones_deployip.json", "listzonesresponse", "zone"),
-            network: first("listNetworks_default.json", "listnetworksresponse", "network"),
-            ostypes: fixture("listOsTypes_default.json")["listostypesresponse"]["ostype"].as_array().cloned().unwrap_or_default(),
+            network: first(
+                "listNetworks_default.json",
+                "listnetworksresponse",
+                "network",
+            ),
+            ostypes: fixture("listOsTypes_default.json")["listostypesresponse"]["ostype"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
             job,
         }
     }
@@ -71,7 +90,10 @@ pub fn shaped(template: &Map<String, Value>, values: Value) -> Value {
     let mut out = template.clone();
     if let Value::Object(values) = values {
         for (key, value) in values {
-            assert!(out.contains_key(&key), "fake sets '{key}', which the recorded object does not have");
+            assert!(
+                out.contains_key(&key),
+                "fake sets '{key}', which the recorded object does not have"
+            );
             out.insert(key, value);
         }
     }

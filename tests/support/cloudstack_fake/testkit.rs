@@ -6,7 +6,10 @@ use altishift::cloud::cloudstack::CloudStackCloud;
 use altishift::cloud::cloudstack::client::{PollPolicy, form_encode};
 use altishift::cloud::cloudstack::signing::{self, Dialect};
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Capability, Cloud, CloudError, CreatedResource, DeploySpec, DiskReader, ResourceKind, TargetDiskSpec, WrittenDisk};
+use altishift::cloud::{
+    Capability, Cloud, CloudError, CreatedResource, DeploySpec, DiskReader, ResourceKind,
+    TargetDiskSpec, WrittenDisk,
+};
 use altishift::engine::{self, EngineOptions, RunReport};
 use altishift::inventory::{DiskFormat, Inventory};
 use altishift::plan::build::{Request, Side, Throughput, build};
@@ -24,12 +27,27 @@ pub fn connect(fake: &FakeCloudStack, staging: &Path) -> CloudStackCloud {
 }
 
 /// A provider with fast polling and backoff (tests never wait on clocks).
-pub fn connect_with(fake: &FakeCloudStack, staging: &Path, key: &str, secret: &str) -> CloudStackCloud {
-    let mut cloud = CloudStackCloud::new("cs-test", &fake.endpoint, Secret::new(key.into()), Secret::new(secret.into()), staging)
-        .unwrap()
-        .with_jurisdiction("DE");
+pub fn connect_with(
+    fake: &FakeCloudStack,
+    staging: &Path,
+    key: &str,
+    secret: &str,
+) -> CloudStackCloud {
+    let mut cloud = CloudStackCloud::new(
+        "cs-test",
+        &fake.endpoint,
+        Secret::new(key.into()),
+        Secret::new(secret.into()),
+        staging,
+    )
+    .unwrap()
+    .with_jurisdiction("DE");
     let client = cloud.client_mut().unwrap();
-    client.poll = PollPolicy { first: Duration::from_millis(2), max: Duration::from_millis(20), deadline: Duration::from_secs(60) };
+    client.poll = PollPolicy {
+        first: Duration::from_millis(2),
+        max: Duration::from_millis(20),
+        deadline: Duration::from_secs(60),
+    };
     cloud.transfer.first_backoff = Duration::from_millis(2);
     cloud.transfer.max_backoff = Duration::from_millis(20);
     cloud
@@ -41,8 +59,16 @@ pub fn capability() -> Capability {
         version: PLAN_VERSION,
         created_at: "2026-11-26T12:00:00Z".into(),
         created_by: "tester".into(),
-        source: CloudSide { cloud: "a".into(), provider: "cloudstack".into(), jurisdiction: "DE".into() },
-        target: CloudSide { cloud: "b".into(), provider: "cloudstack".into(), jurisdiction: "DE".into() },
+        source: CloudSide {
+            cloud: "a".into(),
+            provider: "cloudstack".into(),
+            jurisdiction: "DE".into(),
+        },
+        target: CloudSide {
+            cloud: "b".into(),
+            provider: "cloudstack".into(),
+            jurisdiction: "DE".into(),
+        },
         keep_access: false,
         summary: Summary {
             instances: 0,
@@ -67,7 +93,12 @@ pub fn approve(mut plan: Plan) -> Approved {
 }
 
 pub fn created(kind: ResourceKind, id: &str) -> CreatedResource {
-    CreatedResource { cloud: "cs-test".into(), kind, id: id.into(), temporary: true }
+    CreatedResource {
+        cloud: "cs-test".into(),
+        kind,
+        id: id.into(),
+        temporary: true,
+    }
 }
 
 /// A raw disk with distinct data in some blocks, and its qcow2 twin.
@@ -83,9 +114,14 @@ impl Seed {
         let raw = dir.join(format!("{name}.raw"));
         let file = std::fs::File::create(&raw).unwrap();
         file.set_len(size).unwrap();
-        let seed = Seed { raw: raw.clone(), qcow2: dir.join(format!("{name}.qcow2")), size };
+        let seed = Seed {
+            raw: raw.clone(),
+            qcow2: dir.join(format!("{name}.qcow2")),
+            size,
+        };
         for &index in blocks {
-            file.write_all_at(&seed.block(index), index * BLOCK_SIZE).unwrap();
+            file.write_all_at(&seed.block(index), index * BLOCK_SIZE)
+                .unwrap();
         }
         let status = std::process::Command::new("qemu-img")
             .args(["convert", "-f", "raw", "-O", "qcow2"])
@@ -114,7 +150,13 @@ impl Seed {
 /// Every non-zero block a reader serves.
 pub async fn read_all(reader: &dyn DiskReader) -> BTreeMap<u64, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for index in reader.allocated_blocks().await.unwrap().into_iter().flatten() {
+    for index in reader
+        .allocated_blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+    {
         let bytes = reader.read_block(BlockIndex(index)).await.unwrap().bytes;
         if bytes.iter().any(|&b| b != 0) {
             out.insert(index, bytes);
@@ -124,14 +166,31 @@ pub async fn read_all(reader: &dyn DiskReader) -> BTreeMap<u64, Vec<u8>> {
 }
 
 /// Writes a seed's blocks through a target writer and finishes it.
-pub async fn upload_disk(cloud: &CloudStackCloud, cap: &Capability, name: &str, seed: &Seed) -> Result<WrittenDisk, CloudError> {
-    let spec = TargetDiskSpec { name: name.into(), virtual_size: Bytes(seed.size), format: DiskFormat::Qcow2, region: "zone1".into(), resume: None };
+pub async fn upload_disk(
+    cloud: &CloudStackCloud,
+    cap: &Capability,
+    name: &str,
+    seed: &Seed,
+) -> Result<WrittenDisk, CloudError> {
+    let spec = TargetDiskSpec {
+        name: name.into(),
+        virtual_size: Bytes(seed.size),
+        format: DiskFormat::Qcow2,
+        region: "zone1".into(),
+        resume: None,
+    };
     let writer = cloud.open_disk_writer(cap, &spec).await?;
     let data = std::fs::read(&seed.raw).unwrap();
     let mut written = 0;
     for (index, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
         if block.iter().any(|&b| b != 0) {
-            writer.write_block(BlockIndex(index as u64), block, altishift::block::BlockDigest::of(block)).await?;
+            writer
+                .write_block(
+                    BlockIndex(index as u64),
+                    block,
+                    altishift::block::BlockDigest::of(block),
+                )
+                .await?;
             written += 1;
         }
     }
@@ -140,18 +199,33 @@ pub async fn upload_disk(cloud: &CloudStackCloud, cap: &Capability, name: &str, 
 }
 
 pub fn deploy_spec(name: &str, size: &str, disks: Vec<WrittenDisk>) -> DeploySpec {
-    DeploySpec { name: name.into(), size: size.into(), region: "zone1".into(), disks, tags: BTreeMap::new() }
+    DeploySpec {
+        name: name.into(),
+        size: size.into(),
+        region: "zone1".into(),
+        disks,
+        tags: BTreeMap::new(),
+    }
 }
 
 /// `qemu-img compare`: same guest content, whatever the formats.
 pub fn same_guest_content(a: &Path, b: &Path) -> bool {
-    std::process::Command::new("qemu-img").args(["compare", "-q"]).arg(a).arg(b).status().unwrap().success()
+    std::process::Command::new("qemu-img")
+        .args(["compare", "-q"])
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap()
+        .success()
 }
 
 pub fn staging_is_empty(dir: &Path) -> bool {
     match std::fs::read_dir(dir) {
         Ok(entries) => {
-            let left: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let left: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             if !left.is_empty() {
                 eprintln!("staging holds: {left:?}");
             }
@@ -169,7 +243,11 @@ pub struct Lab {
 impl Lab {
     pub fn new(dir: &Path) -> Lab {
         let root = dir.join("lab");
-        altishift::cloud::lab::generate::init(&root, altishift::cloud::lab::generate::LabScale::Small).unwrap();
+        altishift::cloud::lab::generate::init(
+            &root,
+            altishift::cloud::lab::generate::LabScale::Small,
+        )
+        .unwrap();
         Lab { root }
     }
 
@@ -192,27 +270,63 @@ impl Lab {
     /// Disk files of a lab instance, boot first.
     pub fn instance_disks(&self, cloud: &str, name: &str) -> Vec<PathBuf> {
         let dir = self.root.join(cloud);
-        let text = std::fs::read_to_string(dir.join("instances").join(format!("{name}.toml"))).unwrap();
-        let manifest: altishift::cloud::lab::manifest::InstanceManifest = toml::from_str(&text).unwrap();
-        manifest.disks.into_iter().map(|d| dir.join(d.file)).collect()
+        let text =
+            std::fs::read_to_string(dir.join("instances").join(format!("{name}.toml"))).unwrap();
+        let manifest: altishift::cloud::lab::manifest::InstanceManifest =
+            toml::from_str(&text).unwrap();
+        manifest
+            .disks
+            .into_iter()
+            .map(|d| dir.join(d.file))
+            .collect()
     }
 }
 
-pub fn plan_between(source: (&str, &str, &Inventory), target: (&str, &str, &Inventory), select: &[&str]) -> Plan {
+pub fn plan_between(
+    source: (&str, &str, &Inventory),
+    target: (&str, &str, &Inventory),
+    select: &[&str],
+) -> Plan {
     let side = |(cloud, provider, inventory): (&str, &str, &Inventory)| {
         let jurisdiction = (provider == "cloudstack").then(|| "DE".to_string());
-        (cloud.to_string(), provider.to_string(), jurisdiction, inventory.clone())
+        (
+            cloud.to_string(),
+            provider.to_string(),
+            jurisdiction,
+            inventory.clone(),
+        )
     };
     let (s, t) = (side(source), side(target));
-    let source = Side { cloud: &s.0, provider: s.1, jurisdiction: s.2, inventory: &s.3 };
-    let target = Side { cloud: &t.0, provider: t.1, jurisdiction: t.2, inventory: &t.3 };
-    let request = Request { select: select.iter().map(|s| s.to_string()).collect(), ..Request::default() };
-    let throughput = Throughput { bytes_per_second: 100_000_000, basis: "test".into() };
+    let source = Side {
+        cloud: &s.0,
+        provider: s.1,
+        jurisdiction: s.2,
+        inventory: &s.3,
+    };
+    let target = Side {
+        cloud: &t.0,
+        provider: t.1,
+        jurisdiction: t.2,
+        inventory: &t.3,
+    };
+    let request = Request {
+        select: select.iter().map(|s| s.to_string()).collect(),
+        ..Request::default()
+    };
+    let throughput = Throughput {
+        bytes_per_second: 100_000_000,
+        basis: "test".into(),
+    };
     build(&source, &target, &request, &throughput, "tester@localhost").unwrap()
 }
 
 /// Runs an approved plan through the engine to its report.
-pub async fn run(approved: Approved, source: Arc<dyn Cloud>, target: Arc<dyn Cloud>, state: &Path) -> RunReport {
+pub async fn run(
+    approved: Approved,
+    source: Arc<dyn Cloud>,
+    target: Arc<dyn Cloud>,
+    state: &Path,
+) -> RunReport {
     let handle = engine::start(approved, source, target, state, EngineOptions::default()).unwrap();
     let mut events = handle.events;
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
@@ -222,14 +336,22 @@ pub async fn run(approved: Approved, source: Arc<dyn Cloud>, target: Arc<dyn Clo
 }
 
 /// Replays a recorded `cs` request against the fake (optionally tampered).
-pub async fn replay(http: &reqwest::Client, origin: &str, vector: &Value, tamper: Option<(&str, &str)>) -> (u16, Value) {
+pub async fn replay(
+    http: &reqwest::Client,
+    origin: &str,
+    vector: &Value,
+    tamper: Option<(&str, &str)>,
+) -> (u16, Value) {
     let fix = |text: &str| match tamper {
         Some((from, to)) => text.replace(from, to),
         None => text.to_string(),
     };
-    let url = fix(vector["request_url"].as_str().unwrap()).replace("https://cloudstack.example.invalid", origin);
+    let url = fix(vector["request_url"].as_str().unwrap())
+        .replace("https://cloudstack.example.invalid", origin);
     let request = if vector["http_method"] == "POST" {
-        http.post(url).header("content-type", "application/x-www-form-urlencoded").body(fix(vector["request_body"].as_str().unwrap()))
+        http.post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(fix(vector["request_body"].as_str().unwrap()))
     } else {
         http.get(url)
     };
@@ -239,16 +361,28 @@ pub async fn replay(http: &reqwest::Client, origin: &str, vector: &Value, tamper
 }
 
 /// A raw signed GET (the test signs it; no provider code in between).
-pub async fn signed_get(fake: &FakeCloudStack, command: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let mut all: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+pub async fn signed_get(
+    fake: &FakeCloudStack,
+    command: &str,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut all: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     all.push(("command".into(), command.into()));
     all.push(("apiKey".into(), API_KEY.into()));
     all.push(("response".into(), "json".into()));
     all.push(("signatureVersion".into(), "3".into()));
-    all.push(("expires".into(), signing::format_expires(std::time::SystemTime::now() + Duration::from_secs(300))));
+    all.push((
+        "expires".into(),
+        signing::format_expires(std::time::SystemTime::now() + Duration::from_secs(300)),
+    ));
     let signature = signing::sign(&all, SECRET_KEY, Dialect::Server);
     all.push(("signature".into(), signature));
-    let response = reqwest::get(format!("{}?{}", fake.endpoint, form_encode(&all))).await.unwrap();
+    let response = reqwest::get(format!("{}?{}", fake.endpoint, form_encode(&all)))
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -265,8 +399,13 @@ pub fn assert_same_shape(served: &Value, recorded: &Value, context: &str) {
         };
         let id_like = key == "id" || key.ends_with("id");
         let same = std::mem::discriminant(value) == std::mem::discriminant(model)
-            || (id_like && (value.is_string() || value.is_number()) && (model.is_string() || model.is_number()));
-        assert!(same, "{context}: '{key}' is {value} here but {model} in the recording");
+            || (id_like
+                && (value.is_string() || value.is_number())
+                && (model.is_string() || model.is_number()));
+        assert!(
+            same,
+            "{context}: '{key}' is {value} here but {model} in the recording"
+        );
         if let (Value::Object(_), Value::Object(_)) = (value, model) {
             assert_same_shape(value, model, &format!("{context}.{key}"));
         }
@@ -286,5 +425,9 @@ pub fn assert_same_shape(served: &Value, recorded: &Value, context: &str) {
 pub fn record(name: &str, value: &Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloudstack");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), serde_json::to_string_pretty(value).unwrap() + "\n").unwrap();
+    std::fs::write(
+        dir.join(name),
+        serde_json::to_string_pretty(value).unwrap() + "\n",
+    )
+    .unwrap();
 }
