@@ -4,6 +4,7 @@
 //! changes a cloud takes a [`Capability`], which only the approval of a plan
 //! produces: without an approved plan such a call cannot be written.
 
+pub mod aws;
 pub mod cloudstack;
 pub mod lab;
 pub mod local_disk;

@@ -50,6 +50,9 @@ pub async fn connect(
                 super::cloudstack::CloudStackCloud::from_profile(name, profile, &staging, prompt)?;
             Ok(Arc::new(cloud))
         }
+        ProviderKind::Aws => Ok(Arc::new(
+            super::aws::AwsCloud::from_profile(name, profile, prompt).await?,
+        )),
         other => Err(CloudError::Unsupported(format!(
             "[clouds.{name}] provider '{other}' is not available in this build yet"
         ))),
