@@ -109,7 +109,7 @@ async fn loop_bytes(
     let measure = Duration::from_secs(seconds);
     let input = futures::stream::pending();
     let signals = futures::stream::pending();
-    let result = tokio::time::timeout(settle + measure, async {
+    let result = tokio::time::timeout(settle + measure + Duration::from_secs(5), async {
         let counting = async {
             tokio::time::sleep(settle).await;
             let before = count.load(Ordering::Relaxed);

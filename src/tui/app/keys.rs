@@ -365,6 +365,19 @@ impl App {
     }
 
     fn on_report_key(&mut self, key: &KeyEvent) -> bool {
+        let scroll = self.run.as_mut().map(|r| &mut r.results_scroll);
+        match (key.code, scroll) {
+            (KeyCode::Down | KeyCode::Char('j'), Some(scroll)) => *scroll += 1,
+            (KeyCode::Up | KeyCode::Char('k'), Some(scroll)) => *scroll = scroll.saturating_sub(1),
+            (KeyCode::PageDown, Some(scroll)) => *scroll += 10,
+            (KeyCode::PageUp, Some(scroll)) => *scroll = scroll.saturating_sub(10),
+            (KeyCode::Home | KeyCode::Char('g'), Some(scroll)) => *scroll = 0,
+            _ => return self.on_report_nav(key),
+        }
+        true
+    }
+
+    fn on_report_nav(&mut self, key: &KeyEvent) -> bool {
         match key.code {
             KeyCode::Char('t') | KeyCode::Tab | KeyCode::Esc => self.screen = Screen::Transfers,
             KeyCode::Char('i') if !self.run_active() => {
@@ -436,7 +449,7 @@ impl App {
                 hint("v", "results"),
             ],
             Screen::Report => {
-                let mut hints = vec![hint("t", "transfers")];
+                let mut hints = vec![hint("j/k", "scroll"), hint("t", "transfers")];
                 if !self.run_active() {
                     hints.push(hint("i", "inventory"));
                 }
@@ -489,6 +502,7 @@ impl App {
                 hint("v Tab", "validation, cleanup and report"),
             ],
             Screen::Report => vec![
+                hint("j/k PgDn/PgUp", "scroll"),
                 hint("t Tab Esc", "back to the transfer panes"),
                 hint("i", "back to the inventory when done"),
             ],

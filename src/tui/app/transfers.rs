@@ -152,6 +152,8 @@ pub struct RunState {
     /// The engine task ended (after `RunFinished`, or with an error).
     pub engine_done: bool,
     pub engine_error: Option<String>,
+    /// First line shown on the results screen.
+    pub results_scroll: usize,
 }
 
 /// What an event changed, so the loop knows how soon to redraw.

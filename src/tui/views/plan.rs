@@ -238,7 +238,7 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
         if let Some(first) = r.first() {
             let height = r.len() as u16;
             frame.render_widget(
-                Paragraph::new(message).wrap(Wrap { trim: true }),
+                Paragraph::new(message).wrap(Wrap { trim: false }),
                 Rect { height, ..*first },
             );
         }

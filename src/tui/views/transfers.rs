@@ -193,7 +193,7 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
         .map(|d| humantime::format_duration(d).to_string())
         .unwrap_or_else(|| "-".into());
     let stats = format!(
-        "now {:>10} avg {:>10} ETA {eta}",
+        "now {:>10} avg {:>10} ETA {eta:<8}",
         rate(disk.current_rate()),
         rate(disk.average_rate())
     );
@@ -204,11 +204,17 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
     let samples = disk.history.padded();
     let shown = usize::from(right.width).min(samples.len());
     let data = &samples[samples.len() - shown..];
+    // Right-aligned: the newest second is always at the pane's right edge.
+    let spark = Rect {
+        x: right.x + right.width - shown as u16,
+        width: shown as u16,
+        ..right
+    };
     frame.render_widget(
         Sparkline::default()
             .data(data)
             .style(theme.throughput.sparkline),
-        right,
+        spark,
     );
 }
 
@@ -226,6 +232,24 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
         }
     };
     let mut lines: Vec<Line> = Vec::new();
+    // The outcome and the report's path first: always visible at 80x24.
+    match &run.finished {
+        Some(outcome) => {
+            lines.push(Line::styled(
+                format!("Run {}: {}", if outcome.ok { "succeeded" } else { "failed" }, outcome.summary),
+                if outcome.ok { theme.throughput.done } else { theme.throughput.failed },
+            ));
+            lines.push(Line::raw(format!("Report: {}", outcome.report.display())));
+        }
+        None if run.engine_done => lines.push(Line::styled(
+            format!(
+                "The engine stopped before finishing; `altishift apply` resumes from the journal in {}",
+                run.run_dir.display()
+            ),
+            theme.ui.error,
+        )),
+        None => lines.push(Line::raw("Run in progress…")),
+    }
     let (done, failed, count) = run.counts();
     lines.push(Line::styled(
         format!("Transfers: {done}/{count} disks done, {failed} failed or cancelled"),
@@ -269,25 +293,13 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(format!(" {cloud}: {what}")),
         ]));
     }
-    match &run.finished {
-        Some(outcome) => {
-            lines.push(Line::styled(
-                format!("Run {}: {}", if outcome.ok { "succeeded" } else { "failed" }, outcome.summary),
-                if outcome.ok { theme.throughput.done } else { theme.throughput.failed },
-            ));
-            lines.push(Line::raw(format!("Report: {}", outcome.report.display())));
-        }
-        None if run.engine_done => lines.push(Line::styled(
-            format!("The engine stopped before finishing; `altishift apply` resumes from the journal in {}", run.run_dir.display()),
-            theme.ui.error,
-        )),
-        None => lines.push(Line::raw("Run in progress…")),
-    }
     let block = panel(app, " results ", true);
+    let scroll = u16::try_from(run.results_scroll).unwrap_or(u16::MAX);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
-            .wrap(Wrap { trim: false }),
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
         area,
     );
 }
