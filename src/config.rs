@@ -6,14 +6,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
+    #[default]
     Lab,
     Aws,
     Gcp,
     Digitalocean,
     Cloudstack,
+    Ssh,
 }
 
 impl std::fmt::Display for ProviderKind {
@@ -24,6 +26,7 @@ impl std::fmt::Display for ProviderKind {
             ProviderKind::Gcp => "gcp",
             ProviderKind::Digitalocean => "digitalocean",
             ProviderKind::Cloudstack => "cloudstack",
+            ProviderKind::Ssh => "ssh",
         };
         f.write_str(text)
     }
@@ -31,7 +34,7 @@ impl std::fmt::Display for ProviderKind {
 
 /// One `[clouds.NAME]` table. Fields are shared across providers; each
 /// provider checks the ones it needs when it connects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudProfile {
     pub provider: ProviderKind,
@@ -61,9 +64,41 @@ pub struct CloudProfile {
     pub token: Option<SecretSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hypervisor: Option<String>,
+    /// Google Cloud: project id, service-account key file, network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Staging bucket for uploads: Cloud Storage (gcp) or S3-compatible
+    /// storage such as Spaces (digitalocean, with `staging_endpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Google Cloud: OAuth token URI and Cloud Storage endpoint overrides (tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_endpoint: Option<String>,
     /// Blocks in flight per disk (default chosen by the provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
+    /// SSH source: host (a name from ~/.ssh/config works), user, device to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// SSH source: run the reading commands through `sudo -n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+    /// SSH source: extra `ssh` arguments (`["-F", "file"]`, `["-o", "Port=2222"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_options: Option<Vec<String>>,
+    /// DigitalOcean target: endpoint of the S3-compatible staging storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_endpoint: Option<String>,
 }
 
 impl CloudProfile {
@@ -71,17 +106,8 @@ impl CloudProfile {
         CloudProfile {
             provider: ProviderKind::Lab,
             path: Some(path),
-            region: None,
-            zone: None,
-            endpoint: None,
             jurisdiction: Some(jurisdiction.to_string()),
-            profile: None,
-            role_arn: None,
-            api_key: None,
-            secret_key: None,
-            token: None,
-            hypervisor: None,
-            in_flight: None,
+            ..CloudProfile::default()
         }
     }
 }

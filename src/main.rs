@@ -3,6 +3,7 @@
 use altishift::cli::{self, common::Globals};
 use altishift::cloud::lab::generate::LabScale;
 use altishift::inventory::DiskFormat;
+use altishift::tui::{self, ColorMode};
 use altishift::units::{Bytes, parse_bytes, parse_rate};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,12 +22,36 @@ struct Cli {
     /// Where journals, audit log and reports go (default: from the config).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
+    /// Console: source cloud (left pane).
+    #[arg(long)]
+    from: Option<String>,
+    /// Console: target cloud (right pane).
+    #[arg(long)]
+    to: Option<String>,
+    /// Console colours: auto (honours NO_COLOR, COLORTERM, TERM), always, never.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    color: ColorMode,
+    /// Console theme (default, light, high-contrast, ansi16, mono, or a user theme).
+    #[arg(long, global = true)]
+    theme: Option<String>,
+    /// Per-disk rate limit in the console, e.g. 40MiB/s, so a demo is watchable.
+    #[arg(long, global = true, value_parser = parse_rate)]
+    throttle: Option<Bytes>,
     #[command(subcommand)]
     command: Option<Commands>,
 }
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Open the console on a fresh lab (no account needed).
+    Demo {
+        /// Where to create the lab (default: a new folder in the data dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// No console: plan, approve and apply one instance, printing progress.
+        #[arg(long)]
+        headless: bool,
+    },
     /// Create and inspect lab clouds (local, no account needed).
     Lab {
         #[command(subcommand)]
@@ -80,6 +105,12 @@ enum Commands {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// The SSH source's remote side (copied to the host; not for people).
+    #[command(hide = true)]
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -169,10 +200,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         config: cli.config,
         state_dir: cli.state_dir,
     };
+    let console = |session: cli::common::Session, from, to| tui::ConsoleArgs {
+        config: session.config,
+        paths: session.paths,
+        from,
+        to,
+        color: cli.color,
+        theme: cli.theme.clone(),
+        throttle: cli.throttle,
+        state_dir: session.state_dir,
+    };
     match cli.command {
-        None => anyhow::bail!(
-            "the console is not built into this version yet: use the headless commands (altishift --help)"
-        ),
+        None => tui::run(console(globals.load()?, cli.from, cli.to)).await,
+        Some(Commands::Demo { dir, headless }) => {
+            let session = cli::demo::prepare(dir)?;
+            if headless {
+                cli::demo::headless(&session, cli.throttle).await
+            } else {
+                let (from, to) = (Some("lab-east".to_string()), Some("lab-west".to_string()));
+                tui::run(console(session, from, to)).await
+            }
+        }
         Some(Commands::Lab {
             command: LabCommand::Init { dir, scale },
         }) => cli::lab::init(&dir, scale),
@@ -222,6 +270,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
+        Some(Commands::Agent { args }) => {
+            altishift::cloud::ssh::agent::run(&args).map_err(anyhow::Error::from)
+        }
         Some(Commands::Bench {
             command:
                 BenchCommand::Transfer {

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod bench;
 pub mod common;
+pub mod demo;
 pub mod inventory;
 pub mod lab;
 pub mod plan;

@@ -50,11 +50,48 @@ pub async fn connect(
                 super::cloudstack::CloudStackCloud::from_profile(name, profile, &staging, prompt)?;
             Ok(Arc::new(cloud))
         }
+        ProviderKind::Digitalocean => {
+            // Local staging (the raw disk before upload): `path`, else the state dir.
+            let staging = match &profile.path {
+                Some(path) => config.resolve(path),
+                None => config
+                    .state_dir(&crate::config::Paths::discover())
+                    .join("staging")
+                    .join(name),
+            };
+            let cloud = super::digitalocean::DigitalOceanCloud::from_profile(
+                name, profile, &staging, prompt,
+            )?;
+            Ok(Arc::new(cloud))
+        }
+        ProviderKind::Ssh => {
+            let settings = super::ssh::SshSettings {
+                target: super::ssh::SshTarget {
+                    host: profile.host.clone().ok_or_else(|| {
+                        CloudError::Permanent(format!(
+                            "{}: [clouds.{name}] an ssh source needs 'host'",
+                            config.file_label()
+                        ))
+                    })?,
+                    user: profile.user.clone(),
+                    options: profile.ssh_options.clone().unwrap_or_default(),
+                    sudo: profile.sudo.unwrap_or(false),
+                },
+                device: profile.device.clone().unwrap_or_default(),
+                instance_name: None,
+                agent: super::ssh::AgentPolicy::Auto,
+                agent_binary: None,
+                jurisdiction: profile.jurisdiction.clone(),
+            };
+            Ok(Arc::new(super::ssh::SshCloud::new(name, settings)?))
+        }
         ProviderKind::Aws => Ok(Arc::new(
             super::aws::AwsCloud::from_profile(name, profile, prompt).await?,
         )),
-        other => Err(CloudError::Unsupported(format!(
-            "[clouds.{name}] provider '{other}' is not available in this build yet"
-        ))),
+        ProviderKind::Gcp => Ok(Arc::new(super::gcp::GcpCloud::from_profile(
+            name,
+            profile,
+            &config.base_dir(),
+        )?)),
     }
 }

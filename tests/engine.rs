@@ -1,0 +1,379 @@
+//! The engine through its library API: per-disk control, retries and
+//! permanent failures, with a fault-injecting wrapper around a real lab.
+
+use altishift::block::BlockDigest;
+use altishift::cloud::lab::generate::{self, LabScale};
+use altishift::cloud::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
+    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WriteOrder, WrittenDisk,
+};
+use altishift::config::ProviderKind;
+use altishift::engine::{self, Command, EngineOptions, Event, RetryPolicy, Stage};
+use altishift::inventory::Inventory;
+use altishift::plan::approval;
+use altishift::plan::build::{self, Request, Side, Throughput};
+use altishift::units::{BlockIndex, Bytes};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    config: altishift::config::Config,
+    state: std::path::PathBuf,
+}
+
+fn lab() -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate::init(&dir.path().join("lab"), LabScale::Small).unwrap();
+    let config = altishift::config::Config::load(&summary.config).unwrap();
+    let state = dir.path().join("state");
+    Lab {
+        _dir: dir,
+        config,
+        state,
+    }
+}
+
+async fn connect(lab: &Lab, name: &str) -> Arc<dyn Cloud> {
+    altishift::cloud::connect(&lab.config, name, &mut |_| None)
+        .await
+        .unwrap()
+}
+
+async fn approved(source: &dyn Cloud, target: &dyn Cloud, select: &[&str]) -> approval::Approved {
+    let (si, ti) = (
+        source.inventory().await.unwrap(),
+        target.inventory().await.unwrap(),
+    );
+    fn side<'a>(cloud: &'a dyn Cloud, inventory: &'a Inventory) -> Side<'a> {
+        Side {
+            cloud: cloud.name(),
+            provider: "lab".into(),
+            jurisdiction: cloud.jurisdiction(),
+            inventory,
+        }
+    }
+    let request = Request {
+        select: select.iter().map(|s| s.to_string()).collect(),
+        ..Request::default()
+    };
+    let throughput = Throughput {
+        bytes_per_second: 1 << 30,
+        basis: "test".into(),
+    };
+    let mut plan = build::build(
+        &side(source, &si),
+        &side(target, &ti),
+        &request,
+        &throughput,
+        "tester",
+    )
+    .unwrap();
+    let short = plan.hash().short().to_string();
+    approval::approve(&mut plan, &short, true, "tester").unwrap();
+    approval::verify(plan).unwrap()
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 6,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    }
+}
+
+/// Collects events until the run finishes, driving `on_event` for each.
+async fn drive(
+    mut handle: engine::RunHandle,
+    mut on_event: impl FnMut(&Event, &tokio::sync::mpsc::UnboundedSender<Command>),
+) -> engine::RunOutcome {
+    while let Some(event) = handle.events.recv().await {
+        on_event(&event, &handle.commands);
+    }
+    handle.done.await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_disk_waits_for_resume_and_a_cancelled_one_stops_alone() {
+    let lab = lab();
+    let (source, target) = (
+        connect(&lab, "lab-east").await,
+        connect(&lab, "lab-west").await,
+    );
+    let approved = approved(&*source, &*target, &["web-1", "db-1"]).await;
+    let options = EngineOptions {
+        throttle: Some(Bytes::mib(8)),
+        retry: quick_retries(),
+        ..EngineOptions::default()
+    };
+    let handle = engine::start(approved, source, target, &lab.state, options).unwrap();
+    let (paused, cancelled) = ("db-1/data1".to_string(), "web-1/root".to_string());
+    let mut finished = Vec::new();
+    let mut saw_paused = false;
+    let mut resumed = false;
+    let outcome = drive(handle, |event, commands| match event {
+        Event::RunStarted { .. } => {
+            commands
+                .send(Command::Pause {
+                    disk: paused.clone(),
+                })
+                .unwrap();
+            commands
+                .send(Command::Cancel {
+                    disk: cancelled.clone(),
+                })
+                .unwrap();
+        }
+        Event::Stage {
+            disk,
+            stage: Stage::Paused,
+        } if *disk == paused => saw_paused = true,
+        Event::DiskFinished { disk, .. } => {
+            assert!(resumed || *disk != paused, "{paused} finished while paused");
+            finished.push(disk.clone());
+            // Once the other db-1 disks are through, let the paused one go on.
+            if !resumed && finished.iter().filter(|d| d.starts_with("db-1/")).count() == 2 {
+                resumed = true;
+                commands
+                    .send(Command::Resume {
+                        disk: paused.clone(),
+                    })
+                    .unwrap();
+            }
+        }
+        _ => {}
+    })
+    .await;
+    assert!(saw_paused);
+    assert!(finished.contains(&paused), "resumed disk finished");
+    assert!(!finished.contains(&cancelled));
+    let report = outcome.report;
+    assert!(!report.ok, "a cancelled disk makes the run incomplete");
+    let web = report
+        .instances
+        .iter()
+        .find(|i| i.instance == "web-1")
+        .unwrap();
+    assert!(
+        !web.validated && web.target_id.is_none(),
+        "web-1 not deployed"
+    );
+    let db = report
+        .instances
+        .iter()
+        .find(|i| i.instance == "db-1")
+        .unwrap();
+    assert!(db.validated, "{:?}", db.checks);
+    assert_eq!(
+        report
+            .disks
+            .iter()
+            .find(|d| d.disk == cancelled)
+            .unwrap()
+            .status,
+        "cancelled"
+    );
+    assert!(
+        report.cleanup.iter().any(|c| c.outcome.starts_with("kept")),
+        "{:?}",
+        report.cleanup
+    );
+}
+
+/// A lab wrapper whose writer fails: transiently every third write, or
+/// permanently for one named disk.
+struct Faulty {
+    inner: Arc<dyn Cloud>,
+    broken_disk: String,
+    transient_failures: Arc<AtomicU32>,
+}
+
+struct FaultyWriter {
+    inner: Box<dyn DiskWriter>,
+    broken: bool,
+    calls: AtomicU32,
+    failures: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl DiskWriter for FaultyWriter {
+    fn order(&self) -> WriteOrder {
+        self.inner.order()
+    }
+    fn staging_id(&self) -> String {
+        self.inner.staging_id()
+    }
+    async fn write_block(
+        &self,
+        index: BlockIndex,
+        data: &[u8],
+        digest: BlockDigest,
+    ) -> Result<(), CloudError> {
+        if self.broken {
+            return Err(CloudError::Permanent(
+                "403 quota exceeded for this volume".into(),
+            ));
+        }
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 3 == 0 {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(CloudError::Transient("503 slow down".into()));
+        }
+        self.inner.write_block(index, data, digest).await
+    }
+    async fn flush(&self) -> Result<(), CloudError> {
+        self.inner.flush().await
+    }
+    async fn finish(self: Box<Self>, blocks: u64) -> Result<WrittenDisk, CloudError> {
+        self.inner.finish(blocks).await
+    }
+}
+
+#[async_trait]
+impl Cloud for Faulty {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn provider(&self) -> ProviderKind {
+        self.inner.provider()
+    }
+    fn roles(&self) -> Roles {
+        self.inner.roles()
+    }
+    fn jurisdiction(&self) -> Option<String> {
+        self.inner.jurisdiction()
+    }
+    async fn inventory(&self) -> Result<Inventory, CloudError> {
+        self.inner.inventory().await
+    }
+    async fn snapshot_disk(
+        &self,
+        cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        self.inner.snapshot_disk(cap, disk, name).await
+    }
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        self.inner.open_disk_reader(snapshot).await
+    }
+    async fn open_disk_writer(
+        &self,
+        cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        Ok(Box::new(FaultyWriter {
+            inner: self.inner.open_disk_writer(cap, spec).await?,
+            broken: spec.name == self.broken_disk,
+            calls: AtomicU32::new(0),
+            failures: self.transient_failures.clone(),
+        }))
+    }
+    async fn deploy(
+        &self,
+        cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        self.inner.deploy(cap, spec).await
+    }
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        self.inner.read_back(disk).await
+    }
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        self.inner.probe(instance, spec).await
+    }
+    async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
+        self.inner.delete(cap, resource).await
+    }
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.inner.revoke().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_are_retried_and_a_permanent_one_fails_only_its_disk() {
+    let lab = lab();
+    let source = connect(&lab, "lab-east").await;
+    let failures = Arc::new(AtomicU32::new(0));
+    let target: Arc<dyn Cloud> = Arc::new(Faulty {
+        inner: connect(&lab, "lab-west").await,
+        broken_disk: "ci-runner-root".into(),
+        transient_failures: failures.clone(),
+    });
+    let approved = approved(&*source, &*target, &["web-2", "ci-runner"]).await;
+    let options = EngineOptions {
+        retry: quick_retries(),
+        ..EngineOptions::default()
+    };
+    let handle = engine::start(approved, source, target, &lab.state, options).unwrap();
+    let mut failed = Vec::new();
+    let outcome = drive(handle, |event, _| {
+        if let Event::DiskFailed { disk, error } = event {
+            failed.push((disk.clone(), error.clone()));
+        }
+    })
+    .await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "ci-runner/root");
+    assert!(
+        failed[0].1.contains("403 quota exceeded"),
+        "{}",
+        failed[0].1
+    );
+    let report = outcome.report;
+    let web = report
+        .instances
+        .iter()
+        .find(|i| i.instance == "web-2")
+        .unwrap();
+    assert!(
+        web.validated,
+        "retried disks arrive intact: {:?}",
+        web.checks
+    );
+    let retries: u32 = report
+        .disks
+        .iter()
+        .filter(|d| d.disk.starts_with("web-2/"))
+        .map(|d| d.retries)
+        .sum();
+    assert!(failures.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        retries,
+        failures.load(Ordering::Relaxed),
+        "every transient failure was retried and counted"
+    );
+    // The audit log holds every mutating action with the plan hash and no gaps.
+    let audit = std::fs::read_to_string(lab.state.join("audit.jsonl")).unwrap();
+    let entries: Vec<altishift::engine::audit::AuditEntry> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.plan_hash == report.plan_hash && e.operator == "tester")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "write_disk" && e.outcome.contains("403"))
+            || entries.iter().any(|e| e.action == "deploy_instance")
+    );
+    assert_eq!(
+        entries.iter().filter(|e| e.outcome == "started").count(),
+        entries.iter().filter(|e| e.outcome != "started").count(),
+        "every started action has an outcome"
+    );
+}
