@@ -9,6 +9,7 @@ pub mod cloudstack;
 pub mod lab;
 pub mod local_disk;
 pub mod registry;
+pub mod ssh;
 
 use crate::block::BlockDigest;
 use crate::config::ProviderKind;

@@ -1,0 +1,563 @@
+//! The SSH source: any host the operator can log in to, its disk streamed
+//! through the system `ssh`.
+//!
+//! Preferred path: our own binary is copied to the host (when OS and
+//! architecture match) and runs as `altishift agent`, which skips zero blocks
+//! there and sends each block with its SHA-256. Fallback: `dd` of the device,
+//! zero detection here. The copied agent is removed when access is revoked.
+//!
+//! Delta sync: [`SshCloud::open_delta_reader`] asks the agent for per-block
+//! digests only, compares them with a previous pass (the journal's digests)
+//! and reads just the blocks that differ.
+
+pub mod agent;
+pub mod reader;
+pub mod session;
+
+use super::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
+    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
+};
+use crate::block::BlockDigest;
+use crate::config::ProviderKind;
+use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
+use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
+use async_trait::async_trait;
+pub use reader::{SshDiskReader, StreamMode, WireStats};
+pub use session::{Session, SshTarget, quote};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Whether to run the agent on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentPolicy {
+    /// Copy and run the agent when the host can run it, else use `dd`.
+    Auto,
+    /// Always `dd` (hosts where nothing may be copied).
+    Never,
+    /// The agent or an error (tests, and operators who want the fast path).
+    Require,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub target: SshTarget,
+    /// Device (or file) to read, e.g. `/dev/vda`.
+    pub device: String,
+    /// Instance name in inventories and plans (default: the host).
+    pub instance_name: Option<String>,
+    pub agent: AgentPolicy,
+    /// The binary to copy as the agent (default: this executable).
+    pub agent_binary: Option<PathBuf>,
+    pub jurisdiction: Option<String>,
+}
+
+/// What the host said about itself and its device.
+#[derive(Debug, Clone)]
+struct HostFacts {
+    size: u64,
+    vcpus: u32,
+    memory: u64,
+}
+
+pub struct SshCloud {
+    name: String,
+    settings: SshSettings,
+    session: Arc<Session>,
+    /// Remote folder of the copied agent, and the mode readers use.
+    mode: Mutex<Option<(Option<String>, StreamMode)>>,
+    facts: Mutex<Option<HostFacts>>,
+    /// Every remote folder an agent was copied to (for checks and reports).
+    installed: std::sync::Mutex<Vec<String>>,
+}
+
+impl SshCloud {
+    pub fn new(name: &str, settings: SshSettings) -> Result<SshCloud, CloudError> {
+        if settings.device.is_empty() {
+            return Err(CloudError::Permanent(format!(
+                "[clouds.{name}] an ssh source needs 'device' (e.g. /dev/vda)"
+            )));
+        }
+        let session = Arc::new(Session::new(settings.target.clone())?);
+        Ok(SshCloud {
+            name: name.to_string(),
+            settings,
+            session,
+            mode: Mutex::new(None),
+            facts: Mutex::new(None),
+            installed: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Remote folders the agent was copied to by this provider.
+    pub fn agent_dirs(&self) -> Vec<String> {
+        self.installed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    fn instance_name(&self) -> String {
+        self.settings
+            .instance_name
+            .clone()
+            .unwrap_or_else(|| self.settings.target.host.clone())
+    }
+
+    /// Size of the device, CPUs and memory of the host (one round trip).
+    async fn facts(&self) -> Result<HostFacts, CloudError> {
+        let mut facts = self.facts.lock().await;
+        if let Some(known) = &*facts {
+            return Ok(known.clone());
+        }
+        if self.settings.target.sudo {
+            self.session.run("sudo -n true", None).await?;
+        }
+        let device = quote(&self.settings.device);
+        let size_cmd = self.session.remote(&format!(
+            "blockdev --getsize64 {device} 2>/dev/null || stat -L -c %s {device}"
+        ));
+        let command = format!(
+            "{size_cmd}; echo; nproc 2>/dev/null || echo 1; \
+             awk '/^MemTotal:/ {{print $2}}' /proc/meminfo 2>/dev/null || echo 0"
+        );
+        let output = self.session.run(&command, None).await?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let numbers: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [size, vcpus, memory, ..] = numbers[..] else {
+            return Err(CloudError::Permanent(format!(
+                "{}: could not read the size of {} ({})",
+                self.settings.target.label(),
+                self.settings.device,
+                output.stderr.trim()
+            )));
+        };
+        let found = HostFacts {
+            size,
+            vcpus: u32::try_from(vcpus).unwrap_or(1).max(1),
+            // MemTotal is in KiB (awk would print bytes in exponent notation).
+            memory: memory * 1024,
+        };
+        *facts = Some(found.clone());
+        Ok(found)
+    }
+
+    /// Decides (once) between the agent and `dd`, copying the agent over.
+    pub async fn stream_mode(&self) -> Result<StreamMode, CloudError> {
+        let mut mode = self.mode.lock().await;
+        if let Some((_, known)) = &*mode {
+            return Ok(known.clone());
+        }
+        let chosen = match self.settings.agent {
+            AgentPolicy::Never => (None, StreamMode::Dd),
+            AgentPolicy::Require => {
+                let (dir, path) = self.install_agent().await?;
+                (Some(dir), StreamMode::Agent { path })
+            }
+            AgentPolicy::Auto => match self.install_agent().await {
+                Ok((dir, path)) => (Some(dir), StreamMode::Agent { path }),
+                Err(e @ (CloudError::Auth(_) | CloudError::Transient(_))) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(host = %self.settings.target.label(), "agent unavailable, streaming with dd: {e}");
+                    (None, StreamMode::Dd)
+                }
+            },
+        };
+        let result = chosen.1.clone();
+        *mode = Some(chosen);
+        Ok(result)
+    }
+
+    /// Copies this binary to a private temp folder on the host and checks it
+    /// runs there. Returns (folder, agent path).
+    async fn install_agent(&self) -> Result<(String, String), CloudError> {
+        let uname = self.session.run("uname -sm", None).await?;
+        let uname = String::from_utf8_lossy(&uname.stdout).trim().to_lowercase();
+        let local = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+        if uname != local {
+            return Err(CloudError::Unsupported(format!(
+                "the host runs '{uname}', this binary is for '{local}'"
+            )));
+        }
+        let binary = match &self.settings.agent_binary {
+            Some(path) => path.clone(),
+            None => {
+                std::env::current_exe().map_err(|e| CloudError::from_io("this executable", e))?
+            }
+        };
+        let made = self
+            .session
+            .run("mktemp -d /tmp/altishift-agent.XXXXXX", None)
+            .await?;
+        let dir = String::from_utf8_lossy(&made.stdout).trim().to_string();
+        if !dir.starts_with("/tmp/altishift-agent.") {
+            return Err(CloudError::Permanent(format!(
+                "mktemp on the host answered '{dir}'"
+            )));
+        }
+        self.installed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(dir.clone());
+        let path = format!("{dir}/altishift");
+        let copy = format!("cat > {0} && chmod 700 {0}", quote(&path));
+        let installed = async {
+            self.session.run(&copy, Some(&binary)).await?;
+            let probe = self
+                .session
+                .run(
+                    &self
+                        .session
+                        .remote(&format!("{} agent probe", quote(&path))),
+                    None,
+                )
+                .await?;
+            let said = String::from_utf8_lossy(&probe.stdout);
+            if !said.starts_with(&format!("altishift-agent {}", agent::PROTOCOL)) {
+                return Err(CloudError::Unsupported(format!(
+                    "the copied agent answered '{}'",
+                    said.trim()
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = installed {
+            let _ = self
+                .session
+                .run(&format!("rm -rf {}", quote(&dir)), None)
+                .await;
+            return Err(e);
+        }
+        Ok((dir, path))
+    }
+
+    /// Block ranges that may hold data: the agent's map, or the whole device.
+    async fn ranges(&self, mode: &StreamMode, size: u64) -> Result<Vec<Range<u64>>, CloudError> {
+        let StreamMode::Agent { path } = mode else {
+            let blocks = size.div_ceil(BLOCK_SIZE);
+            return Ok(if blocks > 0 { vec![0..blocks] } else { vec![] });
+        };
+        let command = self.session.remote(&format!(
+            "{} agent map {}",
+            quote(path),
+            quote(&self.settings.device)
+        ));
+        let output = self.session.run(&command, None).await?;
+        #[derive(serde::Deserialize)]
+        struct Map {
+            size: u64,
+            ranges: Vec<[u64; 2]>,
+        }
+        let map: Map = serde_json::from_slice(&output.stdout)
+            .map_err(|e| CloudError::Permanent(format!("the agent's map is unreadable: {e}")))?;
+        if map.size != size {
+            return Err(CloudError::Permanent(format!(
+                "{} changed size from {size} to {} bytes: make a new plan",
+                self.settings.device, map.size
+            )));
+        }
+        Ok(map.ranges.into_iter().map(|[a, b]| a..b).collect())
+    }
+
+    /// A full pass's reader (what the engine gets from `open_disk_reader`).
+    pub async fn open_stream_reader(&self) -> Result<SshDiskReader, CloudError> {
+        let size = self.facts().await?.size;
+        let mode = self.stream_mode().await?;
+        let ranges = self.ranges(&mode, size).await?;
+        Ok(SshDiskReader::new(
+            self.session.clone(),
+            self.settings.device.clone(),
+            size,
+            mode,
+            ranges,
+        ))
+    }
+
+    /// A delta pass: the blocks whose digest differs from `previous` (block
+    /// index → digest of what the target holds, from the last pass's journal).
+    pub async fn open_delta_reader(
+        &self,
+        previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<(SshDiskReader, DeltaSummary), CloudError> {
+        let size = self.facts().await?.size;
+        let mode = self.stream_mode().await?;
+        let StreamMode::Agent { path } = &mode else {
+            return Err(CloudError::Unsupported(
+                "a delta pass needs the agent (digests are computed on the host)".into(),
+            ));
+        };
+        let ranges = self.ranges(&mode, size).await?;
+        let now =
+            reader::remote_digests(&self.session, path, &self.settings.device, &ranges).await?;
+        let summary = delta(previous, &now);
+        Ok((
+            SshDiskReader::new(
+                self.session.clone(),
+                self.settings.device.clone(),
+                size,
+                mode.clone(),
+                to_ranges(&summary.changed),
+            ),
+            summary,
+        ))
+    }
+
+    /// Removes the copied agent and closes the connection.
+    async fn remove_agent(&self) -> Result<Vec<String>, CloudError> {
+        let mut done = Vec::new();
+        let mut mode = self.mode.lock().await;
+        if let Some((Some(dir), _)) = &*mode {
+            self.session
+                .run(&format!("rm -rf {}", quote(dir)), None)
+                .await?;
+            done.push(format!(
+                "removed the agent copied to {}:{dir}",
+                self.settings.target.label()
+            ));
+        }
+        *mode = None;
+        self.session.close().await;
+        done.push(format!(
+            "closed the ssh connection to {}",
+            self.settings.target.label()
+        ));
+        Ok(done)
+    }
+}
+
+/// What a delta pass found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeltaSummary {
+    /// Non-zero blocks whose content differs from the previous pass (or new).
+    pub changed: Vec<u64>,
+    /// Blocks the previous pass sent that are zero now (the engine does not
+    /// write zero blocks, so these need a target that starts zeroed).
+    pub zeroed: Vec<u64>,
+    pub unchanged: u64,
+}
+
+fn delta(
+    previous: &BTreeMap<BlockIndex, BlockDigest>,
+    now: &BTreeMap<u64, Option<BlockDigest>>,
+) -> DeltaSummary {
+    let mut summary = DeltaSummary::default();
+    for (index, digest) in now {
+        let before = previous.get(&BlockIndex(*index));
+        match (digest, before) {
+            (Some(d), Some(b)) if d == b => summary.unchanged += 1,
+            (Some(_), _) => summary.changed.push(*index),
+            (None, Some(_)) => summary.zeroed.push(*index),
+            (None, None) => {}
+        }
+    }
+    // Blocks that had data and are now in a hole (not in the map at all).
+    for index in previous.keys() {
+        if !now.contains_key(&index.0) {
+            summary.zeroed.push(index.0);
+        }
+    }
+    summary.zeroed.sort_unstable();
+    summary
+}
+
+/// Ascending indices to merged ranges.
+pub fn to_ranges(indices: &[u64]) -> Vec<Range<u64>> {
+    let mut ranges: Vec<Range<u64>> = Vec::new();
+    for &i in indices {
+        match ranges.last_mut() {
+            Some(last) if last.end == i => last.end = i + 1,
+            _ => ranges.push(i..i + 1),
+        }
+    }
+    ranges
+}
+
+#[async_trait]
+impl Cloud for SshCloud {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn provider(&self) -> ProviderKind {
+        ProviderKind::Ssh
+    }
+
+    fn roles(&self) -> Roles {
+        Roles {
+            source: true,
+            target: false,
+        }
+    }
+
+    fn jurisdiction(&self) -> Option<String> {
+        self.settings.jurisdiction.clone()
+    }
+
+    async fn inventory(&self) -> Result<Inventory, CloudError> {
+        let facts = self.facts().await?;
+        let region = "ssh".to_string();
+        let size = format!("{}vcpu-{}", facts.vcpus, Bytes(facts.memory));
+        let instance = Instance {
+            id: self.settings.target.host.clone(),
+            name: self.instance_name(),
+            state: InstanceState::Running,
+            size: size.clone(),
+            vcpus: facts.vcpus,
+            memory: Bytes(facts.memory),
+            region: region.clone(),
+            disks: vec![Disk {
+                id: "disk-0".into(),
+                device: self.settings.device.clone(),
+                format: DiskFormat::Raw,
+                virtual_size: Bytes(facts.size),
+                allocated: None,
+                boot: true,
+            }],
+            nics: vec![Nic {
+                name: "ssh".into(),
+                network: "ssh".into(),
+                address: Some(self.settings.target.host.clone()),
+            }],
+            tags: Default::default(),
+        };
+        Ok(Inventory {
+            cloud: self.name.clone(),
+            provider: ProviderKind::Ssh.to_string(),
+            instances: vec![instance],
+            sizes: vec![Size {
+                name: size,
+                vcpus: facts.vcpus,
+                memory: Bytes(facts.memory),
+            }],
+            regions: vec![Region {
+                name: region,
+                jurisdiction: self
+                    .settings
+                    .jurisdiction
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+            }],
+        })
+    }
+
+    /// A live device has no snapshot here: the pass reads it as it is (a
+    /// delta pass after quiescing makes the copy consistent).
+    async fn snapshot_disk(
+        &self,
+        _cap: &Capability,
+        disk: &DiskRef,
+        _name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        if disk.disk_id != "disk-0" {
+            return Err(CloudError::NotFound(format!(
+                "disk {} of {}",
+                disk.disk_id, disk.instance_id
+            )));
+        }
+        let facts = self.facts().await?;
+        Ok(SnapshotRef {
+            id: self.settings.device.clone(),
+            virtual_size: Bytes(facts.size),
+            format: DiskFormat::Raw,
+            created_by_run: false,
+        })
+    }
+
+    async fn open_disk_reader(
+        &self,
+        _snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        Ok(Box::new(self.open_stream_reader().await?))
+    }
+
+    async fn open_disk_writer(
+        &self,
+        _cap: &Capability,
+        _spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        Err(CloudError::Unsupported(
+            "an ssh host is a source only".into(),
+        ))
+    }
+
+    async fn deploy(
+        &self,
+        _cap: &Capability,
+        _spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        Err(CloudError::Unsupported(
+            "an ssh host is a source only".into(),
+        ))
+    }
+
+    async fn read_back(
+        &self,
+        _disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        Ok(None)
+    }
+
+    async fn probe(
+        &self,
+        _instance: &DeployedInstance,
+        _spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        Ok(vec![])
+    }
+
+    async fn delete(
+        &self,
+        _cap: &Capability,
+        resource: &CreatedResource,
+    ) -> Result<(), CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "the ssh source creates nothing to delete ({})",
+            resource.id
+        )))
+    }
+
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.remove_agent().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_names_changed_new_and_zeroed_blocks() {
+        let d = |b: &[u8]| BlockDigest::of(b);
+        let previous: BTreeMap<BlockIndex, BlockDigest> = [
+            (BlockIndex(0), d(b"a")),
+            (BlockIndex(1), d(b"b")),
+            (BlockIndex(2), d(b"c")),
+            (BlockIndex(9), d(b"gone")),
+        ]
+        .into();
+        let now: BTreeMap<u64, Option<BlockDigest>> = [
+            (0, Some(d(b"a"))),
+            (1, Some(d(b"B"))),
+            (2, None),
+            (3, Some(d(b"new"))),
+            (4, None),
+        ]
+        .into();
+        let summary = delta(&previous, &now);
+        assert_eq!(summary.changed, vec![1, 3]);
+        assert_eq!(summary.zeroed, vec![2, 9]);
+        assert_eq!(summary.unchanged, 1);
+        assert_eq!(to_ranges(&[1, 2, 3, 7, 9, 10]), vec![1..4, 7..8, 9..11]);
+    }
+}
