@@ -175,10 +175,23 @@ async fn a_paused_disk_waits_for_resume_and_a_cancelled_one_stops_alone() {
             .status,
         "cancelled"
     );
+    // Whatever the cancelled disk had created (its snapshot, if the cancel
+    // came after it) is kept for a resume, never deleted.
+    let web_resources: Vec<_> = report
+        .cleanup
+        .iter()
+        .filter(|c| c.resource.contains("web-1"))
+        .collect();
     assert!(
-        report.cleanup.iter().any(|c| c.outcome.starts_with("kept")),
-        "{:?}",
-        report.cleanup
+        web_resources.iter().all(|c| c.outcome.starts_with("kept")),
+        "{web_resources:?}"
+    );
+    assert!(
+        report
+            .cleanup
+            .iter()
+            .filter(|c| c.resource.contains("db-1"))
+            .all(|c| c.outcome == "deleted")
     );
 }
 

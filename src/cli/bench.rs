@@ -51,7 +51,7 @@ pub async fn transfer(args: BenchArgs) -> Result<()> {
         let rate = |d: Duration| mb_per_s(allocated.0, d.as_secs_f64());
         println!(
             "{:<32} {:>9} {:>11} {:>14}",
-            "contender", "seconds", "MB/s", "altishift is"
+            "contender", "seconds", "MB/s", "altishift speed vs it"
         );
         for (name, time) in [
             ("altishift (read+SHA-256+write)", ours),

@@ -352,17 +352,22 @@ impl SparseFileWriter {
     }
 
     pub async fn write_block(&self, index: BlockIndex, data: &[u8]) -> Result<(), CloudError> {
+        let context = || format!("writing block {} of {}", index.0, self.path.display());
+        // On a multi-thread runtime, write in place: no copy of the block.
+        // A current-thread runtime (unit tests) cannot block in place, so
+        // the block is copied into a blocking task there.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(|| self.file.write_all_at(data, index.offset()))
+                .map_err(|e| CloudError::from_io(context(), e));
+        }
         let file = self.file.clone();
         let data = data.to_vec();
         tokio::task::spawn_blocking(move || file.write_all_at(&data, index.offset()))
             .await
             .map_err(|e| CloudError::Permanent(format!("write task failed: {e}")))?
-            .map_err(|e| {
-                CloudError::from_io(
-                    format!("writing block {} of {}", index.0, self.path.display()),
-                    e,
-                )
-            })
+            .map_err(|e| CloudError::from_io(context(), e))
     }
 
     /// fdatasync: blocks written so far survive a crash.

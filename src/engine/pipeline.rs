@@ -102,15 +102,27 @@ impl DiskTransfer<'_> {
                     }
                 }
             };
-            tokio::pin!(work);
-            let mut ticker = tokio::time::interval(self.checkpoint_every);
-            ticker.tick().await; // the first tick is immediate
-            loop {
-                tokio::select! {
-                    result = &mut work => break result,
-                    _ = ticker.tick() => self.checkpoint().await?,
+            // Checkpoints run beside the work, not instead of it: a flush
+            // can take a while and the pipeline keeps reading meanwhile.
+            let done = tokio::sync::Notify::new();
+            let work = async {
+                let result = work.await;
+                done.notify_one();
+                result
+            };
+            let checkpoints = async {
+                let mut ticker = tokio::time::interval(self.checkpoint_every);
+                ticker.tick().await; // the first tick is immediate
+                loop {
+                    tokio::select! {
+                        _ = done.notified() => return Ok::<(), TransferError>(()),
+                        _ = ticker.tick() => self.checkpoint().await?,
+                    }
                 }
-            }
+            };
+            let (result, checkpointed) = tokio::join!(work, checkpoints);
+            checkpointed?;
+            result
         };
         self.counters.stop_clock();
         // Whatever happened, make what was written count for a resume.
