@@ -118,7 +118,7 @@ impl DiskPane {
             .bytes_total
             .0
             .saturating_sub(self.progress.bytes_scanned.0);
-        (rate > 0).then(|| Duration::from_secs(left.div_ceil(rate)))
+        (rate > 0 && left > 0).then(|| Duration::from_secs(left.div_ceil(rate)))
     }
 
     fn tick(&mut self) {

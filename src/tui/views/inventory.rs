@@ -225,8 +225,9 @@ mod tests {
         let narrow = columns_for(36);
         assert_eq!(
             narrow.iter().map(|c| c.0).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3]
+            vec![0, 1, 2]
         );
+        assert_eq!(columns_for(38).len(), 4);
         assert_eq!(
             narrow.iter().map(|c| c.1).sum::<u16>() + narrow.len() as u16 - 1,
             36

@@ -89,6 +89,8 @@ fn aggregate_line(app: &App, run: &RunState) -> Line<'static> {
                 theme.throughput.failed
             },
         )
+    } else if run.engine_done {
+        Span::styled(" stopped ", theme.throughput.failed)
     } else if app.stopping {
         Span::styled(" stopping ", theme.throughput.paused)
     } else {
@@ -177,7 +179,11 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
                 &format!(
                     "{} / {} alloc / {} virt · sent {} · zero {}",
                     p.bytes_scanned,
-                    disk.allocated,
+                    if p.bytes_total.0 > 0 {
+                        p.bytes_total
+                    } else {
+                        disk.allocated
+                    },
                     disk.virtual_size,
                     p.bytes_sent,
                     p.bytes_skipped
