@@ -291,8 +291,9 @@ where
         }
         SdkError::ResponseError(_) => {
             return CloudError::Transient(format!(
-                "{context}: unreadable response (HTTP {})",
-                status.map_or("?".into(), |s| s.to_string())
+                "{context}: unreadable response (HTTP {}): {}",
+                status.map_or("?".into(), |s| s.to_string()),
+                aws_sdk_ec2::error::DisplayErrorContext(&err)
             ));
         }
         _ => {}

@@ -12,6 +12,7 @@ use crate::cloud::{BlockData, Capability, CloudError, DiskReader, DiskRef, Snaps
 use crate::inventory::DiskFormat;
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
+use aws_sdk_ebs::error::SdkError;
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag, TagSpecification};
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -193,6 +194,7 @@ pub struct EbsReader {
     size: Bytes,
     tokens: OnceCell<HashMap<u64, String>>,
     warned: AtomicBool,
+    lenient: AtomicBool,
 }
 
 impl EbsReader {
@@ -203,6 +205,7 @@ impl EbsReader {
             size,
             tokens: OnceCell::new(),
             warned: AtomicBool::new(false),
+            lenient: AtomicBool::new(false),
         }
     }
 
@@ -214,7 +217,7 @@ impl EbsReader {
                 let blocks = collect_pages(&what, |token| {
                     let what = what.clone();
                     async move {
-                        let page = self
+                        let answer = self
                             .clients
                             .ebs
                             .list_snapshot_blocks()
@@ -222,8 +225,27 @@ impl EbsReader {
                             .set_next_token(token)
                             .max_results(10_000)
                             .send()
-                            .await
-                            .map_err(|e| classify(&what, e))?;
+                            .await;
+                        let page = match answer {
+                            Ok(page) => page,
+                            Err(err) => {
+                                // A 200 answer the SDK could not parse: moto's string indices?
+                                let lenient = match &err {
+                                    SdkError::ResponseError(r) => {
+                                        r.raw().body().bytes().and_then(lenient_page)
+                                    }
+                                    _ => None,
+                                };
+                                let Some(page) = lenient else {
+                                    return Err(classify(&what, err));
+                                };
+                                if !self.lenient.swap(true, Ordering::Relaxed) {
+                                    tracing::warn!("{what}: block indices came as strings (moto does this; AWS sends numbers); read leniently");
+                                }
+                                note_block_size(&what, page.2, &self.warned);
+                                return Ok((page.0, page.1));
+                            }
+                        };
                         note_block_size(&what, page.block_size(), &self.warned);
                         let list: Vec<(u64, String)> = page
                             .blocks()
@@ -240,6 +262,41 @@ impl EbsReader {
             })
             .await
     }
+}
+
+/// One ListSnapshotBlocks page as (blocks, next token, block size).
+type Page = (Vec<(u64, String)>, Option<String>, Option<i32>);
+
+/// Parses a ListSnapshotBlocks answer the SDK refused because a
+/// `BlockIndex` came as a string of digits (`"3"`): moto 5.2.5 answers so
+/// for blocks written by this SDK, AWS answers numbers. Anything else that
+/// is not a non-negative integer still fails (None: the SDK's error stands).
+pub fn lenient_page(body: &[u8]) -> Option<Page> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let index = |v: &serde_json::Value| -> Option<u64> {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok()))
+    };
+    let blocks = value
+        .get("Blocks")?
+        .as_array()?
+        .iter()
+        .map(|b| {
+            Some((
+                index(b.get("BlockIndex")?)?,
+                b.get("BlockToken")?.as_str()?.to_string(),
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let next = value
+        .get("NextToken")
+        .and_then(|t| t.as_str())
+        .map(str::to_string);
+    let size = value
+        .get("BlockSize")
+        .and_then(|s| s.as_i64())
+        .and_then(|s| i32::try_from(s).ok());
+    Some((blocks, next, size))
 }
 
 /// Sorted block indices as ascending ranges.
@@ -344,6 +401,17 @@ mod tests {
         assert_eq!(decode_checksum("t", None, None).unwrap(), None);
         assert!(decode_checksum("t", Some("!!"), Some("SHA256")).is_err());
         assert!(decode_checksum("t", Some("AAAA"), Some("SHA256")).is_err());
+    }
+
+    #[test]
+    fn a_string_block_index_is_read_leniently_anything_else_is_not() {
+        let moto = br#"{"Blocks": [{"BlockIndex": "3", "BlockToken": "t3"}, {"BlockIndex": 4, "BlockToken": "t4"}], "VolumeSize": 1, "BlockSize": 512}"#;
+        let (blocks, next, size) = lenient_page(moto).unwrap();
+        assert_eq!(blocks, vec![(3, "t3".to_string()), (4, "t4".to_string())]);
+        assert_eq!((next, size), (None, Some(512)));
+        assert!(lenient_page(br#"{"Blocks": [{"BlockIndex": "x", "BlockToken": "t"}]}"#).is_none());
+        assert!(lenient_page(br#"{"Blocks": [{"BlockIndex": -1, "BlockToken": "t"}]}"#).is_none());
+        assert!(lenient_page(b"{\"Blocks\": [").is_none());
     }
 
     #[test]
