@@ -15,7 +15,7 @@ pub const HOST: &str = "altishift-test";
 pub struct Sshd {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
 }
 
 fn keygen(path: &Path) {
@@ -96,16 +96,16 @@ impl Sshd {
             );
             std::fs::write(d.join(name), text).unwrap();
         }
-        let mut sshd = Sshd {
+        let sshd = Sshd {
             dir,
             port,
-            child: None,
+            child: std::sync::Mutex::new(None),
         };
         sshd.launch();
         sshd
     }
 
-    fn launch(&mut self) {
+    fn launch(&self) {
         let child = Command::new("/usr/sbin/sshd")
             .arg("-D")
             .arg("-e")
@@ -116,7 +116,7 @@ impl Sshd {
             .stderr(Stdio::null())
             .spawn()
             .expect("sshd starts");
-        self.child = Some(child);
+        *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "sshd did not listen");
@@ -171,10 +171,22 @@ impl Sshd {
     /// Kills every connection the server holds (its per-connection
     /// children), as a dropped network would; the listener stays up.
     pub fn kill_connections(&self) -> usize {
-        let Some(child) = &self.child else { return 0 };
-        let parent = child.id();
+        let Some(listener) = self.child.lock().unwrap().as_ref().map(Child::id) else {
+            return 0;
+        };
+        // The whole tree: the per-connection monitor, its network child and
+        // the session's processes (killing the monitor alone leaves the
+        // connection up).
+        let mut tree = Vec::new();
+        let mut todo = vec![listener];
+        while let Some(parent) = todo.pop() {
+            for pid in children_of(parent) {
+                tree.push(pid);
+                todo.push(pid);
+            }
+        }
         let mut killed = 0;
-        for pid in children_of(parent) {
+        for pid in tree {
             // SAFETY: kill(2) on a pid we just read as our sshd's child.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             killed += 1;
@@ -183,16 +195,16 @@ impl Sshd {
     }
 
     /// Stops the server and its connections.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.kill_connections();
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     /// Starts it again on the same port with the same keys.
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         self.stop();
         self.launch();
     }

@@ -135,6 +135,14 @@ impl SshCloud {
             .filter_map(|w| w.parse().ok())
             .collect();
         let [size, vcpus, memory, ..] = numbers[..] else {
+            if output.stderr.contains("No such file or directory") {
+                return Err(CloudError::NotFound(format!(
+                    "device {} on {} ({})",
+                    self.settings.device,
+                    self.settings.target.label(),
+                    output.stderr.trim()
+                )));
+            }
             return Err(CloudError::Permanent(format!(
                 "{}: could not read the size of {} ({})",
                 self.settings.target.label(),
