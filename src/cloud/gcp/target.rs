@@ -1,0 +1,278 @@
+//! Google Cloud as a target disk: blocks arrive in order and stream, gzip
+//! members compressed in parallel, into a resumable Cloud Storage upload.
+//! At the end the sparse tar header (which needs the whole map) and the
+//! trailer are uploaded, composed in front of and behind the data into
+//! `disk.tar.gz`, the object is checked against the blocks we sent, and
+//! `images.insert` imports it (rawDisk.source, TAR container).
+
+use super::client::Client;
+use super::upload::{self, ResumableUpload};
+use super::{GcpCloud, tar, verify};
+use crate::block::BlockDigest;
+use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
+use crate::inventory::DiskFormat;
+use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
+use async_trait::async_trait;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Raw bytes per gzip member (compressed on a blocking thread).
+pub const MEMBER_BYTES: usize = 8 << 20;
+/// Upload chunk (a multiple of 256 KiB).
+pub const UPLOAD_CHUNK: usize = 16 << 20;
+
+/// A name Compute Engine accepts: `[a-z]([-a-z0-9]*[a-z0-9])?`, ≤ 63.
+pub fn resource_name(text: &str) -> String {
+    let mut name: String = text
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "d-");
+    }
+    name.truncate(63);
+    while name.ends_with('-') {
+        name.pop();
+    }
+    name
+}
+
+pub struct GcpDiskWriter {
+    client: Arc<Client>,
+    bucket: String,
+    /// `altishift/<plan>/<disk>/`: every staging object of this disk.
+    prefix: String,
+    image: String,
+    spec: TargetDiskSpec,
+    level: u32,
+    parallel: usize,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    upload: Option<ResumableUpload>,
+    map: tar::SparseMap,
+    batch: Vec<u8>,
+    compressing: VecDeque<JoinHandle<Vec<u8>>>,
+    digests: BTreeMap<u64, BlockDigest>,
+}
+
+impl GcpCloud {
+    pub(super) async fn open_writer(
+        &self,
+        cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        if let Some(staging) = &spec.resume {
+            // The gzip stream and the sparse map of an earlier process are
+            // not recoverable from the journal: say so instead of importing
+            // an image with holes where the journaled blocks were.
+            return Err(CloudError::Permanent(format!(
+                "{}: the interrupted upload gs://{}/{staging} cannot be continued by a new \
+                 process; delete the run's journal for this disk to start it again",
+                spec.name,
+                self.bucket.as_deref().unwrap_or("?")
+            )));
+        }
+        let bucket = self.bucket()?.to_string();
+        let short = cap.plan_hash().short().to_string();
+        let disk = resource_name(&spec.name);
+        Ok(Box::new(GcpDiskWriter {
+            client: self.client.clone(),
+            bucket,
+            prefix: format!("altishift/{short}/{disk}/"),
+            image: resource_name(&format!("{disk}-{short}")),
+            spec: spec.clone(),
+            level: self.gzip_level,
+            parallel: self.compress_threads,
+            state: tokio::sync::Mutex::new(State::default()),
+        }))
+    }
+}
+
+impl GcpDiskWriter {
+    fn object(&self, part: &str) -> String {
+        format!("{}{part}", self.prefix)
+    }
+
+    /// Hands the batch to a compressor thread; keeps at most `parallel` busy.
+    async fn seal_batch(&self, state: &mut State) -> Result<(), CloudError> {
+        if !state.batch.is_empty() {
+            let data = std::mem::take(&mut state.batch);
+            let level = self.level;
+            state
+                .compressing
+                .push_back(tokio::task::spawn_blocking(move || {
+                    tar::gzip_member(&data, level)
+                }));
+        }
+        while state.compressing.len() > self.parallel {
+            self.upload_oldest(state).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_oldest(&self, state: &mut State) -> Result<(), CloudError> {
+        let Some(job) = state.compressing.pop_front() else {
+            return Ok(());
+        };
+        let member = job
+            .await
+            .map_err(|e| CloudError::Permanent(format!("gzip worker: {e}")))?;
+        if state.upload.is_none() {
+            state.upload = Some(
+                ResumableUpload::start(
+                    &self.client,
+                    &self.bucket,
+                    &self.object("data"),
+                    UPLOAD_CHUNK,
+                )
+                .await?,
+            );
+        }
+        if let Some(upload) = state.upload.as_mut() {
+            upload.write(&self.client, &member).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain(&self, state: &mut State) -> Result<(), CloudError> {
+        self.seal_batch(state).await?;
+        while !state.compressing.is_empty() {
+            self.upload_oldest(state).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DiskWriter for GcpDiskWriter {
+    fn order(&self) -> WriteOrder {
+        WriteOrder::Sequential
+    }
+
+    fn staging_id(&self) -> String {
+        self.prefix.clone()
+    }
+
+    async fn write_block(
+        &self,
+        index: BlockIndex,
+        data: &[u8],
+        digest: BlockDigest,
+    ) -> Result<(), CloudError> {
+        let mut state = self.state.lock().await;
+        let offset = index.0 * BLOCK_SIZE;
+        if offset < state.map.end() {
+            return Err(CloudError::Permanent(format!(
+                "{}: block {} arrived after a later one (a tar stream needs order)",
+                self.spec.name, index.0
+            )));
+        }
+        if offset + data.len() as u64 > self.spec.virtual_size.0 {
+            return Err(CloudError::Permanent(format!(
+                "{}: block {} lies past the disk's end",
+                self.spec.name, index.0
+            )));
+        }
+        state.map.push(offset, data.len() as u64);
+        state.digests.insert(index.0, digest);
+        state.batch.extend_from_slice(data);
+        if state.batch.len() >= MEMBER_BYTES {
+            self.seal_batch(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// Compresses and uploads everything received; all of it that fills
+    /// whole 256 KiB quanta is committed by the server.
+    async fn flush(&self) -> Result<(), CloudError> {
+        let mut state = self.state.lock().await;
+        self.drain(&mut state).await?;
+        if let Some(upload) = state.upload.as_mut() {
+            upload.send_aligned(&self.client).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
+        let mut state = self.state.lock().await;
+        self.drain(&mut state).await?;
+        let real_size = tar::round_up_gib(self.spec.virtual_size.0);
+        let stored = state.map.stored();
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let head = tar::sparse_header("disk.raw", real_size, &state.map, mtime);
+        let tail = tar::trailer(stored);
+        let mut parts = vec![self.object("head")];
+        upload::put_object(
+            &self.client,
+            &self.bucket,
+            &parts[0],
+            tar::gzip_member(&head, self.level),
+        )
+        .await?;
+        if let Some(data) = state.upload.take() {
+            parts.push(data.object.clone());
+            data.finish(&self.client).await?;
+        }
+        parts.push(self.object("tail"));
+        upload::put_object(
+            &self.client,
+            &self.bucket,
+            &self.object("tail"),
+            tar::gzip_member(&tail, self.level),
+        )
+        .await?;
+        let archive = self.object("disk.tar.gz");
+        upload::compose(&self.client, &self.bucket, &archive, &parts).await?;
+        for part in &parts {
+            upload::delete(&self.client, &self.bucket, part).await?;
+        }
+        // Import only what we meant to send.
+        verify::check_archive(
+            &self.client,
+            &self.bucket,
+            &archive,
+            real_size,
+            &state.digests,
+        )
+        .await?;
+        let body = json!({
+            "name": self.image,
+            "description": format!("altishift import of {}", self.spec.name),
+            "rawDisk": {
+                "source": upload::public_url(&self.bucket, &archive),
+                "containerType": "TAR",
+            },
+            "labels": {"altishift": "import"},
+        });
+        let op = self.client.post("global/images", &body).await?;
+        self.client.wait(op).await?;
+        Ok(WrittenDisk {
+            id: self.image.clone(),
+            format: DiskFormat::Raw,
+            virtual_size: Bytes(real_size),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_compute_rules() {
+        assert_eq!(resource_name("web-2-disk0"), "web-2-disk0");
+        assert_eq!(resource_name("Web_2/Root"), "web-2-root");
+        assert_eq!(resource_name("9lives"), "d-9lives");
+        assert!(resource_name(&"x".repeat(80)).len() <= 63);
+        assert_eq!(resource_name("a-----"), "a");
+    }
+}
