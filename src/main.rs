@@ -160,6 +160,8 @@ struct PlanBuild {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// SHA-256 and zero-check speed of one core (the pipeline's ceiling).
+    Hash,
     /// Lab transfer vs qemu-img convert and cp --sparse on the same images.
     Transfer {
         #[arg(long, default_value = "target/bench")]
@@ -272,6 +274,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
         Some(Commands::Agent { args }) => {
             altishift::cloud::ssh::agent::run(&args).map_err(anyhow::Error::from)
+        }
+        Some(Commands::Bench {
+            command: BenchCommand::Hash,
+        }) => {
+            cli::bench::hash();
+            Ok(())
         }
         Some(Commands::Bench {
             command:
