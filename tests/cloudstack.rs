@@ -625,3 +625,135 @@ async fn an_interrupted_download_resumes_without_fetching_finished_chunks_again(
     assert_eq!(read.keys().copied().collect::<Vec<_>>(), blocks);
     assert!(read.iter().all(|(i, b)| b == &seed.block(*i)));
 }
+
+/// Benchmark, not a test: `cargo test --test cloudstack -- --ignored bench --nocapture`.
+/// Download (ranged, parallel and single-stream) and upload (multipart POST)
+/// against the fake on loopback, next to `curl` doing the same single-stream
+/// transfer in the same run.
+#[tokio::test]
+#[ignore]
+async fn bench_transfer_throughput_against_curl() {
+    use altishift::cloud::cloudstack::download::{self, DownloadPolicy};
+    use altishift::cloud::cloudstack::target::{UploadHeaders, post_file};
+    use std::time::Instant;
+    let mb: u64 = std::env::var("CS_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("payload.bin");
+    {
+        // Incompressible, no zero blocks: nothing can be skipped.
+        let seed = Seed::new(dir.path(), "unit", 4 * BLOCK_SIZE, &[]);
+        let mut data = Vec::with_capacity((mb << 20) as usize);
+        let mut index = 1;
+        while (data.len() as u64) < mb << 20 {
+            data.extend_from_slice(&seed.block(index));
+            index += 1;
+        }
+        std::fs::write(&source, &data).unwrap();
+    }
+    let rate = |secs: f64| (mb << 20) as f64 / secs / 1e6;
+    let cloud = connect(&fake, dir.path());
+    let http = cloud.client().http().clone();
+    let mut rows = Vec::new();
+
+    for (label, parallel) in [
+        ("altishift download, 1 stream", 1),
+        ("altishift download, 6 streams", 6),
+    ] {
+        let url = fake.serve_file(&source);
+        let dest = dir.path().join(format!("down-{parallel}.bin"));
+        let policy = DownloadPolicy {
+            parallel,
+            chunk: 16 * BLOCK_SIZE,
+            ..DownloadPolicy::default()
+        };
+        let started = Instant::now();
+        download::download(&http, &url, &dest, "bench", policy)
+            .await
+            .unwrap();
+        rows.push((label.to_string(), rate(started.elapsed().as_secs_f64())));
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(&source).unwrap()
+        );
+    }
+    let url = fake.serve_file(&source);
+    let started = Instant::now();
+    let status = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(dir.path().join("curl-down.bin"))
+        .arg(&url)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    rows.push((
+        "curl download, 1 stream".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+
+    let zone_id = fake.state().zone_id.clone();
+    let slot = || async {
+        let params = [
+            ("name", "bench".to_string()),
+            ("format", "RAW".into()),
+            ("zoneid", zone_id.clone()),
+        ];
+        let answer = cloud
+            .client()
+            .call("getUploadParamsForVolume", &params)
+            .await
+            .unwrap();
+        let p = &answer["getuploadparams"];
+        let field = |k: &str| p[k].as_str().unwrap().to_string();
+        (
+            field("postURL"),
+            UploadHeaders {
+                signature: field("signature"),
+                metadata: field("metadata"),
+                expires: field("expires"),
+            },
+        )
+    };
+    let (url, headers) = slot().await;
+    let started = Instant::now();
+    post_file(&http, &url, &headers, &source, "bench")
+        .await
+        .unwrap();
+    rows.push((
+        "altishift upload (multipart POST)".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+    let (url, headers) = slot().await;
+    let started = Instant::now();
+    let status = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "-o", "/dev/null"])
+        .args(["-H", &format!("X-signature: {}", headers.signature)])
+        .args(["-H", &format!("X-metadata: {}", headers.metadata)])
+        .args(["-H", &format!("X-expires: {}", headers.expires)])
+        .args(["-F", &format!("files[]=@{}", source.display())])
+        .arg(&url)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    rows.push((
+        "curl upload (multipart POST)".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+
+    println!("\n{mb} MiB over loopback against the CloudStack fake:");
+    for (label, mbps) in &rows {
+        println!("  {label:<36} {mbps:8.1} MB/s");
+    }
+    let get = |l: &str| rows.iter().find(|(x, _)| x == l).map(|(_, v)| *v).unwrap();
+    println!(
+        "  ratio download 1 stream / curl: {:.2}; 6 streams / curl: {:.2}; upload / curl: {:.2}",
+        get("altishift download, 1 stream") / get("curl download, 1 stream"),
+        get("altishift download, 6 streams") / get("curl download, 1 stream"),
+        get("altishift upload (multipart POST)") / get("curl upload (multipart POST)")
+    );
+}

@@ -8,7 +8,7 @@ pub mod download;
 pub mod inventory;
 pub mod signing;
 mod source;
-mod target;
+pub mod target;
 
 use crate::cloud::{
     Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,

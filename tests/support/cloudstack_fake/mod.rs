@@ -381,6 +381,14 @@ impl FakeCloudStack {
         self.state().fail_downloads_after = ok;
     }
 
+    /// An extract URL serving `path` (for benchmarks).
+    pub fn serve_file(&self, path: &std::path::Path) -> String {
+        let mut s = self.state();
+        let token = s.new_id();
+        s.extracts.insert(token.clone(), path.to_path_buf());
+        format!("{}/extract/{token}", s.base_url)
+    }
+
     pub fn break_next_uploads(&self, n: u32) {
         self.state().break_uploads = n;
     }
