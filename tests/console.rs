@@ -671,3 +671,44 @@ async fn bench_console() {
     let report = altishift::tui::bench::run_bench(5).await.expect("bench");
     println!("{report}");
 }
+
+#[test]
+fn a_target_name_already_taken_is_flagged_and_can_be_renamed() {
+    // Both synthetic clouds name their first instance web-0.
+    let mut h = planned();
+    let text = format!("{}", h.render(120, 40).backend());
+    assert!(
+        text.contains("already has an instance named 'web-0'"),
+        "{text}"
+    );
+    h.keys("n");
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("db-1<Enter>");
+    let refused = h
+        .app
+        .plan
+        .as_ref()
+        .and_then(|p| p.edit.as_ref())
+        .and_then(|e| e.error.clone());
+    assert!(
+        refused.unwrap_or_default().contains("already has"),
+        "db-1 exists in west too"
+    );
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("web-0-migrated<Enter>");
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert_eq!(plan.items[0].target_name, "web-0-migrated");
+    assert!(
+        plan.actions.iter().any(|a| a.resource == "web-0-migrated"),
+        "actions follow the new name"
+    );
+    let text = format!("{}", h.render(120, 40).backend());
+    assert!(
+        !text.contains("already has an instance named 'web-0'"),
+        "{text}"
+    );
+}

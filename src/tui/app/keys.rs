@@ -242,17 +242,14 @@ impl App {
                         .as_ref()
                         .map(|l| &l.inventory);
                     let result = match target {
-                        Some(target) => state.apply_size(&value, target),
+                        Some(target) => state.apply_edit(&value, target),
                         None => Err("the target cloud is not connected".into()),
                     };
                     match result {
-                        Ok(()) => {
+                        Ok(done) => {
                             state.edit = None;
                             self.approve = super::ApproveState::new();
-                            self.info(format!(
-                                "target size set to {}; the plan hash changed",
-                                value.trim()
-                            ));
+                            self.info(format!("{done}; the plan hash changed"));
                         }
                         Err(err) => {
                             if let Some(edit) = &mut state.edit {
@@ -272,6 +269,7 @@ impl App {
             KeyCode::Char('J') | KeyCode::PageDown => state.scroll_actions(3),
             KeyCode::Char('K') | KeyCode::PageUp => state.scroll_actions(-3),
             KeyCode::Char('e') => state.begin_edit(),
+            KeyCode::Char('n') => state.begin_rename(),
             KeyCode::Char('a') | KeyCode::Enter => {
                 self.screen = Screen::Approve;
                 self.approve.refused = None;
@@ -425,6 +423,7 @@ impl App {
             Screen::Plan => vec![
                 hint("j/k", "item"),
                 hint("e", "edit size"),
+                hint("n", "rename"),
                 hint("a", "approve"),
                 hint("J/K", "scroll actions"),
                 hint("Esc", "back"),
@@ -482,6 +481,10 @@ impl App {
                 hint(
                     "e",
                     "edit the item's target size (checked against the catalogue)",
+                ),
+                hint(
+                    "n",
+                    "rename the target instance (when the target has that name)",
                 ),
                 hint("J/K", "scroll the action list"),
                 hint("a Enter", "review and approve"),

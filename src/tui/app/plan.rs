@@ -16,8 +16,16 @@ pub struct PlanState {
     pub selected: usize,
     /// First action line shown (the actions list scrolls).
     pub action_scroll: usize,
-    /// Open while `e` edits the selected item's target size.
+    /// Open while `e` edits the selected item's target size (or `n` its name).
     pub edit: Option<LineInput>,
+    pub edit_field: EditField,
+}
+
+/// What the plan's edit line changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditField {
+    Size,
+    Name,
 }
 
 impl PlanState {
@@ -28,6 +36,7 @@ impl PlanState {
             selected: 0,
             action_scroll: 0,
             edit: None,
+            edit_field: EditField::Size,
         }
     }
 
@@ -35,7 +44,67 @@ impl PlanState {
         if let Some(item) = self.plan.items.get(self.selected) {
             let label = format!("target size for {}", item.instance_name);
             self.edit = Some(LineInput::new(label).with_value(&item.target_size));
+            self.edit_field = EditField::Size;
         }
+    }
+
+    pub fn begin_rename(&mut self) {
+        if let Some(item) = self.plan.items.get(self.selected) {
+            let label = format!("target name for {}", item.instance_name);
+            self.edit = Some(LineInput::new(label).with_value(&item.target_name));
+            self.edit_field = EditField::Name;
+        }
+    }
+
+    /// Applies what the edit line holds to the field it edits.
+    pub fn apply_edit(&mut self, value: &str, target: &Inventory) -> Result<String, String> {
+        match self.edit_field {
+            EditField::Size => self
+                .apply_size(value, target)
+                .map(|()| format!("target size set to {}", value.trim())),
+            EditField::Name => self
+                .apply_name(value, target)
+                .map(|()| format!("target name set to {}", value.trim())),
+        }
+    }
+
+    /// Renames the selected item's target instance: a name the target does
+    /// not already use, and no other item of the plan takes.
+    pub fn apply_name(&mut self, wanted: &str, target: &Inventory) -> Result<(), String> {
+        let wanted = wanted.trim();
+        let valid = !wanted.is_empty()
+            && wanted.len() <= 63
+            && wanted
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(format!(
+                "'{wanted}': use 1-63 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if target.instance(wanted).is_some() {
+            return Err(format!(
+                "{} already has an instance named '{wanted}'",
+                target.cloud
+            ));
+        }
+        let taken = self
+            .plan
+            .items
+            .iter()
+            .enumerate()
+            .any(|(i, item)| i != self.selected && item.target_name == wanted);
+        if taken {
+            return Err(format!(
+                "another item of this plan is already named '{wanted}'"
+            ));
+        }
+        if let Some(item) = self.plan.items.get_mut(self.selected) {
+            item.target_name = wanted.to_string();
+        }
+        self.plan.approval = None;
+        refresh(&mut self.plan, &self.throughput);
+        Ok(())
     }
 
     /// Sets the selected item's target size if the target catalogue has it

@@ -20,7 +20,7 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
     let items_height = (plan.items.len() as u16 + 3).min(area.height / 3).max(4);
     let edit_height = u16::from(state.edit.is_some());
-    let summary_height = 2 + u16::from(plan.cross_border.is_some());
+    let summary_height = summary_lines(app, plan).len() as u16;
     let [items, edit, summary, actions] = Layout::vertical([
         Constraint::Length(items_height),
         Constraint::Length(edit_height),
@@ -51,7 +51,11 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
                 theme.plan.item
             };
             Row::new(vec![
-                item.instance_name.clone(),
+                if item.target_name == item.instance_name {
+                    item.instance_name.clone()
+                } else {
+                    format!("{} → {}", item.instance_name, item.target_name)
+                },
                 format!("{} → {}", item.source_size, item.target_size),
                 item.target_region.clone(),
                 format!("{}", item.disks.len()),
@@ -112,6 +116,15 @@ fn summary_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
             format!(
                 " ⚠ CROSS-BORDER: {} leave {} for {}; approval must acknowledge it",
                 cross.bytes, cross.from, cross.to
+            ),
+            theme.plan.warning,
+        ));
+    }
+    for name in name_conflicts(app, plan) {
+        lines.push(Line::styled(
+            format!(
+                " ⚠ {} already has an instance named '{name}': select it and press n to rename",
+                plan.target.cloud
             ),
             theme.plan.warning,
         ));
@@ -262,4 +275,19 @@ fn input_line_maybe(
         ]);
         frame.render_widget(Paragraph::new(line), area);
     }
+}
+
+/// Target names the target cloud already uses (the run would refuse them).
+fn name_conflicts(app: &App, plan: &Plan) -> Vec<String> {
+    let Some(target) = app
+        .pane(crate::tui::app::inventory::SideId::Target)
+        .inventory()
+    else {
+        return Vec::new();
+    };
+    plan.items
+        .iter()
+        .filter(|item| target.instance(&item.target_name).is_some())
+        .map(|item| item.target_name.clone())
+        .collect()
 }
