@@ -93,6 +93,9 @@ enum Commands {
         /// Blocks in flight per disk.
         #[arg(long)]
         in_flight: Option<usize>,
+        /// Keep the run's debug log even when the run succeeds.
+        #[arg(long)]
+        keep_debug_log: bool,
     },
     /// Show a run's report.
     Report {
@@ -178,6 +181,7 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    altishift::engine::debug_log::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -259,6 +263,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             json,
             throttle,
             in_flight,
+            keep_debug_log,
         }) => {
             cli::apply::run(
                 &globals,
@@ -267,6 +272,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     json,
                     throttle,
                     in_flight,
+                    keep_debug_log,
                 },
             )
             .await

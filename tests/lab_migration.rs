@@ -57,6 +57,15 @@ fn lab_to_lab_migration_of_every_instance_is_byte_identical() {
     let report = report(&lab);
     assert!(report.ok);
     assert_eq!(report.instances.len(), 8);
+    // A successful run purges its verbose log.
+    assert_eq!(report.debug_log.as_deref(), Some("debug log purged"));
+    assert!(
+        !lab.state()
+            .join("runs")
+            .join(&report.run_id)
+            .join("debug.log")
+            .exists()
+    );
     for disk in &report.disks {
         assert_eq!(disk.status, "done", "{disk:?}");
         assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
@@ -385,6 +394,27 @@ fn a_disk_that_disappears_fails_alone() {
         .unwrap();
     assert!(web.validated, "the other instance still migrates");
     assert!(lab.root().join("lab-west/instances/web-1.toml").exists());
+    // A failed run keeps its verbose log for the post-mortem.
+    assert!(
+        report
+            .debug_log
+            .as_deref()
+            .unwrap_or_default()
+            .contains("kept"),
+        "{:?}",
+        report.debug_log
+    );
+    let log = std::fs::read_to_string(
+        lab.state()
+            .join("runs")
+            .join(&report.run_id)
+            .join("debug.log"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("monitor/root") && log.contains("failed"),
+        "{log}"
+    );
     assert!(
         !lab.root().join("lab-west/instances/monitor.toml").exists(),
         "nothing half-deployed"
@@ -433,7 +463,12 @@ fn a_planted_secret_never_leaves_memory() {
         &hash,
         "--ack-cross-border",
     ]));
-    outputs.push(run(&["apply", plan.to_str().unwrap(), "--json"]));
+    outputs.push(run(&[
+        "apply",
+        plan.to_str().unwrap(),
+        "--json",
+        "--keep-debug-log",
+    ]));
     assert!(
         outputs.last().unwrap().status.success(),
         "{}",
@@ -444,6 +479,14 @@ fn a_planted_secret_never_leaves_memory() {
         report.revoked.iter().any(|r| r.contains("token wiped")),
         "{:?}",
         report.revoked
+    );
+    // The verbose log was kept on purpose here, so the scan below reads it too.
+    assert!(
+        lab.state()
+            .join("runs")
+            .join(&report.run_id)
+            .join("debug.log")
+            .exists()
     );
     outputs.push(run(&["report", &report.run_id, "--json"]));
     for out in &outputs {

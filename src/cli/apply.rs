@@ -15,6 +15,7 @@ pub struct ApplyArgs {
     pub json: bool,
     pub throttle: Option<Bytes>,
     pub in_flight: Option<usize>,
+    pub keep_debug_log: bool,
 }
 
 pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
@@ -27,6 +28,7 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     let options = EngineOptions {
         throttle: args.throttle,
         in_flight: args.in_flight,
+        keep_debug_log: args.keep_debug_log,
         ..EngineOptions::default()
     };
     let mut handle = engine::start(approved, source, target, &session.state_dir, options)?;

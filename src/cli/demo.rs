@@ -71,6 +71,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             json: false,
             throttle,
             in_flight: None,
+            keep_debug_log: false,
         },
     )
     .await

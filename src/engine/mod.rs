@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod control;
+pub mod debug_log;
 pub mod estimate;
 pub mod event;
 pub mod journal;
@@ -38,6 +39,8 @@ pub struct EngineOptions {
     pub checkpoint_every: Duration,
     /// How often progress events are sent per disk.
     pub progress_every: Duration,
+    /// Keep the run's debug log even when the run succeeds.
+    pub keep_debug_log: bool,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +52,7 @@ impl Default for EngineOptions {
             retry: RetryPolicy::default(),
             checkpoint_every: Duration::from_secs(1),
             progress_every: Duration::from_millis(250),
+            keep_debug_log: false,
         }
     }
 }
@@ -129,7 +133,16 @@ pub fn start(
             report: dir.join("report.md").display().to_string(),
         });
     }
+    // Verbose provider logs go to the run folder; a failure to open it only
+    // costs the log, so it is reported rather than fatal.
+    let log_error = debug_log::open(&dir).err();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
+    if let Some(e) = log_error {
+        let _ = event_tx.send(Event::Log {
+            level: Level::Warn,
+            message: format!("no debug log in {}: {e}", dir.display()),
+        });
+    }
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let run = runner::Run::new(
         approved,

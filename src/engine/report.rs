@@ -61,6 +61,9 @@ pub struct RunReport {
     pub cleanup: Vec<CleanupReport>,
     pub revoked: Vec<String>,
     pub access_kept: bool,
+    /// What became of the run's verbose log (purged unless kept).
+    #[serde(default)]
+    pub debug_log: Option<String>,
 }
 
 impl RunReport {
@@ -164,6 +167,9 @@ impl RunReport {
         }
         for c in &self.cleanup {
             let _ = writeln!(md, "- {} on {}: {}", c.resource, c.cloud, c.outcome);
+        }
+        if let Some(log) = &self.debug_log {
+            let _ = writeln!(md, "\n- {log}");
         }
         let _ = writeln!(md, "\n## Access\n");
         if self.access_kept {

@@ -148,6 +148,7 @@ impl Run {
     }
 
     fn log(&self, level: Level, message: String) {
+        tracing::info!(?level, "{message}");
         self.send(Event::Log { level, message });
     }
 
@@ -258,11 +259,13 @@ impl Run {
         self.audit
             .record(cloud.name(), action, resource, "started")
             .map_err(audit_error)?;
+        tracing::debug!(cloud = cloud.name(), action, resource, "started");
         let result = call.await;
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
         };
+        tracing::debug!(cloud = cloud.name(), action, resource, outcome, "finished");
         self.audit
             .record(cloud.name(), action, resource, &outcome)
             .map_err(audit_error)?;
@@ -541,6 +544,7 @@ impl Run {
             }
             Err(e) => {
                 let error = e.to_string();
+                tracing::warn!(disk = key, "failed: {error}");
                 lock(&slot.result).error = Some(error.clone());
                 self.set_stage(&key, Stage::Failed);
                 self.send(Event::DiskFailed { disk: key, error });
@@ -801,6 +805,7 @@ impl Run {
             .map(|slot| self.disk_report(slot))
             .collect();
         let ok = disks.iter().all(|d| d.status == "done") && instances.iter().all(|i| i.validated);
+        let debug_log = super::debug_log::close(ok && !self.options.keep_debug_log);
         let report = RunReport {
             run_id: super::run_id(&self.approved.hash().0),
             plan_hash: self.approved.hash().0.clone(),
@@ -821,6 +826,7 @@ impl Run {
             cleanup,
             revoked,
             access_kept: plan.keep_access,
+            debug_log,
         };
         let io = |what: &str| {
             let what = what.to_string();
