@@ -243,8 +243,14 @@ async fn fetch_range(
 }
 
 pub fn transfer_error(label: &str, err: reqwest::Error) -> CloudError {
+    transfer_error_as("download", label, err)
+}
+
+/// A reqwest error as "<what> of <label>: …", without the URL (it carries
+/// an access token); resets, timeouts and broken bodies are transient.
+pub fn transfer_error_as(what: &str, label: &str, err: reqwest::Error) -> CloudError {
     let err = err.without_url();
-    let text = format!("transfer of {label}: {err}");
+    let text = format!("{what} of {label}: {err}");
     if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode()
     {
         CloudError::Transient(text)

@@ -378,7 +378,7 @@ pub async fn post_file(
         .body(reqwest::Body::wrap_stream(body))
         .send()
         .await
-        .map_err(|e| download::transfer_error(label, e))?;
+        .map_err(|e| download::transfer_error_as("upload", label, e))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
