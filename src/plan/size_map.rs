@@ -8,7 +8,7 @@ use crate::units::Bytes;
 /// "Smallest" means least excess, memory weighed as 1 vCPU per 4 GiB, so a
 /// 2 vCPU/4 GiB source prefers 2/8 over 8/4. Ties go to the name, for a
 /// stable plan.
-pub fn nearest_size<'a>(sizes: &'a [Size], vcpus: u32, memory: Bytes) -> Option<&'a Size> {
+pub fn nearest_size(sizes: &[Size], vcpus: u32, memory: Bytes) -> Option<&Size> {
     sizes
         .iter()
         .filter(|s| s.vcpus >= vcpus && s.memory >= memory)
