@@ -757,3 +757,40 @@ async fn bench_transfer_throughput_against_curl() {
         get("altishift upload (multipart POST)") / get("curl upload (multipart POST)")
     );
 }
+
+/// The CLI reaches CloudStack through a profile whose keys come from the
+/// environment; the secret never shows in what it prints.
+#[tokio::test]
+async fn cli_inventory_reads_a_cloudstack_profile_with_keys_from_the_environment() {
+    let fake = FakeCloudStack::start().await;
+    fake.add_many_vms(2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "state_dir = \"state\"\n[clouds.cs]\nprovider = \"cloudstack\"\nendpoint = \"{}\"\napi_key = \"env:CS_TEST_API_KEY\"\nsecret_key = \"env:CS_TEST_SECRET_KEY\"\njurisdiction = \"DE\"\npath = \"cs-staging\"\n",
+        fake.endpoint
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_altishift"))
+        .arg("--config")
+        .arg(&config)
+        .args(["inventory", "cs", "--json"])
+        .env("CS_TEST_API_KEY", cloudstack_fake::API_KEY)
+        .env("CS_TEST_SECRET_KEY", cloudstack_fake::SECRET_KEY)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let inventory: altishift::inventory::Inventory =
+        serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inventory.instances.len(), 2);
+    assert!(
+        !stdout.contains(cloudstack_fake::SECRET_KEY)
+            && !stderr.contains(cloudstack_fake::SECRET_KEY)
+    );
+    assert_eq!(fake.mutating_received(), Vec::<String>::new());
+}
