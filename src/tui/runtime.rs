@@ -170,13 +170,8 @@ async fn connect_and_list(
     secrets: Vec<(String, Secret)>,
     clouds: &Clouds,
 ) -> Result<LoadedCloud, String> {
-    // Providers ask by a label naming the profile field ("secret_key").
-    let mut prompter = |label: &str| {
-        secrets
-            .iter()
-            .find(|(field, _)| label.contains(field.as_str()))
-            .map(|(_, s)| s.clone())
-    };
+    // Providers ask by a label naming the secret ("staging API key").
+    let mut prompter = |label: &str| secret_for(label, &secrets);
     let connected = cloud::connect(config, name, &mut prompter)
         .await
         .map_err(|e| e.to_string())?;
@@ -191,4 +186,34 @@ async fn connect_and_list(
         Err(poisoned) => poisoned.into_inner().insert(name.to_string(), connected),
     };
     Ok(loaded)
+}
+
+/// The answer for a provider's prompt label: the profile field whose words
+/// the label contains (`secret_key` answers "staging secret key").
+fn secret_for(label: &str, secrets: &[(String, Secret)]) -> Option<Secret> {
+    let label = label.to_lowercase().replace('_', " ");
+    secrets
+        .iter()
+        .find(|(field, _)| label.contains(&field.replace('_', " ")))
+        .map(|(_, secret)| secret.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_labels_find_their_profile_field() {
+        let secrets = vec![
+            ("api_key".to_string(), Secret::new("a".into())),
+            ("secret_key".to_string(), Secret::new("s".into())),
+            ("token".to_string(), Secret::new("t".into())),
+        ];
+        let answer = |label: &str| secret_for(label, &secrets).map(|s| s.expose().to_string());
+        assert_eq!(answer("staging API key").as_deref(), Some("a"));
+        assert_eq!(answer("staging secret key").as_deref(), Some("s"));
+        assert_eq!(answer("do Spaces secret_key").as_deref(), Some("s"));
+        assert_eq!(answer("do DigitalOcean token").as_deref(), Some("t"));
+        assert_eq!(answer("something else"), None);
+    }
 }

@@ -62,7 +62,7 @@ impl App {
                 // Straight into the zeroizing type; the field was emptied by take().
                 prompt.answers.push((field, Secret::new(value)));
                 if let Some(next) = prompt.asking.front() {
-                    prompt.input.label = format!("{} {next}", prompt.cloud);
+                    prompt.input.label = format!("{} {}", prompt.cloud, next.replace('_', " "));
                     return;
                 }
                 if let Some(done) = self.prompts.pop_front() {

@@ -280,7 +280,7 @@ impl App {
                 secrets: Vec::new(),
             });
         } else {
-            let label = format!("{cloud} {}", asking[0]);
+            let label = format!("{cloud} {}", asking[0].replace('_', " "));
             self.prompts.push_back(SecretPrompt {
                 side,
                 cloud: cloud.to_string(),
