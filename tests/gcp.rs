@@ -169,6 +169,8 @@ async fn fake_answers_have_the_recorded_shapes() {
     let gcp = Gcp::start().await;
     let cloud = gcp.cloud();
     let client = cloud.client();
+    client.get("zones").await.unwrap();
+    let token = gcp.fake.state().tokens[0].clone();
     let check = |served: &Value, recorded: &Value, what: &str| {
         let (Value::Object(s), Value::Object(r)) = (served, recorded) else {
             panic!("{what}: not objects");
@@ -226,7 +228,7 @@ async fn fake_answers_have_the_recorded_shapes() {
             "{}/compute/v1/projects/{PROJECT}/global/images/family/coreos-stable",
             gcp.fake.base_url
         ))
-        .bearer_auth(gcp.fake.state().tokens[0].clone())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -253,7 +255,7 @@ async fn fake_answers_have_the_recorded_shapes() {
             "{}/compute/v1/projects/someone-else/zones",
             gcp.fake.base_url
         ))
-        .bearer_auth(gcp.fake.state().tokens[0].clone())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -419,7 +421,12 @@ async fn lab_to_gcp_migration_is_byte_identical_with_nothing_changed_before_appr
         .map(|i| i["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(images.len(), 2, "{images:?}");
-    for (image, lab_disk) in images.iter().zip(lab.instance_disks("web-2")) {
+    for lab_disk in lab.instance_disks("web-2") {
+        let stem = lab_disk.file_stem().unwrap().to_string_lossy().to_string();
+        let image = images
+            .iter()
+            .find(|i| i.starts_with(&format!("{stem}-")))
+            .unwrap_or_else(|| panic!("no image for {stem} in {images:?}"));
         let file = gcp.fake.image_file(image).unwrap();
         let same = std::process::Command::new("qemu-img")
             .args(["compare", "-q"])

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 mod deploy;
 pub mod inventory;
+mod readback;
 pub mod tar;
 mod target;
 pub mod upload;
@@ -262,11 +263,11 @@ impl Cloud for GcpCloud {
 
     async fn read_back(
         &self,
-        _disk: &WrittenDisk,
+        disk: &WrittenDisk,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        // Images return no bytes; the uploaded archive was checked block by
-        // block against the sent digests before images.insert (verify.rs).
-        Ok(None)
+        // Images return no bytes; what the image was imported from can be
+        // read back while the staging archive still exists.
+        self.read_back_archive(disk).await
     }
 
     async fn probe(

@@ -59,6 +59,8 @@ struct TarReader {
     main_seen: bool,
     stored: u64,
     error: Option<String>,
+    /// When set, data regions are written here at their offsets (read-back).
+    out: Option<std::fs::File>,
 }
 
 impl TarReader {
@@ -138,6 +140,11 @@ impl TarReader {
                 hasher.update(&data[..take]);
                 *n += take as u64;
             }
+            if let Some(out) = &self.out {
+                use std::os::unix::fs::FileExt as _;
+                out.write_all_at(&data[..take], pos)
+                    .map_err(|e| format!("writing the read-back copy: {e}"))?;
+            }
             self.run_done += take as u64;
             data = &data[take..];
         }
@@ -195,18 +202,21 @@ fn finish(mut reader: TarReader) -> Result<Parsed, String> {
     Ok(reader.parsed)
 }
 
-/// Downloads `object` and checks it: one sparse `disk.raw` of `real_size`
-/// whose blocks are exactly `expected` (block index → digest).
-pub async fn check_archive(
+/// Streams `object` through gunzip and the tar parser (writing the data
+/// into `out` when given).
+async fn read_archive(
     client: &Client,
     bucket: &str,
     object: &str,
-    real_size: u64,
-    expected: &BTreeMap<u64, BlockDigest>,
-) -> Result<(), CloudError> {
+    out: Option<std::fs::File>,
+) -> Result<Parsed, CloudError> {
     let what = format!("gs://{bucket}/{object}");
     let response = upload::download(client, bucket, object).await?;
-    let mut decoder = flate2::write::MultiGzDecoder::new(TarReader::default());
+    let reader = TarReader {
+        out,
+        ..TarReader::default()
+    };
+    let mut decoder = flate2::write::MultiGzDecoder::new(reader);
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| CloudError::Transient(format!("reading {what}: {e}")))?;
@@ -217,7 +227,20 @@ pub async fn check_archive(
     let reader = decoder
         .finish()
         .map_err(|e| CloudError::Permanent(format!("{what}: gzip: {e}")))?;
-    let parsed = finish(reader).map_err(|e| CloudError::Permanent(format!("{what}: {e}")))?;
+    finish(reader).map_err(|e| CloudError::Permanent(format!("{what}: {e}")))
+}
+
+/// Downloads `object` and checks it: one sparse `disk.raw` of `real_size`
+/// whose blocks are exactly `expected` (block index → digest).
+pub async fn check_archive(
+    client: &Client,
+    bucket: &str,
+    object: &str,
+    real_size: u64,
+    expected: &BTreeMap<u64, BlockDigest>,
+) -> Result<(), CloudError> {
+    let what = format!("gs://{bucket}/{object}");
+    let parsed = read_archive(client, bucket, object, None).await?;
     if parsed.name != "disk.raw" || parsed.real_size != real_size {
         return Err(CloudError::Permanent(format!(
             "{what} holds '{}' of {} bytes, expected disk.raw of {real_size}",
@@ -244,6 +267,25 @@ pub async fn check_archive(
         )));
     }
     Ok(())
+}
+
+/// Unpacks the archive's `disk.raw` into a sparse file at `path` (only the
+/// data regions take space) and returns its size.
+pub async fn unpack_to(
+    client: &Client,
+    bucket: &str,
+    object: &str,
+    path: &std::path::Path,
+) -> Result<u64, CloudError> {
+    let file = std::fs::File::create(path)
+        .map_err(|e| CloudError::from_io(format!("read-back copy {}", path.display()), e))?;
+    let copy = file
+        .try_clone()
+        .map_err(|e| CloudError::from_io("read-back copy", e))?;
+    let parsed = read_archive(client, bucket, object, Some(copy)).await?;
+    file.set_len(parsed.real_size)
+        .map_err(|e| CloudError::from_io("read-back copy", e))?;
+    Ok(parsed.real_size)
 }
 
 #[cfg(test)]
