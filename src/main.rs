@@ -97,6 +97,9 @@ enum Commands {
         #[arg(long)]
         keep_debug_log: bool,
     },
+    /// Abandon an interrupted run of an approved plan: remove the snapshots and
+    /// staging it kept for resuming, revoke access, write the report.
+    Cleanup { plan: PathBuf },
     /// Show a run's report.
     Report {
         /// Run id (run-…), run folder or report.json.
@@ -273,9 +276,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     throttle,
                     in_flight,
                     keep_debug_log,
+                    abandon: false,
                 },
             )
             .await
+        }
+        Some(Commands::Cleanup { plan }) => {
+            let args = cli::apply::ApplyArgs {
+                json: false,
+                throttle: None,
+                in_flight: None,
+                keep_debug_log: false,
+                abandon: true,
+            };
+            cli::apply::run(&globals, &plan, args).await
         }
         Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
         Some(Commands::Agent { args }) => {

@@ -390,3 +390,50 @@ async fn transient_errors_are_retried_and_a_permanent_one_fails_only_its_disk() 
         "every started action has an outcome"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_lab_instance_is_deleted_by_its_id() {
+    let lab = lab();
+    let (source, target) = (
+        connect(&lab, "lab-east").await,
+        connect(&lab, "lab-west").await,
+    );
+    let approved = approved(&*source, &*target, &["monitor"]).await;
+    let cap = approved.capability();
+    let handle = engine::start(
+        approved,
+        source,
+        target.clone(),
+        &lab.state,
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let outcome = drive(handle, |_, _| {}).await;
+    assert!(outcome.ok);
+    let id = outcome.report.instances[0].target_id.clone().unwrap();
+    assert!(
+        target
+            .inventory()
+            .await
+            .unwrap()
+            .instance("monitor")
+            .is_some()
+    );
+    let resource = CreatedResource {
+        cloud: "lab-west".into(),
+        kind: altishift::cloud::ResourceKind::Instance,
+        id,
+        temporary: false,
+    };
+    target.delete(&cap, &resource).await.unwrap();
+    assert!(
+        target
+            .inventory()
+            .await
+            .unwrap()
+            .instance("monitor")
+            .is_none()
+    );
+    // Deleting again is not an error: clean-up is idempotent.
+    target.delete(&cap, &resource).await.unwrap();
+}

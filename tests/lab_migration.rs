@@ -221,6 +221,14 @@ fn killed_apply_resumes_without_resending_finished_blocks() {
         "second run sent {resent} blocks; {total} in all, {sent_before} already journaled"
     );
     assert!(resent < total, "the second run must not start over");
+    let journal_after = journal::replay(&run_dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal_after
+            .live_resources()
+            .iter()
+            .all(|(_, r)| !r.temporary),
+        "cleanup removed every temporary"
+    );
     for (id, source) in instance_disks(&lab.root().join("lab-east"), "db-1") {
         let target = lab.root().join(format!(
             "lab-west/disks/db-1-{id}.{}",
@@ -512,4 +520,57 @@ fn a_planted_secret_never_leaves_memory() {
             );
         }
     }
+}
+
+#[test]
+fn an_abandoned_run_leaves_no_temporaries_and_cannot_resume() {
+    let lab = Lab::new();
+    assert!(lab.plan(&["db-1"], &[]).status.success());
+    assert!(lab.approve().status.success());
+    let mut child = support::bin()
+        .arg("--config")
+        .arg(lab.config())
+        .args([
+            "apply",
+            lab.plan_path().to_str().unwrap(),
+            "--json",
+            "--throttle",
+            "2MiB/s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // Wait until all three disks transfer: their snapshots and staging
+    // files exist and are journaled by then.
+    let mut transferring = std::collections::BTreeSet::new();
+    while transferring.len() < 3 {
+        let line = lines.next().expect("events").unwrap();
+        if let altishift::engine::Event::Stage {
+            disk,
+            stage: altishift::engine::Stage::Transfer,
+        } = serde_json::from_str(&line).unwrap()
+        {
+            transferring.insert(disk);
+        }
+    }
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let kept = |dir: &str| std::fs::read_dir(lab.root().join(dir)).unwrap().count();
+    assert!(kept("lab-east/snapshots") > 0 && kept("lab-west/staging") > 0);
+
+    let out = lab.run(&["cleanup", lab.plan_path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let left: Vec<_> = std::fs::read_dir(lab.root().join("lab-east/snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "snapshots left: {left:?}\n{}", text(&out));
+    assert_eq!(kept("lab-west/staging"), 0, "staging removed");
+    let out = lab.apply(&[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("abandoned"), "{}", text(&out));
 }

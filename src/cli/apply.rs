@@ -16,6 +16,8 @@ pub struct ApplyArgs {
     pub throttle: Option<Bytes>,
     pub in_flight: Option<usize>,
     pub keep_debug_log: bool,
+    /// `altishift cleanup`: abandon the run instead of carrying it out.
+    pub abandon: bool,
 }
 
 pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
@@ -29,6 +31,7 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
         throttle: args.throttle,
         in_flight: args.in_flight,
         keep_debug_log: args.keep_debug_log,
+        abandon: args.abandon,
         ..EngineOptions::default()
     };
     let mut handle = engine::start(approved, source, target, &session.state_dir, options)?;
@@ -51,6 +54,10 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
         .done
         .await
         .context("the engine stopped unexpectedly")??;
+    if args.abandon {
+        println!("run abandoned; report: {}", outcome.report_path.display());
+        return Ok(());
+    }
     if outcome.ok {
         if !args.json {
             println!("report: {}", outcome.report_path.display());

@@ -72,6 +72,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             throttle,
             in_flight: None,
             keep_debug_log: false,
+            abandon: false,
         },
     )
     .await

@@ -77,6 +77,9 @@ pub enum Record {
     RunFinished {
         ok: bool,
         at: String,
+        /// The operator gave the run up (`altishift cleanup`): no resume.
+        #[serde(default)]
+        abandoned: bool,
     },
 }
 
@@ -120,6 +123,7 @@ pub struct JournalState {
     pub validated: BTreeMap<String, Vec<Check>>,
     pub revoked: BTreeMap<String, Vec<String>>,
     pub finished: Option<bool>,
+    pub abandoned: bool,
     pub records: usize,
 }
 
@@ -329,7 +333,10 @@ pub fn replay(path: &Path) -> Result<JournalState, JournalError> {
             Record::Revoked { cloud, items } => {
                 state.revoked.insert(cloud, items);
             }
-            Record::RunFinished { ok, .. } => state.finished = Some(ok),
+            Record::RunFinished { ok, abandoned, .. } => {
+                state.finished = Some(ok);
+                state.abandoned = abandoned;
+            }
         }
     }
     if same_boot {

@@ -41,6 +41,8 @@ pub struct EngineOptions {
     pub progress_every: Duration,
     /// Keep the run's debug log even when the run succeeds.
     pub keep_debug_log: bool,
+    /// Give up an interrupted run: remove what it kept for resuming.
+    pub abandon: bool,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +55,7 @@ impl Default for EngineOptions {
             checkpoint_every: Duration::from_secs(1),
             progress_every: Duration::from_millis(250),
             keep_debug_log: false,
+            abandon: false,
         }
     }
 }
@@ -63,6 +66,10 @@ pub enum EngineError {
     Journal(#[from] journal::JournalError),
     #[error("{0}")]
     Preflight(String),
+    #[error(
+        "the run of plan {plan} was abandoned and its temporaries removed: make and approve a new plan"
+    )]
+    Abandoned { plan: String },
     #[error("plan {plan} was already applied successfully; report: {report}")]
     AlreadyDone { plan: String, report: String },
     #[error("run folder {dir} belongs to plan {found}, not {expected}")]
@@ -125,6 +132,11 @@ pub fn start(
             dir: dir.display().to_string(),
             found: found.clone(),
             expected: hash,
+        });
+    }
+    if state.abandoned {
+        return Err(EngineError::Abandoned {
+            plan: approved.hash().short().to_string(),
         });
     }
     if state.finished == Some(true) {

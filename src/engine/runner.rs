@@ -294,8 +294,11 @@ impl Run {
     }
 
     async fn work(self: &Arc<Self>) -> Result<RunOutcome, EngineError> {
-        self.preflight().await?;
         let resumed = self.resume.plan_hash.is_some();
+        if self.options.abandon {
+            return self.abandon(resumed).await;
+        }
+        self.preflight().await?;
         if !resumed {
             self.journal.append_durable(&Record::RunStarted {
                 plan_hash: self.approved.hash().0.clone(),
@@ -329,6 +332,36 @@ impl Run {
             .collect();
         let cleanup = self.clean_up(&healthy).await?;
         let revoked = self.revoke().await?;
+        self.finish(instances, cleanup, revoked, resumed)
+    }
+
+    /// Gives up an interrupted run: removes every temporary resource its
+    /// journal lists, revokes access, and records that it cannot resume.
+    /// Needs no source inventory — the journal says what exists.
+    async fn abandon(&self, resumed: bool) -> Result<RunOutcome, EngineError> {
+        let plan = self.approved.plan();
+        let every_disk: BTreeSet<String> = plan.disks().map(|(i, d)| i.disk_key(d)).collect();
+        let cleanup = self.clean_up(&every_disk).await?;
+        let revoked = self.revoke().await?;
+        let instances = plan
+            .items
+            .iter()
+            .map(|item| InstanceReport {
+                instance: item.instance_name.clone(),
+                target_id: self
+                    .resume
+                    .deployed
+                    .get(&item.target_name)
+                    .map(|d| d.id.clone()),
+                checks: vec![Check {
+                    name: "abandoned".into(),
+                    passed: false,
+                    detail: "run abandoned by the operator; its temporary resources were removed"
+                        .into(),
+                }],
+                validated: false,
+            })
+            .collect();
         self.finish(instances, cleanup, revoked, resumed)
     }
 
@@ -845,6 +878,7 @@ impl Run {
             super::estimate::record(&self.state_dir, &report);
         }
         self.journal.append_durable(&Record::RunFinished {
+            abandoned: self.options.abandon,
             ok,
             at: report.finished_at.clone(),
         })?;

@@ -378,9 +378,20 @@ impl Cloud for LabCloud {
         resource: &CreatedResource,
     ) -> Result<(), CloudError> {
         let path = match resource.kind {
-            ResourceKind::Snapshot => self.resource_path("snapshots", &resource.id)?,
+            ResourceKind::Snapshot => {
+                let path = self.resource_path("snapshots", &resource.id)?;
+                // A copy cut short by a crash leaves its temporary beside it.
+                let _ = std::fs::remove_file(path.with_extension("partial"));
+                path
+            }
             ResourceKind::StagingDisk => self.resource_path("staging", &resource.id)?,
-            ResourceKind::Instance => self.instance_path(&resource.id),
+            // Manifests are named after the instance; the resource id is its id.
+            ResourceKind::Instance => {
+                match self.instances()?.into_iter().find(|i| i.id == resource.id) {
+                    Some(instance) => self.instance_path(&instance.name),
+                    None => return Ok(()), // already gone: idempotent
+                }
+            }
             ResourceKind::Disk | ResourceKind::Image => {
                 self.resource_path("disks", resource.id.trim_start_matches("disks/"))?
             }
