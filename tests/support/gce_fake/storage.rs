@@ -293,34 +293,33 @@ async fn forward(AxState(state): AxState<Arc<Mutex<ProxyState>>>, request: Reque
     let client = reqwest::Client::new();
     let mut status = 502;
     let mut response = (StatusCode::BAD_GATEWAY, "upstream unreachable").into_response();
-    if !(breaking && forwarded_body.is_empty()) {
-        if let Ok(upstream) = client
+    if !(breaking && forwarded_body.is_empty())
+        && let Ok(upstream) = client
             .request(parts.method.clone(), &url)
             .headers(headers)
             .body(forwarded_body)
             .send()
             .await
-        {
-            status = upstream.status().as_u16();
-            let mut builder = Response::builder().status(status);
-            for (name, value) in upstream.headers() {
-                if name == "location" {
-                    // Keep the client talking through the proxy.
-                    let text = value.to_str().unwrap_or_default().replace(
-                        &upstream_origin(&upstream_url(&state)),
-                        &proxy_origin(&parts),
-                    );
-                    builder = builder.header(name, text);
-                } else if name != "content-length"
-                    && name != "transfer-encoding"
-                    && name != "connection"
-                {
-                    builder = builder.header(name, value);
-                }
+    {
+        status = upstream.status().as_u16();
+        let mut builder = Response::builder().status(status);
+        for (name, value) in upstream.headers() {
+            if name == "location" {
+                // Keep the client talking through the proxy.
+                let text = value.to_str().unwrap_or_default().replace(
+                    &upstream_origin(&upstream_url(&state)),
+                    &proxy_origin(&parts),
+                );
+                builder = builder.header(name, text);
+            } else if name != "content-length"
+                && name != "transfer-encoding"
+                && name != "connection"
+            {
+                builder = builder.header(name, value);
             }
-            let bytes = upstream.bytes().await.unwrap_or_default();
-            response = builder.body(axum::body::Body::from(bytes)).unwrap();
         }
+        let bytes = upstream.bytes().await.unwrap_or_default();
+        response = builder.body(axum::body::Body::from(bytes)).unwrap();
     }
     if breaking {
         status = 503;
