@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod cloudstack;
+pub mod digitalocean;
 pub mod gcp;
 pub mod lab;
 pub mod local_disk;

@@ -85,27 +85,6 @@ pub async fn connect(
             };
             Ok(Arc::new(super::ssh::SshCloud::new(name, settings)?))
         }
-        ProviderKind::Ssh => {
-            let settings = super::ssh::SshSettings {
-                target: super::ssh::SshTarget {
-                    host: profile.host.clone().ok_or_else(|| {
-                        CloudError::Permanent(format!(
-                            "{}: [clouds.{name}] an ssh source needs 'host'",
-                            config.file_label()
-                        ))
-                    })?,
-                    user: profile.user.clone(),
-                    options: profile.ssh_options.clone().unwrap_or_default(),
-                    sudo: profile.sudo.unwrap_or(false),
-                },
-                device: profile.device.clone().unwrap_or_default(),
-                instance_name: None,
-                agent: super::ssh::AgentPolicy::Auto,
-                agent_binary: None,
-                jurisdiction: profile.jurisdiction.clone(),
-            };
-            Ok(Arc::new(super::ssh::SshCloud::new(name, settings)?))
-        }
         ProviderKind::Aws => Ok(Arc::new(
             super::aws::AwsCloud::from_profile(name, profile, prompt).await?,
         )),

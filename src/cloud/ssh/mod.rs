@@ -254,7 +254,7 @@ impl SshCloud {
     async fn ranges(&self, mode: &StreamMode, size: u64) -> Result<Vec<Range<u64>>, CloudError> {
         let StreamMode::Agent { path } = mode else {
             let blocks = size.div_ceil(BLOCK_SIZE);
-            return Ok(if blocks > 0 { vec![0..blocks] } else { vec![] });
+            return Ok((blocks > 0).then_some(0..blocks).into_iter().collect());
         };
         let command = self.session.remote(&format!(
             "{} agent map {}",

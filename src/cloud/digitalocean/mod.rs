@@ -1,0 +1,425 @@
+//! DigitalOcean: inventory through API v2, disks written as custom images
+//! (staged in S3-compatible storage, imported from a presigned URL), droplets
+//! deployed from them. As a source, a droplet's disk leaves through the guest
+//! over SSH (DigitalOcean has no snapshot download).
+
+pub mod client;
+pub mod inventory;
+pub mod target;
+
+use super::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
+use super::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
+    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
+};
+use crate::config::{CloudProfile, ProviderKind};
+use crate::inventory::{DiskFormat, Inventory};
+use crate::secret::{Prompter, Secret};
+use crate::units::Bytes;
+use async_trait::async_trait;
+pub use client::{DoClient, Pacing};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+pub use target::Staging;
+
+/// DigitalOcean's limit for custom images (uncompressed).
+pub const MAX_IMAGE_BYTES: u64 = 100 * 1_000_000_000;
+
+/// How droplets are reached when DigitalOcean is the source.
+#[derive(Debug, Clone, Default)]
+pub struct SshAccess {
+    pub user: Option<String>,
+    pub options: Vec<String>,
+    pub sudo: bool,
+    /// Device to read (default `/dev/vda`).
+    pub device: Option<String>,
+    pub agent_binary: Option<PathBuf>,
+}
+
+pub struct DigitalOceanCloud {
+    name: String,
+    client: Arc<DoClient>,
+    staging: Option<Staging>,
+    jurisdiction: Option<String>,
+    ssh: SshAccess,
+    /// SSH sources opened per droplet (snapshot id → source).
+    sources: Mutex<HashMap<String, Arc<SshCloud>>>,
+}
+
+/// Why a disk cannot become a DigitalOcean custom image, if it cannot.
+pub fn image_refusal(virtual_size: Bytes, os: Option<&str>) -> Option<String> {
+    if virtual_size.0 >= MAX_IMAGE_BYTES {
+        return Some(format!(
+            "DigitalOcean custom images must be under 100 GB uncompressed; this disk is {} \
+             ({} bytes)",
+            virtual_size, virtual_size.0
+        ));
+    }
+    if let Some(os) = os {
+        let os = os.to_ascii_lowercase();
+        let linux = [
+            "linux", "ubuntu", "debian", "centos", "fedora", "rocky", "alma", "arch",
+        ]
+        .iter()
+        .any(|l| os.contains(l));
+        if !linux {
+            return Some(format!(
+                "DigitalOcean custom images must be Linux; this instance runs '{os}'"
+            ));
+        }
+    }
+    None
+}
+
+impl DigitalOceanCloud {
+    pub fn new(name: &str, client: DoClient) -> DigitalOceanCloud {
+        DigitalOceanCloud {
+            name: name.to_string(),
+            client: Arc::new(client),
+            staging: None,
+            jurisdiction: None,
+            ssh: SshAccess::default(),
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_staging(mut self, staging: Staging) -> Self {
+        self.staging = Some(staging);
+        self
+    }
+
+    pub fn with_jurisdiction(mut self, jurisdiction: Option<String>) -> Self {
+        self.jurisdiction = jurisdiction;
+        self
+    }
+
+    pub fn with_ssh(mut self, ssh: SshAccess) -> Self {
+        self.ssh = ssh;
+        self
+    }
+
+    pub fn client(&self) -> &DoClient {
+        &self.client
+    }
+
+    /// From a `[clouds.NAME]` profile: token from the profile, the
+    /// environment or doctl's config; staging bucket and keys when given.
+    pub fn from_profile(
+        name: &str,
+        profile: &CloudProfile,
+        staging_dir: &Path,
+        prompt: Prompter<'_>,
+    ) -> Result<DigitalOceanCloud, CloudError> {
+        let token = match &profile.token {
+            Some(source) => source
+                .resolve(&format!("{name} DigitalOcean token"), prompt)
+                .map_err(|e| CloudError::Auth(format!("[clouds.{name}] token: {e}")))?,
+            None => find_token().ok_or_else(|| {
+                CloudError::Auth(format!(
+                    "[clouds.{name}] no DigitalOcean token: set DIGITALOCEAN_TOKEN, log in with \
+                     doctl, or give token = \"prompt\" in the profile"
+                ))
+            })?,
+        };
+        let client = DoClient::new(profile.endpoint.as_deref(), token)?;
+        let mut cloud = DigitalOceanCloud::new(name, client)
+            .with_jurisdiction(profile.jurisdiction.clone())
+            .with_ssh(SshAccess {
+                user: profile.user.clone(),
+                options: profile.ssh_options.clone().unwrap_or_default(),
+                sudo: profile.sudo.unwrap_or(false),
+                device: profile.device.clone(),
+                agent_binary: None,
+            });
+        if let Some(bucket) = &profile.bucket {
+            let mut key = |field: &Option<crate::secret::SecretSource>, what: &str| {
+                field
+                    .as_ref()
+                    .ok_or_else(|| {
+                        CloudError::Auth(format!(
+                            "[clouds.{name}] staging needs '{what}' (the Spaces key)"
+                        ))
+                    })?
+                    .resolve(&format!("{name} Spaces {what}"), prompt)
+                    .map_err(|e| CloudError::Auth(format!("[clouds.{name}] {what}: {e}")))
+            };
+            let endpoint = profile.staging_endpoint.clone().ok_or_else(|| {
+                CloudError::Permanent(format!(
+                    "[clouds.{name}] 'bucket' needs 'staging_endpoint' (e.g. \
+                     https://fra1.digitaloceanspaces.com)"
+                ))
+            })?;
+            cloud = cloud.with_staging(Staging::new(
+                &endpoint,
+                profile.region.as_deref().unwrap_or("us-east-1"),
+                bucket,
+                key(&profile.api_key, "api_key")?,
+                key(&profile.secret_key, "secret_key")?,
+                staging_dir,
+            ));
+        }
+        Ok(cloud)
+    }
+
+    fn staging(&self) -> Result<&Staging, CloudError> {
+        self.staging.as_ref().ok_or_else(|| {
+            CloudError::Permanent(format!(
+                "[clouds.{}] writing disks needs S3-compatible staging: set 'bucket', \
+                 'staging_endpoint', 'api_key' and 'secret_key'",
+                self.name
+            ))
+        })
+    }
+
+    /// The SSH source for a droplet, connected to its public address.
+    async fn source_for(&self, instance_id: &str) -> Result<Arc<SshCloud>, CloudError> {
+        if let Some(found) = lock(&self.sources).get(instance_id) {
+            return Ok(found.clone());
+        }
+        let droplet = self
+            .client
+            .get(&format!("/v2/droplets/{instance_id}"))
+            .await?;
+        let droplet = &droplet["droplet"];
+        let address = inventory::public_ipv4(droplet).ok_or_else(|| {
+            CloudError::Permanent(format!(
+                "droplet {instance_id} has no public IPv4 address to read its disk over SSH"
+            ))
+        })?;
+        let settings = SshSettings {
+            target: SshTarget {
+                host: address,
+                user: Some(self.ssh.user.clone().unwrap_or_else(|| "root".into())),
+                options: self.ssh.options.clone(),
+                sudo: self.ssh.sudo,
+            },
+            device: self.ssh.device.clone().unwrap_or_else(|| "/dev/vda".into()),
+            instance_name: droplet["name"].as_str().map(str::to_string),
+            agent: AgentPolicy::Auto,
+            agent_binary: self.ssh.agent_binary.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+        };
+        let source = Arc::new(SshCloud::new(&self.name, settings)?);
+        lock(&self.sources).insert(instance_id.to_string(), source.clone());
+        Ok(source)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `DIGITALOCEAN_TOKEN`, `DIGITALOCEAN_ACCESS_TOKEN`, then doctl's config.
+pub fn find_token() -> Option<Secret> {
+    for name in ["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"] {
+        if let Ok(value) = std::env::var(name)
+            && !value.trim().is_empty()
+        {
+            return Some(Secret::new(value.trim().to_string()));
+        }
+    }
+    let dirs = directories::BaseDirs::new()?;
+    let file = dirs.config_dir().join("doctl").join("config.yaml");
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).ok()?);
+    doctl_token(&text)
+}
+
+/// The `access-token:` line of doctl's config.yaml.
+fn doctl_token(text: &str) -> Option<Secret> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("access-token:"))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
+        .find(|v| !v.is_empty())
+        .map(|v| Secret::new(v.to_string()))
+}
+
+#[async_trait]
+impl Cloud for DigitalOceanCloud {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn provider(&self) -> ProviderKind {
+        ProviderKind::Digitalocean
+    }
+
+    fn roles(&self) -> Roles {
+        Roles {
+            source: true,
+            target: true,
+        }
+    }
+
+    fn jurisdiction(&self) -> Option<String> {
+        self.jurisdiction.clone()
+    }
+
+    fn default_in_flight(&self) -> usize {
+        16
+    }
+
+    async fn inventory(&self) -> Result<Inventory, CloudError> {
+        inventory::fetch(&self.client, &self.name).await
+    }
+
+    /// No snapshot download exists: the disk is read live over SSH.
+    async fn snapshot_disk(
+        &self,
+        _cap: &Capability,
+        disk: &DiskRef,
+        _name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let source = self.source_for(&disk.instance_id).await?;
+        let facts = source.inventory().await?;
+        let size = facts
+            .instances
+            .first()
+            .and_then(|i| i.disks.first())
+            .map(|d| d.virtual_size)
+            .unwrap_or_default();
+        Ok(SnapshotRef {
+            id: format!("ssh:{}", disk.instance_id),
+            virtual_size: size,
+            format: DiskFormat::Raw,
+            created_by_run: false,
+        })
+    }
+
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let Some(instance) = snapshot.id.strip_prefix("ssh:") else {
+            return Err(CloudError::Unsupported(format!(
+                "DigitalOcean snapshots cannot be downloaded ({}); read the droplet over SSH",
+                snapshot.id
+            )));
+        };
+        let source = self.source_for(instance).await?;
+        Ok(Box::new(source.open_stream_reader().await?))
+    }
+
+    async fn open_disk_writer(
+        &self,
+        _cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        if let Some(reason) = image_refusal(spec.virtual_size, None) {
+            return Err(CloudError::Permanent(reason));
+        }
+        let writer = target::ImageWriter::open(self.client.clone(), self.staging()?.clone(), spec)?;
+        Ok(Box::new(writer))
+    }
+
+    async fn deploy(
+        &self,
+        _cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        target::deploy(&self.client, spec).await
+    }
+
+    /// The image itself cannot be downloaded; what can be checked is the
+    /// staged object DigitalOcean imported it from.
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let Some(staging) = &self.staging else {
+            return Ok(None);
+        };
+        let Some(path) = staging.fetch_imported(&disk.id).await? else {
+            return Ok(None);
+        };
+        let reader = super::local_disk::LocalDiskReader::open(&path, DiskFormat::Qcow2)?;
+        Ok(Some(Box::new(reader)))
+    }
+
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let droplet = self
+            .client
+            .get(&format!("/v2/droplets/{}", instance.id))
+            .await?;
+        let droplet = &droplet["droplet"];
+        let status = droplet["status"].as_str().unwrap_or("unknown");
+        let size = droplet["size_slug"].as_str().unwrap_or("unknown");
+        Ok(vec![
+            Check {
+                name: "droplet active".into(),
+                passed: status == "active",
+                detail: format!("status {status}"),
+            },
+            Check {
+                name: "size".into(),
+                passed: size == spec.size,
+                detail: format!("{size} (planned {})", spec.size),
+            },
+        ])
+    }
+
+    async fn delete(
+        &self,
+        _cap: &Capability,
+        resource: &CreatedResource,
+    ) -> Result<(), CloudError> {
+        match resource.kind {
+            ResourceKind::StagingDisk => self.staging()?.remove(&resource.id).await,
+            ResourceKind::Image | ResourceKind::Disk => {
+                self.client
+                    .delete(&format!("/v2/images/{}", resource.id))
+                    .await
+            }
+            ResourceKind::Instance => {
+                self.client
+                    .delete(&format!("/v2/droplets/{}", resource.id))
+                    .await
+            }
+            ResourceKind::Snapshot => Ok(()),
+            ResourceKind::AccessKey => Err(CloudError::Unsupported(
+                "this tool creates no DigitalOcean keys".into(),
+            )),
+        }
+    }
+
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        let mut done = Vec::new();
+        let sources: Vec<_> = lock(&self.sources).drain().map(|(_, s)| s).collect();
+        for source in sources {
+            done.extend(source.revoke().await?);
+        }
+        if self.client.forget_token() {
+            done.push(format!("wiped the {} API token from memory", self.name));
+        }
+        if let Some(staging) = &self.staging {
+            staging.forget_keys();
+            done.push(format!("wiped the {} staging keys from memory", self.name));
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_named() {
+        assert!(image_refusal(Bytes::gib(20), Some("Ubuntu 24.04")).is_none());
+        let big = image_refusal(Bytes(MAX_IMAGE_BYTES), None).unwrap();
+        assert!(big.contains("100 GB"), "{big}");
+        let windows = image_refusal(Bytes::gib(20), Some("Windows Server 2022")).unwrap();
+        assert!(windows.contains("Linux"), "{windows}");
+    }
+
+    #[test]
+    fn doctl_config_yields_the_token() {
+        let text = "context: default\naccess-token: dop_v1_abc\n";
+        assert_eq!(doctl_token(text).unwrap().expose(), "dop_v1_abc");
+        assert!(doctl_token("access-token: \n").is_none());
+    }
+}
