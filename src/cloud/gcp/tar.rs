@@ -158,13 +158,13 @@ mod tests {
     #[test]
     fn header_matches_gnu_tar_layout() {
         let mut map = SparseMap::default();
-        map.push(1 << 20, 32768);
+        map.push(1 << 20, 4096);
         map.push(10 << 20, 1 << 20);
         let h = sparse_header("disk.raw", 10 << 30, &map, 0);
         assert_eq!(h.len(), 512);
         assert_eq!(&h[124..136], b"00004010000\0");
         assert_eq!(&h[386..398], b"00004000000\0");
-        assert_eq!(&h[398..410], b"00000100000\0");
+        assert_eq!(&h[398..410], b"00000010000\0");
         assert_eq!(&h[410..422], b"00050000000\0");
         assert_eq!(h[434], 0x80);
         assert_eq!(&h[446..458], b"00000000000\0");
