@@ -117,12 +117,10 @@ impl GcpDiskWriter {
     }
 
     async fn upload_oldest(&self, state: &mut State) -> Result<(), CloudError> {
-        let Some(job) = state.compressing.pop_front() else {
+        if state.compressing.is_empty() {
             return Ok(());
-        };
-        let member = job
-            .await
-            .map_err(|e| CloudError::Permanent(format!("gzip worker: {e}")))?;
+        }
+        // Open the session first so that a failure here loses no member.
         if state.upload.is_none() {
             state.upload = Some(
                 ResumableUpload::start(
@@ -134,10 +132,16 @@ impl GcpDiskWriter {
                 .await?,
             );
         }
-        if let Some(upload) = state.upload.as_mut() {
-            upload.write(&self.client, &member).await?;
-        }
-        Ok(())
+        let (Some(job), Some(upload)) = (state.compressing.pop_front(), state.upload.as_mut())
+        else {
+            return Ok(());
+        };
+        let member = job
+            .await
+            .map_err(|e| CloudError::Permanent(format!("gzip worker: {e}")))?;
+        // The member joins the upload's pending bytes before any sending, so
+        // a failed chunk is resent by the next write or flush.
+        upload.write(&self.client, &member).await
     }
 
     async fn drain(&self, state: &mut State) -> Result<(), CloudError> {
@@ -167,6 +171,11 @@ impl DiskWriter for GcpDiskWriter {
     ) -> Result<(), CloudError> {
         let mut state = self.state.lock().await;
         let offset = index.0 * BLOCK_SIZE;
+        // A retry of a block we already hold (its upload failed after it was
+        // taken): the bytes are queued; the next write or flush sends them.
+        if state.digests.get(&index.0) == Some(&digest) {
+            return Ok(());
+        }
         if offset < state.map.end() {
             return Err(CloudError::Permanent(format!(
                 "{}: block {} arrived after a later one (a tar stream needs order)",
