@@ -592,3 +592,33 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
         baseline.as_secs_f64() / ours_total.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn a_gcp_profile_in_config_toml_connects_through_the_registry() {
+    let gcp = Gcp::start().await;
+    let config_path = gcp.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[clouds.gce]\nprovider = \"gcp\"\nproject = \"{PROJECT}\"\n\
+             credentials_file = \"service-account.json\"\nzone = \"{ZONE}\"\n\
+             bucket = \"{BUCKET}\"\nendpoint = \"{}\"\nstorage_endpoint = \"{}\"\n\
+             token_uri = \"{}\"\n",
+            gcp.fake.base_url, gcp.storage.base_url, gcp.fake.token_uri
+        ),
+    )
+    .unwrap();
+    let config = altishift::config::Config::load(&config_path).unwrap();
+    let cloud = altishift::cloud::connect(&config, "gce", &mut |_| None)
+        .await
+        .unwrap();
+    assert_eq!(cloud.provider().to_string(), "gcp");
+    let inventory = cloud.inventory().await.unwrap();
+    assert_eq!(inventory.regions[0].name, ZONE);
+    let revoked = cloud.revoke().await.unwrap();
+    assert!(revoked[0].contains("wiped"), "{revoked:?}");
+    // Wiped means wiped: no new token can be had.
+    gcp.fake.state().tokens.clear();
+    let err = cloud.inventory().await.unwrap_err();
+    assert!(err.to_string().contains("wiped"), "{err}");
+}
