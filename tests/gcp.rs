@@ -507,7 +507,13 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
     let text: Vec<u8> = (0..BLOCK_SIZE)
         .map(|i| b"altishift moves disks between clouds; "[(i % 38) as usize])
         .collect();
-    let content = |i: u64| if i % 2 == 0 { block(i) } else { text.clone() };
+    let content = |i: u64| {
+        if i.is_multiple_of(2) {
+            block(i)
+        } else {
+            text.clone()
+        }
+    };
     for &i in &blocks {
         file.write_all_at(&content(i), i * BLOCK_SIZE).unwrap();
     }
@@ -571,7 +577,7 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
     println!(
         "disk: {} GiB virtual, {} MiB allocated ({} blocks, half random)",
         virtual_size >> 30,
-        blocks.len() as u64 * BLOCK_SIZE >> 20,
+        (blocks.len() as u64 * BLOCK_SIZE) >> 20,
         blocks.len()
     );
     println!(
