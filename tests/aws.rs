@@ -511,8 +511,10 @@ async fn aws_to_aws_across_regions_writes_registers_and_runs() {
     let mapped = plan.items[0].target_size.clone();
     assert!(plan.cross_border.is_some(), "US → IE is cross-border");
     let dir = tempfile::tempdir().unwrap();
+    let approved = approve(plan);
+    let cap = approved.capability();
     let report = run(
-        approve(plan),
+        approved,
         Arc::new(source),
         Arc::new(target),
         &dir.path().join("state"),
@@ -520,6 +522,8 @@ async fn aws_to_aws_across_regions_writes_registers_and_runs() {
     .await;
     assert!(report.ok, "{report:#?}");
     assert_eq!(report.disks[0].source_digest, report.disks[0].target_digest);
+    // The run revoked (wiped) the target's credentials; a test migration's
+    // removal is done by a fresh connection below.
     let (eu_ec2, _) = sdk(&moto, "eu-west-1");
     let instance_id = report.instances[0].target_id.clone().unwrap();
     let described = eu_ec2
@@ -552,6 +556,42 @@ async fn aws_to_aws_across_regions_writes_registers_and_runs() {
     for (i, data) in &back {
         assert!(data == &pattern(3, *i), "block {i} differs");
     }
+    // Removing a test migration: the instance is terminated and its AMI
+    // (named by the altishift:image tag) deregistered; the snapshot deleted.
+    let image = i.image_id().unwrap().to_string();
+    let resource = |kind, id: &str| CreatedResource {
+        cloud: "aws-check".into(),
+        kind,
+        id: id.to_string(),
+        temporary: false,
+    };
+    checker
+        .delete(&cap, &resource(ResourceKind::Instance, &instance_id))
+        .await
+        .unwrap();
+    checker
+        .delete(&cap, &resource(ResourceKind::Disk, &written))
+        .await
+        .unwrap();
+    let described = eu_ec2
+        .describe_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .unwrap();
+    let state = described.reservations()[0].instances()[0].state().unwrap();
+    assert_eq!(state.name().unwrap().as_str(), "terminated");
+    let images = eu_ec2.describe_images().image_ids(&image).send().await;
+    assert!(
+        images.map_or(true, |a| a.images().is_empty()),
+        "AMI deregistered"
+    );
+    let snaps = eu_ec2
+        .describe_snapshots()
+        .snapshot_ids(&written)
+        .send()
+        .await;
+    assert!(snaps.is_err(), "snapshot deleted");
 }
 
 /// Runs the binary with the AWS keys in the environment (and a planted
