@@ -168,6 +168,11 @@ struct PlanBuild {
 enum BenchCommand {
     /// SHA-256 and zero-check speed of one core (the pipeline's ceiling).
     Hash,
+    /// Console: bytes written idle and with 8 live panes, keystroke latency at 10k rows, RSS.
+    Console {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Lab transfer vs qemu-img convert and cp --sparse on the same images.
     Transfer {
         #[arg(long, default_value = "target/bench")]
@@ -299,6 +304,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             command: BenchCommand::Hash,
         }) => {
             cli::bench::hash();
+            Ok(())
+        }
+        Some(Commands::Bench {
+            command: BenchCommand::Console { seconds },
+        }) => {
+            println!("{}", tui::bench::run_bench(seconds).await?);
             Ok(())
         }
         Some(Commands::Bench {

@@ -479,10 +479,16 @@ impl App {
                 bytes_per_second: rate.0 * disks_at_once,
                 basis: format!("--throttle {rate}/s per disk, {disks_at_once} disks at once"),
             },
-            None => Throughput {
-                bytes_per_second: 200_000_000,
-                basis: "assumed 200 MB/s (nothing measured yet)".into(),
-            },
+            None => {
+                let assumed = crate::engine::estimate::ASSUMED_BYTES_PER_SECOND;
+                Throughput {
+                    bytes_per_second: assumed,
+                    basis: format!(
+                        "assumed {} MB/s (nothing measured yet)",
+                        assumed / 1_000_000
+                    ),
+                }
+            }
         }
     }
 
