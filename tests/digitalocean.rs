@@ -335,22 +335,22 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
     let disk = &report.disks[0];
     assert_eq!(disk.source_digest, disk.target_digest);
 
-    let s = fake.state.lock().unwrap();
-    let droplet = s
-        .droplets
-        .iter()
-        .find(|d| d["name"] == report.instances[0].instance || d["status"] == "active")
-        .expect("a droplet was created")
-        .clone();
-    assert_eq!(droplet["status"], "active");
-    assert_eq!(droplet["size_slug"], size.as_str());
-    let image_id = droplet["image"]["id"].as_u64().unwrap();
-    let fetched = s
-        .fetched
-        .get(&image_id)
-        .expect("the fake fetched the image")
-        .clone();
-    drop(s);
+    let fetched = {
+        let s = fake.state.lock().unwrap();
+        let droplet = s
+            .droplets
+            .iter()
+            .find(|d| d["name"] == report.instances[0].instance || d["status"] == "active")
+            .expect("a droplet was created")
+            .clone();
+        assert_eq!(droplet["status"], "active");
+        assert_eq!(droplet["size_slug"], size.as_str());
+        let image_id = droplet["image"]["id"].as_u64().unwrap();
+        s.fetched
+            .get(&image_id)
+            .expect("the fake fetched the image")
+            .clone()
+    };
     let posted: Vec<String> = fake.mutating();
     assert_eq!(
         posted,

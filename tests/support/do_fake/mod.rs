@@ -285,7 +285,11 @@ async fn route(
                 return page(fake, &s.images.clone(), "images", &path, &query, &s);
             }
             ("GET", ["v2", "droplets", id]) => {
-                return match s.droplets.iter().find(|d| d["id"].to_string() == *id) {
+                return match s
+                    .droplets
+                    .iter()
+                    .find(|d| d["id"] == id.parse::<u64>().unwrap_or(0))
+                {
                     Some(d) => axum::Json(json!({"droplet": d})).into_response(),
                     None => error(
                         &s,
@@ -297,7 +301,8 @@ async fn route(
             }
             ("DELETE", ["v2", "droplets", id]) => {
                 let before = s.droplets.len();
-                s.droplets.retain(|d| d["id"].to_string() != *id);
+                s.droplets
+                    .retain(|d| d["id"] != id.parse::<u64>().unwrap_or(0));
                 if s.droplets.len() == before {
                     return error(
                         &s,
@@ -309,7 +314,11 @@ async fn route(
                 return StatusCode::NO_CONTENT.into_response();
             }
             ("GET", ["v2", "images", id]) => {
-                return match s.images.iter().find(|i| i["id"].to_string() == *id) {
+                return match s
+                    .images
+                    .iter()
+                    .find(|i| i["id"] == id.parse::<u64>().unwrap_or(0))
+                {
                     Some(i) => axum::Json(json!({"image": i})).into_response(),
                     None => error(
                         &s,
@@ -321,7 +330,8 @@ async fn route(
             }
             ("DELETE", ["v2", "images", id]) => {
                 let before = s.images.len();
-                s.images.retain(|i| i["id"].to_string() != *id);
+                s.images
+                    .retain(|i| i["id"] != id.parse::<u64>().unwrap_or(0));
                 if s.images.len() == before {
                     return error(
                         &s,
@@ -435,6 +445,7 @@ async fn run_import(state: Arc<Mutex<FakeState>>, id: u64, url: String) {
     set("available", None);
 }
 
+#[allow(clippy::result_large_err)] // axum's Response, answered at once
 fn create_image(s: &mut FakeState, body: &Value) -> Result<(u64, String, Response), Response> {
     for field in ["name", "url", "region"] {
         if !body[field].is_string() {
