@@ -1020,3 +1020,51 @@ async fn bench_ebs_direct_against_a_sequential_boto3_loop() {
         drop(proxy);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_to_aws_completes_through_503s_and_cut_connections() {
+    let moto = Moto::start();
+    // Every 10th request fails before it reaches moto: 503 or a cut connection.
+    let proxy = moto::DelayProxy::with_faults(moto.port, Duration::ZERO, Some(10));
+    let dir = tempfile::tempdir().unwrap();
+    let root = lab(dir.path());
+    let east: Arc<dyn Cloud> =
+        Arc::new(LabCloud::open("lab-east", &root.join("lab-east"), None).unwrap());
+    let mut p = profile(&moto, "us-east-1");
+    p.endpoint = Some(proxy.endpoint.clone());
+    let mut prompt = |label: &str| {
+        Some(Secret::new(if label.contains("secret") {
+            SECRET_KEY.into()
+        } else {
+            ACCESS_KEY.into()
+        }))
+    };
+    let mut target = AwsCloud::from_profile("aws-flaky", &p, &mut prompt)
+        .await
+        .unwrap();
+    target.poll.first = Duration::from_millis(5);
+    let source_inv = east.inventory().await.unwrap();
+    let target_inv = target.inventory().await.unwrap();
+    let plan = plan_between(
+        ("lab-east", "lab", &source_inv),
+        ("aws-flaky", "aws", &target_inv),
+        &["web-1"],
+        None,
+    );
+    let report = run(
+        approve(plan),
+        east,
+        Arc::new(target),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    for disk in &report.disks {
+        assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
+    }
+    assert!(
+        proxy.requests() >= 30,
+        "at least 3 requests were failed on the way ({} seen)",
+        proxy.requests()
+    );
+}

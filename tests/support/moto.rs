@@ -174,16 +174,26 @@ pub struct DelayProxy {
     pub port: u16,
     pub endpoint: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DelayProxy {
     pub fn start(upstream: u16, delay: Duration) -> DelayProxy {
+        DelayProxy::with_faults(upstream, delay, None)
+    }
+
+    /// Like `start`, and every `fail_every`-th request is answered 503
+    /// (odd ones) or cut by closing the connection (even ones) before it
+    /// reaches moto, so a failed request never took effect.
+    pub fn with_faults(upstream: u16, delay: Duration, fail_every: Option<u64>) -> DelayProxy {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = requests.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stopped.load(Ordering::Relaxed) {
@@ -201,6 +211,8 @@ impl DelayProxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut s_read, mut c_write) = (server, client);
                 let fresh_up = fresh.clone();
+                let requests = requests.clone();
+                let mut c_fail = c_write.try_clone().unwrap();
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 256 * 1024];
                     loop {
@@ -210,6 +222,19 @@ impl DelayProxy {
                         };
                         if fresh_up.swap(false, Ordering::AcqRel) {
                             std::thread::sleep(delay);
+                            let count = requests.fetch_add(1, Ordering::Relaxed) + 1;
+                            if let Some(every) = fail_every
+                                && count.is_multiple_of(every)
+                            {
+                                if (count / every) % 2 == 1 {
+                                    let _ = c_fail.write_all(
+                                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                    );
+                                }
+                                let _ = c_fail.shutdown(std::net::Shutdown::Both);
+                                let _ = s_write.shutdown(std::net::Shutdown::Both);
+                                break;
+                            }
                         }
                         if s_write.write_all(&buf[..n]).is_err() {
                             break;
@@ -237,7 +262,15 @@ impl DelayProxy {
             port,
             endpoint: format!("http://127.0.0.1:{port}"),
             stop,
+            requests: counted,
         }
+    }
+}
+
+impl DelayProxy {
+    /// Requests seen so far (failed ones included).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
