@@ -8,6 +8,8 @@
 mod do_fake;
 #[path = "support/do_moto.rs"]
 mod do_moto;
+#[path = "support/sshd.rs"]
+mod sshd;
 
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing, Staging};
 use altishift::cloud::lab::LabCloud;
@@ -422,4 +424,103 @@ fn plan_for_capability() -> Approved {
         },
         "monitor",
     )
+}
+
+/// DigitalOcean as a source: no snapshot download exists, so the droplet's
+/// disk is read over SSH at its public address (here, a real sshd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
+    use altishift::cloud::digitalocean::SshAccess;
+    use std::os::unix::fs::FileExt;
+    let fake = FakeDo::start().await;
+    let sshd = sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The droplet's "/dev/vda": a 1 GiB sparse file with some data.
+    let device = dir.path().join("vda.raw");
+    let file = std::fs::File::create(&device).unwrap();
+    file.set_len(1 << 30).unwrap();
+    for block in [0u64, 1, 100, 2047] {
+        file.write_all_at(&vec![(block % 200) as u8 + 1; 1 << 19], block << 19)
+            .unwrap();
+    }
+    drop(file);
+    fake.add_droplet("db", 1, "127.0.0.1");
+    let d = sshd.dir().display().to_string();
+    let user = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let source = Arc::new(
+        cloud(&fake, None, dir.path()).with_ssh(SshAccess {
+            user: Some(user.trim().into()),
+            options: [
+                "-F",
+                "/dev/null",
+                "-p",
+                &sshd.port().to_string(),
+                "-i",
+                &format!("{d}/id_user"),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                &format!("UserKnownHostsFile={d}/known_hosts"),
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            sudo: false,
+            device: Some(device.display().to_string()),
+            agent_binary: Some(sshd::altishift_binary()),
+        }),
+    );
+    let lab = Lab::new(dir.path());
+    let west: Arc<dyn Cloud> = Arc::new(
+        LabCloud::open("lab-west", &lab.root.join("lab-west"), Some("DE".into())).unwrap(),
+    );
+    let source_inventory = source.inventory().await.unwrap();
+    let target_inventory = west.inventory().await.unwrap();
+    let s = Side {
+        cloud: "do-test",
+        provider: "digitalocean".into(),
+        jurisdiction: Some("DE".into()),
+        inventory: &source_inventory,
+    };
+    let t = Side {
+        cloud: "lab-west",
+        provider: "lab".into(),
+        jurisdiction: Some("DE".into()),
+        inventory: &target_inventory,
+    };
+    let request = Request {
+        select: vec!["db".into()],
+        ..Request::default()
+    };
+    let throughput = Throughput {
+        bytes_per_second: 100_000_000,
+        basis: "test".into(),
+    };
+    let mut plan: Plan = build(&s, &t, &request, &throughput, "tester@localhost").unwrap();
+    let short = plan.hash().short().to_string();
+    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
+    let approved = approval::verify(plan).unwrap();
+    let report = run(approved, source.clone(), west, &dir.path().join("state")).await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.disks[0].blocks_sent, 4, "{:?}", report.disks[0]);
+    let text = std::fs::read_to_string(lab.root.join("lab-west/instances/db.toml")).unwrap();
+    let manifest: altishift::cloud::lab::manifest::InstanceManifest =
+        toml::from_str(&text).unwrap();
+    let copy = lab.root.join("lab-west").join(&manifest.disks[0].file);
+    assert!(std::fs::read(&copy).unwrap() == std::fs::read(&device).unwrap());
+    // Reading changed nothing at DigitalOcean.
+    assert!(fake.mutating().is_empty(), "{:?}", fake.mutating());
 }

@@ -113,6 +113,27 @@ impl FakeDo {
         }
     }
 
+    /// Adds one running droplet with a `gb`-sized disk at `address`.
+    pub fn add_droplet(&self, name: &str, gb: u64, address: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let id = next_id(&mut s);
+        let droplet = droplet_json(
+            id,
+            name,
+            "s-1vcpu-1gb",
+            1,
+            1024,
+            gb,
+            "fra1",
+            json!(null),
+            address,
+            "active",
+            vec![],
+        );
+        s.droplets.push(droplet);
+        id
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
