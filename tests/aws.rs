@@ -641,3 +641,34 @@ async fn lab_to_aws_completes_through_503s_and_cut_connections() {
         proxy.requests()
     );
 }
+
+#[tokio::test]
+async fn role_arn_assumes_a_role_and_shows_its_expiry_never_the_keys() {
+    let moto = Moto::start();
+    let mut p = profile(&moto, "us-east-1");
+    p.role_arn = Some("arn:aws:iam::123456789012:role/altishift-migrator".into());
+    let mut prompt = |label: &str| {
+        Some(Secret::new(if label.contains("secret") {
+            SECRET_KEY.into()
+        } else {
+            ACCESS_KEY.into()
+        }))
+    };
+    let cloud = AwsCloud::from_profile("aws-role", &p, &mut prompt)
+        .await
+        .unwrap();
+    let access = cloud.access().clone();
+    assert!(access.source.contains("assumed role"), "{access:?}");
+    assert!(
+        access.source.contains("altishift-migration"),
+        "session name"
+    );
+    let expires = access.expires.clone().expect("an expiry to show");
+    assert!(humantime::parse_rfc3339(&expires).is_ok(), "{expires}");
+    // The session works for reads.
+    cloud.inventory().await.unwrap();
+    let revoked = cloud.revoke().await.unwrap();
+    assert!(revoked.iter().any(|r| r.contains(&expires)), "{revoked:?}");
+    let shown = format!("{access:?} {revoked:?}");
+    assert!(!shown.contains(SECRET_KEY) && !shown.contains(ACCESS_KEY));
+}
