@@ -523,4 +523,26 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
     assert!(std::fs::read(&copy).unwrap() == std::fs::read(&device).unwrap());
     // Reading changed nothing at DigitalOcean.
     assert!(fake.mutating().is_empty(), "{:?}", fake.mutating());
+
+    // Cutover: the source droplet is shut down with the run's capability.
+    let droplet = &source_inventory.instances[0].id;
+    let cap = plan_for_capability().capability();
+    // (The run revoked its provider's token: a new one holds it again.)
+    let revoked = source.shutdown_droplet(&cap, droplet).await.unwrap_err();
+    assert!(matches!(revoked, CloudError::Auth(_)), "{revoked}");
+    assert!(fake.mutating().is_empty());
+    let fresh = cloud(&fake, None, dir.path());
+    fresh.shutdown_droplet(&cap, droplet).await.unwrap();
+    let s = fake.state.lock().unwrap();
+    let d = s
+        .droplets
+        .iter()
+        .find(|d| d["id"].to_string() == *droplet)
+        .unwrap();
+    assert_eq!(d["status"], "off");
+    drop(s);
+    assert_eq!(
+        fake.mutating(),
+        vec![format!("POST /v2/droplets/{droplet}/actions")]
+    );
 }

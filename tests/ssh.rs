@@ -407,6 +407,32 @@ async fn failures_are_named_clearly() {
     assert!(err.is_transient(), "{err}");
 }
 
+/// Cutover's quiesce step runs the operator's command (and its thaw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiesce_and_thaw_run_the_operators_commands() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let device = source_disk(dir.path(), &[1], &[]);
+    let cloud = SshCloud::new("q", settings(&sshd, &device, AgentPolicy::Never)).unwrap();
+    let marker = dir.path().join("quiesced");
+    let cap = plan_to_lab(&cloud, &Lab::new(dir.path()))
+        .await
+        .capability();
+    let quiesced = cloud
+        .quiesce(
+            &cap,
+            Some(&format!("touch {}", marker.display())),
+            Some(&format!("rm {}", marker.display())),
+        )
+        .await
+        .unwrap();
+    assert!(marker.exists(), "the quiesce command did not run");
+    cloud.thaw(&quiesced).await.unwrap();
+    assert!(!marker.exists(), "the thaw command did not run");
+    let err = cloud.quiesce(&cap, Some("exit 3"), None).await.unwrap_err();
+    assert!(err.to_string().contains("exit 3"), "{err}");
+}
+
 /// Cutover's delta pass: after a first pass, blocks change on the source;
 /// the agent compares digests on the host and only those blocks are sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

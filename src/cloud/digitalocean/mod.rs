@@ -172,6 +172,43 @@ impl DigitalOceanCloud {
         })
     }
 
+    /// Cutover: shuts the source droplet down (a `shutdown` action, polled
+    /// to completion) after the final delta pass.
+    pub async fn shutdown_droplet(&self, _cap: &Capability, id: &str) -> Result<(), CloudError> {
+        let body = serde_json::json!({"type": "shutdown"});
+        let created = self
+            .client
+            .post(&format!("/v2/droplets/{id}/actions"), &body)
+            .await?;
+        let action = match &created["action"]["id"] {
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(CloudError::Permanent(format!(
+                    "droplet {id}: the shutdown action has no id"
+                )));
+            }
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let a = self.client.get(&format!("/v2/actions/{action}")).await?;
+            match a["action"]["status"].as_str().unwrap_or_default() {
+                "completed" => return Ok(()),
+                "errored" => {
+                    return Err(CloudError::Permanent(format!(
+                        "droplet {id}: shutdown action {action} errored"
+                    )));
+                }
+                _ => {}
+            }
+            if started.elapsed() > self.client.pacing.poll_deadline {
+                return Err(CloudError::Transient(format!(
+                    "droplet {id}: shutdown not done in time"
+                )));
+            }
+            tokio::time::sleep(self.client.pacing.poll_every).await;
+        }
+    }
+
     /// The SSH source for a droplet, connected to its public address.
     async fn source_for(&self, instance_id: &str) -> Result<Arc<SshCloud>, CloudError> {
         if let Some(found) = lock(&self.sources).get(instance_id) {

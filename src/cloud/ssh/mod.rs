@@ -11,6 +11,7 @@
 //! and reads just the blocks that differ.
 
 pub mod agent;
+pub mod cutover;
 pub mod reader;
 pub mod session;
 
@@ -23,6 +24,7 @@ use crate::config::ProviderKind;
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
+pub use cutover::Quiesced;
 pub use reader::{SshDiskReader, StreamMode, WireStats};
 pub use session::{Session, SshTarget, quote};
 use std::collections::BTreeMap;

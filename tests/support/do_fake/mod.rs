@@ -379,14 +379,47 @@ async fn route(
                     action["status"] = json!("completed");
                     action["completed_at"] = json!("2026-11-26T12:01:00Z");
                     let droplet = action["resource_id"].clone();
+                    let status = match action["type"].as_str() {
+                        Some("shutdown" | "power_off") => "off",
+                        _ => "active",
+                    };
                     if let Some(d) = s.droplets.iter_mut().find(|d| d["id"] == droplet) {
-                        d["status"] = json!("active");
+                        d["status"] = json!(status);
                     }
                 }
                 let action = s.actions[&id].0.clone();
                 return axum::Json(json!({"action": action})).into_response();
             }
             ("POST", ["v2", "droplets"]) => return create_droplet(&mut s, &body),
+            ("POST", ["v2", "droplets", id, "actions"]) => {
+                let id = id.parse::<u64>().unwrap_or(0);
+                if !s.droplets.iter().any(|d| d["id"] == id) {
+                    return error(
+                        &s,
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "The resource you were accessing could not be found.",
+                    );
+                }
+                let kind = body["type"].as_str().unwrap_or_default().to_string();
+                if !["shutdown", "power_off", "power_on", "snapshot"].contains(&kind.as_str()) {
+                    return error(
+                        &s,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unprocessable_entity",
+                        "The action type is not valid.",
+                    );
+                }
+                let action_id = next_id(&mut s);
+                let action = json!({
+                    "id": action_id, "status": "in-progress", "type": kind,
+                    "started_at": "2026-11-26T12:00:00Z", "completed_at": null,
+                    "resource_id": id, "resource_type": "droplet", "region_slug": "fra1"
+                });
+                s.actions.insert(action_id, (action.clone(), 1));
+                return (StatusCode::CREATED, axum::Json(json!({"action": action})))
+                    .into_response();
+            }
             ("POST", ["v2", "images"]) => match create_image(&mut s, &body) {
                 Ok((id, url, response)) => Some((id, url, response)),
                 Err(response) => return response,

@@ -1,0 +1,101 @@
+//! Cutover on an SSH source: quiesce the guest (the operator's command, or
+//! `fsfreeze` of the filesystems mounted from the device), let the caller run
+//! the final delta pass, thaw or power off. Each step changes the source, so
+//! each takes the approved plan's capability.
+
+use super::SshCloud;
+use super::session::quote;
+use crate::cloud::{Capability, CloudError};
+
+/// What [`SshCloud::quiesce`] did, so [`SshCloud::thaw`] can undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quiesced {
+    /// The operator's command ran; their thaw command (if any) undoes it.
+    Command { thaw: Option<String> },
+    /// These mount points are frozen.
+    Frozen(Vec<String>),
+}
+
+impl SshCloud {
+    /// Quiesces the source before the final delta pass.
+    pub async fn quiesce(
+        &self,
+        _cap: &Capability,
+        command: Option<&str>,
+        thaw: Option<&str>,
+    ) -> Result<Quiesced, CloudError> {
+        let session = self.session();
+        if let Some(command) = command {
+            session.run(&session.remote(command), None).await?;
+            return Ok(Quiesced::Command {
+                thaw: thaw.map(str::to_string),
+            });
+        }
+        // Mount points of the device and its partitions.
+        let listed = session
+            .run(
+                &session.remote(&format!(
+                    "lsblk -lnpo MOUNTPOINT {}",
+                    quote(&self.settings.device)
+                )),
+                None,
+            )
+            .await?;
+        let mounts: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|m| m.starts_with('/'))
+            .map(str::to_string)
+            .collect();
+        let mut frozen = Vec::new();
+        for mount in &mounts {
+            let done = session
+                .run(
+                    &session.remote(&format!("fsfreeze -f {}", quote(mount))),
+                    None,
+                )
+                .await;
+            if let Err(e) = done {
+                // Leave nothing frozen behind a failure.
+                let _ = self.thaw(&Quiesced::Frozen(frozen)).await;
+                return Err(e);
+            }
+            frozen.push(mount.clone());
+        }
+        Ok(Quiesced::Frozen(frozen))
+    }
+
+    /// Undoes [`SshCloud::quiesce`] (when the source keeps running).
+    pub async fn thaw(&self, quiesced: &Quiesced) -> Result<(), CloudError> {
+        let session = self.session();
+        match quiesced {
+            Quiesced::Command {
+                thaw: Some(command),
+            } => {
+                session.run(&session.remote(command), None).await?;
+            }
+            Quiesced::Command { thaw: None } => {}
+            Quiesced::Frozen(mounts) => {
+                for mount in mounts.iter().rev() {
+                    session
+                        .run(
+                            &session.remote(&format!("fsfreeze -u {}", quote(mount))),
+                            None,
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Powers the source off after the final pass. The command returns at
+    /// once (the shutdown starts a second later), so the connection closes
+    /// cleanly instead of being cut.
+    pub async fn power_off(&self, _cap: &Capability) -> Result<(), CloudError> {
+        let session = self.session();
+        let command = session.remote("sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &");
+        session.run(&format!("nohup {command}"), None).await?;
+        Ok(())
+    }
+}
