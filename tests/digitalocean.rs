@@ -537,7 +537,7 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
     let d = s
         .droplets
         .iter()
-        .find(|d| d["id"].to_string() == *droplet)
+        .find(|d| d["id"] == droplet.parse::<u64>().unwrap())
         .unwrap();
     assert_eq!(d["status"], "off");
     drop(s);
