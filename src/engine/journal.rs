@@ -141,6 +141,22 @@ impl JournalState {
             .map(|(r, d)| (d.clone(), r.clone()))
             .collect()
     }
+
+    /// Live temporary resources that cleanup may remove. A temporary that
+    /// became a result — on EBS the staging snapshot *is* the finished disk,
+    /// journaled once as staging and once as the disk — is not one of them.
+    pub fn removable_temporaries(&self) -> Vec<(Option<String>, CreatedResource)> {
+        let results: Vec<(&str, &str)> = self
+            .created
+            .iter()
+            .filter(|r| !r.temporary)
+            .map(|r| (r.cloud.as_str(), r.id.as_str()))
+            .collect();
+        self.live_resources()
+            .into_iter()
+            .filter(|(_, r)| r.temporary && !results.contains(&(r.cloud.as_str(), r.id.as_str())))
+            .collect()
+    }
 }
 
 pub struct Journal {
@@ -422,6 +438,39 @@ mod tests {
             vec![BlockIndex(3)]
         );
         assert!(disk.zero.contains(&BlockIndex(4)));
+    }
+
+    #[test]
+    fn a_staging_resource_that_became_the_disk_is_not_removable() {
+        use crate::cloud::ResourceKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let resource = |kind, id: &str, temporary| CreatedResource {
+            cloud: "aws".into(),
+            kind,
+            id: id.into(),
+            temporary,
+        };
+        for r in [
+            resource(ResourceKind::Snapshot, "snap-source", true),
+            resource(ResourceKind::StagingDisk, "snap-target", true),
+            resource(ResourceKind::Disk, "snap-target", false),
+        ] {
+            journal
+                .append(&Record::Created {
+                    disk: Some("d".into()),
+                    resource: r,
+                })
+                .unwrap();
+        }
+        let state = replay(&path).unwrap();
+        let ids: Vec<String> = state
+            .removable_temporaries()
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect();
+        assert_eq!(ids, vec!["snap-source".to_string()]);
     }
 
     #[test]

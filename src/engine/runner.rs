@@ -741,11 +741,7 @@ impl Run {
     ) -> Result<Vec<CleanupReport>, EngineError> {
         let state = journal::replay(self.journal.path())?;
         let mut reports = Vec::new();
-        for (disk, resource) in state
-            .live_resources()
-            .into_iter()
-            .filter(|(_, r)| r.temporary)
-        {
+        for (disk, resource) in state.removable_temporaries() {
             let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
             let keep = disk.as_ref().is_some_and(|d| !healthy.contains(d));
             if keep {

@@ -177,13 +177,18 @@ pub fn build(
                 }
                 size
             }
-            None => nearest_size(&target.inventory.sizes, instance.vcpus, instance.memory)
-                .ok_or_else(|| PlanError::NoSizeFits {
-                    cloud: target.cloud.into(),
-                    instance: name.clone(),
-                    vcpus: instance.vcpus,
-                    memory: instance.memory,
-                })?,
+            None => nearest_size(
+                &target.inventory.sizes,
+                &instance.size,
+                instance.vcpus,
+                instance.memory,
+            )
+            .ok_or_else(|| PlanError::NoSizeFits {
+                cloud: target.cloud.into(),
+                instance: name.clone(),
+                vcpus: instance.vcpus,
+                memory: instance.memory,
+            })?,
         };
         let disks = instance
             .disks
