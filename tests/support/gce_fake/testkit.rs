@@ -106,7 +106,8 @@ fn emulator_binary() -> PathBuf {
 }
 
 impl Emulator {
-    pub async fn start() -> Emulator {
+    /// Starts the emulator; its log goes to `dir/gcs-emulator.log`.
+    pub async fn start(dir: &Path) -> Emulator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -121,11 +122,9 @@ impl Emulator {
             ])
             .stdout(Stdio::null())
             .stderr(
-                std::fs::File::create(
-                    std::env::temp_dir().join(format!("gcs-emulator-{port}.log")),
-                )
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
+                std::fs::File::create(dir.join("gcs-emulator.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
             )
             .spawn()
             .expect("start gcp-storage-emulator");
@@ -171,7 +170,7 @@ impl Gcp {
         let dir = tempfile::tempdir().unwrap();
         let key = TestKey::generate(dir.path());
         let fake = FakeGce::start(key.public_der.clone()).await;
-        let emulator = Emulator::start().await;
+        let emulator = Emulator::start(dir.path()).await;
         let storage = StorageProxy::start(&emulator.base_url).await;
         fake.set_storage(&emulator.base_url);
         Gcp {
