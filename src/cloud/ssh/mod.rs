@@ -74,6 +74,8 @@ pub struct SshCloud {
     facts: Mutex<Option<HostFacts>>,
     /// Every remote folder an agent was copied to (for checks and reports).
     installed: std::sync::Mutex<Vec<String>>,
+    /// Wire counters of every reader opened (benchmarks, reports, tests).
+    opened: std::sync::Mutex<Vec<Arc<WireStats>>>,
 }
 
 impl SshCloud {
@@ -91,7 +93,16 @@ impl SshCloud {
             mode: Mutex::new(None),
             facts: Mutex::new(None),
             installed: std::sync::Mutex::new(Vec::new()),
+            opened: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Wire counters of the readers this provider opened, oldest first.
+    pub fn reader_stats(&self) -> Vec<Arc<WireStats>> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Remote folders the agent was copied to by this provider.
@@ -285,13 +296,18 @@ impl SshCloud {
         let size = self.facts().await?.size;
         let mode = self.stream_mode().await?;
         let ranges = self.ranges(&mode, size).await?;
-        Ok(SshDiskReader::new(
+        let reader = SshDiskReader::new(
             self.session.clone(),
             self.settings.device.clone(),
             size,
             mode,
             ranges,
-        ))
+        );
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(reader.stats());
+        Ok(reader)
     }
 
     /// A delta pass: the blocks whose digest differs from `previous` (block
