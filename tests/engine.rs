@@ -229,7 +229,7 @@ impl DiskWriter for FaultyWriter {
                 "403 quota exceeded for this volume".into(),
             ));
         }
-        if self.calls.fetch_add(1, Ordering::Relaxed) % 3 == 0 {
+        if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(3) {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(CloudError::Transient("503 slow down".into()));
         }
