@@ -395,6 +395,7 @@ async fn a_disk_over_100_gb_is_refused_before_any_request() {
         virtual_size: Bytes::gib(200),
         format: DiskFormat::Qcow2,
         region: "fra1".into(),
+        boot: true,
         resume: None,
     };
     let plan = plan_for_capability();

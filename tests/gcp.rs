@@ -51,6 +51,7 @@ async fn upload(
         virtual_size: Bytes(size),
         format: DiskFormat::Raw,
         region: ZONE.into(),
+        boot: true,
         resume: None,
     };
     let writer = cloud.open_disk_writer(&capability(), &spec).await?;
@@ -524,6 +525,7 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
         virtual_size: Bytes(virtual_size),
         format: DiskFormat::Raw,
         region: ZONE.into(),
+        boot: true,
         resume: None,
     };
     // Ours: blocks read from the file, streamed, compressed, uploaded.

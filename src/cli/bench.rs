@@ -99,6 +99,7 @@ fn ours(dir: &Path, source: &Path, virtual_size: Bytes, in_flight: usize) -> Res
                 virtual_size,
                 format: DiskFormat::Raw,
                 region: "bench".into(),
+                boot: true,
                 resume: None,
             };
             let writer: Box<dyn DiskWriter> = Box::new(LabDiskWriter::open(&root_for_task, &spec)?);

@@ -113,6 +113,9 @@ pub struct TargetDiskSpec {
     pub virtual_size: Bytes,
     pub format: DiskFormat,
     pub region: String,
+    /// The instance boots from this disk (some clouds import boot disks as
+    /// templates or images and the rest as volumes).
+    pub boot: bool,
     /// Staging id journaled by an earlier, interrupted run: reopen, not recreate.
     pub resume: Option<String>,
 }

@@ -673,6 +673,7 @@ impl Run {
             virtual_size: disk.virtual_size,
             format: disk.target_format,
             region: item.target_region.clone(),
+            boot: disk.boot,
             resume: resume.staging_id.clone(),
         };
         let writer = self

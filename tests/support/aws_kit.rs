@@ -407,6 +407,7 @@ pub async fn ours(cloud: &AwsCloud, blocks: u64, in_flight: usize) -> (f64, f64)
         virtual_size: Bytes::gib(1),
         format: DiskFormat::Raw,
         region: "us-east-1".into(),
+        boot: true,
         resume: None,
     };
     let writer = cloud.open_disk_writer(&cap, &spec).await.unwrap();

@@ -21,14 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Whether a target disk becomes a template (boot disk) or a data volume.
-/// The engine names disks `<instance>-<disk id>`; boot disks are `root` or
-/// the first (`disk0`).
-pub fn is_boot_disk(spec: &TargetDiskSpec) -> bool {
-    let name = spec.name.to_ascii_lowercase();
-    name == "root" || name.ends_with("-root") || name.ends_with("/root") || name.ends_with("disk0")
-}
-
 pub struct CloudStackDiskWriter {
     cloud: Arc<WriterContext>,
     staging: SparseFileWriter,
@@ -124,7 +116,8 @@ impl DiskWriter for CloudStackDiskWriter {
         })
         .await
         .map_err(|e| CloudError::Permanent(format!("qemu-img task failed: {e}")))??;
-        let boot = is_boot_disk(&self.spec);
+        // The boot disk becomes a template; the others become data volumes.
+        let boot = self.spec.boot;
         let file = converted.clone();
         let sha256 = tokio::task::spawn_blocking(move || sha256_file(&file))
             .await
@@ -420,25 +413,11 @@ fn file_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::Bytes;
 
     #[test]
     fn host_names_are_valid() {
         assert_eq!(host_name("Web Server_01"), "web-server-01");
         assert_eq!(host_name("1st"), "vm-1st");
         assert_eq!(host_name("a".repeat(80).as_str()).len(), 63);
-    }
-
-    #[test]
-    fn boot_disks_are_recognised() {
-        let spec = |name: &str| TargetDiskSpec {
-            name: name.into(),
-            virtual_size: Bytes(1),
-            format: DiskFormat::Qcow2,
-            region: "z".into(),
-            resume: None,
-        };
-        assert!(is_boot_disk(&spec("web-root")));
-        assert!(!is_boot_disk(&spec("web-data1")));
     }
 }

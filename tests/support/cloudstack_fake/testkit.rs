@@ -177,6 +177,8 @@ pub async fn upload_disk(
         virtual_size: Bytes(seed.size),
         format: DiskFormat::Qcow2,
         region: "zone1".into(),
+        // Seeds named like the engine names boot disks (`<vm>-root`) boot.
+        boot: name.ends_with("-root"),
         resume: None,
     };
     let writer = cloud.open_disk_writer(cap, &spec).await?;
