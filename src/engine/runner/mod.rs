@@ -1,15 +1,23 @@
 //! One run of an approved plan: preflight, then per disk snapshot → transfer
 //! → finish, per instance deploy → validate, then clean-up, revocation and
 //! the report. Every mutating call is audited and journaled.
+//!
+//! `mod.rs` moves disks and deploys; `live.rs` answers the operator's
+//! commands and sends progress; `preflight.rs` checks the plan against
+//! the clouds before any change; `wrap_up.rs` cleans up, revokes, abandons
+//! and writes the report.
+
+mod live;
+mod preflight;
+mod wrap_up;
 
 use super::audit::AuditLog;
 use super::control::{DiskControl, DiskCounters, Throttle};
 use super::journal::{self, Journal, JournalState, Record};
 use super::pipeline::{DiskTransfer, TransferError};
-use super::report::{CleanupReport, DiskReport, InstanceReport, RunReport};
+use super::report::InstanceReport;
 use super::{
-    Command, DiskInfo, DiskProgress, EngineError, EngineOptions, Event, Level, RunOutcome, Stage,
-    validate,
+    Command, DiskInfo, EngineError, EngineOptions, Event, Level, RunOutcome, Stage, validate,
 };
 use crate::block::{DigestBuilder, DiskDigest};
 use crate::cloud::{
@@ -17,11 +25,9 @@ use crate::cloud::{
     SnapshotRef, TargetDiskSpec, WrittenDisk,
 };
 use crate::plan::{Approved, PlanDisk, PlanItem};
-use crate::units::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{Semaphore, mpsc};
@@ -162,90 +168,6 @@ impl Run {
         });
     }
 
-    fn command(&self, command: Command) {
-        match command {
-            Command::Pause { disk } | Command::Resume { disk } | Command::Cancel { disk }
-                if !self.slots.contains_key(&disk) =>
-            {
-                self.log(Level::Warn, format!("no disk '{disk}' in this run"));
-            }
-            Command::Pause { disk } => {
-                let slot = &self.slots[&disk];
-                slot.control.set_paused(true);
-                slot.counters.stop_clock();
-                self.send(Event::Stage {
-                    disk,
-                    stage: Stage::Paused,
-                });
-            }
-            Command::Resume { disk } => {
-                let slot = &self.slots[&disk];
-                slot.control.set_paused(false);
-                let stage = *lock(&slot.stage);
-                if stage == Stage::Transfer {
-                    slot.counters.start_clock();
-                }
-                self.send(Event::Stage { disk, stage });
-            }
-            Command::Cancel { disk } => {
-                self.slots[&disk].control.cancel();
-                self.log(Level::Warn, format!("{disk}: cancel requested"));
-            }
-            Command::Shutdown => {
-                for slot in self.slots.values() {
-                    slot.control.cancel();
-                }
-                self.log(
-                    Level::Warn,
-                    "shutting down: finished blocks are journaled; `apply` resumes".into(),
-                );
-            }
-        }
-    }
-
-    fn progress(&self, slot: &DiskSlot) -> DiskProgress {
-        let c = &slot.counters;
-        DiskProgress {
-            disk: slot.info.disk.clone(),
-            bytes_scanned: Bytes(DiskCounters::get(&c.scanned)),
-            bytes_skipped: Bytes(DiskCounters::get(&c.skipped)),
-            bytes_sent: Bytes(DiskCounters::get(&c.sent)),
-            bytes_resumed: Bytes(DiskCounters::get(&c.resumed)),
-            bytes_total: Bytes(DiskCounters::get(&c.total)),
-            retries: c.retries.load(Ordering::Relaxed),
-            elapsed_ms: c.elapsed_ms(),
-        }
-    }
-
-    /// Sends a disk's progress when it changed, a few times a second at most,
-    /// and keeps the peak one-second rate for the report.
-    async fn report_progress(self: Arc<Self>) {
-        let mut ticker = tokio::time::interval(self.options.progress_every);
-        let mut last: HashMap<String, DiskProgress> = HashMap::new();
-        let mut samples: HashMap<String, (Instant, u64)> = HashMap::new();
-        loop {
-            ticker.tick().await;
-            for (key, slot) in &self.slots {
-                let progress = self.progress(slot);
-                let now = Instant::now();
-                let sent = progress.bytes_sent.0;
-                let (then, sent_then) = *samples.entry(key.clone()).or_insert((now, sent));
-                let seconds = now.duration_since(then).as_secs_f64();
-                if seconds >= 1.0 {
-                    let rate = ((sent - sent_then) as f64 / seconds) as u64;
-                    slot.counters
-                        .peak_bytes_per_second
-                        .fetch_max(rate, Ordering::Relaxed);
-                    samples.insert(key.clone(), (now, sent));
-                }
-                if last.get(key) != Some(&progress) {
-                    last.insert(key.clone(), progress.clone());
-                    self.send(Event::Progress(progress));
-                }
-            }
-        }
-    }
-
     /// Runs an audited cloud call: "started" before, the outcome after.
     async fn audited<T>(
         &self,
@@ -333,98 +255,6 @@ impl Run {
         let cleanup = self.clean_up(&healthy).await?;
         let revoked = self.revoke().await?;
         self.finish(instances, cleanup, revoked, resumed)
-    }
-
-    /// Gives up an interrupted run: removes every temporary resource its
-    /// journal lists, revokes access, and records that it cannot resume.
-    /// Needs no source inventory — the journal says what exists.
-    async fn abandon(&self, resumed: bool) -> Result<RunOutcome, EngineError> {
-        let plan = self.approved.plan();
-        let every_disk: BTreeSet<String> = plan.disks().map(|(i, d)| i.disk_key(d)).collect();
-        let cleanup = self.clean_up(&every_disk).await?;
-        let revoked = self.revoke().await?;
-        let instances = plan
-            .items
-            .iter()
-            .map(|item| InstanceReport {
-                instance: item.instance_name.clone(),
-                target_id: self
-                    .resume
-                    .deployed
-                    .get(&item.target_name)
-                    .map(|d| d.id.clone()),
-                checks: vec![Check {
-                    name: "abandoned".into(),
-                    passed: false,
-                    detail: "run abandoned by the operator; its temporary resources were removed"
-                        .into(),
-                }],
-                validated: false,
-            })
-            .collect();
-        self.finish(instances, cleanup, revoked, resumed)
-    }
-
-    /// Refuses, before any change, a plan that no longer matches the clouds.
-    async fn preflight(&self) -> Result<(), EngineError> {
-        let plan = self.approved.plan();
-        let fail = |message: String| Err(EngineError::Preflight(message));
-        if self.source.name() != plan.source.cloud || self.target.name() != plan.target.cloud {
-            return fail(format!(
-                "plan moves {} → {}, but the clouds given are {} → {}",
-                plan.source.cloud,
-                plan.target.cloud,
-                self.source.name(),
-                self.target.name()
-            ));
-        }
-        if !self.source.roles().source || !self.target.roles().target {
-            return fail(format!(
-                "{} cannot be a source or {} cannot be a target",
-                self.source.name(),
-                self.target.name()
-            ));
-        }
-        let source = self
-            .source
-            .inventory()
-            .await
-            .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.source.name())))?;
-        let target = self
-            .target
-            .inventory()
-            .await
-            .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.target.name())))?;
-        for item in &plan.items {
-            let Some(instance) = source.instance(&item.instance_id) else {
-                return fail(format!(
-                    "plan names instance '{}' ({}), which {} no longer has: make a new plan",
-                    item.instance_name, item.instance_id, plan.source.cloud
-                ));
-            };
-            for disk in &item.disks {
-                if !instance.disks.iter().any(|d| d.id == disk.disk_id) {
-                    return fail(format!(
-                        "instance '{}' no longer has disk '{}': make a new plan",
-                        item.instance_name, disk.disk_id
-                    ));
-                }
-            }
-            if target.size(&item.target_size).is_none() {
-                return fail(format!(
-                    "{} no longer offers size '{}' (for '{}')",
-                    plan.target.cloud, item.target_size, item.instance_name
-                ));
-            }
-            let ours = self.resume.deployed.contains_key(&item.target_name);
-            if !ours && target.instance(&item.target_name).is_some() {
-                return fail(format!(
-                    "{} already has an instance named '{}': rename the target in the plan",
-                    plan.target.cloud, item.target_name
-                ));
-            }
-        }
-        Ok(())
     }
 
     async fn migrate_instance(&self, item: &PlanItem) -> InstanceReport {
@@ -732,202 +562,6 @@ impl Run {
             digest: digests.finish(),
         })?;
         Ok((written, digests))
-    }
-
-    /// Removes temporary resources of disks that made it; keeps those of
-    /// failed disks so that `apply` can resume them.
-    async fn clean_up(
-        &self,
-        healthy: &BTreeSet<String>,
-    ) -> Result<Vec<CleanupReport>, EngineError> {
-        let state = journal::replay(self.journal.path())?;
-        let mut reports = Vec::new();
-        for (disk, resource) in state.removable_temporaries() {
-            let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
-            let keep = disk.as_ref().is_some_and(|d| !healthy.contains(d));
-            if keep {
-                reports.push(CleanupReport {
-                    resource: label,
-                    cloud: resource.cloud.clone(),
-                    outcome: "kept: its disk did not finish (apply resumes from it)".into(),
-                });
-                continue;
-            }
-            let cloud: &dyn Cloud = if resource.cloud == self.source.name() {
-                &*self.source
-            } else {
-                &*self.target
-            };
-            let action = format!("delete_{:?}", resource.kind).to_lowercase();
-            let outcome = match self
-                .audited(
-                    cloud,
-                    &action,
-                    &resource.id,
-                    cloud.delete(&self.cap, &resource),
-                )
-                .await
-            {
-                Ok(()) => {
-                    self.journal.append_durable(&Record::Deleted {
-                        resource: resource.clone(),
-                    })?;
-                    "deleted".to_string()
-                }
-                Err(e) => format!("NOT deleted: {e}"),
-            };
-            self.send(Event::CleanedUp {
-                resource: label.clone(),
-                ok: outcome == "deleted",
-                detail: outcome.clone(),
-            });
-            reports.push(CleanupReport {
-                resource: label,
-                cloud: resource.cloud.clone(),
-                outcome,
-            });
-        }
-        Ok(reports)
-    }
-
-    async fn revoke(&self) -> Result<Vec<String>, EngineError> {
-        if self.approved.plan().keep_access {
-            self.log(
-                Level::Warn,
-                "temporary access kept at the operator's request (see the report)".into(),
-            );
-            return Ok(Vec::new());
-        }
-        let mut revoked = Vec::new();
-        let mut clouds: Vec<&dyn Cloud> = vec![&*self.source];
-        if self.target.name() != self.source.name() {
-            clouds.push(&*self.target);
-        }
-        for cloud in clouds {
-            let items = match cloud.revoke().await {
-                Ok(items) => items,
-                Err(e) => vec![format!("{}: revocation FAILED: {e}", cloud.name())],
-            };
-            self.journal.append_durable(&Record::Revoked {
-                cloud: cloud.name().to_string(),
-                items: items.clone(),
-            })?;
-            self.send(Event::Revoked {
-                cloud: cloud.name().to_string(),
-                items: items.clone(),
-            });
-            revoked.extend(items.into_iter().map(|i| format!("{}: {i}", cloud.name())));
-        }
-        Ok(revoked)
-    }
-
-    fn finish(
-        &self,
-        instances: Vec<InstanceReport>,
-        cleanup: Vec<CleanupReport>,
-        revoked: Vec<String>,
-        resumed: bool,
-    ) -> Result<RunOutcome, EngineError> {
-        let plan = self.approved.plan();
-        let disks: Vec<DiskReport> = plan
-            .disks()
-            .filter_map(|(item, disk)| self.slots.get(&item.disk_key(disk)))
-            .map(|slot| self.disk_report(slot))
-            .collect();
-        let ok = disks.iter().all(|d| d.status == "done") && instances.iter().all(|i| i.validated);
-        let debug_log = super::debug_log::close(ok && !self.options.keep_debug_log);
-        let report = RunReport {
-            run_id: super::run_id(&self.approved.hash().0),
-            plan_hash: self.approved.hash().0.clone(),
-            operator: self.approved.operator().to_string(),
-            source: plan.source.cloud.clone(),
-            target: plan.target.cloud.clone(),
-            started_at: self.started_at.clone(),
-            finished_at: crate::fsutil::now_rfc3339(),
-            duration_ms: self.started.elapsed().as_millis() as u64,
-            ok,
-            resumed,
-            cross_border: plan
-                .cross_border
-                .as_ref()
-                .map(|c| format!("{} → {} ({})", c.from, c.to, c.bytes)),
-            disks,
-            instances,
-            cleanup,
-            revoked,
-            access_kept: plan.keep_access,
-            debug_log,
-        };
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |source| EngineError::Io { what, source }
-        };
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Io {
-            what: "report".into(),
-            source: std::io::Error::other(e),
-        })?;
-        crate::fsutil::write_atomic(&self.dir.join("report.json"), &json)
-            .map_err(io("writing report.json"))?;
-        let report_path = self.dir.join("report.md");
-        crate::fsutil::write_atomic(&report_path, report.to_markdown().as_bytes())
-            .map_err(io("writing report.md"))?;
-        if ok {
-            super::estimate::record(&self.state_dir, &report);
-        }
-        self.journal.append_durable(&Record::RunFinished {
-            abandoned: self.options.abandon,
-            ok,
-            at: report.finished_at.clone(),
-        })?;
-        let summary = format!(
-            "{} of {} disks migrated, {} sent, {} of {} instances validated",
-            report.disks.iter().filter(|d| d.status == "done").count(),
-            report.disks.len(),
-            report.total_sent(),
-            report.instances.iter().filter(|i| i.validated).count(),
-            report.instances.len()
-        );
-        self.send(Event::RunFinished {
-            ok,
-            report: report_path.clone(),
-            summary,
-        });
-        Ok(RunOutcome {
-            ok,
-            report_path,
-            report,
-        })
-    }
-
-    fn disk_report(&self, slot: &DiskSlot) -> DiskReport {
-        let p = self.progress(slot);
-        let result = lock(&slot.result).clone();
-        let stage = *lock(&slot.stage);
-        let average = RunReport::average(p.bytes_sent, p.elapsed_ms);
-        let peak = slot.counters.peak_bytes_per_second.load(Ordering::Relaxed) as f64 / 1e6;
-        DiskReport {
-            disk: slot.info.disk.clone(),
-            status: match (&result.error, stage) {
-                (Some(e), _) if e == "cancelled" => "cancelled".into(),
-                (Some(_), _) => "failed".into(),
-                (None, Stage::Done) => "done".into(),
-                (None, stage) => stage.to_string(),
-            },
-            virtual_size: slot.info.virtual_size,
-            allocated: slot.info.allocated,
-            bytes_scanned: p.bytes_scanned,
-            bytes_skipped: p.bytes_skipped,
-            bytes_sent: p.bytes_sent,
-            bytes_resumed: p.bytes_resumed,
-            blocks_sent: DiskCounters::get(&slot.counters.blocks_sent),
-            retries: p.retries,
-            duration_ms: p.elapsed_ms,
-            average_mb_s: average,
-            peak_mb_s: peak.max(average),
-            source_digest: result.source_digest,
-            target_digest: result.target_digest,
-            error: result.error,
-        }
     }
 }
 
