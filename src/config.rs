@@ -99,6 +99,12 @@ pub struct CloudProfile {
     /// DigitalOcean target: endpoint of the S3-compatible staging storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_endpoint: Option<String>,
+    /// Target instances: subnet to launch into (AWS `subnet-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Target instances: security groups (AWS `sg-…`) or firewall names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
 }
 
 impl CloudProfile {

@@ -45,6 +45,22 @@ pub fn operator() -> String {
     format!("{user}@{host}")
 }
 
+/// Seconds since the Unix epoch, now (0 if the clock is before 1970).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-27 14:05 UTC` for Unix seconds.
+pub fn utc_minute(unix: u64) -> String {
+    // Clamped to the year 9999 so the text keeps its fixed width.
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.min(253_402_300_799));
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    // `2026-11-27T14:05:09Z` → `2026-11-27 14:05 UTC`
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
 /// Current time as RFC 3339 (UTC, seconds).
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

@@ -111,6 +111,41 @@ pub struct Instance {
     pub disks: Vec<Disk>,
     pub nics: Vec<Nic>,
     pub tags: BTreeMap<String, String>,
+    /// OS, boot mode, architecture: what the target image must carry over.
+    #[serde(default, skip_serializing_if = "Platform::is_unknown")]
+    pub platform: Platform,
+}
+
+/// How an instance boots and what it runs, as far as its provider says.
+/// Each field is `None` when the provider does not tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// The provider's OS or platform text (`Linux/UNIX`, `Ubuntu 24.04`, `windows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// `uefi` or `legacy-bios`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_mode: Option<String>,
+    /// `x86_64` or `arm64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Enhanced networking (AWS ENA) is enabled on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ena: Option<bool>,
+}
+
+impl Platform {
+    pub fn is_unknown(&self) -> bool {
+        *self == Platform::default()
+    }
+
+    /// True when the OS text names Windows; unknown OSes are not assumed to be.
+    pub fn is_windows(&self) -> bool {
+        self.os
+            .as_deref()
+            .is_some_and(|os| os.to_ascii_lowercase().contains("windows"))
+    }
 }
 
 impl Instance {
@@ -141,6 +176,91 @@ pub struct Region {
     pub jurisdiction: String,
 }
 
+/// A network, VPC or subnet: where a target instance can be attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// The provider's word for it: `vpc`, `subnet`, `network`, `subnetwork`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// Region or zone, when the network is not global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The VPC or network a subnet belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// A firewall or security group, kept for migrating configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Firewall {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// One line per rule, e.g. `in tcp 22 from 0.0.0.0/0`.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// A bootable image in the cloud's catalogue or the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Bytes>,
+    /// Owned by this account (not a public or marketplace image).
+    pub private: bool,
+}
+
+/// An SSH public key registered with the cloud (droplets from custom images
+/// need one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// Who the tool is acting as, and until when: shown so the operator sees
+/// temporary credentials running out before a long transfer starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// An identity that is not a secret: an ARN, a service-account email.
+    pub identity: String,
+    /// Unix seconds when the credentials stop working; `None` = no expiry known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl Access {
+    /// `expires 2026-11-27 14:00 UTC (in 52 min)`, or `no expiry`.
+    pub fn describe(&self, now_unix: u64) -> String {
+        let Some(at) = self.expires_at else {
+            return format!("{} · no expiry", self.identity);
+        };
+        let when = crate::fsutil::utc_minute(at);
+        if at <= now_unix {
+            return format!("{} · EXPIRED {when}", self.identity);
+        }
+        let left = at - now_unix;
+        let left = if left >= 2 * 3600 {
+            format!("{} h", left / 3600)
+        } else {
+            format!("{} min", left.div_ceil(60))
+        };
+        format!("{} · expires {when} (in {left})", self.identity)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
     pub cloud: String,
@@ -148,6 +268,16 @@ pub struct Inventory {
     pub instances: Vec<Instance>,
     pub sizes: Vec<Size>,
     pub regions: Vec<Region>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Network>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<Firewall>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<SshKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
 impl Inventory {
@@ -163,5 +293,41 @@ impl Inventory {
 
     pub fn region(&self, name: &str) -> Option<&Region> {
         self.regions.iter().find(|r| r.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_says_when_credentials_expire() {
+        let access = Access {
+            identity: "arn:aws:sts::123456789012:assumed-role/migrate/altishift".into(),
+            expires_at: Some(1_795_867_200), // 2026-11-28 12:00 UTC
+        };
+        let now = 1_795_867_200 - 52 * 60 - 30;
+        assert_eq!(
+            access.describe(now),
+            "arn:aws:sts::123456789012:assumed-role/migrate/altishift · expires 2026-11-28 12:00 UTC (in 53 min)"
+        );
+        assert!(access.describe(now - 5 * 3600).ends_with("(in 5 h)"));
+        assert!(
+            access
+                .describe(1_795_867_200)
+                .contains("EXPIRED 2026-11-28 12:00 UTC")
+        );
+        let forever = Access {
+            identity: "me".into(),
+            expires_at: None,
+        };
+        assert_eq!(forever.describe(now), "me · no expiry");
+    }
+
+    #[test]
+    fn old_inventories_without_the_new_lists_still_load() {
+        let json = r#"{"cloud":"c","provider":"lab","instances":[],"sizes":[],"regions":[]}"#;
+        let inventory: Inventory = serde_json::from_str(json).unwrap();
+        assert!(inventory.networks.is_empty() && inventory.access.is_none());
     }
 }

@@ -353,6 +353,7 @@ async fn deploy_waits_for_running_and_probe_checks_the_machine_type() {
         region: ZONE.into(),
         disks: vec![disk],
         tags: BTreeMap::from([("Owner".to_string(), "ops team".to_string())]),
+        platform: Default::default(),
     };
     let deployed = cloud.deploy(&capability(), &spec).await.unwrap();
     let vm = gcp.fake.instance("app").unwrap();

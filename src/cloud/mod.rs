@@ -156,6 +156,9 @@ pub struct DeploySpec {
     /// Boot disk first.
     pub disks: Vec<WrittenDisk>,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// The source's boot mode, architecture and ENA, for the image to carry over.
+    #[serde(default)]
+    pub platform: crate::inventory::Platform,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

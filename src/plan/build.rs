@@ -1,5 +1,6 @@
 //! Builds a plan from two inventories and the operator's selection.
 
+use super::limits::refusal;
 use super::size_map::nearest_size;
 use super::{
     Action, ActionVerb, CloudSide, CrossBorder, PLAN_VERSION, Plan, PlanDisk, PlanItem, Summary,
@@ -97,6 +98,12 @@ pub enum PlanError {
     NoRegion { cloud: String },
     #[error("size override for '{instance}', which is not selected")]
     StrayOverride { instance: String },
+    #[error("{cloud} cannot take '{instance}': {reason}")]
+    TargetRefuses {
+        cloud: String,
+        instance: String,
+        reason: String,
+    },
 }
 
 pub fn build(
@@ -215,7 +222,15 @@ pub fn build(
             target_region: target_region.clone(),
             wave: 1,
             disks,
+            platform: instance.platform.clone(),
         });
+        if let Some(reason) = items.last().and_then(|i| refusal(&target.provider, i)) {
+            return Err(PlanError::TargetRefuses {
+                cloud: target.cloud.to_string(),
+                instance: instance.name.clone(),
+                reason,
+            });
+        }
     }
 
     let mut plan = Plan {

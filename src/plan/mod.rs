@@ -3,11 +3,12 @@
 
 pub mod approval;
 pub mod build;
+pub mod limits;
 pub mod render;
 pub mod size_map;
 
 use crate::block::to_hex;
-use crate::inventory::DiskFormat;
+use crate::inventory::{DiskFormat, Platform};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,6 +72,9 @@ pub struct PlanItem {
     pub target_region: String,
     pub wave: u32,
     pub disks: Vec<PlanDisk>,
+    /// The source's OS, boot mode and architecture, carried to the target image.
+    #[serde(default, skip_serializing_if = "Platform::is_unknown")]
+    pub platform: Platform,
 }
 
 impl PlanItem {
@@ -293,6 +297,7 @@ pub(crate) mod tests {
                     target_format: DiskFormat::Qcow2,
                     source_snapshot: None,
                 }],
+                platform: Platform::default(),
             }],
             actions: vec![],
             approval: None,

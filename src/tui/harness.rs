@@ -231,6 +231,7 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
                     address: Some(format!("10.0.{}.{}", n / 250, n % 250 + 2)),
                 }],
                 tags,
+                platform: Default::default(),
             }
         })
         .collect();
@@ -246,5 +247,6 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
                 jurisdiction: j.to_string(),
             })
             .collect(),
+        ..Default::default()
     }
 }

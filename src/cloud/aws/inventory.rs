@@ -299,6 +299,7 @@ pub async fn read(
             disks,
             nics,
             tags,
+            platform: Default::default(),
         });
         details.instances.push(InstanceDetail {
             id: id.to_string(),
@@ -323,6 +324,7 @@ pub async fn read(
             instances,
             sizes: types,
             regions,
+            ..Default::default()
         },
         details,
     ))

@@ -100,6 +100,7 @@ pub fn instance_of(vm: &Value, volumes: &[&Value]) -> Instance {
         disks,
         nics,
         tags,
+        platform: Default::default(),
     }
 }
 
@@ -155,6 +156,7 @@ pub async fn read(
                 jurisdiction: jurisdiction.to_string(),
             })
             .collect(),
+        ..Default::default()
     })
 }
 

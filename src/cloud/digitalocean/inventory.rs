@@ -46,6 +46,7 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
                 })
             })
             .collect(),
+        ..Default::default()
     })
 }
 
@@ -147,6 +148,7 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
         disks,
         nics,
         tags,
+        platform: Default::default(),
     })
 }
 

@@ -13,18 +13,15 @@ use super::{
     DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
 };
 use crate::config::{CloudProfile, ProviderKind};
-use crate::inventory::{DiskFormat, Inventory};
+use crate::inventory::{DiskFormat, Inventory, Platform};
+use crate::plan::limits::digitalocean_image_refusal;
 use crate::secret::{Prompter, Secret};
-use crate::units::Bytes;
 use async_trait::async_trait;
 pub use client::{DoClient, Pacing};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use target::Staging;
-
-/// DigitalOcean's limit for custom images (uncompressed).
-pub const MAX_IMAGE_BYTES: u64 = 100 * 1_000_000_000;
 
 /// How droplets are reached when DigitalOcean is the source.
 #[derive(Debug, Clone, Default)]
@@ -45,31 +42,6 @@ pub struct DigitalOceanCloud {
     ssh: SshAccess,
     /// SSH sources opened per droplet (snapshot id → source).
     sources: Mutex<HashMap<String, Arc<SshCloud>>>,
-}
-
-/// Why a disk cannot become a DigitalOcean custom image, if it cannot.
-pub fn image_refusal(virtual_size: Bytes, os: Option<&str>) -> Option<String> {
-    if virtual_size.0 >= MAX_IMAGE_BYTES {
-        return Some(format!(
-            "DigitalOcean custom images must be under 100 GB uncompressed; this disk is {} \
-             ({} bytes)",
-            virtual_size, virtual_size.0
-        ));
-    }
-    if let Some(os) = os {
-        let os = os.to_ascii_lowercase();
-        let linux = [
-            "linux", "ubuntu", "debian", "centos", "fedora", "rocky", "alma", "arch",
-        ]
-        .iter()
-        .any(|l| os.contains(l));
-        if !linux {
-            return Some(format!(
-                "DigitalOcean custom images must be Linux; this instance runs '{os}'"
-            ));
-        }
-    }
-    None
 }
 
 impl DigitalOceanCloud {
@@ -342,7 +314,9 @@ impl Cloud for DigitalOceanCloud {
         _cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        if let Some(reason) = image_refusal(spec.virtual_size, None) {
+        // The plan refused these already; a hand-edited plan meets them here.
+        let refusal = digitalocean_image_refusal(spec.virtual_size, &Platform::default());
+        if let Some(reason) = refusal.filter(|_| spec.boot) {
             return Err(CloudError::Permanent(reason));
         }
         let writer = target::ImageWriter::open(self.client.clone(), self.staging()?.clone(), spec)?;
@@ -443,15 +417,6 @@ impl Cloud for DigitalOceanCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_are_named() {
-        assert!(image_refusal(Bytes::gib(20), Some("Ubuntu 24.04")).is_none());
-        let big = image_refusal(Bytes(MAX_IMAGE_BYTES), None).unwrap();
-        assert!(big.contains("100 GB"), "{big}");
-        let windows = image_refusal(Bytes::gib(20), Some("Windows Server 2022")).unwrap();
-        assert!(windows.contains("Linux"), "{windows}");
-    }
 
     #[test]
     fn doctl_config_yields_the_token() {

@@ -152,6 +152,7 @@ pub fn instance(
         disks: out_disks,
         nics,
         tags,
+        platform: Default::default(),
     }
 }
 
@@ -216,6 +217,7 @@ pub async fn read(
         instances,
         sizes,
         regions,
+        ..Default::default()
     })
 }
 

@@ -182,6 +182,7 @@ impl Cloud for LabCloud {
                     })
                     .collect(),
                 tags: m.tags.clone(),
+                platform: Default::default(),
             });
         }
         Ok(Inventory {
@@ -190,6 +191,7 @@ impl Cloud for LabCloud {
             instances,
             sizes: self.manifest.sizes.clone(),
             regions: self.manifest.regions.clone(),
+            ..Default::default()
         })
     }
 

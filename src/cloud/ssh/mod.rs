@@ -456,6 +456,7 @@ impl Cloud for SshCloud {
                 address: Some(self.settings.target.host.clone()),
             }],
             tags: Default::default(),
+            platform: Default::default(),
         };
         Ok(Inventory {
             cloud: self.name.clone(),
@@ -474,6 +475,7 @@ impl Cloud for SshCloud {
                     .clone()
                     .unwrap_or_else(|| "unknown".into()),
             }],
+            ..Default::default()
         })
     }
 

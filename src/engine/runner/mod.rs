@@ -324,6 +324,7 @@ impl Run {
             region: item.target_region.clone(),
             disks: disks.iter().map(|(w, _)| w.clone()).collect(),
             tags,
+            platform: item.platform.clone(),
         };
         let deployed = match self.resume.deployed.get(&item.target_name) {
             Some(deployed) => deployed.clone(),

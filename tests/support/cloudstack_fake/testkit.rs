@@ -207,6 +207,7 @@ pub fn deploy_spec(name: &str, size: &str, disks: Vec<WrittenDisk>) -> DeploySpe
         region: "zone1".into(),
         disks,
         tags: BTreeMap::new(),
+        platform: Default::default(),
     }
 }
 
