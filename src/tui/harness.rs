@@ -65,11 +65,11 @@ impl Harness {
         self.send(Msg::Loaded {
             side,
             cloud: cloud.to_string(),
-            result: Ok(LoadedCloud {
+            result: Ok(Box::new(LoadedCloud {
                 provider: "lab".into(),
                 jurisdiction: Some(jurisdiction.into()),
                 inventory,
-            }),
+            })),
         });
     }
 

@@ -105,7 +105,7 @@ impl Runtime {
                 let _ = tx.send(Msg::Loaded {
                     side,
                     cloud,
-                    result,
+                    result: result.map(Box::new),
                 });
             });
         if let Err(err) = spawned {

@@ -112,7 +112,7 @@ pub enum Msg {
     Loaded {
         side: SideId,
         cloud: String,
-        result: Result<LoadedCloud, String>,
+        result: Result<Box<LoadedCloud>, String>,
     },
     Engine(Event),
     /// The engine could not start, or its task ended.
@@ -335,7 +335,7 @@ impl App {
                     Ok(loaded) => {
                         let count = loaded.inventory.instances.len();
                         self.push_log(Level::Info, format!("{cloud}: {count} instances"));
-                        self.pane_mut(side).set_loaded(loaded);
+                        self.pane_mut(side).set_loaded(*loaded);
                     }
                     Err(err) => {
                         self.error(format!("{cloud}: {err}"));
