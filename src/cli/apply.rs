@@ -151,6 +151,17 @@ impl Printer {
                     .insert(p.disk.clone(), (now, p.bytes_sent.0, p.elapsed_ms));
             }
             Event::Log { level, message } => println!("[{level:?}] {message}"),
+            Event::PassFinished {
+                disk,
+                pass,
+                kind,
+                blocks_sent,
+                bytes_sent,
+                elapsed_ms,
+            } => println!(
+                "{disk}: pass {pass} ({kind}) sent {blocks_sent} blocks, {bytes_sent} in {:.1} s",
+                *elapsed_ms as f64 / 1000.0
+            ),
             Event::DiskFinished { disk, digest } => {
                 println!(
                     "{disk}: written, digest {} over {} blocks",

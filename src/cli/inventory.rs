@@ -27,6 +27,13 @@ pub fn render(inventory: &Inventory) -> String {
         inventory.provider,
         inventory.instances.len()
     );
+    if let Some(access) = &inventory.access {
+        let _ = writeln!(
+            out,
+            "acting as {}",
+            access.describe(crate::fsutil::now_unix())
+        );
+    }
     let _ = writeln!(
         out,
         "{:<14} {:<8} {:<11} {:>4} {:>9}  {:<26} {:<15} address",
@@ -68,5 +75,69 @@ pub fn render(inventory: &Inventory) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    render_configuration(inventory, &mut out);
     out
+}
+
+/// Networks, firewalls, images and keys: one line each, listed only when
+/// the provider reports them.
+fn render_configuration(inventory: &Inventory, out: &mut String) {
+    for n in &inventory.networks {
+        let _ = writeln!(
+            out,
+            "{} {} ({}){}{}",
+            n.kind,
+            n.name,
+            n.id,
+            n.cidr
+                .as_deref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default(),
+            n.region
+                .as_deref()
+                .map(|r| format!(" in {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for f in &inventory.firewalls {
+        let rules = if f.rules.is_empty() {
+            "no rules".to_string()
+        } else {
+            f.rules.join("; ")
+        };
+        let _ = writeln!(out, "firewall {} ({}): {rules}", f.name, f.id);
+    }
+    let private: Vec<_> = inventory.images.iter().filter(|i| i.private).collect();
+    if !inventory.images.is_empty() {
+        let _ = writeln!(
+            out,
+            "images: {} ({} of this account{})",
+            inventory.images.len(),
+            private.len(),
+            if private.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    private
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    if !inventory.ssh_keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "ssh keys: {}",
+            inventory
+                .ssh_keys
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }

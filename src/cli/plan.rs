@@ -40,6 +40,17 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
     }
     let source_inventory = source.inventory().await?;
     let target_inventory = target.inventory().await?;
+    // Temporary credentials that run out mid-transfer fail a run late: say
+    // when they expire before the operator approves.
+    for inventory in [&source_inventory, &target_inventory] {
+        if let Some(access) = &inventory.access {
+            eprintln!(
+                "{}: acting as {}",
+                inventory.cloud,
+                access.describe(crate::fsutil::now_unix())
+            );
+        }
+    }
     let mut sizes = BTreeMap::new();
     for pair in &args.sizes {
         let (name, size) = pair

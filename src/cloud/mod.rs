@@ -143,6 +143,13 @@ pub trait DiskWriter: Send + Sync {
     /// Makes every block written so far durable (called before the journal
     /// records them as done).
     async fn flush(&self) -> Result<(), CloudError>;
+    /// True when reopening (`spec.resume`) could not keep what the interrupted
+    /// run wrote (e.g. a compressed stream whose state died with the process):
+    /// the engine then forgets the disk's journaled blocks and sends it again
+    /// from block 0.
+    fn restarted(&self) -> bool {
+        false
+    }
     /// Completes the disk: conversion, import, completion call.
     async fn finish(self: Box<Self>, blocks_written: u64) -> Result<WrittenDisk, CloudError>;
 }

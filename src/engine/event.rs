@@ -75,6 +75,27 @@ pub struct DiskProgress {
     pub elapsed_ms: u64,
 }
 
+/// A cutover copies a disk in passes: a full pass while the source runs,
+/// delta passes that send only the blocks that changed, and a final delta
+/// pass after the source is quiesced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassKind {
+    Full,
+    Delta,
+    Final,
+}
+
+impl std::fmt::Display for PassKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PassKind::Full => "full",
+            PassKind::Delta => "delta",
+            PassKind::Final => "final",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -101,6 +122,16 @@ pub enum Event {
     Log {
         level: Level,
         message: String,
+    },
+    /// One pass over a disk ended (cutover runs have several per disk).
+    PassFinished {
+        disk: String,
+        /// 1 for the first pass.
+        pass: u32,
+        kind: PassKind,
+        blocks_sent: u64,
+        bytes_sent: Bytes,
+        elapsed_ms: u64,
     },
     DiskFinished {
         disk: String,

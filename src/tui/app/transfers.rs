@@ -222,6 +222,20 @@ impl RunState {
                 log(level, message);
                 Change::Visible
             }
+            Event::PassFinished {
+                disk,
+                pass,
+                kind,
+                blocks_sent,
+                bytes_sent,
+                ..
+            } => {
+                log(
+                    Level::Info,
+                    format!("{disk}: pass {pass} ({kind}) sent {blocks_sent} blocks, {bytes_sent}"),
+                );
+                Change::Visible
+            }
             Event::DiskFinished { disk, digest } => {
                 let short: String = digest.linear_sha256.chars().take(12).collect();
                 log(
