@@ -4,7 +4,7 @@
 //! `default.page.size` 500, runs async jobs through pending → done/failed,
 //! stores uploads (checking the upload signature headers) and serves extract
 //! URLs with Range support. It records every command it receives.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 mod api;
 mod api_mutate;

@@ -1,0 +1,334 @@
+//! CloudStack transfers through the engine and the provider: whole
+//! migrations lab ↔ cloudstack, hole handling, interrupted downloads, and
+//! the throughput benchmark against curl.
+
+#[path = "support/cloudstack_fake/mod.rs"]
+mod cloudstack_fake;
+
+use altishift::cloud::{Cloud, DiskRef};
+use altishift::units::{BLOCK_SIZE, BlockIndex};
+use cloudstack_fake::FakeCloudStack;
+use cloudstack_fake::testkit::*;
+
+#[tokio::test]
+async fn cloudstack_to_lab_migration_is_byte_identical_and_cleans_up() {
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = [0, 1, 2, 50, 51, 127];
+    let seed = Seed::new(dir.path(), "app", 64 << 20, &blocks);
+    fake.add_vm(
+        "app-1",
+        "Medium Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
+    let staging = dir.path().join("cs-staging");
+    let cloud = connect(&fake, &staging);
+    let lab = Lab::new(dir.path());
+    let source_inventory = cloud.inventory().await.unwrap();
+    let plan = plan_between(
+        ("cs-test", "cloudstack", &source_inventory),
+        ("lab-west", "lab", &lab.west_inventory().await),
+        &["app-1"],
+    );
+    assert_eq!(
+        fake.mutating_received(),
+        Vec::<String>::new(),
+        "planning changed the cloud"
+    );
+    let report = run(
+        approve(plan),
+        std::sync::Arc::new(cloud),
+        lab.west(),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    for disk in &report.disks {
+        assert_eq!(disk.status, "done");
+        assert!(disk.source_digest.is_some());
+        assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
+    }
+    let target = lab.instance_disks("lab-west", "app-1");
+    assert_eq!(target.len(), 1);
+    assert!(
+        same_guest_content(&target[0], &seed.raw),
+        "lab copy differs from the CloudStack volume"
+    );
+    let s = fake.state();
+    assert!(s.snapshots.is_empty(), "snapshot left behind");
+    assert_eq!(s.volumes.len(), 1, "temporary volume copy left behind");
+    assert!(staging_is_empty(&staging), "local download left behind");
+}
+
+#[tokio::test]
+async fn lab_to_cloudstack_migration_is_byte_identical_with_the_mapped_offering() {
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("cs-staging");
+    let cloud = connect(&fake, &staging);
+    let lab = Lab::new(dir.path());
+    let target_inventory = cloud.inventory().await.unwrap();
+    let plan = plan_between(
+        ("lab-east", "lab", &lab.east_inventory().await),
+        ("cs-test", "cloudstack", &target_inventory),
+        &["web-2"],
+    );
+    let offering = plan.items[0].target_size.clone();
+    assert_eq!(fake.mutating_received(), Vec::<String>::new());
+    let report = run(
+        approve(plan),
+        lab.east(),
+        std::sync::Arc::new(cloud),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.disks.len(), 2);
+    for disk in &report.disks {
+        assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
+    }
+    let source = lab.instance_disks("lab-east", "web-2");
+    let s = fake.state();
+    let vm = s
+        .vms
+        .iter()
+        .find(|v| v.name == "web-2")
+        .expect("VM deployed");
+    assert_eq!(vm.state, "Running");
+    let mapped = s.offerings.iter().find(|o| o.id == vm.offering_id).unwrap();
+    assert_eq!(mapped.name, offering);
+    let mut attached: Vec<_> = s
+        .volumes
+        .iter()
+        .filter(|v| v.vm.as_ref() == Some(&vm.id))
+        .cloned()
+        .collect();
+    attached.sort_by_key(|v| v.device);
+    assert_eq!(attached.len(), 2);
+    assert_eq!(attached[0].kind, "ROOT");
+    for (volume, lab_disk) in attached.iter().zip(&source) {
+        assert!(
+            same_guest_content(volume.data.as_ref().unwrap(), lab_disk),
+            "{} differs",
+            volume.name
+        );
+    }
+    assert!(staging_is_empty(&staging), "staging files left behind");
+}
+
+/// Zero blocks on either side are holes, never sent.
+#[tokio::test]
+async fn block_reads_skip_nothing_but_holes() {
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Seed::new(dir.path(), "z", 8 << 20, &[5]);
+    let (vm, volume) = fake.add_vm(
+        "z-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
+    let cloud = connect(&fake, dir.path());
+    let cap = capability();
+    let snapshot = cloud
+        .snapshot_disk(
+            &cap,
+            &DiskRef {
+                instance_id: vm,
+                disk_id: volume,
+            },
+            "z",
+        )
+        .await
+        .unwrap();
+    let reader = cloud.open_disk_reader(&snapshot).await.unwrap();
+    let ranges: Vec<u64> = reader
+        .allocated_blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(ranges, [5]);
+    let block = reader.read_block(BlockIndex(4)).await.unwrap();
+    assert!(block.bytes.iter().all(|&b| b == 0));
+}
+
+#[tokio::test]
+async fn an_interrupted_download_resumes_without_fetching_finished_chunks_again() {
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks: Vec<u64> = (0..48).step_by(2).collect();
+    let seed = Seed::new(dir.path(), "big", 64 << 20, &blocks);
+    let (vm, volume) = fake.add_vm(
+        "big-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
+    let mut cloud = connect(&fake, &dir.path().join("staging"));
+    cloud.transfer.chunk = 4 * BLOCK_SIZE;
+    cloud.transfer.parallel = 1;
+    cloud.transfer.attempts = 2;
+    let chunks = std::fs::metadata(&seed.qcow2)
+        .unwrap()
+        .len()
+        .div_ceil(4 * BLOCK_SIZE);
+    assert!(chunks > 5, "{chunks}");
+    let cap = capability();
+    let at = DiskRef {
+        instance_id: vm,
+        disk_id: volume,
+    };
+    let snapshot = cloud.snapshot_disk(&cap, &at, "resume").await.unwrap();
+    // The server dies after the size probe and three chunks.
+    fake.fail_downloads_after(Some(4));
+    let err = cloud
+        .open_disk_reader(&snapshot)
+        .await
+        .err()
+        .expect("download fails");
+    assert!(err.is_transient(), "{err}");
+    fake.fail_downloads_after(None);
+    let before = fake.state().downloads_served;
+    let reader = cloud.open_disk_reader(&snapshot).await.unwrap();
+    let requests = fake.state().downloads_served - before;
+    assert_eq!(
+        requests,
+        1 + (chunks - 3),
+        "probe plus the chunks not yet on disk"
+    );
+    let read = read_all(&*reader).await;
+    assert_eq!(read.keys().copied().collect::<Vec<_>>(), blocks);
+    assert!(read.iter().all(|(i, b)| b == &seed.block(*i)));
+}
+
+/// Benchmark, not a test: `cargo test --test cloudstack -- --ignored bench --nocapture`.
+/// Download (ranged, parallel and single-stream) and upload (multipart POST)
+/// against the fake on loopback, next to `curl` doing the same single-stream
+/// transfer in the same run.
+#[tokio::test]
+#[ignore]
+async fn bench_transfer_throughput_against_curl() {
+    use altishift::cloud::cloudstack::download::{self, DownloadPolicy};
+    use altishift::cloud::cloudstack::target::{UploadHeaders, post_file};
+    use std::time::Instant;
+    let mb: u64 = std::env::var("CS_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("payload.bin");
+    {
+        // Incompressible, no zero blocks: nothing can be skipped.
+        let seed = Seed::new(dir.path(), "unit", 4 * BLOCK_SIZE, &[]);
+        let mut data = Vec::with_capacity((mb << 20) as usize);
+        let mut index = 1;
+        while (data.len() as u64) < mb << 20 {
+            data.extend_from_slice(&seed.block(index));
+            index += 1;
+        }
+        std::fs::write(&source, &data).unwrap();
+    }
+    let rate = |secs: f64| (mb << 20) as f64 / secs / 1e6;
+    let cloud = connect(&fake, dir.path());
+    let http = cloud.client().http().clone();
+    let mut rows = Vec::new();
+
+    for (label, parallel) in [
+        ("altishift download, 1 stream", 1),
+        ("altishift download, 6 streams", 6),
+    ] {
+        let url = fake.serve_file(&source);
+        let dest = dir.path().join(format!("down-{parallel}.bin"));
+        let policy = DownloadPolicy {
+            parallel,
+            chunk: 16 * BLOCK_SIZE,
+            ..DownloadPolicy::default()
+        };
+        let started = Instant::now();
+        download::download(&http, &url, &dest, "bench", policy)
+            .await
+            .unwrap();
+        rows.push((label.to_string(), rate(started.elapsed().as_secs_f64())));
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(&source).unwrap()
+        );
+    }
+    let url = fake.serve_file(&source);
+    let started = Instant::now();
+    let status = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(dir.path().join("curl-down.bin"))
+        .arg(&url)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    rows.push((
+        "curl download, 1 stream".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+
+    let zone_id = fake.state().zone_id.clone();
+    let slot = || async {
+        let params = [
+            ("name", "bench".to_string()),
+            ("format", "RAW".into()),
+            ("zoneid", zone_id.clone()),
+        ];
+        let answer = cloud
+            .client()
+            .call("getUploadParamsForVolume", &params)
+            .await
+            .unwrap();
+        let p = &answer["getuploadparams"];
+        let field = |k: &str| p[k].as_str().unwrap().to_string();
+        (
+            field("postURL"),
+            UploadHeaders {
+                signature: field("signature"),
+                metadata: field("metadata"),
+                expires: field("expires"),
+            },
+        )
+    };
+    let (url, headers) = slot().await;
+    let started = Instant::now();
+    post_file(&http, &url, &headers, &source, "bench")
+        .await
+        .unwrap();
+    rows.push((
+        "altishift upload (multipart POST)".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+    let (url, headers) = slot().await;
+    let started = Instant::now();
+    let status = tokio::process::Command::new("curl")
+        .args(["-sS", "--fail", "-o", "/dev/null"])
+        .args(["-H", &format!("X-signature: {}", headers.signature)])
+        .args(["-H", &format!("X-metadata: {}", headers.metadata)])
+        .args(["-H", &format!("X-expires: {}", headers.expires)])
+        .args(["-F", &format!("files[]=@{}", source.display())])
+        .arg(&url)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    rows.push((
+        "curl upload (multipart POST)".into(),
+        rate(started.elapsed().as_secs_f64()),
+    ));
+
+    println!("\n{mb} MiB over loopback against the CloudStack fake:");
+    for (label, mbps) in &rows {
+        println!("  {label:<36} {mbps:8.1} MB/s");
+    }
+    let get = |l: &str| rows.iter().find(|(x, _)| x == l).map(|(_, v)| *v).unwrap();
+    println!(
+        "  ratio download 1 stream / curl: {:.2}; 6 streams / curl: {:.2}; upload / curl: {:.2}",
+        get("altishift download, 1 stream") / get("curl download, 1 stream"),
+        get("altishift download, 6 streams") / get("curl download, 1 stream"),
+        get("altishift upload (multipart POST)") / get("curl upload (multipart POST)")
+    );
+}
