@@ -4,7 +4,7 @@
 //! the engine does.
 
 use crate::cloud::TargetDiskSpec;
-use crate::cloud::lab::writer::LabDiskWriter;
+use crate::cloud::lab::writer;
 use crate::cloud::local_disk::LocalDiskReader;
 use crate::cloud::{DiskReader, DiskWriter};
 use crate::engine::control::{DiskControl, DiskCounters};
@@ -102,7 +102,7 @@ fn ours(dir: &Path, source: &Path, virtual_size: Bytes, in_flight: usize) -> Res
                 boot: true,
                 resume: None,
             };
-            let writer: Box<dyn DiskWriter> = Box::new(LabDiskWriter::open(&root_for_task, &spec)?);
+            let writer: Box<dyn DiskWriter> = Box::new(writer::open(&root_for_task, &spec)?);
             let (journal, _) = Journal::open(&root_for_task.join("journal.jsonl"))?;
             let counters = DiskCounters::default();
             let digests = DiskTransfer {

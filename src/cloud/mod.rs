@@ -12,6 +12,7 @@ pub mod lab;
 pub mod local_disk;
 pub mod registry;
 pub mod ssh;
+pub mod staging;
 
 use crate::block::BlockDigest;
 use crate::config::ProviderKind;

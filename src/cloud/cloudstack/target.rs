@@ -9,11 +9,10 @@ use super::deploy::host_name;
 use super::inventory::{cloudstack_format_name, text};
 use super::source::safe;
 use super::{CloudStackCloud, download};
-use crate::block::BlockDigest;
-use crate::cloud::local_disk::{self, SparseFileWriter};
-use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
+use crate::cloud::local_disk;
+use crate::cloud::staging::{FinishStaged, StagedWriter, check_staging_id};
+use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WrittenDisk};
 use crate::inventory::DiskFormat;
-use crate::units::BlockIndex;
 use async_trait::async_trait;
 use futures::StreamExt as _;
 use serde_json::Value;
@@ -21,9 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct CloudStackDiskWriter {
+/// Converts the staged raw file to the hypervisor's format and uploads it.
+struct CloudStackFinish {
     cloud: Arc<WriterContext>,
-    staging: SparseFileWriter,
     staging_id: String,
     spec: TargetDiskSpec,
 }
@@ -52,15 +51,9 @@ impl CloudStackCloud {
             .resume
             .clone()
             .unwrap_or_else(|| format!("dst-{}.raw", safe(&spec.name)));
-        if staging_id.contains('/') || staging_id.contains("..") {
-            return Err(CloudError::Permanent(format!(
-                "invalid staging id '{staging_id}'"
-            )));
-        }
+        check_staging_id(&staging_id)?;
         let path = self.staging_path(&staging_id);
-        let staging = SparseFileWriter::create_or_open(&path, spec.virtual_size)
-            .map_err(|e| CloudError::from_io(format!("staging {}", path.display()), e))?;
-        Ok(Box::new(CloudStackDiskWriter {
+        let finish = CloudStackFinish {
             cloud: Arc::new(WriterContext {
                 client: self.client.clone(),
                 name: self.name.clone(),
@@ -70,47 +63,22 @@ impl CloudStackCloud {
                 transfer: self.transfer,
                 staging_dir: self.staging.clone(),
             }),
-            staging,
-            staging_id,
+            staging_id: staging_id.clone(),
             spec: spec.clone(),
-        }))
+        };
+        let writer = StagedWriter::open(&path, staging_id, spec.virtual_size, Box::new(finish))?;
+        Ok(Box::new(writer))
     }
 }
 
 #[async_trait]
-impl DiskWriter for CloudStackDiskWriter {
-    fn order(&self) -> WriteOrder {
-        WriteOrder::Any
-    }
-
-    fn staging_id(&self) -> String {
-        self.staging_id.clone()
-    }
-
-    async fn write_block(
-        &self,
-        index: BlockIndex,
-        data: &[u8],
-        _digest: BlockDigest,
-    ) -> Result<(), CloudError> {
-        self.staging.write_block(index, data).await
-    }
-
-    async fn flush(&self) -> Result<(), CloudError> {
-        self.staging.sync().await
-    }
-
-    async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
-        self.staging.sync().await?;
+impl FinishStaged for CloudStackFinish {
+    async fn finish(self: Box<Self>, staging: PathBuf) -> Result<WrittenDisk, CloudError> {
         let ctx = self.cloud.clone();
         let converted =
             ctx.staging_dir
                 .join(format!("{}.{}", self.staging_id, ctx.format.extension()));
-        let (src, dst, format) = (
-            self.staging.path().to_path_buf(),
-            converted.clone(),
-            ctx.format,
-        );
+        let (src, dst, format) = (staging, converted.clone(), ctx.format);
         tokio::task::spawn_blocking(move || {
             local_disk::convert(&src, DiskFormat::Raw, &dst, format)
         })

@@ -237,7 +237,7 @@ impl Cloud for LabCloud {
         _cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        Ok(Box::new(writer::LabDiskWriter::open(&self.root, spec)?))
+        Ok(Box::new(writer::open(&self.root, spec)?))
     }
 
     async fn deploy(

@@ -3,77 +3,50 @@
 //! `disks/`. The staging file stays until cleanup, so a run killed at any
 //! point can reopen it.
 
-use crate::block::BlockDigest;
-use crate::cloud::local_disk::{self, SparseFileWriter};
-use crate::cloud::{CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
+use crate::cloud::local_disk;
+use crate::cloud::staging::{FinishStaged, StagedWriter, check_staging_id};
+use crate::cloud::{CloudError, TargetDiskSpec, WrittenDisk};
 use crate::inventory::DiskFormat;
-use crate::units::{BlockIndex, Bytes};
+use crate::units::Bytes;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
-pub struct LabDiskWriter {
-    staging_id: String,
-    staging: SparseFileWriter,
+/// Opens (or reopens, on resume) the writer of one lab target disk.
+pub fn open(root: &Path, spec: &TargetDiskSpec) -> Result<StagedWriter, CloudError> {
+    if spec.name.contains('/') || spec.name.contains("..") {
+        return Err(CloudError::Permanent(format!(
+            "invalid disk name '{}'",
+            spec.name
+        )));
+    }
+    let staging_id = spec
+        .resume
+        .clone()
+        .unwrap_or_else(|| format!("{}.raw", spec.name));
+    check_staging_id(&staging_id)?;
+    let finish = LabFinish {
+        root: root.to_path_buf(),
+        name: spec.name.clone(),
+        format: spec.format,
+        virtual_size: spec.virtual_size,
+    };
+    let path = root.join("staging").join(&staging_id);
+    StagedWriter::open(&path, staging_id, spec.virtual_size, Box::new(finish))
+}
+
+/// Links (raw) or converts the staging file into `disks/`.
+struct LabFinish {
     root: PathBuf,
     name: String,
     format: DiskFormat,
     virtual_size: Bytes,
 }
 
-impl LabDiskWriter {
-    pub fn open(root: &Path, spec: &TargetDiskSpec) -> Result<LabDiskWriter, CloudError> {
-        if spec.name.contains('/') || spec.name.contains("..") {
-            return Err(CloudError::Permanent(format!(
-                "invalid disk name '{}'",
-                spec.name
-            )));
-        }
-        let staging_id = spec
-            .resume
-            .clone()
-            .unwrap_or_else(|| format!("{}.raw", spec.name));
-        let path = root.join("staging").join(&staging_id);
-        let staging = SparseFileWriter::create_or_open(&path, spec.virtual_size)
-            .map_err(|e| CloudError::from_io(format!("staging {}", path.display()), e))?;
-        Ok(LabDiskWriter {
-            staging_id,
-            staging,
-            root: root.to_path_buf(),
-            name: spec.name.clone(),
-            format: spec.format,
-            virtual_size: spec.virtual_size,
-        })
-    }
-}
-
 #[async_trait]
-impl DiskWriter for LabDiskWriter {
-    fn order(&self) -> WriteOrder {
-        WriteOrder::Any
-    }
-
-    fn staging_id(&self) -> String {
-        self.staging_id.clone()
-    }
-
-    async fn write_block(
-        &self,
-        index: BlockIndex,
-        data: &[u8],
-        _digest: BlockDigest,
-    ) -> Result<(), CloudError> {
-        self.staging.write_block(index, data).await
-    }
-
-    async fn flush(&self) -> Result<(), CloudError> {
-        self.staging.sync().await
-    }
-
-    async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
-        self.staging.sync().await?;
+impl FinishStaged for LabFinish {
+    async fn finish(self: Box<Self>, staging: PathBuf) -> Result<WrittenDisk, CloudError> {
         let id = format!("disks/{}.{}", self.name, self.format.extension());
         let target = self.root.join(&id);
-        let staging = self.staging.path().to_path_buf();
         let format = self.format;
         tokio::task::spawn_blocking(move || finish_file(&staging, &target, format))
             .await
