@@ -5,7 +5,7 @@
 
 use super::manifest::{self, CloudManifest, DiskManifest, InstanceManifest, NicManifest};
 use crate::cloud::local_disk;
-use crate::inventory::{DiskFormat, InstanceState, Region, Size};
+use crate::inventory::{DiskFormat, InstanceState, Platform, Region, Size};
 use crate::units::Bytes;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -328,11 +328,29 @@ fn create_cloud(
                 )),
             }],
             disks,
+            platform: platform_of(&catalogue.name, spec.name),
         };
         let path = root.join("instances").join(format!("{}.toml", spec.name));
         manifest::save(&path, &instance).map_err(LabError::Other)?;
     }
     Ok(total)
+}
+
+/// Every boot disk carries a GPT (see `write_partition_table`), so the lab's
+/// guests boot UEFI on x86_64. One guest in lab-west runs Windows, so plans
+/// onto clouds that take only Linux images have something to refuse.
+fn platform_of(cloud: &str, instance: &str) -> Platform {
+    let os = match (cloud, instance) {
+        ("lab-west", "mail") => "Windows Server 2022",
+        ("lab-west", _) => "Ubuntu 24.04",
+        _ => "Debian 12",
+    };
+    Platform {
+        os: Some(os.into()),
+        boot_mode: Some("uefi".into()),
+        architecture: Some("x86_64".into()),
+        ena: None,
+    }
 }
 
 fn seed_of(cloud: &str, instance: &str, disk: usize) -> u64 {

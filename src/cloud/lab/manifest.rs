@@ -1,7 +1,7 @@
 //! The lab's files: `cloud.toml` (catalogue) and `instances/NAME.toml`.
 
 use crate::config::parse_toml;
-use crate::inventory::{DiskFormat, InstanceState, Region, Size};
+use crate::inventory::{DiskFormat, InstanceState, Platform, Region, Size};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +50,9 @@ pub struct InstanceManifest {
     #[serde(default)]
     pub nics: Vec<NicManifest>,
     pub disks: Vec<DiskManifest>,
+    /// OS, boot mode and architecture the lab says the guest has.
+    #[serde(default, skip_serializing_if = "Platform::is_unknown")]
+    pub platform: Platform,
 }
 
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {

@@ -182,7 +182,7 @@ impl Cloud for LabCloud {
                     })
                     .collect(),
                 tags: m.tags.clone(),
-                platform: Default::default(),
+                platform: m.platform.clone(),
             });
         }
         Ok(Inventory {
@@ -297,6 +297,7 @@ impl Cloud for LabCloud {
                 address: None,
             }],
             disks,
+            platform: spec.platform.clone(),
         };
         manifest::save(&path, &manifest).map_err(CloudError::Permanent)?;
         Ok(DeployedInstance {
@@ -417,5 +418,61 @@ impl Cloud for LabCloud {
             .map(|_| "lab access token wiped from memory".to_string())
             .into_iter()
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::build::{PlanError, Request, Side, Throughput, build};
+
+    /// The lab's guests carry a platform, and a plan onto a cloud that takes
+    /// only Linux images refuses the Windows one before anything is approved.
+    #[tokio::test]
+    async fn lab_platforms_reach_the_plan_and_linux_only_targets_refuse_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        generate::init(dir.path(), generate::LabScale::Small).unwrap();
+        let west = LabCloud::open("lab-west", &dir.path().join("lab-west"), None).unwrap();
+        let inventory = west.inventory().await.unwrap();
+        let mail = inventory.instance("mail").unwrap();
+        assert!(mail.platform.is_windows());
+        assert_eq!(mail.platform.boot_mode.as_deref(), Some("uefi"));
+        let source = Side {
+            cloud: "lab-west",
+            provider: "lab".into(),
+            jurisdiction: None,
+            inventory: &inventory,
+        };
+        // Any catalogue will do for the target; its provider decides the rules.
+        let target = Side {
+            cloud: "do",
+            provider: "digitalocean".into(),
+            jurisdiction: Some("US".into()),
+            inventory: &inventory,
+        };
+        let throughput = Throughput {
+            bytes_per_second: 100_000_000,
+            basis: "assumed".into(),
+        };
+        let request = |name: &str| Request {
+            select: vec![name.to_string()],
+            ..Request::default()
+        };
+        let refused = build(&source, &target, &request("mail"), &throughput, "op").unwrap_err();
+        match refused {
+            PlanError::TargetRefuses {
+                instance, reason, ..
+            } => {
+                assert_eq!(instance, "mail");
+                assert!(reason.contains("must be Linux"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other}"),
+        }
+        let plan = build(&source, &target, &request("bastion"), &throughput, "op").unwrap();
+        assert_eq!(
+            plan.items[0].platform.os.as_deref(),
+            Some("Ubuntu 24.04"),
+            "the plan carries the source platform to the target"
+        );
     }
 }
