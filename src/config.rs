@@ -96,6 +96,11 @@ pub struct CloudProfile {
     /// SSH source: extra `ssh` arguments (`["-F", "file"]`, `["-o", "Port=2222"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_options: Option<Vec<String>>,
+    /// SSH source, cutover: command that powers the host off after the final
+    /// pass (default `poweroff`, detached so the connection closes cleanly).
+    /// It runs to its end and must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_off_command: Option<String>,
     /// DigitalOcean target: endpoint of the S3-compatible staging storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_endpoint: Option<String>,

@@ -160,6 +160,23 @@ struct PlanBuild {
     /// Keep temporary access after the run.
     #[arg(long)]
     keep_access: bool,
+    /// Cutover: copy while the source runs, delta passes, then quiesce, a
+    /// final delta pass and power the source off before deploying.
+    #[arg(long)]
+    cutover: bool,
+    /// Cutover: command that quiesces the source (default: fsfreeze of the
+    /// filesystems mounted from its disks).
+    #[arg(long, requires = "cutover")]
+    quiesce: Option<String>,
+    /// Cutover: command that undoes --quiesce when the source keeps running.
+    #[arg(long, requires = "cutover")]
+    thaw: Option<String>,
+    /// Cutover: leave the source running (thawed) after the final pass.
+    #[arg(long, requires = "cutover")]
+    no_power_off: bool,
+    /// Cutover: delta passes while the source runs, at most.
+    #[arg(long, requires = "cutover")]
+    max_delta_passes: Option<u32>,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -254,6 +271,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 region: b.region,
                 format: b.format,
                 keep_access: b.keep_access,
+                cutover: b.cutover.then(|| altishift::plan::Cutover {
+                    quiesce: b.quiesce,
+                    thaw: b.thaw,
+                    power_off: !b.no_power_off,
+                    max_delta_passes: b
+                        .max_delta_passes
+                        .unwrap_or(altishift::plan::Cutover::DEFAULT_DELTA_PASSES),
+                }),
                 output: b.output,
             };
             cli::plan::make(&globals, args).await

@@ -17,6 +17,8 @@ pub struct PlanArgs {
     pub region: Option<String>,
     pub format: Option<DiskFormat>,
     pub keep_access: bool,
+    /// Make the run a cutover.
+    pub cutover: Option<crate::plan::Cutover>,
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -64,6 +66,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         target_region: args.region,
         target_format: args.format,
         keep_access: args.keep_access,
+        cutover: args.cutover,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);
     let plan = crate::plan::build::build(

@@ -21,6 +21,7 @@ pub use crate::plan::approval::Capability;
 use crate::units::{BlockIndex, Bytes};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 pub use registry::connect;
@@ -217,6 +218,12 @@ pub trait Cloud: Send + Sync {
     fn default_in_flight(&self) -> usize {
         16
     }
+    /// Target, read-only: the order its writers for `format` take blocks in,
+    /// when known before opening one (a cutover needs `Any`: delta passes
+    /// write blocks again). None: only an opened writer can tell.
+    fn write_order(&self, _format: DiskFormat) -> Option<WriteOrder> {
+        None
+    }
 
     /// Read-only: instances, disks, sizes, regions, paginated to the end.
     async fn inventory(&self) -> Result<Inventory, CloudError>;
@@ -263,4 +270,64 @@ pub trait Cloud: Send + Sync {
     /// Ends the temporary access this tool created and wipes held secrets.
     /// Returns what was revoked, for the report.
     async fn revoke(&self) -> Result<Vec<String>, CloudError>;
+
+    // Cutover (a source that keeps running while it is copied). The defaults
+    // say "cannot", so a provider without these hooks is refused at preflight.
+
+    /// Source, read-only: Ok when this instance can take part in a cutover
+    /// (delta passes, quiesce, power-off); otherwise why not.
+    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "{} ({}) cannot send only changed blocks, so it cannot be a cutover source              (instance {instance})",
+            self.name(),
+            self.provider()
+        )))
+    }
+    /// Source, read-only: a reader of the blocks that differ from `previous`
+    /// (block → digest of what the target holds). Its `allocated_blocks` are
+    /// exactly those blocks, including blocks that became zero (they read as
+    /// zeros). None when the provider cannot compute a delta.
+    async fn open_delta_reader(
+        &self,
+        _snapshot: &SnapshotRef,
+        _previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        Ok(None)
+    }
+    /// Source: quiesces a running instance before the final delta pass (the
+    /// operator's `command`, or the provider's own way, e.g. fsfreeze);
+    /// `thaw` is the command that undoes `command`.
+    async fn quiesce(
+        &self,
+        _cap: &Capability,
+        instance: &str,
+        _command: Option<&str>,
+        _thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "{} cannot quiesce {instance}",
+            self.name()
+        )))
+    }
+    /// Source: undoes [`Cloud::quiesce`] (the source keeps running).
+    /// `command` is the plan's thaw command, for a quiesce that an earlier,
+    /// interrupted process did.
+    async fn thaw(
+        &self,
+        _cap: &Capability,
+        instance: &str,
+        _command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "{} cannot thaw {instance}",
+            self.name()
+        )))
+    }
+    /// Source: powers the instance off after the final pass.
+    async fn power_off(&self, _cap: &Capability, instance: &str) -> Result<(), CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "{} cannot power off {instance}",
+            self.name()
+        )))
+    }
 }

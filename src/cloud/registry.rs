@@ -83,7 +83,10 @@ pub async fn connect(
                 agent_binary: None,
                 jurisdiction: profile.jurisdiction.clone(),
             };
-            Ok(Arc::new(super::ssh::SshCloud::new(name, settings)?))
+            Ok(Arc::new(
+                super::ssh::SshCloud::new(name, settings)?
+                    .with_power_off_command(profile.power_off_command.clone()),
+            ))
         }
         ProviderKind::Aws => Ok(Arc::new(
             super::aws::AwsCloud::from_profile(name, profile, prompt).await?,

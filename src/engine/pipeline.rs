@@ -10,8 +10,9 @@ use crate::block::{BlockDigest, DigestBuilder, is_all_zero};
 use crate::cloud::{CloudError, DiskReader, DiskWriter, WriteOrder};
 use crate::units::{BLOCK_SIZE, BlockIndex};
 use futures::{StreamExt, TryStreamExt, stream};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,38 @@ pub struct DiskTransfer<'a> {
     pub checkpoint_every: Duration,
 }
 
+/// What one pass over a disk did.
+#[derive(Debug, Default)]
+pub struct PassOutcome {
+    /// Digests of every non-zero block written in this pass (resumed ones
+    /// included).
+    pub digests: DigestBuilder,
+    /// Blocks overwritten with zeros (the target held data there).
+    pub zeroed: Vec<BlockIndex>,
+    /// Written by this process in this pass (data and zeros).
+    pub blocks_sent: u64,
+    pub bytes_sent: u64,
+}
+
+/// Which pass a transfer is, and what the target holds before it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassContext<'a> {
+    /// Journaled with every block; 0 in a run without passes.
+    pub pass: u32,
+    /// Blocks the target holds data in: one read as zero is written as
+    /// zeros, not skipped.
+    pub held: Option<&'a BTreeMap<BlockIndex, BlockDigest>>,
+}
+
+/// Per-pass tallies shared by the concurrent writes.
+#[derive(Default)]
+struct Tally {
+    digests: Mutex<DigestBuilder>,
+    zeroed: Mutex<Vec<BlockIndex>>,
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// A block read and hashed, ready to write (or to skip when zero).
 struct ReadBlock {
     index: BlockIndex,
@@ -51,6 +84,11 @@ impl DiskTransfer<'_> {
     /// Runs the transfer; returns the digests of every non-zero block (the
     /// resumed ones included), from which the disk digest follows.
     pub async fn run(&self) -> Result<DigestBuilder, TransferError> {
+        Ok(self.run_pass(PassContext::default()).await?.digests)
+    }
+
+    /// Runs one pass of a cutover (or, with the default context, the only one).
+    pub async fn run_pass(&self, context: PassContext<'_>) -> Result<PassOutcome, TransferError> {
         let ranges = self
             .retry
             .run(|| self.reader.allocated_blocks(), |_, _| self.count_retry())
@@ -58,12 +96,13 @@ impl DiskTransfer<'_> {
         let virtual_size = self.reader.virtual_size().0;
         let block_len = |i: u64| (virtual_size.saturating_sub(i * BLOCK_SIZE)).min(BLOCK_SIZE);
         let total: u64 = ranges.iter().flat_map(|r| r.clone()).map(block_len).sum();
-        self.counters.total.store(total, Ordering::Relaxed);
+        // Passes add up: the gauge runs over every pass's blocks.
+        DiskCounters::add(&self.counters.total, total);
 
-        let digests = Mutex::new(DigestBuilder::default());
+        let tally = Tally::default();
         let mut resumed = 0;
         for (index, digest) in &self.resume.sent {
-            lock(&digests).insert(*index, *digest);
+            lock(&tally.digests).insert(*index, *digest);
             resumed += block_len(index.0);
         }
         let resumed_zero: u64 = self.resume.zero.iter().map(|i| block_len(i.0)).sum();
@@ -78,7 +117,7 @@ impl DiskTransfer<'_> {
             .filter(|i| !self.resume.sent.contains_key(i) && !self.resume.zero.contains(i));
         let in_flight = self.in_flight.max(1);
         self.counters.start_clock();
-        let digests_ref = &digests;
+        let tally_ref = &tally;
         let outcome = {
             let work = async {
                 match self.writer.order() {
@@ -86,7 +125,7 @@ impl DiskTransfer<'_> {
                         stream::iter(todo)
                             .map(|index| async move {
                                 let block = self.read(index).await?;
-                                self.write(block, digests_ref).await
+                                self.write(block, context, tally_ref).await
                             })
                             .buffer_unordered(in_flight)
                             .try_collect::<()>()
@@ -97,7 +136,7 @@ impl DiskTransfer<'_> {
                         stream::iter(todo)
                             .map(|index| self.read(index))
                             .buffered(in_flight)
-                            .try_for_each(|block| self.write(block, digests_ref))
+                            .try_for_each(|block| self.write(block, context, tally_ref))
                             .await
                     }
                 }
@@ -128,7 +167,15 @@ impl DiskTransfer<'_> {
         // Whatever happened, make what was written count for a resume.
         self.checkpoint().await?;
         outcome?;
-        Ok(digests.into_inner().unwrap_or_else(|p| p.into_inner()))
+        Ok(PassOutcome {
+            digests: tally
+                .digests
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner()),
+            zeroed: tally.zeroed.into_inner().unwrap_or_else(|p| p.into_inner()),
+            blocks_sent: tally.blocks.load(Ordering::Relaxed),
+            bytes_sent: tally.bytes.load(Ordering::Relaxed),
+        })
     }
 
     fn count_retry(&self) {
@@ -180,30 +227,52 @@ impl DiskTransfer<'_> {
     async fn write(
         &self,
         block: ReadBlock,
-        digests: &Mutex<DigestBuilder>,
+        context: PassContext<'_>,
+        tally: &Tally,
     ) -> Result<(), TransferError> {
         let len = block.bytes.len() as u64;
-        let Some(digest) = block.digest else {
-            self.journal.append(&Record::Zero {
-                disk: self.key.to_string(),
-                i: block.index.0,
-            })?;
-            DiskCounters::add(&self.counters.skipped, len);
-            DiskCounters::add(&self.counters.scanned, len);
-            return Ok(());
+        let (disk, i, p) = (self.key.to_string(), block.index.0, context.pass);
+        let held = context
+            .held
+            .is_some_and(|held| held.contains_key(&block.index));
+        let record = match block.digest {
+            None if !held => {
+                self.journal.append(&Record::Zero { disk, i, p })?;
+                DiskCounters::add(&self.counters.skipped, len);
+                DiskCounters::add(&self.counters.scanned, len);
+                return Ok(());
+            }
+            // It became zero since the target got it: zeros go over it.
+            None => {
+                let digest = BlockDigest::of(&block.bytes);
+                self.retry
+                    .run(
+                        || self.writer.write_block(block.index, &block.bytes, digest),
+                        |_, _| self.count_retry(),
+                    )
+                    .await?;
+                lock(&tally.zeroed).push(block.index);
+                Record::Zeroed { disk, i, p }
+            }
+            Some(digest) => {
+                self.retry
+                    .run(
+                        || self.writer.write_block(block.index, &block.bytes, digest),
+                        |_, _| self.count_retry(),
+                    )
+                    .await?;
+                lock(&tally.digests).insert(block.index, digest);
+                Record::Block {
+                    disk,
+                    i,
+                    d: digest,
+                    p,
+                }
+            }
         };
-        self.retry
-            .run(
-                || self.writer.write_block(block.index, &block.bytes, digest),
-                |_, _| self.count_retry(),
-            )
-            .await?;
-        self.journal.append(&Record::Block {
-            disk: self.key.to_string(),
-            i: block.index.0,
-            d: digest,
-        })?;
-        lock(digests).insert(block.index, digest);
+        self.journal.append(&record)?;
+        tally.blocks.fetch_add(1, Ordering::Relaxed);
+        tally.bytes.fetch_add(len, Ordering::Relaxed);
         DiskCounters::add(&self.counters.sent, len);
         DiskCounters::add(&self.counters.scanned, len);
         DiskCounters::add(&self.counters.blocks_sent, 1);
@@ -225,6 +294,6 @@ impl DiskTransfer<'_> {
     }
 }
 
-fn lock(digests: &Mutex<DigestBuilder>) -> std::sync::MutexGuard<'_, DigestBuilder> {
-    digests.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,6 +1,7 @@
 //! The run report: JSON for machines, Markdown for people, both written to
 //! the run folder and rebuilt by `altishift report RUN`.
 
+use super::journal::PassRecord;
 use crate::block::DiskDigest;
 use crate::cloud::Check;
 use crate::units::{Bytes, mb_per_s};
@@ -26,6 +27,9 @@ pub struct DiskReport {
     pub source_digest: Option<DiskDigest>,
     pub target_digest: Option<DiskDigest>,
     pub error: Option<String>,
+    /// Cutover runs: each pass over the disk (full, delta…, final).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passes: Vec<PassRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +148,30 @@ impl RunReport {
             );
             if let Some(error) = &d.error {
                 let _ = writeln!(md, "|  | error: {error} |||||||||");
+            }
+        }
+        if self.disks.iter().any(|d| !d.passes.is_empty()) {
+            let _ = writeln!(md, "\n## Cutover passes\n");
+            let _ = writeln!(
+                md,
+                "| disk | pass | kind | blocks sent | bytes sent | time |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            for d in &self.disks {
+                for p in &d.passes {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} |",
+                        d.disk,
+                        p.pass,
+                        p.kind,
+                        p.blocks_sent,
+                        Bytes(p.bytes_sent),
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            p.elapsed_ms - p.elapsed_ms % 100
+                        )),
+                    );
+                }
             }
         }
         let _ = writeln!(md, "\n## Validation\n");

@@ -3,7 +3,8 @@
 use super::limits::refusal;
 use super::size_map::nearest_size;
 use super::{
-    Action, ActionVerb, CloudSide, CrossBorder, PLAN_VERSION, Plan, PlanDisk, PlanItem, Summary,
+    Action, ActionVerb, CloudSide, CrossBorder, Cutover, PLAN_VERSION, Plan, PlanDisk, PlanItem,
+    Summary,
 };
 use crate::inventory::{DiskFormat, Inventory};
 use crate::units::Bytes;
@@ -42,6 +43,8 @@ pub struct Request {
     /// Disk format for every target disk; the source's format when unset.
     pub target_format: Option<DiskFormat>,
     pub keep_access: bool,
+    /// Make the run a cutover (passes, quiesce, final pass, power-off).
+    pub cutover: Option<Cutover>,
 }
 
 /// Throughput behind the time estimate and where it was measured.
@@ -257,6 +260,7 @@ pub fn build(
             estimate_basis: String::new(),
         },
         cross_border: None,
+        cutover: request.cutover.clone(),
         items,
         actions: Vec::new(),
         approval: None,
@@ -326,15 +330,27 @@ fn actions(plan: &Plan) -> Vec<Action> {
                     format!("point-in-time copy of {}", disk.device),
                 ),
             }
+            let passes = match &plan.cutover {
+                Some(c) => format!(
+                    " while the source runs, then up to {} delta passes",
+                    c.max_delta_passes
+                ),
+                None => String::new(),
+            };
             push(
                 dst,
                 ActionVerb::WriteDisk,
                 format!("{}-{}", item.target_name, disk.disk_id),
                 format!(
-                    "{} {} virtual, {} to send",
+                    "{} {} virtual, {} to send{passes}",
                     disk.target_format, disk.virtual_size, disk.allocated
                 ),
             );
+        }
+        if let Some(cutover) = &plan.cutover {
+            for (verb, resource, detail) in cutover_steps(cutover, item) {
+                push(src, verb, resource, detail);
+            }
         }
         push(
             dst,
@@ -370,6 +386,43 @@ fn actions(plan: &Plan) -> Vec<Action> {
         }
     }
     list
+}
+
+/// The cutover steps of one instance, in the order the run takes them: what
+/// the engine checks the approved action list against.
+pub fn cutover_steps(cutover: &Cutover, item: &PlanItem) -> Vec<(ActionVerb, String, String)> {
+    let mut steps = vec![(
+        ActionVerb::QuiesceSource,
+        item.instance_name.clone(),
+        match &cutover.quiesce {
+            Some(command) => format!("runs `{command}` on the source"),
+            None => "freezes the filesystems mounted from its disks (fsfreeze)".into(),
+        },
+    )];
+    for disk in &item.disks {
+        steps.push((
+            ActionVerb::FinalDelta,
+            item.disk_key(disk),
+            "sends the blocks changed since the last pass".into(),
+        ));
+    }
+    steps.push(if cutover.power_off {
+        (
+            ActionVerb::PowerOffSource,
+            item.instance_name.clone(),
+            "the source stops for good; the target takes over".into(),
+        )
+    } else {
+        (
+            ActionVerb::ThawSource,
+            item.instance_name.clone(),
+            match &cutover.thaw {
+                Some(command) => format!("runs `{command}`; the source keeps running"),
+                None => "the source keeps running".into(),
+            },
+        )
+    });
+    steps
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {

@@ -97,6 +97,14 @@ pub enum ActionVerb {
     DeleteSnapshot,
     DeleteStaging,
     RevokeAccess,
+    /// Cutover: the operator's quiesce command (or fsfreeze) on the source.
+    QuiesceSource,
+    /// Cutover: the last delta pass, after quiescing.
+    FinalDelta,
+    /// Cutover: the source is powered off after the final pass.
+    PowerOffSource,
+    /// Cutover without power-off: the source resumes after the final pass.
+    ThawSource,
 }
 
 impl std::fmt::Display for ActionVerb {
@@ -108,6 +116,10 @@ impl std::fmt::Display for ActionVerb {
             ActionVerb::DeleteSnapshot => "delete snapshot",
             ActionVerb::DeleteStaging => "delete staging",
             ActionVerb::RevokeAccess => "revoke access",
+            ActionVerb::QuiesceSource => "quiesce source",
+            ActionVerb::FinalDelta => "final delta",
+            ActionVerb::PowerOffSource => "power off source",
+            ActionVerb::ThawSource => "thaw source",
         };
         f.write_str(text)
     }
@@ -122,6 +134,30 @@ pub struct Action {
     pub verb: ActionVerb,
     pub resource: String,
     pub detail: String,
+}
+
+/// A low-downtime cutover: copy while the source runs, send what changed
+/// until the changes stop shrinking, then quiesce the source, send the last
+/// changes and power it off (or thaw it) before the target is deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cutover {
+    /// Command run on the source to quiesce it; `fsfreeze` of the device's
+    /// mounted filesystems when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<String>,
+    /// Command that undoes `quiesce` when the source keeps running (or the
+    /// final pass fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thaw: Option<String>,
+    /// Power the source off after the final pass (otherwise thaw it).
+    pub power_off: bool,
+    /// Delta passes while the source runs, at most (the final pass is extra).
+    pub max_delta_passes: u32,
+}
+
+impl Cutover {
+    pub const DEFAULT_DELTA_PASSES: u32 = 3;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +194,9 @@ pub struct Plan {
     pub summary: Summary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_border: Option<CrossBorder>,
+    /// Present when the run is a cutover (several passes, then the source stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<Cutover>,
     pub items: Vec<PlanItem>,
     pub actions: Vec<Action>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,6 +316,7 @@ pub(crate) mod tests {
                 to: "US".into(),
                 bytes: Bytes::mib(10),
             }),
+            cutover: None,
             items: vec![PlanItem {
                 instance_id: "i-1".into(),
                 instance_name: "web".into(),
@@ -311,6 +351,24 @@ pub(crate) mod tests {
         let back: Plan = toml::from_str(&text).unwrap();
         assert_eq!(back, plan);
         assert_eq!(back.hash(), plan.hash());
+    }
+
+    #[test]
+    fn a_plan_without_cutover_keeps_its_hash_and_a_cutover_round_trips() {
+        let plan = sample_plan(false);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains("cutover"), "{json}");
+        let mut cut = plan.clone();
+        cut.cutover = Some(Cutover {
+            quiesce: Some("systemctl stop app".into()),
+            thaw: None,
+            power_off: true,
+            max_delta_passes: 2,
+        });
+        assert_ne!(cut.hash(), plan.hash());
+        let back: Plan = toml::from_str(&cut.to_toml().unwrap()).unwrap();
+        assert_eq!(back, cut);
+        assert_eq!(back.hash(), cut.hash());
     }
 
     #[test]

@@ -32,6 +32,22 @@ pub fn render(plan: &Plan) -> String {
             cross.bytes, cross.from, cross.to
         );
     }
+    if let Some(cutover) = &plan.cutover {
+        let _ = writeln!(
+            out,
+            "\n  CUTOVER: copy while the source runs, up to {} delta passes, then quiesce ({}), final delta pass, {}.",
+            cutover.max_delta_passes,
+            cutover.quiesce.as_deref().unwrap_or("fsfreeze"),
+            if cutover.power_off {
+                "power the source OFF".to_string()
+            } else {
+                format!(
+                    "thaw the source ({})",
+                    cutover.thaw.as_deref().unwrap_or("nothing to run")
+                )
+            }
+        );
+    }
     let _ = writeln!(out, "\nInstances");
     for item in &plan.items {
         let _ = writeln!(

@@ -26,27 +26,12 @@ impl SshCloud {
     ) -> Result<Quiesced, CloudError> {
         let session = self.session();
         if let Some(command) = command {
-            session.run(&session.remote(command), None).await?;
+            session.run(&self.operator_command(command), None).await?;
             return Ok(Quiesced::Command {
                 thaw: thaw.map(str::to_string),
             });
         }
-        // Mount points of the device and its partitions.
-        let listed = session
-            .run(
-                &session.remote(&format!(
-                    "lsblk -lnpo MOUNTPOINT {}",
-                    quote(&self.settings.device)
-                )),
-                None,
-            )
-            .await?;
-        let mounts: Vec<String> = String::from_utf8_lossy(&listed.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|m| m.starts_with('/'))
-            .map(str::to_string)
-            .collect();
+        let mounts = self.mounts().await?;
         let mut frozen = Vec::new();
         for mount in &mounts {
             let done = session
@@ -72,7 +57,7 @@ impl SshCloud {
             Quiesced::Command {
                 thaw: Some(command),
             } => {
-                session.run(&session.remote(command), None).await?;
+                session.run(&self.operator_command(command), None).await?;
             }
             Quiesced::Command { thaw: None } => {}
             Quiesced::Frozen(mounts) => {
@@ -89,13 +74,63 @@ impl SshCloud {
         Ok(())
     }
 
-    /// Powers the source off after the final pass. The command returns at
-    /// once (the shutdown starts a second later), so the connection closes
-    /// cleanly instead of being cut.
+    /// Thaws after a quiesce this process did not see (a resumed run): the
+    /// operator's thaw command, or `fsfreeze -u` of whatever is mounted from
+    /// the device (a filesystem that is not frozen refuses, harmlessly).
+    pub async fn thaw_unknown(&self, command: Option<&str>) -> Result<(), CloudError> {
+        if let Some(command) = command {
+            return self
+                .thaw(&Quiesced::Command {
+                    thaw: Some(command.to_string()),
+                })
+                .await;
+        }
+        for mount in self.mounts().await? {
+            let session = self.session();
+            let unfreeze = session.remote(&format!("fsfreeze -u {}", quote(&mount)));
+            let _ = session.run(&unfreeze, None).await;
+        }
+        Ok(())
+    }
+
+    /// Powers the source off after the final pass. The default `poweroff`
+    /// is detached and starts a second later, so the connection closes
+    /// cleanly instead of being cut; the profile's `power_off_command` runs
+    /// to its end and must succeed.
     pub async fn power_off(&self, _cap: &Capability) -> Result<(), CloudError> {
         let session = self.session();
+        if let Some(command) = &self.power_off_command {
+            session.run(&self.operator_command(command), None).await?;
+            return Ok(());
+        }
         let command = session.remote("sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &");
         session.run(&format!("nohup {command}"), None).await?;
         Ok(())
+    }
+
+    /// An operator's shell command, run whole under sudo when the profile
+    /// asks for it (`sudo -n a && b` would run `b` without it).
+    fn operator_command(&self, command: &str) -> String {
+        self.session().remote(&format!("sh -c {}", quote(command)))
+    }
+
+    /// Mount points of the device and its partitions.
+    async fn mounts(&self) -> Result<Vec<String>, CloudError> {
+        let session = self.session();
+        let listed = session
+            .run(
+                &session.remote(&format!(
+                    "lsblk -lnpo MOUNTPOINT {}",
+                    quote(&self.settings.device)
+                )),
+                None,
+            )
+            .await?;
+        Ok(String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|m| m.starts_with('/'))
+            .map(str::to_string)
+            .collect())
     }
 }

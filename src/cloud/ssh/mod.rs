@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod cutover;
+pub mod delta;
 pub mod reader;
 pub mod session;
 
@@ -25,6 +26,7 @@ use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
 pub use cutover::Quiesced;
+pub use delta::{DeltaSummary, to_ranges};
 pub use reader::{SshDiskReader, StreamMode, WireStats};
 pub use session::{Session, SshTarget, quote};
 use std::collections::BTreeMap;
@@ -76,6 +78,10 @@ pub struct SshCloud {
     installed: std::sync::Mutex<Vec<String>>,
     /// Wire counters of every reader opened (benchmarks, reports, tests).
     opened: std::sync::Mutex<Vec<Arc<WireStats>>>,
+    /// Cutover: what the last quiesce did, for the thaw.
+    quiesced: Mutex<Option<Quiesced>>,
+    /// Cutover: the command that powers the host off (default `poweroff`).
+    power_off_command: Option<String>,
 }
 
 impl SshCloud {
@@ -94,7 +100,18 @@ impl SshCloud {
             facts: Mutex::new(None),
             installed: std::sync::Mutex::new(Vec::new()),
             opened: std::sync::Mutex::new(Vec::new()),
+            quiesced: Mutex::new(None),
+            power_off_command: None,
         })
+    }
+
+    /// Powers the host off with `command` instead of `poweroff` (the
+    /// profile's `power_off_command`; tests use a script). The command runs
+    /// to its end and its exit status counts, unlike the default, which is
+    /// detached because it ends the connection.
+    pub fn with_power_off_command(mut self, command: Option<String>) -> SshCloud {
+        self.power_off_command = command;
+        self
     }
 
     /// Wire counters of the readers this provider opened, oldest first.
@@ -310,35 +327,6 @@ impl SshCloud {
         Ok(reader)
     }
 
-    /// A delta pass: the blocks whose digest differs from `previous` (block
-    /// index → digest of what the target holds, from the last pass's journal).
-    pub async fn open_delta_reader(
-        &self,
-        previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<(SshDiskReader, DeltaSummary), CloudError> {
-        let size = self.facts().await?.size;
-        let mode = self.stream_mode().await?;
-        let StreamMode::Agent { path } = &mode else {
-            return Err(CloudError::Unsupported(
-                "a delta pass needs the agent (digests are computed on the host)".into(),
-            ));
-        };
-        let ranges = self.ranges(&mode, size).await?;
-        let now =
-            reader::remote_digests(&self.session, path, &self.settings.device, &ranges).await?;
-        let summary = delta(previous, &now);
-        Ok((
-            SshDiskReader::new(
-                self.session.clone(),
-                self.settings.device.clone(),
-                size,
-                mode.clone(),
-                to_ranges(&summary.changed),
-            ),
-            summary,
-        ))
-    }
-
     /// Removes the copied agent and closes the connection.
     async fn remove_agent(&self) -> Result<Vec<String>, CloudError> {
         let mut done = Vec::new();
@@ -360,53 +348,6 @@ impl SshCloud {
         ));
         Ok(done)
     }
-}
-
-/// What a delta pass found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeltaSummary {
-    /// Non-zero blocks whose content differs from the previous pass (or new).
-    pub changed: Vec<u64>,
-    /// Blocks the previous pass sent that are zero now (the engine does not
-    /// write zero blocks, so these need a target that starts zeroed).
-    pub zeroed: Vec<u64>,
-    pub unchanged: u64,
-}
-
-fn delta(
-    previous: &BTreeMap<BlockIndex, BlockDigest>,
-    now: &BTreeMap<u64, Option<BlockDigest>>,
-) -> DeltaSummary {
-    let mut summary = DeltaSummary::default();
-    for (index, digest) in now {
-        let before = previous.get(&BlockIndex(*index));
-        match (digest, before) {
-            (Some(d), Some(b)) if d == b => summary.unchanged += 1,
-            (Some(_), _) => summary.changed.push(*index),
-            (None, Some(_)) => summary.zeroed.push(*index),
-            (None, None) => {}
-        }
-    }
-    // Blocks that had data and are now in a hole (not in the map at all).
-    for index in previous.keys() {
-        if !now.contains_key(&index.0) {
-            summary.zeroed.push(index.0);
-        }
-    }
-    summary.zeroed.sort_unstable();
-    summary
-}
-
-/// Ascending indices to merged ranges.
-pub fn to_ranges(indices: &[u64]) -> Vec<Range<u64>> {
-    let mut ranges: Vec<Range<u64>> = Vec::new();
-    for &i in indices {
-        match ranges.last_mut() {
-            Some(last) if last.end == i => last.end = i + 1,
-            _ => ranges.push(i..i + 1),
-        }
-    }
-    ranges
 }
 
 #[async_trait]
@@ -558,34 +499,46 @@ impl Cloud for SshCloud {
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
         self.remove_agent().await
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    async fn cutover_support(&self, _instance: &str) -> Result<(), CloudError> {
+        self.delta_support().await
+    }
 
-    #[test]
-    fn a_delta_names_changed_new_and_zeroed_blocks() {
-        let d = |b: &[u8]| BlockDigest::of(b);
-        let previous: BTreeMap<BlockIndex, BlockDigest> = [
-            (BlockIndex(0), d(b"a")),
-            (BlockIndex(1), d(b"b")),
-            (BlockIndex(2), d(b"c")),
-            (BlockIndex(9), d(b"gone")),
-        ]
-        .into();
-        let now: BTreeMap<u64, Option<BlockDigest>> = [
-            (0, Some(d(b"a"))),
-            (1, Some(d(b"B"))),
-            (2, None),
-            (3, Some(d(b"new"))),
-            (4, None),
-        ]
-        .into();
-        let summary = delta(&previous, &now);
-        assert_eq!(summary.changed, vec![1, 3]);
-        assert_eq!(summary.zeroed, vec![2, 9]);
-        assert_eq!(summary.unchanged, 1);
-        assert_eq!(to_ranges(&[1, 2, 3, 7, 9, 10]), vec![1..4, 7..8, 9..11]);
+    async fn open_delta_reader(
+        &self,
+        _snapshot: &SnapshotRef,
+        previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let (reader, _) = SshCloud::open_delta_reader(self, previous).await?;
+        Ok(Some(Box::new(reader)))
+    }
+
+    async fn quiesce(
+        &self,
+        cap: &Capability,
+        _instance: &str,
+        command: Option<&str>,
+        thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        let done = SshCloud::quiesce(self, cap, command, thaw).await?;
+        *self.quiesced.lock().await = Some(done);
+        Ok(())
+    }
+
+    async fn thaw(
+        &self,
+        _cap: &Capability,
+        _instance: &str,
+        command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        let quiesced = self.quiesced.lock().await.take();
+        match quiesced {
+            Some(quiesced) => SshCloud::thaw(self, &quiesced).await,
+            None => self.thaw_unknown(command).await,
+        }
+    }
+
+    async fn power_off(&self, cap: &Capability, _instance: &str) -> Result<(), CloudError> {
+        SshCloud::power_off(self, cap).await
     }
 }

@@ -9,6 +9,7 @@
 //! fsynced and a checkpoint line written. On replay after a reboot (a new
 //! boot id) block records after the last checkpoint are not trusted.
 
+use super::event::PassKind;
 use crate::block::{BlockDigest, DiskDigest};
 use crate::cloud::{Check, CreatedResource, DeployedInstance, SnapshotRef, WrittenDisk};
 use crate::units::BlockIndex;
@@ -18,6 +19,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+mod replay;
+pub use replay::replay;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
@@ -40,14 +44,56 @@ pub enum Record {
         disk: String,
         staging_id: String,
     },
+    /// A block written (`p`: the cutover pass, 0 in a run without passes).
     Block {
         disk: String,
         i: u64,
         d: BlockDigest,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        p: u32,
     },
+    /// A block read as zero and not sent.
     Zero {
         disk: String,
         i: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        p: u32,
+    },
+    /// A block the target held data in, overwritten with zeros (it became
+    /// zero on the source since an earlier pass).
+    Zeroed {
+        disk: String,
+        i: u64,
+        p: u32,
+    },
+    /// A cutover pass over a disk began; records until the next one belong to it.
+    PassStarted {
+        disk: String,
+        pass: u32,
+        kind: PassKind,
+    },
+    PassFinished {
+        disk: String,
+        pass: u32,
+        kind: PassKind,
+        blocks_sent: u64,
+        bytes_sent: u64,
+        elapsed_ms: u64,
+    },
+    /// The reopened writer could not keep what the interrupted run wrote:
+    /// every block record of the disk before this one is void.
+    Restarted {
+        disk: String,
+    },
+    /// Cutover steps on a source instance.
+    Quiesced {
+        instance: String,
+    },
+    Thawed {
+        instance: String,
+    },
+    PoweredOff {
+        instance: String,
     },
     /// Every record before line `covers` (0-based count) is durable.
     Checkpoint {
@@ -99,15 +145,49 @@ pub enum JournalError {
     },
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A finished cutover pass, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassRecord {
+    pub pass: u32,
+    pub kind: PassKind,
+    pub blocks_sent: u64,
+    pub bytes_sent: u64,
+    pub elapsed_ms: u64,
+}
+
 /// Per-disk progress recovered from the journal.
 #[derive(Debug, Clone, Default)]
 pub struct DiskState {
     pub snapshot: Option<SnapshotRef>,
     pub staging_id: Option<String>,
-    /// Blocks whose bytes are known to be on the target.
+    /// Blocks of the current pass whose bytes are known to be on the target
+    /// (in a run without passes: all of them).
     pub sent: BTreeMap<BlockIndex, BlockDigest>,
+    /// Blocks of the current pass read as zero.
     pub zero: BTreeSet<BlockIndex>,
+    /// What the target holds after every pass so far: block → digest.
+    pub held: BTreeMap<BlockIndex, BlockDigest>,
+    /// The pass begun last (0: none), and its kind.
+    pub pass: u32,
+    pub pass_kind: Option<PassKind>,
+    /// Blocks written (data or zeros) in the current pass.
+    pub pass_written: BTreeSet<BlockIndex>,
+    /// Passes that finished, in order.
+    pub passes: Vec<PassRecord>,
+    /// The writer restarted from block 0 at least once.
+    pub restarted: bool,
     pub written: Option<(WrittenDisk, DiskDigest)>,
+}
+
+impl DiskState {
+    /// True when the pass begun last has not finished.
+    pub fn pass_open(&self) -> bool {
+        self.pass > 0 && self.passes.last().is_none_or(|p| p.pass != self.pass)
+    }
 }
 
 /// Everything a replay recovers.
@@ -122,6 +202,9 @@ pub struct JournalState {
     pub deployed: BTreeMap<String, DeployedInstance>,
     pub validated: BTreeMap<String, Vec<Check>>,
     pub revoked: BTreeMap<String, Vec<String>>,
+    /// Cutover: source instances quiesced (and not thawed since), powered off.
+    pub quiesced: BTreeSet<String>,
+    pub powered_off: BTreeSet<String>,
     pub finished: Option<bool>,
     pub abandoned: bool,
     pub records: usize,
@@ -278,236 +361,4 @@ fn cut_torn_tail(path: &Path) -> std::io::Result<usize> {
             .set_len(keep as u64)?;
     }
     Ok(data[..keep].iter().filter(|&&b| b == b'\n').count())
-}
-
-/// Reads a journal back. A torn last line (a write cut by a crash) is
-/// ignored; damage anywhere else is an error.
-pub fn replay(path: &Path) -> Result<JournalState, JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JournalError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let lines: Vec<&str> = text.lines().collect();
-    let mut state = JournalState::default();
-    let mut same_boot = true;
-    // Block records since the last checkpoint: trusted only on the same boot.
-    let mut pending: Vec<Pending> = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: Record = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    path: path.display().to_string(),
-                    line: n + 1,
-                    message: e.to_string(),
-                });
-            }
-        };
-        state.records += 1;
-        match record {
-            Record::RunStarted {
-                plan_hash,
-                boot_id: id,
-                ..
-            } => {
-                same_boot = id == boot_id();
-                state.plan_hash = Some(plan_hash);
-            }
-            Record::Created { disk, resource } => {
-                if !state.created.contains(&resource) {
-                    state.created.push(resource);
-                    state.created_for.push(disk);
-                }
-            }
-            Record::SnapshotReady { disk, snapshot } => {
-                state.disks.entry(disk).or_default().snapshot = Some(snapshot)
-            }
-            Record::WriterOpened { disk, staging_id } => {
-                state.disks.entry(disk).or_default().staging_id = Some(staging_id)
-            }
-            Record::Block { disk, i, d } => pending.push((n, disk, BlockIndex(i), Some(d))),
-            Record::Zero { disk, i } => pending.push((n, disk, BlockIndex(i), None)),
-            Record::Checkpoint { covers, .. } => apply_pending(&mut state, &mut pending, covers),
-            Record::DiskWritten {
-                disk,
-                written,
-                digest,
-            } => {
-                state.disks.entry(disk).or_default().written = Some((written, digest));
-            }
-            Record::Deployed { instance, deployed } => {
-                state.deployed.insert(instance, deployed);
-            }
-            Record::Validated { instance, checks } => {
-                state.validated.insert(instance, checks);
-            }
-            Record::Deleted { resource } => state.deleted.push(resource),
-            Record::Revoked { cloud, items } => {
-                state.revoked.insert(cloud, items);
-            }
-            Record::RunFinished { ok, abandoned, .. } => {
-                state.finished = Some(ok);
-                state.abandoned = abandoned;
-            }
-        }
-    }
-    if same_boot {
-        apply_pending(&mut state, &mut pending, usize::MAX);
-    }
-    Ok(state)
-}
-
-/// A block record not yet covered by a checkpoint: (line, disk, block, digest).
-type Pending = (usize, String, BlockIndex, Option<BlockDigest>);
-
-fn apply_pending(state: &mut JournalState, pending: &mut Vec<Pending>, covers: usize) {
-    let (covered, rest): (Vec<Pending>, Vec<Pending>) =
-        pending.drain(..).partition(|p| p.0 < covers);
-    *pending = rest;
-    for (_, disk, index, digest) in covered {
-        let disk = state.disks.entry(disk).or_default();
-        match digest {
-            Some(d) => {
-                disk.sent.insert(index, d);
-            }
-            None => {
-                disk.zero.insert(index);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(disk: &str, i: u64) -> Record {
-        Record::Block {
-            disk: disk.into(),
-            i,
-            d: BlockDigest::of(&i.to_le_bytes()),
-        }
-    }
-
-    #[test]
-    fn replay_recovers_blocks_and_ignores_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal.jsonl");
-        let (journal, state) = Journal::open(&path).unwrap();
-        assert_eq!(state.records, 0);
-        journal
-            .append(&Record::RunStarted {
-                plan_hash: "abc".into(),
-                operator: "o".into(),
-                at: "t".into(),
-                boot_id: boot_id(),
-            })
-            .unwrap();
-        journal.append(&block("a/root", 3)).unwrap();
-        journal
-            .append(&Record::Zero {
-                disk: "a/root".into(),
-                i: 4,
-            })
-            .unwrap();
-        drop(journal);
-        // A write cut in half by kill -9.
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"{\"rec\":\"block\",\"disk\":\"a/ro")
-            .unwrap();
-        let state = replay(&path).unwrap();
-        // Reopening cuts the torn line, so new records stay readable.
-        let (journal, _) = Journal::open(&path).unwrap();
-        assert_eq!(journal.len(), 3);
-        journal.append(&block("a/root", 5)).unwrap();
-        assert!(
-            replay(&path)
-                .unwrap()
-                .disk("a/root")
-                .sent
-                .contains_key(&BlockIndex(5))
-        );
-        assert_eq!(state.plan_hash.as_deref(), Some("abc"));
-        let disk = state.disk("a/root");
-        assert_eq!(
-            disk.sent.keys().copied().collect::<Vec<_>>(),
-            vec![BlockIndex(3)]
-        );
-        assert!(disk.zero.contains(&BlockIndex(4)));
-    }
-
-    #[test]
-    fn a_staging_resource_that_became_the_disk_is_not_removable() {
-        use crate::cloud::ResourceKind;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal.jsonl");
-        let (journal, _) = Journal::open(&path).unwrap();
-        let resource = |kind, id: &str, temporary| CreatedResource {
-            cloud: "aws".into(),
-            kind,
-            id: id.into(),
-            temporary,
-        };
-        for r in [
-            resource(ResourceKind::Snapshot, "snap-source", true),
-            resource(ResourceKind::StagingDisk, "snap-target", true),
-            resource(ResourceKind::Disk, "snap-target", false),
-        ] {
-            journal
-                .append(&Record::Created {
-                    disk: Some("d".into()),
-                    resource: r,
-                })
-                .unwrap();
-        }
-        let state = replay(&path).unwrap();
-        let ids: Vec<String> = state
-            .removable_temporaries()
-            .into_iter()
-            .map(|(_, r)| r.id)
-            .collect();
-        assert_eq!(ids, vec!["snap-source".to_string()]);
-    }
-
-    #[test]
-    fn after_a_reboot_only_checkpointed_blocks_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal.jsonl");
-        let (journal, _) = Journal::open(&path).unwrap();
-        journal
-            .append(&Record::RunStarted {
-                plan_hash: "abc".into(),
-                operator: "o".into(),
-                at: "t".into(),
-                boot_id: "another-boot".into(),
-            })
-            .unwrap();
-        journal.append(&block("d", 1)).unwrap();
-        journal
-            .append(&Record::Checkpoint {
-                at: "t".into(),
-                covers: journal.len(),
-            })
-            .unwrap();
-        journal.append(&block("d", 2)).unwrap();
-        let state = replay(&path).unwrap();
-        assert_eq!(
-            state.disk("d").sent.keys().copied().collect::<Vec<_>>(),
-            vec![BlockIndex(1)]
-        );
-    }
-
-    #[test]
-    fn damage_in_the_middle_is_an_error_naming_the_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal.jsonl");
-        let line = "{\"rec\":\"checkpoint\",\"at\":\"t\",\"covers\":0}";
-        std::fs::write(&path, format!("{line}\nnot json\n{line}\n")).unwrap();
-        let err = replay(&path).unwrap_err().to_string();
-        assert!(err.contains(":2:"), "{err}");
-    }
 }

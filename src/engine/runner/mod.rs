@@ -7,24 +7,25 @@
 //! the clouds before any change; `wrap_up.rs` cleans up, revokes, abandons
 //! and writes the report.
 
+mod cutover;
+mod disk;
 mod live;
 mod preflight;
 mod wrap_up;
 
 use super::audit::AuditLog;
 use super::control::{DiskControl, DiskCounters, Throttle};
-use super::journal::{self, Journal, JournalState, Record};
-use super::pipeline::{DiskTransfer, TransferError};
+use super::journal::{self, Journal, JournalState, PassRecord, Record};
+use super::pipeline::TransferError;
 use super::report::InstanceReport;
 use super::{
     Command, DiskInfo, EngineError, EngineOptions, Event, Level, RunOutcome, Stage, validate,
 };
 use crate::block::{DigestBuilder, DiskDigest};
 use crate::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DiskRef, ResourceKind,
-    SnapshotRef, TargetDiskSpec, WrittenDisk,
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, ResourceKind, WrittenDisk,
 };
-use crate::plan::{Approved, PlanDisk, PlanItem};
+use crate::plan::{Approved, PlanItem};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ struct DiskSlot {
     throttle: Option<Throttle>,
     stage: Mutex<Stage>,
     result: Mutex<DiskResult>,
+    /// Cutover passes finished so far (journaled ones included).
+    passes: Mutex<Vec<PassRecord>>,
 }
 
 #[derive(Default, Clone)]
@@ -104,6 +107,7 @@ impl Run {
                     throttle: options.throttle.map(Throttle::new),
                     stage: Mutex::new(Stage::Queued),
                     result: Mutex::new(DiskResult::default()),
+                    passes: Mutex::new(resume.disk(&key).passes),
                 };
                 (key, slot)
             })
@@ -258,9 +262,15 @@ impl Run {
     }
 
     async fn migrate_instance(&self, item: &PlanItem) -> InstanceReport {
-        let moved =
-            futures::future::join_all(item.disks.iter().map(|disk| self.migrate_disk(item, disk)))
-                .await;
+        let moved = match &self.approved.plan().cutover {
+            Some(cutover) => self.cutover_instance(item, cutover).await,
+            None => {
+                futures::future::join_all(
+                    item.disks.iter().map(|disk| self.migrate_disk(item, disk)),
+                )
+                .await
+            }
+        };
         let failed = moved.iter().filter(|m| m.is_none()).count();
         let mut report = InstanceReport {
             instance: item.instance_name.clone(),
@@ -387,182 +397,6 @@ impl Run {
             .checks
             .extend(self.target.probe(&deployed, &spec).await?);
         Ok(())
-    }
-
-    /// Moves one disk; None when it failed or was cancelled (already reported).
-    async fn migrate_disk(&self, item: &PlanItem, disk: &PlanDisk) -> Option<DiskOutput> {
-        let key = item.disk_key(disk);
-        let _permit = self.disk_permits.acquire().await.ok()?;
-        let slot = self.slots.get(&key)?;
-        match self.move_disk(item, disk, &key, slot).await {
-            Ok((written, digests)) => {
-                let digest = digests.finish();
-                lock(&slot.result).source_digest = Some(digest.clone());
-                self.send(Event::DiskFinished { disk: key, digest });
-                Some((written, digests))
-            }
-            Err(TransferError::Cancelled) => {
-                lock(&slot.result).error = Some("cancelled".into());
-                self.set_stage(&key, Stage::Cancelled);
-                None
-            }
-            Err(e) => {
-                let error = e.to_string();
-                tracing::warn!(disk = key, "failed: {error}");
-                lock(&slot.result).error = Some(error.clone());
-                self.set_stage(&key, Stage::Failed);
-                self.send(Event::DiskFailed { disk: key, error });
-                None
-            }
-        }
-    }
-
-    async fn move_disk(
-        &self,
-        item: &PlanItem,
-        disk: &PlanDisk,
-        key: &str,
-        slot: &DiskSlot,
-    ) -> Result<DiskOutput, TransferError> {
-        let resume = self.resume.disk(key);
-        if let Some((written, _)) = &resume.written {
-            let mut digests = DigestBuilder::default();
-            for (index, digest) in &resume.sent {
-                digests.insert(*index, *digest);
-            }
-            let resumed: u64 = resume.sent.len() as u64 * crate::units::BLOCK_SIZE;
-            DiskCounters::add(&slot.counters.resumed, resumed);
-            self.log(
-                Level::Info,
-                format!("{key}: already written by the interrupted run"),
-            );
-            return Ok((written.clone(), digests));
-        }
-        let (source, target) = (&*self.source, &*self.target);
-        slot.control
-            .proceed()
-            .await
-            .map_err(|_| TransferError::Cancelled)?;
-        self.set_stage(key, Stage::Snapshot);
-        let snapshot = match (&disk.source_snapshot, &resume.snapshot) {
-            (Some(id), _) => SnapshotRef {
-                id: id.clone(),
-                virtual_size: disk.virtual_size,
-                format: disk.source_format,
-                created_by_run: false,
-            },
-            (None, Some(snapshot)) => snapshot.clone(),
-            (None, None) => {
-                let name = format!(
-                    "altishift-{}-{}-{}",
-                    self.cap.plan_hash().short(),
-                    item.instance_name,
-                    disk.disk_id
-                );
-                let at = DiskRef {
-                    instance_id: item.instance_id.clone(),
-                    disk_id: disk.disk_id.clone(),
-                };
-                let snapshot = self
-                    .audited(
-                        source,
-                        "snapshot_disk",
-                        key,
-                        source.snapshot_disk(&self.cap, &at, &name),
-                    )
-                    .await?;
-                if snapshot.created_by_run {
-                    self.journal_created(
-                        Some(key),
-                        ResourceKind::Snapshot,
-                        source,
-                        &snapshot.id,
-                        true,
-                    )?;
-                }
-                self.journal.append_durable(&Record::SnapshotReady {
-                    disk: key.to_string(),
-                    snapshot: snapshot.clone(),
-                })?;
-                snapshot
-            }
-        };
-        let retry = self.options.retry;
-        let reader = retry
-            .run(|| source.open_disk_reader(&snapshot), |_, _| {})
-            .await?;
-        if reader.virtual_size() != disk.virtual_size {
-            return Err(CloudError::Permanent(format!(
-                "{key}: disk is {} now, the plan says {}: make a new plan",
-                reader.virtual_size(),
-                disk.virtual_size
-            ))
-            .into());
-        }
-        let spec = TargetDiskSpec {
-            name: format!("{}-{}", item.target_name, disk.disk_id),
-            virtual_size: disk.virtual_size,
-            format: disk.target_format,
-            region: item.target_region.clone(),
-            boot: disk.boot,
-            resume: resume.staging_id.clone(),
-        };
-        let writer = self
-            .audited(
-                target,
-                "open_disk_writer",
-                &spec.name,
-                target.open_disk_writer(&self.cap, &spec),
-            )
-            .await?;
-        if resume.staging_id.is_none() {
-            self.journal_created(
-                Some(key),
-                ResourceKind::StagingDisk,
-                target,
-                &writer.staging_id(),
-                true,
-            )?;
-            self.journal.append_durable(&Record::WriterOpened {
-                disk: key.to_string(),
-                staging_id: writer.staging_id(),
-            })?;
-        }
-        self.set_stage(
-            key,
-            if slot.control.state().paused {
-                Stage::Paused
-            } else {
-                Stage::Transfer
-            },
-        );
-        let digests = DiskTransfer {
-            key,
-            reader: &*reader,
-            writer: &*writer,
-            resume: &resume,
-            counters: &slot.counters,
-            control: &slot.control,
-            throttle: slot.throttle.as_ref(),
-            journal: &self.journal,
-            retry,
-            in_flight: self.options.in_flight.unwrap_or(target.default_in_flight()),
-            checkpoint_every: self.options.checkpoint_every,
-        }
-        .run()
-        .await?;
-        self.set_stage(key, Stage::Finish);
-        let blocks = digests.len() as u64;
-        let written = self
-            .audited(target, "write_disk", &spec.name, writer.finish(blocks))
-            .await?;
-        self.journal_created(Some(key), ResourceKind::Disk, target, &written.id, false)?;
-        self.journal.append_durable(&Record::DiskWritten {
-            disk: key.to_string(),
-            written: written.clone(),
-            digest: digests.finish(),
-        })?;
-        Ok((written, digests))
     }
 }
 

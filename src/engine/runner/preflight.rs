@@ -1,7 +1,10 @@
 //! Before any change: the plan must still match the clouds it names.
 
 use super::Run;
+use crate::cloud::WriteOrder;
 use crate::engine::EngineError;
+use crate::plan::Cutover;
+use crate::plan::build::cutover_steps;
 
 impl Run {
     /// Refuses, before any change, a plan that no longer matches the clouds.
@@ -24,17 +27,32 @@ impl Run {
                 self.target.name()
             ));
         }
-        let source = self
-            .source
-            .inventory()
-            .await
-            .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.source.name())))?;
+        if let Some(cutover) = &plan.cutover {
+            self.preflight_cutover(cutover).await?;
+        }
+        // A cutover that powered its source off resumes without it.
+        let running: Vec<&crate::plan::PlanItem> = plan
+            .items
+            .iter()
+            .filter(|i| !self.resume.powered_off.contains(&i.instance_name))
+            .collect();
+        let source = if running.is_empty() {
+            crate::inventory::Inventory::default()
+        } else {
+            self.source
+                .inventory()
+                .await
+                .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.source.name())))?
+        };
         let target = self
             .target
             .inventory()
             .await
             .map_err(|e| EngineError::Preflight(format!("{}: {e}", self.target.name())))?;
         for item in &plan.items {
+            if !running.contains(&item) {
+                continue;
+            }
             let Some(instance) = source.instance(&item.instance_id) else {
                 return fail(format!(
                     "plan names instance '{}' ({}), which {} no longer has: make a new plan",
@@ -61,6 +79,50 @@ impl Run {
                     "{} already has an instance named '{}': rename the target in the plan",
                     plan.target.cloud, item.target_name
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A cutover needs every step approved, a source that can send deltas,
+    /// quiesce and power off, and target writers that take blocks in any order.
+    async fn preflight_cutover(&self, cutover: &Cutover) -> Result<(), EngineError> {
+        let plan = self.approved.plan();
+        for item in &plan.items {
+            for (verb, resource, _) in cutover_steps(cutover, item) {
+                let approved = plan.actions.iter().any(|a| {
+                    a.verb == verb && a.resource == resource && a.cloud == plan.source.cloud
+                });
+                if !approved {
+                    return Err(EngineError::Preflight(format!(
+                        "the approved plan does not list the cutover step '{verb} {resource}' \
+                         on {}: nothing was changed; make the plan again with --cutover and \
+                         approve it",
+                        plan.source.cloud
+                    )));
+                }
+            }
+        }
+        for item in &plan.items {
+            for disk in &item.disks {
+                if self.target.write_order(disk.target_format) == Some(WriteOrder::Sequential) {
+                    return Err(EngineError::Preflight(format!(
+                        "cutover refused: {} writes {} disks only in order, and delta passes \
+                         rewrite blocks anywhere on the disk; nothing was changed (plan \
+                         without --cutover, or choose another format or target)",
+                        self.target.name(),
+                        disk.target_format
+                    )));
+                }
+            }
+            if self.resume.powered_off.contains(&item.instance_name) {
+                continue;
+            }
+            if let Err(e) = self.source.cutover_support(&item.instance_id).await {
+                return Err(EngineError::Preflight(format!(
+                    "cutover refused for '{}': {e}; nothing was changed",
+                    item.instance_name
+                )));
             }
         }
         Ok(())

@@ -234,6 +234,7 @@ impl Run {
             source_digest: result.source_digest,
             target_digest: result.target_digest,
             error: result.error,
+            passes: lock(&slot.passes).clone(),
         }
     }
 }

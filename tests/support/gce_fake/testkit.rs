@@ -268,6 +268,7 @@ pub fn capability() -> Capability {
             estimate_basis: "test".into(),
         },
         cross_border: None,
+        cutover: None,
         items: vec![],
         actions: vec![],
         approval: None,

@@ -1,0 +1,323 @@
+//! Reading a journal back into what a resumed run needs.
+
+use super::{DiskState, JournalError, JournalState, PassRecord, Record, boot_id};
+use crate::block::BlockDigest;
+use crate::units::BlockIndex;
+use std::path::Path;
+
+/// Reads a journal back. A torn last line (a write cut by a crash) is
+/// ignored; damage anywhere else is an error.
+pub fn replay(path: &Path) -> Result<JournalState, JournalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut state = JournalState::default();
+    let mut same_boot = true;
+    // Block records since the last checkpoint: trusted only on the same boot.
+    let mut pending: Vec<Pending> = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.display().to_string(),
+                    line: n + 1,
+                    message: e.to_string(),
+                });
+            }
+        };
+        state.records += 1;
+        match record {
+            Record::RunStarted {
+                plan_hash,
+                boot_id: id,
+                ..
+            } => {
+                same_boot = id == boot_id();
+                state.plan_hash = Some(plan_hash);
+            }
+            Record::Created { disk, resource } => {
+                if !state.created.contains(&resource) {
+                    state.created.push(resource);
+                    state.created_for.push(disk);
+                }
+            }
+            Record::SnapshotReady { disk, snapshot } => {
+                state.disks.entry(disk).or_default().snapshot = Some(snapshot)
+            }
+            Record::WriterOpened { disk, staging_id } => {
+                state.disks.entry(disk).or_default().staging_id = Some(staging_id)
+            }
+            Record::Block { disk, i, d, p } => {
+                pending.push((n, disk, BlockIndex(i), p, BlockFate::Data(d)))
+            }
+            Record::Zero { disk, i, p } => {
+                pending.push((n, disk, BlockIndex(i), p, BlockFate::Zero))
+            }
+            Record::Zeroed { disk, i, p } => {
+                pending.push((n, disk, BlockIndex(i), p, BlockFate::Zeroed))
+            }
+            Record::Checkpoint { covers, .. } => apply_pending(&mut state, &mut pending, covers),
+            Record::PassStarted { disk, pass, kind } => {
+                let disk = state.disks.entry(disk).or_default();
+                if disk.pass != pass {
+                    disk.sent.clear();
+                    disk.zero.clear();
+                    disk.pass_written.clear();
+                }
+                disk.pass = pass;
+                disk.pass_kind = Some(kind);
+            }
+            Record::PassFinished {
+                disk,
+                pass,
+                kind,
+                blocks_sent,
+                bytes_sent,
+                elapsed_ms,
+            } => {
+                let disk = state.disks.entry(disk).or_default();
+                disk.passes.retain(|p| p.pass != pass);
+                disk.passes.push(PassRecord {
+                    pass,
+                    kind,
+                    blocks_sent,
+                    bytes_sent,
+                    elapsed_ms,
+                });
+            }
+            Record::Restarted { disk } => {
+                // Block records before this line are void, checkpointed or not.
+                pending.retain(|p| p.1 != disk);
+                let disk = state.disks.entry(disk).or_default();
+                *disk = DiskState {
+                    snapshot: disk.snapshot.take(),
+                    staging_id: disk.staging_id.take(),
+                    restarted: true,
+                    ..DiskState::default()
+                };
+            }
+            Record::Quiesced { instance } => {
+                state.quiesced.insert(instance);
+            }
+            Record::Thawed { instance } => {
+                state.quiesced.remove(&instance);
+            }
+            Record::PoweredOff { instance } => {
+                state.quiesced.remove(&instance);
+                state.powered_off.insert(instance);
+            }
+            Record::DiskWritten {
+                disk,
+                written,
+                digest,
+            } => {
+                state.disks.entry(disk).or_default().written = Some((written, digest));
+            }
+            Record::Deployed { instance, deployed } => {
+                state.deployed.insert(instance, deployed);
+            }
+            Record::Validated { instance, checks } => {
+                state.validated.insert(instance, checks);
+            }
+            Record::Deleted { resource } => state.deleted.push(resource),
+            Record::Revoked { cloud, items } => {
+                state.revoked.insert(cloud, items);
+            }
+            Record::RunFinished { ok, abandoned, .. } => {
+                state.finished = Some(ok);
+                state.abandoned = abandoned;
+            }
+        }
+    }
+    if same_boot {
+        apply_pending(&mut state, &mut pending, usize::MAX);
+    }
+    Ok(state)
+}
+
+/// What became of a block.
+#[derive(Debug, Clone, Copy)]
+enum BlockFate {
+    Data(BlockDigest),
+    /// Read as zero, not sent.
+    Zero,
+    /// Written as zeros over data the target held.
+    Zeroed,
+}
+
+/// A block record not yet covered by a checkpoint: (line, disk, block, pass, fate).
+type Pending = (usize, String, BlockIndex, u32, BlockFate);
+
+fn apply_pending(state: &mut JournalState, pending: &mut Vec<Pending>, covers: usize) {
+    let (covered, rest): (Vec<Pending>, Vec<Pending>) =
+        pending.drain(..).partition(|p| p.0 < covers);
+    *pending = rest;
+    for (_, disk, index, pass, fate) in covered {
+        let disk = state.disks.entry(disk).or_default();
+        let current = pass == disk.pass;
+        match fate {
+            BlockFate::Data(d) => {
+                disk.held.insert(index, d);
+                if current {
+                    disk.sent.insert(index, d);
+                    disk.pass_written.insert(index);
+                }
+            }
+            BlockFate::Zero => {
+                if current {
+                    disk.zero.insert(index);
+                }
+            }
+            BlockFate::Zeroed => {
+                disk.held.remove(&index);
+                if current {
+                    disk.sent.remove(&index);
+                    disk.pass_written.insert(index);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    fn block(disk: &str, i: u64) -> Record {
+        Record::Block {
+            disk: disk.into(),
+            i,
+            d: BlockDigest::of(&i.to_le_bytes()),
+            p: 0,
+        }
+    }
+
+    #[test]
+    fn replay_recovers_blocks_and_ignores_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, state) = Journal::open(&path).unwrap();
+        assert_eq!(state.records, 0);
+        journal
+            .append(&Record::RunStarted {
+                plan_hash: "abc".into(),
+                operator: "o".into(),
+                at: "t".into(),
+                boot_id: boot_id(),
+            })
+            .unwrap();
+        journal.append(&block("a/root", 3)).unwrap();
+        journal
+            .append(&Record::Zero {
+                disk: "a/root".into(),
+                i: 4,
+                p: 0,
+            })
+            .unwrap();
+        drop(journal);
+        // A write cut in half by kill -9.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"rec\":\"block\",\"disk\":\"a/ro")
+            .unwrap();
+        let state = replay(&path).unwrap();
+        // Reopening cuts the torn line, so new records stay readable.
+        let (journal, _) = Journal::open(&path).unwrap();
+        assert_eq!(journal.len(), 3);
+        journal.append(&block("a/root", 5)).unwrap();
+        assert!(
+            replay(&path)
+                .unwrap()
+                .disk("a/root")
+                .sent
+                .contains_key(&BlockIndex(5))
+        );
+        assert_eq!(state.plan_hash.as_deref(), Some("abc"));
+        let disk = state.disk("a/root");
+        assert_eq!(
+            disk.sent.keys().copied().collect::<Vec<_>>(),
+            vec![BlockIndex(3)]
+        );
+        assert!(disk.zero.contains(&BlockIndex(4)));
+    }
+
+    #[test]
+    fn a_staging_resource_that_became_the_disk_is_not_removable() {
+        use crate::cloud::ResourceKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let resource = |kind, id: &str, temporary| CreatedResource {
+            cloud: "aws".into(),
+            kind,
+            id: id.into(),
+            temporary,
+        };
+        for r in [
+            resource(ResourceKind::Snapshot, "snap-source", true),
+            resource(ResourceKind::StagingDisk, "snap-target", true),
+            resource(ResourceKind::Disk, "snap-target", false),
+        ] {
+            journal
+                .append(&Record::Created {
+                    disk: Some("d".into()),
+                    resource: r,
+                })
+                .unwrap();
+        }
+        let state = replay(&path).unwrap();
+        let ids: Vec<String> = state
+            .removable_temporaries()
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect();
+        assert_eq!(ids, vec!["snap-source".to_string()]);
+    }
+
+    #[test]
+    fn after_a_reboot_only_checkpointed_blocks_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        journal
+            .append(&Record::RunStarted {
+                plan_hash: "abc".into(),
+                operator: "o".into(),
+                at: "t".into(),
+                boot_id: "another-boot".into(),
+            })
+            .unwrap();
+        journal.append(&block("d", 1)).unwrap();
+        journal
+            .append(&Record::Checkpoint {
+                at: "t".into(),
+                covers: journal.len(),
+            })
+            .unwrap();
+        journal.append(&block("d", 2)).unwrap();
+        let state = replay(&path).unwrap();
+        assert_eq!(
+            state.disk("d").sent.keys().copied().collect::<Vec<_>>(),
+            vec![BlockIndex(1)]
+        );
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let line = "{\"rec\":\"checkpoint\",\"at\":\"t\",\"covers\":0}";
+        std::fs::write(&path, format!("{line}\nnot json\n{line}\n")).unwrap();
+        let err = replay(&path).unwrap_err().to_string();
+        assert!(err.contains(":2:"), "{err}");
+    }
+}
