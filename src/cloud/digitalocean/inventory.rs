@@ -1,8 +1,12 @@
-//! Droplets, volumes, sizes and regions as the cloud-neutral inventory.
+//! Droplets, volumes, sizes, regions, images, SSH keys, VPCs and firewalls
+//! as the cloud-neutral inventory, each listing paged to its end.
 
 use super::client::DoClient;
 use crate::cloud::CloudError;
-use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
+use crate::inventory::{
+    Access, Disk, DiskFormat, Firewall, Image, Instance, InstanceState, Inventory, Network, Nic,
+    Platform, Region, Size, SshKey,
+};
 use crate::units::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +17,11 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
     let volumes = client.list("/v2/volumes", "volumes").await?;
     let sizes = client.list("/v2/sizes", "sizes").await?;
     let regions = client.list("/v2/regions", "regions").await?;
+    let images = client.list("/v2/images", "images").await?;
+    let keys = client.list("/v2/account/keys", "ssh_keys").await?;
+    let vpcs = client.list("/v2/vpcs", "vpcs").await?;
+    let firewalls = client.list("/v2/firewalls", "firewalls").await?;
+    let account = client.get("/v2/account").await?;
     let volumes: HashMap<String, &Value> = volumes
         .iter()
         .filter_map(|v| Some((v["id"].as_str()?.to_string(), v)))
@@ -46,7 +55,140 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
                 })
             })
             .collect(),
-        ..Default::default()
+        images: images.iter().filter_map(image).collect(),
+        ssh_keys: keys.iter().filter_map(ssh_key).collect(),
+        networks: vpcs.iter().filter_map(vpc).collect(),
+        firewalls: firewalls.iter().filter_map(firewall).collect(),
+        access: access(&account["account"]),
+    })
+}
+
+/// A DigitalOcean id: a number for droplets, images and keys, a UUID string
+/// for VPCs, firewalls and volumes.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn image(i: &Value) -> Option<Image> {
+    Some(Image {
+        id: id_text(&i["id"])?,
+        name: i["name"].as_str().unwrap_or_default().to_string(),
+        os: os_text(i),
+        region: i["regions"]
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        size: i["size_gigabytes"]
+            .as_f64()
+            .filter(|gb| *gb > 0.0)
+            .map(|gb| Bytes((gb * 1e9) as u64)),
+        private: i["public"].as_bool() == Some(false),
+    })
+}
+
+/// `Ubuntu 24.04 (LTS) x64` from an image's distribution and name; the name
+/// alone when the distribution is `Unknown` (custom images).
+fn os_text(image: &Value) -> Option<String> {
+    let name = image["name"].as_str().unwrap_or_default().trim();
+    let distribution = image["distribution"].as_str().unwrap_or_default().trim();
+    let known = !distribution.is_empty() && !distribution.eq_ignore_ascii_case("unknown");
+    match (known, name.is_empty()) {
+        (true, true) => Some(distribution.to_string()),
+        (true, false)
+            if name
+                .to_lowercase()
+                .starts_with(&distribution.to_lowercase()) =>
+        {
+            Some(name.to_string())
+        }
+        (true, false) => Some(format!("{distribution} {name}")),
+        (false, false) => Some(name.to_string()),
+        (false, true) => None,
+    }
+}
+
+fn ssh_key(k: &Value) -> Option<SshKey> {
+    Some(SshKey {
+        id: id_text(&k["id"])?,
+        name: k["name"].as_str().unwrap_or_default().to_string(),
+        fingerprint: k["fingerprint"].as_str().map(str::to_string),
+    })
+}
+
+fn vpc(v: &Value) -> Option<Network> {
+    Some(Network {
+        id: id_text(&v["id"])?,
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        kind: "vpc".into(),
+        cidr: v["ip_range"].as_str().map(str::to_string),
+        region: v["region"].as_str().map(str::to_string),
+        parent: None,
+    })
+}
+
+fn firewall(f: &Value) -> Option<Firewall> {
+    let mut rules = Vec::new();
+    for (direction, list, peers, word) in [
+        ("in", &f["inbound_rules"], "sources", "from"),
+        ("out", &f["outbound_rules"], "destinations", "to"),
+    ] {
+        for rule in list.as_array().into_iter().flatten() {
+            rules.push(rule_line(direction, rule, &rule[peers], word));
+        }
+    }
+    Some(Firewall {
+        id: id_text(&f["id"])?,
+        name: f["name"].as_str().unwrap_or_default().to_string(),
+        network: None,
+        rules,
+    })
+}
+
+/// `in tcp 22 from 0.0.0.0/0,::/0`; port "0" (or none) is `all`; peers
+/// other than addresses are named by kind (`tag:web`, `droplet:42`).
+fn rule_line(direction: &str, rule: &Value, peers: &Value, word: &str) -> String {
+    let protocol = rule["protocol"].as_str().unwrap_or("any");
+    let ports = match rule["ports"].as_str().map(str::trim) {
+        None | Some("") | Some("0") | Some("all") => "all",
+        Some(p) => p,
+    };
+    let mut who: Vec<String> = Vec::new();
+    for (field, prefix) in [
+        ("addresses", ""),
+        ("tags", "tag:"),
+        ("droplet_ids", "droplet:"),
+        ("load_balancer_uids", "load-balancer:"),
+        ("kubernetes_ids", "kubernetes:"),
+    ] {
+        for peer in peers[field].as_array().into_iter().flatten() {
+            if let Some(text) = id_text(peer) {
+                who.push(format!("{prefix}{text}"));
+            }
+        }
+    }
+    let who = if who.is_empty() {
+        "nowhere".to_string()
+    } else {
+        who.join(",")
+    };
+    format!("{direction} {protocol} {ports} {word} {who}")
+}
+
+/// Who the token acts as: the account's email, else its UUID. DigitalOcean
+/// does not tell a token's expiry through the API, so none is shown.
+fn access(account: &Value) -> Option<Access> {
+    let identity = account["email"]
+        .as_str()
+        .filter(|e| !e.is_empty())
+        .or_else(|| account["uuid"].as_str().filter(|u| !u.is_empty()))?;
+    Some(Access {
+        identity: identity.to_string(),
+        expires_at: None,
     })
 }
 
@@ -148,7 +290,10 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
         disks,
         nics,
         tags,
-        platform: Default::default(),
+        platform: Platform {
+            os: os_text(&d["image"]),
+            ..Platform::default()
+        },
     })
 }
 
@@ -172,5 +317,84 @@ mod tests {
         assert_eq!(i.tags.get("environment").map(String::as_str), Some("prod"));
         assert_eq!(public_ipv4(d).as_deref(), Some("104.236.32.182"));
         assert_eq!(jurisdiction("fra1"), "DE");
+    }
+
+    #[test]
+    fn recorded_images_and_keys_become_neutral_entries() {
+        let text = include_str!("../../../tests/fixtures/digitalocean/list_images.json");
+        let page: Value = serde_json::from_str(text).unwrap();
+        let images: Vec<Image> = page["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(image)
+            .collect();
+        assert_eq!(images.len(), 3);
+        assert_eq!(images[0].id, "119192817");
+        assert_eq!(images[0].os.as_deref(), Some("Ubuntu 14.04 x64"));
+        assert_eq!(images[0].region.as_deref(), Some("nyc1"));
+        assert!(!images[0].private && images[2].private);
+        let text = include_str!("../../../tests/fixtures/digitalocean/list_key_pairs.json");
+        let page: Value = serde_json::from_str(text).unwrap();
+        let key = ssh_key(&page["ssh_keys"][0]).unwrap();
+        assert_eq!(key.id, "7717");
+        assert_eq!(key.name, "test1");
+        assert_eq!(
+            key.fingerprint.as_deref(),
+            Some("f5:d1:78:ed:28:72:5f:e1:ac:94:fd:1f:e0:a3:48:6d")
+        );
+        let text = include_str!("../../../tests/fixtures/digitalocean/_v2_account.json");
+        let account: Value = serde_json::from_str(text).unwrap();
+        let who = access(&account["account"]).unwrap();
+        assert_eq!(
+            (who.identity.as_str(), who.expires_at),
+            ("user@domain.tld", None)
+        );
+    }
+
+    #[test]
+    fn the_os_comes_from_the_image_distribution_and_name() {
+        let os = |d: &str, n: &str| os_text(&serde_json::json!({"distribution": d, "name": n}));
+        assert_eq!(
+            os("Ubuntu", "24.04 (LTS) x64").as_deref(),
+            Some("Ubuntu 24.04 (LTS) x64")
+        );
+        assert_eq!(
+            os("Debian", "Debian 12 x64").as_deref(),
+            Some("Debian 12 x64")
+        );
+        assert_eq!(
+            os("Unknown", "windows-2022").as_deref(),
+            Some("windows-2022")
+        );
+        assert_eq!(os("Fedora", "").as_deref(), Some("Fedora"));
+        assert_eq!(os("", ""), None);
+        assert_eq!(os_text(&Value::Null), None);
+    }
+
+    #[test]
+    fn firewall_rules_become_one_line_each() {
+        let f = serde_json::json!({
+            "id": "bb4b2611-3d72-467b-8602-280330ecd65c", "name": "web",
+            "inbound_rules": [
+                {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}},
+                {"protocol": "tcp", "ports": "8000-9000", "sources": {"tags": ["lb"], "droplet_ids": [42]}},
+                {"protocol": "icmp", "ports": "0", "sources": {}}
+            ],
+            "outbound_rules": [
+                {"protocol": "udp", "ports": "0", "destinations": {"addresses": ["0.0.0.0/0"]}}
+            ]
+        });
+        let fw = firewall(&f).unwrap();
+        assert_eq!(fw.id, "bb4b2611-3d72-467b-8602-280330ecd65c");
+        assert_eq!(
+            fw.rules,
+            vec![
+                "in tcp 22 from 0.0.0.0/0,::/0",
+                "in tcp 8000-9000 from tag:lb,droplet:42",
+                "in icmp all from nowhere",
+                "out udp all to 0.0.0.0/0",
+            ]
+        );
     }
 }
