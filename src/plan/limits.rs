@@ -15,6 +15,7 @@ pub fn refusal(provider: &str, item: &PlanItem) -> Option<String> {
         "digitalocean" => {
             let boot = item.disks.iter().find(|d| d.boot)?;
             digitalocean_image_refusal(boot.virtual_size, &item.platform)
+                .or_else(|| digitalocean_data_disk_refusal(item))
         }
         _ => None,
     }
@@ -40,9 +41,86 @@ pub fn digitalocean_image_refusal(virtual_size: Bytes, platform: &Platform) -> O
     None
 }
 
+/// Why `item`'s data disks cannot follow it to DigitalOcean, if they
+/// cannot. A droplet boots from one custom image; a data disk would have to
+/// become a block-storage volume (`POST /v2/volumes`, attached to the new
+/// droplet) filled through the droplet over SSH, because DigitalOcean has no
+/// API that writes bytes into a volume. This version does not do that, so a
+/// plan with data disks is refused rather than deployed without them.
+pub fn digitalocean_data_disk_refusal(item: &PlanItem) -> Option<String> {
+    let data: Vec<String> = item
+        .disks
+        .iter()
+        .filter(|d| !d.boot)
+        .map(|d| format!("{} ({})", d.device, d.virtual_size))
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "DigitalOcean droplets boot from one custom image, and this version does not \
+         create volumes for data disks (DigitalOcean has no API to write a volume's bytes; \
+         they would go through the new droplet over SSH); '{}' has {} data disk{}: {}",
+        item.instance_name,
+        data.len(),
+        if data.len() == 1 { "" } else { "s" },
+        data.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::DiskFormat;
+    use crate::plan::PlanDisk;
+
+    fn disk(device: &str, boot: bool, gib: u64) -> PlanDisk {
+        PlanDisk {
+            disk_id: device.into(),
+            device: device.into(),
+            boot,
+            virtual_size: Bytes::gib(gib),
+            allocated: Bytes::gib(1),
+            source_format: DiskFormat::Raw,
+            target_format: DiskFormat::Raw,
+            source_snapshot: None,
+        }
+    }
+
+    fn item(disks: Vec<PlanDisk>) -> PlanItem {
+        PlanItem {
+            instance_id: "i-1".into(),
+            instance_name: "db".into(),
+            source_size: "m".into(),
+            vcpus: 2,
+            memory: Bytes::gib(4),
+            target_name: "db".into(),
+            target_size: "s-2vcpu-4gb".into(),
+            target_region: "fra1".into(),
+            wave: 1,
+            disks,
+            platform: Platform::default(),
+        }
+    }
+
+    #[test]
+    fn digitalocean_refuses_data_disks_and_names_them() {
+        let alone = item(vec![disk("vda", true, 20)]);
+        assert_eq!(refusal("digitalocean", &alone), None);
+        let with_data = item(vec![
+            disk("vda", true, 20),
+            disk("vdb", false, 50),
+            disk("vdc", false, 10),
+        ]);
+        let reason = refusal("digitalocean", &with_data).unwrap();
+        assert!(reason.contains("does not create volumes"), "{reason}");
+        assert!(
+            reason.contains("'db' has 2 data disks: vdb (50.0 GiB), vdc (10.0 GiB)"),
+            "{reason}"
+        );
+        // Other targets take data disks.
+        assert_eq!(refusal("aws", &with_data), None);
+    }
 
     fn windows() -> Platform {
         Platform {
