@@ -1,8 +1,8 @@
 //! DigitalOcean against a faithful API fake and moto's S3 as staging:
 //! paginated inventory with 429 backoff, recorded shapes, a refused token
 //! that is never echoed, no change before approval, and a lab → DigitalOcean
-//! migration whose imported image (fetched by the fake from the presigned
-//! URL) is byte-identical to the source disk.
+//! migration whose imported image (fetched by the fake, without credentials,
+//! from the staged object's URL) is byte-identical to the source disk.
 
 #[path = "support/do_fake/mod.rs"]
 mod do_fake;
@@ -70,7 +70,7 @@ async fn inventory_reads_every_page_and_backs_off_on_429() {
     let inventory = cloud.inventory().await.unwrap();
     assert_eq!(inventory.instances.len(), 450);
     assert_eq!(inventory.instances[449].name, "web-449");
-    assert_eq!(inventory.sizes.len(), 3);
+    assert_eq!(inventory.sizes.len(), 4);
     assert_eq!(inventory.regions[0].jurisdiction, "DE");
     let pages: Vec<String> = fake
         .requests()
@@ -171,6 +171,21 @@ async fn served_answers_have_the_recorded_shapes() {
         &[],
         "region",
     );
+    let images: Value = get("/v2/images").await.unwrap().json().await.unwrap();
+    let recorded = fixture("list_images.json");
+    // Newer fields the v2 reference documents on every image.
+    let newer = [
+        "type",
+        "size_gigabytes",
+        "description",
+        "tags",
+        "status",
+        "error_message",
+    ];
+    for image in images["images"].as_array().unwrap() {
+        same_shape(image, &recorded["images"][0], &newer, "image");
+    }
+    same_shape(&images, &recorded, &["links"], "images page");
     let keys: Value = get("/v2/account/keys").await.unwrap().json().await.unwrap();
     same_shape(
         &keys["ssh_keys"][0],
@@ -359,6 +374,23 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
         vec!["POST /v2/images", "POST /v2/droplets"],
         "{posted:?}"
     );
+    // The importer got a plain URL ending in the file name and fetched it
+    // with no credentials: HEAD, then GET, both answered.
+    let (url, asked) = {
+        let s = fake.state.lock().unwrap();
+        let (id, url) = s.import_urls.iter().next().expect("an import").clone();
+        (url.clone(), s.import_requests[id].clone())
+    };
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/altishift/monitor-", moto.endpoint))
+            && url.ends_with(".qcow2")
+            && !url.contains('?'),
+        "{url}"
+    );
+    assert_eq!(asked, vec!["HEAD 200", "GET 200"]);
+    // After the import the URL answers nobody.
+    let after = reqwest::Client::new().head(&url).send().await.unwrap();
+    assert!(after.status() == 403 || after.status() == 404, "{after:?}");
 
     // What the fake downloaded is the source disk, once converted back.
     let got = dir.path().join("fetched.qcow2");

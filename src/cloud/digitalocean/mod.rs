@@ -1,10 +1,12 @@
 //! DigitalOcean: inventory through API v2, disks written as custom images
-//! (staged in S3-compatible storage, imported from a presigned URL), droplets
+//! (staged in S3-compatible storage, imported from the object's URL during a
+//! short public-read window), droplets
 //! deployed from them. As a source, a droplet's disk leaves through the guest
 //! over SSH (DigitalOcean has no snapshot download).
 
 pub mod client;
 pub mod inventory;
+pub mod staging;
 pub mod target;
 
 use super::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
@@ -315,8 +317,15 @@ impl Cloud for DigitalOceanCloud {
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
         // The plan refused these already; a hand-edited plan meets them here.
+        if !spec.boot {
+            return Err(CloudError::Unsupported(format!(
+                "{}: DigitalOcean data disks would be volumes filled over SSH, which this \
+                 version does not do (plans with data disks are refused)",
+                spec.name
+            )));
+        }
         let refusal = digitalocean_image_refusal(spec.virtual_size, &Platform::default());
-        if let Some(reason) = refusal.filter(|_| spec.boot) {
+        if let Some(reason) = refusal {
             return Err(CloudError::Permanent(reason));
         }
         let writer = target::ImageWriter::open(self.client.clone(), self.staging()?.clone(), spec)?;
