@@ -13,6 +13,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Intercept, ProvideCredentials, RuntimeComponents};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::config::Credentials;
 use std::collections::HashMap;
@@ -47,6 +49,8 @@ pub struct Clients {
     config: RwLock<Option<SdkConfig>>,
     by_region: Mutex<HashMap<String, RegionClients>>,
     pub access: Access,
+    /// With `role_arn`: the assumed-role ARN and the session's expiry.
+    assumed: Option<crate::inventory::Access>,
 }
 
 impl Clients {
@@ -93,14 +97,16 @@ impl Clients {
             },
             expires: None,
         };
+        let mut assumed = None;
         let config = match &profile.role_arn {
             Some(role) => {
-                let (config, expires) = assume_role(&base, role).await?;
+                let session = assume_role(&base, role).await?;
                 access = Access {
                     source: format!("assumed role {role} (session {SESSION_NAME})"),
-                    expires,
+                    expires: session.expires,
                 };
-                config
+                assumed = Some(session.identity);
+                session.config
             }
             None => base,
         };
@@ -113,7 +119,58 @@ impl Clients {
             config: RwLock::new(Some(config)),
             by_region: Mutex::new(HashMap::new()),
             access,
+            assumed,
         })
+    }
+
+    /// Who the tool acts as and until when, for the inventory. With
+    /// `role_arn`, the assumed-role ARN and the AssumeRole credentials'
+    /// expiration (no further call). Otherwise STS GetCallerIdentity's ARN
+    /// and the expiry the credentials carry, if any (SSO, credential_process,
+    /// instance roles and session keys do; long-term keys do not). A failed
+    /// GetCallerIdentity (an STS endpoint out of reach from a private
+    /// network) does not fail the inventory: the identity then says where the
+    /// credentials came from and that the call failed.
+    pub async fn identity(&self) -> Result<crate::inventory::Access, CloudError> {
+        if let Some(assumed) = &self.assumed {
+            return Ok(assumed.clone());
+        }
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| self.wiped())?;
+        let expires_at = match config.credentials_provider() {
+            Some(provider) => provider
+                .provide_credentials()
+                .await
+                .map_err(|e| CloudError::Auth(format!("{}: loading credentials: {e}", self.name)))?
+                .expiry()
+                .and_then(unix_seconds),
+            None => None,
+        };
+        let identity = match sts_client(&config).get_caller_identity().send().await {
+            Ok(answer) => answer.arn().map(str::to_string).ok_or_else(|| {
+                CloudError::Permanent("sts GetCallerIdentity: the answer holds no <Arn>".into())
+            }),
+            Err(e) => Err(classify("sts GetCallerIdentity", e)),
+        };
+        let identity = identity.unwrap_or_else(|err| {
+            tracing::warn!(cloud = %self.name, error = %err, "aws: identity unknown");
+            format!("{} (identity unknown: {err})", self.access.source)
+        });
+        Ok(crate::inventory::Access {
+            identity,
+            expires_at,
+        })
+    }
+
+    fn wiped(&self) -> CloudError {
+        CloudError::Auth(format!(
+            "{}: credentials were wiped at the end of the run",
+            self.name
+        ))
     }
 
     /// The profile's region.
@@ -129,14 +186,10 @@ impl Clients {
             return Ok(c.clone());
         }
         let guard = self.config.read().unwrap_or_else(|p| p.into_inner());
-        let config = guard.as_ref().ok_or_else(|| {
-            CloudError::Auth(format!(
-                "{}: credentials were wiped at the end of the run",
-                self.name
-            ))
-        })?;
+        let config = guard.as_ref().ok_or_else(|| self.wiped())?;
         let ec2 = aws_sdk_ec2::config::Builder::from(config)
             .region(Region::new(region.clone()))
+            .interceptor(WholeXml)
             .build();
         let ebs = aws_sdk_ebs::config::Builder::from(config)
             .region(Region::new(region.clone()))
@@ -191,14 +244,32 @@ async fn base_config(
     loader.load().await
 }
 
-/// STS AssumeRole; returns a config holding the session's credentials and
-/// the expiry (RFC 3339) to show the operator.
-async fn assume_role(
-    base: &SdkConfig,
-    role: &str,
-) -> Result<(SdkConfig, Option<String>), CloudError> {
-    let sts = aws_sdk_sts::Client::new(base);
-    let answer = sts
+/// What STS AssumeRole gave: a config holding the session's credentials,
+/// the expiry (RFC 3339) to show, and the identity for the inventory.
+struct Session {
+    config: SdkConfig,
+    expires: Option<String>,
+    identity: crate::inventory::Access,
+}
+
+/// An STS client that refuses cut-short XML, like the EC2 one.
+fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(config)
+            .interceptor(WholeXml)
+            .build(),
+    )
+}
+
+fn unix_seconds(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// STS AssumeRole with our session name and length.
+async fn assume_role(base: &SdkConfig, role: &str) -> Result<Session, CloudError> {
+    let answer = sts_client(base)
         .assume_role()
         .role_arn(role)
         .role_session_name(SESSION_NAME)
@@ -213,6 +284,14 @@ async fn assume_role(
     })?;
     let expiry = SystemTime::try_from(*creds.expiration()).ok();
     let expires = expiry.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    let identity = crate::inventory::Access {
+        identity: answer
+            .assumed_role_user()
+            .map(|u| u.arn().to_string())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| format!("{role} (session {SESSION_NAME})")),
+        expires_at: expiry.and_then(unix_seconds),
+    };
     let provider = Credentials::new(
         creds.access_key_id(),
         creds.secret_access_key(),
@@ -226,7 +305,91 @@ async fn assume_role(
             provider,
         ))
         .build();
-    Ok((config, expires))
+    Ok(Session {
+        config,
+        expires,
+        identity,
+    })
+}
+
+/// EC2 and STS answer in XML, and the SDK's XML reader accepts a document
+/// cut short: it stops at the end of the input without complaint, so a
+/// truncated DescribeInstances would read as a shorter list. This refuses
+/// a successful XML answer whose root element is not closed; the call then
+/// fails as an unreadable answer (which the SDK retries, bounded).
+#[derive(Debug)]
+struct WholeXml;
+
+impl Intercept for WholeXml {
+    fn name(&self) -> &'static str {
+        "altishift-whole-xml"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let response = context.response();
+        if !response.status().is_success() {
+            return Ok(());
+        }
+        match response.body().bytes().and_then(xml_cut_short) {
+            Some(reason) => Err(reason.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why an XML document is incomplete, or None when its root element is
+/// closed at the end (or it is no XML at all: the SDK's parser judges that).
+pub fn xml_cut_short(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return Some("the answer is empty".into());
+    }
+    // Skip the declaration, comments and a doctype before the root element.
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        let skip_to = if rest.starts_with("<?") {
+            "?>"
+        } else if rest.starts_with("<!--") {
+            "-->"
+        } else if rest.starts_with("<!") {
+            ">"
+        } else {
+            break;
+        };
+        match rest.find(skip_to) {
+            Some(at) => rest = &rest[at + skip_to.len()..],
+            None => return Some("the XML answer ends inside its prologue".into()),
+        }
+    }
+    let tag = rest.strip_prefix('<')?;
+    let name: String = tag
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '>' && *c != '/')
+        .collect();
+    if name.is_empty() {
+        return None;
+    }
+    let open_end = tag.find('>');
+    // `<Root/>`: the whole document is one empty element.
+    if open_end == Some(tag.len() - 1) && tag.ends_with("/>") {
+        return None;
+    }
+    let closed = text.ends_with(&format!("</{name}>"))
+        || text.ends_with(&format!(
+            "</{}>",
+            name.rsplit(':').next().unwrap_or(name.as_str())
+        ))
+        || text
+            .rsplit_once("</")
+            .is_some_and(|(_, last)| last.trim_end_matches('>').trim() == name);
+    (!closed).then(|| format!("the XML answer is cut short: <{name}> is never closed"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -291,9 +454,9 @@ where
         }
         SdkError::ResponseError(_) => {
             return CloudError::Transient(format!(
-                "{context}: unreadable response (HTTP {}): {}",
+                "{context}: unreadable answer (HTTP {}): {}",
                 status.map_or("?".into(), |s| s.to_string()),
-                aws_sdk_ec2::error::DisplayErrorContext(&err)
+                std::error::Error::source(&err).map_or("no detail".into(), error_chain)
             ));
         }
         _ => {}
@@ -304,9 +467,65 @@ where
         (false, false) => format!("{code}: {message}"),
         (false, true) => code.clone(),
         (true, false) => message.clone(),
-        (true, true) => format!("HTTP {}", status.map_or("?".into(), |s| s.to_string())),
+        // No error code: the answer was not the API's error shape (an HTML
+        // page from a proxy, garbage) or a success we could not parse.
+        (true, true) => {
+            let body = err
+                .raw_response()
+                .and_then(|r| r.body().bytes())
+                .map(excerpt)
+                .unwrap_or_default();
+            let why = match &err {
+                SdkError::ServiceError(s) if status.is_some_and(|s| (200..300).contains(&s)) => {
+                    format!(": unreadable answer: {}", error_chain(s.err()))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "HTTP {}{why}{}",
+                status.map_or("?".into(), |s| s.to_string()),
+                if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (body: {body})")
+                }
+            )
+        }
     };
     classify_parts(context, status, &code, &detail)
+}
+
+/// An error and its sources, `a: b: c`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // The SDK's wrapper around an interceptor's error says nothing more.
+        if text.ends_with("interceptor encountered an error") {
+            text = next;
+        } else if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// The start of a body for an error message: printable, one line, short.
+pub fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > MAX {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// The rule behind [`classify`], on plain values (unit-tested).
@@ -333,6 +552,35 @@ pub type SharedClients = Arc<Clients>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_short_xml_answer_is_noticed() {
+        let whole = br#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><reservationSet/></DescribeInstancesResponse>
+"#;
+        assert_eq!(xml_cut_short(whole), None);
+        assert_eq!(xml_cut_short(b"<Empty/>"), None);
+        let cut = &whole[..whole.len() - 20];
+        let why = xml_cut_short(cut).unwrap();
+        assert!(
+            why.contains("<DescribeInstancesResponse> is never closed"),
+            "{why}"
+        );
+        assert!(xml_cut_short(b"   ").is_some());
+        assert!(xml_cut_short(b"<?xml version=").is_some());
+        // Not XML at all: for the SDK's parser to refuse.
+        assert_eq!(xml_cut_short(b"Internal Server Error"), None);
+    }
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(
+            excerpt(b"<html>\n  <b>oops</b>\n</html>"),
+            "<html> <b>oops</b> </html>"
+        );
+        let long = excerpt(&[b'x'; 500]);
+        assert_eq!(long.chars().count(), 121);
+    }
 
     #[test]
     fn throttling_and_5xx_are_transient_auth_and_not_found_are_named() {

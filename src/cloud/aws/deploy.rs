@@ -6,6 +6,7 @@ use super::client::{RegionClients, classify};
 use super::target::{client_token, device_name};
 use super::{join_region, split_region};
 use crate::cloud::{Capability, Check, CloudError, DeploySpec, DeployedInstance};
+use crate::inventory::Platform;
 use aws_sdk_ec2::types::{
     ArchitectureValues, BlockDeviceMapping, BootModeValues, EbsBlockDevice, InstanceStateName,
     InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
@@ -13,9 +14,46 @@ use aws_sdk_ec2::types::{
 
 /// Tag on a deployed instance naming the AMI it was launched from.
 pub const IMAGE_TAG: &str = "altishift:image";
-/// Optional tags a source may set on the deploy spec to carry attributes over.
-pub const BOOT_MODE_TAG: &str = "altishift:boot-mode";
-pub const ARCH_TAG: &str = "altishift:architecture";
+
+/// What RegisterImage says about the image, from the source's platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageAttributes {
+    pub architecture: ArchitectureValues,
+    pub boot_mode: BootModeValues,
+    pub ena: bool,
+}
+
+/// The source's platform as AMI attributes. When the source did not tell
+/// (a lab disk, an SSH source, a cloud that does not say):
+/// - architecture `x86_64`, the architecture of nearly every migrated VM;
+/// - boot mode `legacy-bios` on x86_64: what KVM/QEMU, Xen and VMware guests
+///   boot with unless set up otherwise (SeaBIOS), so a BIOS-only disk
+///   (MBR + grub-pc) still boots; `uefi` on arm64, the only mode Graviton has;
+/// - ENA on: current instance types require it and Linux has carried the
+///   driver since 4.9. A source that says ENA is off keeps it off (such an
+///   image then only launches on older Xen types, which is the truth).
+pub fn image_attributes(platform: &Platform) -> ImageAttributes {
+    let architecture = match platform.architecture.as_deref() {
+        Some("arm64" | "aarch64") => ArchitectureValues::Arm64,
+        Some("i386" | "x86") => ArchitectureValues::I386,
+        Some(other) if !other.is_empty() && other != "x86_64" && other != "amd64" => {
+            ArchitectureValues::from(other)
+        }
+        _ => ArchitectureValues::X8664,
+    };
+    let boot_mode = match platform.boot_mode.as_deref() {
+        Some("uefi") => BootModeValues::Uefi,
+        Some("legacy-bios") => BootModeValues::LegacyBios,
+        Some("uefi-preferred") => BootModeValues::UefiPreferred,
+        _ if architecture == ArchitectureValues::Arm64 => BootModeValues::Uefi,
+        _ => BootModeValues::LegacyBios,
+    };
+    ImageAttributes {
+        architecture,
+        boot_mode,
+        ena: platform.ena.unwrap_or(true),
+    }
+}
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
@@ -61,21 +99,20 @@ pub(super) async fn deploy(
     }
     let (_, root_snapshot) = split_region(&spec.disks[0].id);
     let image_name = format!("altishift-{}-{}", spec.name, root_snapshot);
-    let architecture = spec
-        .tags
-        .get(ARCH_TAG)
-        .map(|a| ArchitectureValues::from(a.as_str()))
-        .unwrap_or(ArchitectureValues::X8664);
-    let mut register = c
+    let attributes = image_attributes(&spec.platform);
+    // Where the instance goes: resolved before anything is made, so a wrong
+    // group name fails here and not after an AMI was registered.
+    let placement = placement(cloud, c, region, spec).await?;
+    let register = c
         .ec2
         .register_image()
         .name(&image_name)
         .description(format!("altishift: {}", spec.name))
-        .architecture(architecture)
+        .architecture(attributes.architecture)
+        .boot_mode(attributes.boot_mode)
+        .ena_support(attributes.ena)
         .root_device_name(device_name(0))
         .virtualization_type("hvm")
-        // Instances built from migrated disks get ENA: current types need it.
-        .ena_support(true)
         .set_block_device_mappings(Some(mappings))
         .tag_specifications(
             TagSpecification::builder()
@@ -84,9 +121,6 @@ pub(super) async fn deploy(
                 .tags(tag("Name", &spec.name))
                 .build(),
         );
-    if let Some(mode) = spec.tags.get(BOOT_MODE_TAG) {
-        register = register.boot_mode(BootModeValues::from(mode.as_str()));
-    }
     let image = register
         .send()
         .await
@@ -100,11 +134,7 @@ pub(super) async fn deploy(
         .tags(tag("Name", &spec.name))
         .tags(tag(&plan_key, &plan_value))
         .tags(tag(IMAGE_TAG, &image_id));
-    for (k, v) in spec
-        .tags
-        .iter()
-        .filter(|(k, _)| *k != BOOT_MODE_TAG && *k != ARCH_TAG)
-    {
+    for (k, v) in &spec.tags {
         instance_tags = instance_tags.tags(tag(k, v));
     }
     let run = c
@@ -114,6 +144,8 @@ pub(super) async fn deploy(
         .instance_type(InstanceType::from(spec.size.as_str()))
         .min_count(1)
         .max_count(1)
+        .set_subnet_id(placement.subnet)
+        .set_security_group_ids(placement.security_groups)
         .client_token(client_token(
             &cap.plan_hash().0,
             &format!("instance {}", spec.name),
@@ -151,6 +183,109 @@ pub(super) async fn deploy(
     Ok(DeployedInstance {
         id: join_region(region, &instance_id),
         name: spec.name.clone(),
+    })
+}
+
+/// The subnet and security group ids a deployed instance gets.
+#[derive(Debug, Default)]
+struct Placement {
+    subnet: Option<String>,
+    security_groups: Option<Vec<String>>,
+}
+
+/// The profile's `subnet` and `security_groups`, in the profile's region
+/// only (ids are regional: in another region the default VPC and group are
+/// used, with a warning). Groups may be given as `sg-…` ids or by name;
+/// names are looked up (in the subnet's VPC when there is a subnet) and a
+/// name that matches no group, or several, is an error.
+async fn placement(
+    cloud: &AwsCloud,
+    c: &RegionClients,
+    region: Option<&str>,
+    spec: &DeploySpec,
+) -> Result<Placement, CloudError> {
+    if cloud.subnet.is_none() && cloud.security_groups.is_none() {
+        return Ok(Placement::default());
+    }
+    if let Some(other) = region {
+        tracing::warn!(
+            cloud = %cloud.name,
+            region = other,
+            "aws: the profile's subnet and security groups belong to {}; {} goes into {other}'s default VPC",
+            cloud.clients.region(),
+            spec.name
+        );
+        return Ok(Placement::default());
+    }
+    let subnet = cloud.subnet.clone();
+    let Some(groups) = &cloud.security_groups else {
+        return Ok(Placement {
+            subnet,
+            security_groups: None,
+        });
+    };
+    let vpc = match &subnet {
+        Some(id) => c
+            .ec2
+            .describe_subnets()
+            .subnet_ids(id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("ec2 DescribeSubnets {id}"), e))?
+            .subnets()
+            .first()
+            .and_then(|s| s.vpc_id())
+            .map(str::to_string),
+        None => None,
+    };
+    let mut ids = Vec::new();
+    for group in groups {
+        if group.starts_with("sg-") {
+            ids.push(group.clone());
+            continue;
+        }
+        let mut ask = c.ec2.describe_security_groups().filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values(group)
+                .build(),
+        );
+        if let Some(vpc) = &vpc {
+            ask = ask.filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(vpc)
+                    .build(),
+            );
+        }
+        let what = format!("ec2 DescribeSecurityGroups group-name={group}");
+        let answer = ask.send().await.map_err(|e| classify(&what, e))?;
+        let found: Vec<&str> = answer
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id())
+            .collect();
+        match found.as_slice() {
+            [one] => ids.push(one.to_string()),
+            [] => {
+                return Err(CloudError::NotFound(format!(
+                    "security group '{group}'{} (profile {})",
+                    vpc.as_ref().map(|v| format!(" in {v}")).unwrap_or_default(),
+                    cloud.name
+                )));
+            }
+            many => {
+                return Err(CloudError::Permanent(format!(
+                    "{what}: {} groups are named '{group}' ({}); give its sg- id in the profile",
+                    many.len(),
+                    many.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(Placement {
+        subnet,
+        security_groups: Some(ids),
     })
 }
 
@@ -276,5 +411,42 @@ pub(super) async fn remove_snapshot(c: &RegionClients, id: &str) -> Result<(), C
             CloudError::NotFound(_) => Ok(()),
             other => Err(other),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_platform_becomes_image_attributes_with_stated_defaults() {
+        let unknown = image_attributes(&Platform::default());
+        assert_eq!(
+            unknown,
+            ImageAttributes {
+                architecture: ArchitectureValues::X8664,
+                boot_mode: BootModeValues::LegacyBios,
+                ena: true,
+            }
+        );
+        let graviton = image_attributes(&Platform {
+            architecture: Some("arm64".into()),
+            ..Platform::default()
+        });
+        assert_eq!(graviton.boot_mode, BootModeValues::Uefi);
+        let told = image_attributes(&Platform {
+            os: Some("Linux/UNIX".into()),
+            boot_mode: Some("uefi".into()),
+            architecture: Some("x86_64".into()),
+            ena: Some(false),
+        });
+        assert_eq!(
+            told,
+            ImageAttributes {
+                architecture: ArchitectureValues::X8664,
+                boot_mode: BootModeValues::Uefi,
+                ena: false,
+            }
+        );
     }
 }

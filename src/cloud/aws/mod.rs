@@ -7,6 +7,8 @@
 pub mod client;
 mod deploy;
 pub mod inventory;
+pub mod neutral;
+pub mod paging;
 pub mod source;
 pub mod target;
 
@@ -22,8 +24,6 @@ use client::{Access, Clients};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub use inventory::AwsDetails;
 
 /// Snapshots this process completed (staging id = written id on EBS).
 pub(crate) type Completed = Arc<Mutex<HashSet<String>>>;
@@ -98,6 +98,10 @@ pub struct AwsCloud {
     jurisdiction: Option<String>,
     in_flight: usize,
     completed: Completed,
+    /// Where deployed instances go (the profile's `subnet`,
+    /// `security_groups`); None: the region's default VPC and group.
+    subnet: Option<String>,
+    security_groups: Option<Vec<String>>,
     /// Tests shorten polling.
     pub poll: PollPolicy,
 }
@@ -117,6 +121,8 @@ impl AwsCloud {
             jurisdiction: profile.jurisdiction.clone(),
             in_flight: profile.in_flight.unwrap_or(32).max(1),
             completed: Arc::default(),
+            subnet: profile.subnet.clone(),
+            security_groups: profile.security_groups.clone(),
             poll: PollPolicy::default(),
         })
     }
@@ -129,19 +135,6 @@ impl AwsCloud {
     /// The profile's region.
     pub fn region(&self) -> &str {
         self.clients.region()
-    }
-
-    /// The full inventory with the AWS details (subnets, VPCs, security
-    /// groups, images, snapshots, boot mode, ENA).
-    pub async fn detailed_inventory(&self) -> Result<(Inventory, AwsDetails), CloudError> {
-        let c = self.clients.get(None)?;
-        inventory::read(
-            &c,
-            &self.name,
-            self.clients.region(),
-            self.jurisdiction.as_deref(),
-        )
-        .await
     }
 
     /// None for the profile's own region, else the region.
@@ -176,7 +169,16 @@ impl Cloud for AwsCloud {
     }
 
     async fn inventory(&self) -> Result<Inventory, CloudError> {
-        Ok(self.detailed_inventory().await?.0)
+        let c = self.clients.get(None)?;
+        let mut inventory = inventory::read(
+            &c,
+            &self.name,
+            self.clients.region(),
+            self.jurisdiction.as_deref(),
+        )
+        .await?;
+        inventory.access = Some(self.clients.identity().await?);
+        Ok(inventory)
     }
 
     async fn snapshot_disk(

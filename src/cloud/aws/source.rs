@@ -5,7 +5,7 @@
 //! digest it checks against the bytes.
 
 use super::client::{RegionClients, classify};
-use super::inventory::collect_pages;
+use super::paging::collect_pages;
 use super::{AwsCloud, split_region};
 use crate::block::BlockDigest;
 use crate::cloud::{BlockData, Capability, CloudError, DiskReader, DiskRef, SnapshotRef};
