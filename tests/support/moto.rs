@@ -123,6 +123,15 @@ impl Moto {
     /// Every request moto received since `start_recording`: (method, path, action).
     /// `action` is the EC2 Query `Action=` of a form body, else empty.
     pub fn recorded(&self) -> Vec<(String, String, String)> {
+        self.requests()
+            .into_iter()
+            .map(|r| (r.method, r.path, r.action))
+            .collect()
+    }
+
+    /// Every request moto received since `start_recording`, with its Query
+    /// parameters (form body) decoded.
+    pub fn requests(&self) -> Vec<Recorded> {
         self.request("POST", "/moto-api/recorder/stop-recording");
         let text = self
             .get("/moto-api/recorder/download-recording")
@@ -149,15 +158,59 @@ impl Moto {
                 } else {
                     body.to_string()
                 };
-                let action = body
+                let params: std::collections::BTreeMap<String, String> = body
                     .split('&')
-                    .find_map(|kv| kv.strip_prefix("Action="))
-                    .unwrap_or("")
-                    .to_string();
-                (method, path, action)
+                    .filter(|kv| !kv.is_empty() && !kv.contains(' '))
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once('=')?;
+                        Some((form_decode(k), form_decode(v)))
+                    })
+                    .collect();
+                Recorded {
+                    method,
+                    path,
+                    action: params.get("Action").cloned().unwrap_or_default(),
+                    params,
+                }
             })
             .collect()
     }
+}
+
+/// One request moto recorded.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub action: String,
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// `a%2Bb+c` → `a+b c`.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for Moto {
