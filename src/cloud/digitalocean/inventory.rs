@@ -86,7 +86,7 @@ fn image(i: &Value) -> Option<Image> {
         size: i["size_gigabytes"]
             .as_f64()
             .filter(|gb| *gb > 0.0)
-            .map(|gb| Bytes((gb * 1e9) as u64)),
+            .map(|gb| Bytes((gb * 1e9).round() as u64)),
         private: i["public"].as_bool() == Some(false),
     })
 }
