@@ -1,6 +1,6 @@
 //! The loop: terminal events, runtime answers (inventories, engine events),
-//! a one-second tick while a run is active, and signals, in one
-//! `tokio::select!`. State changes set a dirty flag; a frame is drawn at most
+//! a one-second tick while a run is active, a one-minute tick while some
+//! credentials have an expiry, and signals, in one `tokio::select!`. State changes set a dirty flag; a frame is drawn at most
 //! every 66 ms (~15 fps) and only when something changed, so an idle console
 //! writes nothing at all. Throughput numbers are shown on the 1 Hz tick.
 
@@ -60,6 +60,9 @@ where
     let mut signals = pin!(signals);
     let mut tick = interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Expiry text changes by the minute; a frame is drawn only when it does.
+    let mut minute = interval(Duration::from_secs(60));
+    minute.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dirty = true;
     let mut last_frame = Instant::now() - FRAME;
     let mut stop_deadline: Option<Instant> = None;
@@ -73,6 +76,7 @@ where
         }
         let frame_at = dirty.then_some(last_frame + FRAME);
         let ticking = app.run_active();
+        let watching = app.watches_expiry();
         let redraw = tokio::select! {
             biased;
             signal = signals.next() => {
@@ -95,6 +99,7 @@ where
             },
             Some(msg) = rx.recv() => app.update(msg),
             _ = tick.tick(), if ticking => app.update(Msg::Tick),
+            _ = minute.tick(), if watching => app.update(Msg::Minute),
             _ = sleep_until(stop_deadline.unwrap_or_else(Instant::now)), if stop_deadline.is_some() => {
                 // The engine did not stop in time; its journal still holds
                 // every block it had flushed.

@@ -4,9 +4,12 @@
 
 use crate::config::Config;
 use crate::engine::event::Event;
-use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
+use crate::inventory::{
+    Access, Disk, DiskFormat, Firewall, Image, Instance, InstanceState, Inventory, Network, Nic,
+    Region, Size, SshKey,
+};
 use crate::tui::app::inventory::{LoadedCloud, SideId};
-use crate::tui::app::{App, AppInit, Msg};
+use crate::tui::app::{App, AppInit, Clock, Msg};
 use crate::tui::runtime::Runtime;
 use crate::tui::theme::{ColorDepth, Theme, ThemeSource};
 use crate::tui::views;
@@ -59,18 +62,36 @@ impl Harness {
         )
     }
 
-    /// Hands a side an inventory as if its cloud had answered.
+    /// Hands a side an inventory as if its (lab) cloud had answered.
     pub fn load(&mut self, side: SideId, cloud: &str, jurisdiction: &str, inventory: Inventory) {
+        self.load_as(side, cloud, "lab", jurisdiction, inventory);
+    }
+
+    /// The same for a cloud of another provider (its limits apply to plans).
+    pub fn load_as(
+        &mut self,
+        side: SideId,
+        cloud: &str,
+        provider: &str,
+        jurisdiction: &str,
+        inventory: Inventory,
+    ) {
         self.app.pane_mut(side).connecting(cloud);
         self.send(Msg::Loaded {
             side,
             cloud: cloud.to_string(),
             result: Ok(Box::new(LoadedCloud {
-                provider: "lab".into(),
+                provider: provider.into(),
                 jurisdiction: Some(jurisdiction.into()),
                 inventory,
             })),
         });
+    }
+
+    /// Stops the app's clock at `now_unix` (expiry reads the same every
+    /// run); the app reads it at its next message.
+    pub fn set_clock(&mut self, now_unix: u64) {
+        self.app.clock = Clock::Fixed(now_unix);
     }
 
     /// The pieces the real loop takes.
@@ -249,4 +270,81 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
             .collect(),
         ..Default::default()
     }
+}
+
+/// Credentials for `identity` ending at `expires_at` (Unix seconds).
+pub fn synthetic_access(identity: &str, expires_at: Option<u64>) -> Access {
+    Access {
+        identity: identity.into(),
+        expires_at,
+    }
+}
+
+/// Gives `inventory` made-up configuration lists: a VPC with two subnets,
+/// firewalls, public and private images, and SSH keys.
+pub fn with_configuration(mut inventory: Inventory) -> Inventory {
+    let cloud = inventory.cloud.clone();
+    let region = inventory.regions.first().map(|r| r.name.clone());
+    let network = |id: &str, name: &str, kind: &str, cidr: &str, parent: Option<&str>| Network {
+        id: format!("{cloud}-{id}"),
+        name: name.into(),
+        kind: kind.into(),
+        cidr: Some(cidr.into()),
+        region: parent.and(region.clone()),
+        parent: parent.map(|p| format!("{cloud}-{p}")),
+    };
+    inventory.networks = vec![
+        network("vpc1", "main", "vpc", "10.0.0.0/16", None),
+        network("sub1", "web", "subnet", "10.0.1.0/24", Some("vpc1")),
+        network("sub2", "data", "subnet", "10.0.2.0/24", Some("vpc1")),
+    ];
+    inventory.firewalls = vec![
+        Firewall {
+            id: format!("{cloud}-sg1"),
+            name: "ssh-admin".into(),
+            network: Some(format!("{cloud}-vpc1")),
+            rules: vec!["in tcp 22 from 192.0.2.0/24".into()],
+        },
+        Firewall {
+            id: format!("{cloud}-sg2"),
+            name: "web-public".into(),
+            network: Some(format!("{cloud}-vpc1")),
+            rules: vec![
+                "in tcp 80 from 0.0.0.0/0".into(),
+                "in tcp 443 from 0.0.0.0/0".into(),
+                "out all to 0.0.0.0/0".into(),
+            ],
+        },
+    ];
+    inventory.images = vec![
+        Image {
+            id: format!("{cloud}-img1"),
+            name: "ubuntu-24.04".into(),
+            os: Some("Ubuntu 24.04".into()),
+            region: region.clone(),
+            size: Some(Bytes::gib(3)),
+            private: false,
+        },
+        Image {
+            id: format!("{cloud}-img2"),
+            name: "web-golden-2026-11".into(),
+            os: Some("Debian 12".into()),
+            region,
+            size: Some(Bytes::gib(8)),
+            private: true,
+        },
+    ];
+    inventory.ssh_keys = vec![
+        SshKey {
+            id: format!("{cloud}-key1"),
+            name: "ops-2026".into(),
+            fingerprint: Some("SHA256:q3Jt0Zb9nGZ6cFJ1sUOQd0mR4oT5x2Vb8k7aYwE1pLc".into()),
+        },
+        SshKey {
+            id: format!("{cloud}-key2"),
+            name: "deploy".into(),
+            fingerprint: None,
+        },
+    ];
+    inventory
 }

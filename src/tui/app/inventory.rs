@@ -1,6 +1,8 @@
 //! One inventory pane: a cloud's instances with a filter, a cursor and (on
-//! the source side) marks for the plan.
+//! the source side) marks for the plan; or, toggled with `c`, the cloud's
+//! configuration lists (see [`super::configuration`]).
 
+use super::configuration::{ConfigList, PaneView};
 use crate::inventory::{Instance, Inventory};
 use crate::tui::component::{Component, Handled, KeyHint, hint};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -59,6 +61,14 @@ pub enum PaneAction {
     Mark,
 }
 
+/// How far a cursor moves.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    By(isize),
+    Top,
+    End,
+}
+
 #[derive(Debug)]
 pub struct SidePane {
     pub side: SideId,
@@ -72,6 +82,9 @@ pub struct SidePane {
     pub cursor: usize,
     /// Instance names marked for the plan (source side only).
     pub marked: BTreeSet<String>,
+    pub view: PaneView,
+    /// The configuration lists, filtered by the same text.
+    pub config: ConfigList,
     /// Lower-cased text each row is matched against, built once per load so a
     /// keystroke at 10,000 rows is one pass of `contains`.
     haystack: Vec<String>,
@@ -88,6 +101,8 @@ impl SidePane {
             visible: Vec::new(),
             cursor: 0,
             marked: BTreeSet::new(),
+            view: PaneView::Instances,
+            config: ConfigList::default(),
             haystack: Vec::new(),
         }
     }
@@ -110,6 +125,7 @@ impl SidePane {
             .map(|i| i.name.as_str())
             .collect();
         self.marked.retain(|m| names.contains(m.as_str()));
+        self.config.load(&loaded.inventory, &self.filter);
         self.loaded = Some(loaded);
         self.load = Load::Ready;
         self.refilter();
@@ -128,6 +144,23 @@ impl SidePane {
     pub fn set_filter(&mut self, filter: &str) {
         self.filter = filter.to_string();
         self.refilter();
+        self.config.refilter(filter);
+    }
+
+    /// Instances ↔ configuration lists.
+    pub fn toggle_view(&mut self) {
+        self.view = match self.view {
+            PaneView::Instances => PaneView::Configuration,
+            PaneView::Configuration => PaneView::Instances,
+        };
+    }
+
+    /// Rows the current view shows after the filter.
+    pub fn shown(&self) -> usize {
+        match self.view {
+            PaneView::Instances => self.visible.len(),
+            PaneView::Configuration => self.config.visible.len(),
+        }
     }
 
     fn refilter(&mut self) {
@@ -160,6 +193,26 @@ impl SidePane {
     fn move_by(&mut self, delta: isize) {
         let last = self.visible.len().saturating_sub(1);
         self.cursor = self.cursor.saturating_add_signed(delta).min(last);
+    }
+
+    /// Moves the cursor of whichever view is shown.
+    fn step(&mut self, step: Step) {
+        match (self.view, step) {
+            (PaneView::Instances, Step::By(delta)) => self.move_by(delta),
+            (PaneView::Instances, Step::Top) => self.cursor = 0,
+            (PaneView::Instances, Step::End) => self.cursor = self.visible.len().saturating_sub(1),
+            (PaneView::Configuration, Step::By(delta)) => self.config.move_by(delta),
+            (PaneView::Configuration, Step::Top) => self.config.cursor = 0,
+            (PaneView::Configuration, Step::End) => self.config.to_end(),
+        }
+    }
+
+    /// Something is under the cursor of the current view.
+    fn has_current(&self) -> bool {
+        match self.view {
+            PaneView::Instances => self.current().is_some(),
+            PaneView::Configuration => self.config.current().is_some(),
+        }
     }
 
     /// Marks or unmarks the instance under the cursor, then moves down.
@@ -202,23 +255,26 @@ impl Component for SidePane {
 
     fn handle_key(&mut self, key: &KeyEvent) -> Handled<PaneAction> {
         let page = 10;
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let configuration = self.view == PaneView::Configuration;
         match key.code {
-            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
-            KeyCode::PageDown => self.move_by(page),
-            KeyCode::PageUp => self.move_by(-page),
-            KeyCode::Char('d') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.move_by(page)
-            }
-            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.move_by(-page)
-            }
-            KeyCode::Home | KeyCode::Char('g') => self.cursor = 0,
-            KeyCode::End | KeyCode::Char('G') => self.cursor = self.visible.len().saturating_sub(1),
-            KeyCode::Enter if self.current().is_some() => {
+            KeyCode::Down | KeyCode::Char('j') => self.step(Step::By(1)),
+            KeyCode::Up | KeyCode::Char('k') => self.step(Step::By(-1)),
+            KeyCode::PageDown => self.step(Step::By(page)),
+            KeyCode::PageUp => self.step(Step::By(-page)),
+            KeyCode::Char('d') if ctrl => self.step(Step::By(page)),
+            KeyCode::Char('u') if ctrl => self.step(Step::By(-page)),
+            KeyCode::Home | KeyCode::Char('g') => self.step(Step::Top),
+            KeyCode::End | KeyCode::Char('G') => self.step(Step::End),
+            KeyCode::Char(']') if configuration => self.config.jump_section(true),
+            KeyCode::Char('[') if configuration => self.config.jump_section(false),
+            KeyCode::Char('c') => self.toggle_view(),
+            KeyCode::Enter if self.has_current() => {
                 return Handled::Action(PaneAction::Details);
             }
-            KeyCode::Char(' ') if self.side == SideId::Source && self.current().is_some() => {
+            KeyCode::Char(' ')
+                if self.side == SideId::Source && !configuration && self.current().is_some() =>
+            {
                 return Handled::Action(PaneAction::Mark);
             }
             _ => return Handled::NotConsumed,
@@ -226,15 +282,21 @@ impl Component for SidePane {
         Handled::Consumed
     }
 
+    /// This pane's own keys, most useful first (moving is shown by the
+    /// screen, after them: arrows need no hint at 80 columns).
     fn hints(&self) -> Vec<KeyHint> {
-        let mut hints = vec![
-            hint("j/k", "move"),
-            hint("g/G", "top/end"),
-            hint("Enter", "details"),
-        ];
-        if self.side == SideId::Source {
-            hints.push(hint("Space", "mark"));
+        match self.view {
+            PaneView::Instances if self.side == SideId::Source => vec![
+                hint("Space", "mark"),
+                hint("c", "config"),
+                hint("Enter", "details"),
+            ],
+            PaneView::Instances => vec![hint("c", "config"), hint("Enter", "details")],
+            PaneView::Configuration => vec![
+                hint("c", "instances"),
+                hint("Enter", "details"),
+                hint("[/]", "list"),
+            ],
         }
-        hints
     }
 }

@@ -104,7 +104,7 @@ impl App {
                 }
                 _ => {}
             },
-            Overlay::Help | Overlay::Details(_) => {
+            Overlay::Help | Overlay::Details(_) | Overlay::Notice(_) => {
                 if matches!(
                     key.code,
                     KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('?')
@@ -396,7 +396,9 @@ impl App {
         }
         match &self.overlay {
             Some(Overlay::Confirm(_)) => return vec![hint("y", "yes"), hint("n/Esc", "no")],
-            Some(Overlay::Help | Overlay::Details(_)) => return vec![hint("Esc", "close")],
+            Some(Overlay::Help | Overlay::Details(_) | Overlay::Notice(_)) => {
+                return vec![hint("Esc", "close")];
+            }
             None => {}
         }
         if let Some((kind, line)) = &self.line {
@@ -413,6 +415,7 @@ impl App {
                     hint("Tab", "pane"),
                     hint("/", "filter"),
                     hint("p", "plan"),
+                    hint("j/k", "move"),
                     hint(":", "command"),
                 ]);
                 hints
@@ -422,10 +425,10 @@ impl App {
             }
             Screen::Plan => vec![
                 hint("j/k", "item"),
-                hint("e", "edit size"),
+                hint("e", "resize"),
                 hint("n", "rename"),
                 hint("a", "approve"),
-                hint("J/K", "scroll actions"),
+                hint("J/K", "scroll"),
                 hint("Esc", "back"),
             ],
             Screen::Approve => {
@@ -468,7 +471,9 @@ impl App {
                 hint("PgDn/PgUp", "page down / up"),
                 hint("Tab h/l", "switch pane (source / target)"),
                 hint("Space", "mark an instance for the plan (source)"),
-                hint("Enter", "details: disks, NICs, tags"),
+                hint("Enter", "details: disks, NICs, tags (or the entry's)"),
+                hint("c", "show networks, firewalls, images, SSH keys (c: back)"),
+                hint("[ ]", "previous / next configuration list"),
                 hint("/", "filter (substring, any case); Esc clears"),
                 hint("p", "plan the marked instances"),
                 hint(":from NAME", "source cloud"),

@@ -2,6 +2,8 @@
 //! keys and engine events come in as [`Msg`], work to do goes out as
 //! [`Effect`] for the runtime, and views draw from `&App`.
 
+pub mod access;
+pub mod configuration;
 pub mod input;
 pub mod inventory;
 mod keys;
@@ -11,7 +13,6 @@ pub mod transfers;
 use crate::config::Config;
 use crate::engine::event::{Command, Event, Level};
 use crate::plan::approval::Approved;
-use crate::plan::build::{self, Request, Side, Throughput};
 use crate::secret::{Secret, SecretSource};
 use crate::tui::theme::{ColorDepth, Theme, ThemeSource};
 use crate::units::Bytes;
@@ -58,6 +59,34 @@ pub enum Overlay {
     Help,
     Details(SideId),
     Confirm(Confirm),
+    /// Something the operator must read in full (a refused plan).
+    Notice(Notice),
+}
+
+/// A refusal with its whole reason and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    pub text: String,
+    pub advice: String,
+}
+
+/// Where the console's idea of "now" comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// A fixed instant (Unix seconds), for tests and snapshots.
+    Fixed(u64),
+}
+
+impl Clock {
+    pub fn now_unix(self) -> u64 {
+        match self {
+            Clock::System => crate::fsutil::now_unix(),
+            Clock::Fixed(at) => at,
+        }
+    }
 }
 
 /// What the one-line input at the bottom is for.
@@ -109,6 +138,8 @@ pub enum Msg {
     Resize,
     /// One second passed while a run is active (throughput samples).
     Tick,
+    /// A minute passed while some credentials have an expiry to watch.
+    Minute,
     Loaded {
         side: SideId,
         cloud: String,
@@ -166,6 +197,9 @@ pub struct App {
     pub quit: bool,
     /// Shutdown asked; waiting for the engine to stop.
     pub stopping: bool,
+    pub clock: Clock,
+    /// Unix seconds as of the last message: views draw expiry against it.
+    pub now_unix: u64,
     effects: Vec<Effect>,
 }
 
@@ -204,6 +238,8 @@ impl App {
             config: init.config,
             quit: false,
             stopping: false,
+            clock: Clock::System,
+            now_unix: crate::fsutil::now_unix(),
             effects: Vec::new(),
         };
         for side in [SideId::Source, SideId::Target] {
@@ -293,7 +329,16 @@ impl App {
 
     /// Applies a message; says how soon the screen should show it.
     pub fn update(&mut self, msg: Msg) -> Redraw {
+        let expiry_before = self.expiry_shown();
+        self.now_unix = self.clock.now_unix();
         match msg {
+            Msg::Minute => {
+                if self.expiry_shown() == expiry_before {
+                    Redraw::No
+                } else {
+                    Redraw::Now
+                }
+            }
             Msg::Key(key) => {
                 self.on_key(&key);
                 Redraw::Now
@@ -405,90 +450,6 @@ impl App {
             Redraw::Now
         } else {
             Redraw::No
-        }
-    }
-
-    /// Builds the plan from the marked instances and opens it.
-    pub fn open_plan(&mut self) {
-        let marked = self.pane(SideId::Source).marked_in_order();
-        if marked.is_empty() {
-            self.error("mark instances with Space first (source pane)");
-            return;
-        }
-        let (Some(source), Some(target)) = (
-            &self.pane(SideId::Source).loaded,
-            &self.pane(SideId::Target).loaded,
-        ) else {
-            self.error("both clouds must be connected to plan");
-            return;
-        };
-        let throughput = self.throughput();
-        let request = Request {
-            select: marked,
-            ..Request::default()
-        };
-        let built = build::build(
-            &Side {
-                cloud: &self.panes[0].cloud,
-                provider: source.provider.clone(),
-                jurisdiction: source.jurisdiction.clone(),
-                inventory: &source.inventory,
-            },
-            &Side {
-                cloud: &self.panes[1].cloud,
-                provider: target.provider.clone(),
-                jurisdiction: target.jurisdiction.clone(),
-                inventory: &target.inventory,
-            },
-            &request,
-            &throughput,
-            &self.operator,
-        );
-        match built {
-            Ok(plan) => {
-                self.plan = Some(PlanState::new(plan, throughput));
-                self.approve = ApproveState::new();
-                self.screen = Screen::Plan;
-                self.status = None;
-            }
-            Err(err) => self.error(err.to_string()),
-        }
-    }
-
-    /// Throughput behind the estimate: what this session measured, else the
-    /// throttle, else a stated assumption.
-    fn throughput(&self) -> Throughput {
-        let disks_at_once = 4u64;
-        if let Some(run) = &self.run {
-            let (scanned, _, _, _) = run.aggregate();
-            let elapsed: u64 = run
-                .disks
-                .iter()
-                .map(|d| d.progress.elapsed_ms)
-                .max()
-                .unwrap_or(0);
-            if elapsed > 0 && scanned.0 > 0 {
-                return Throughput {
-                    bytes_per_second: scanned.0 * 1000 / elapsed,
-                    basis: "measured in this session's last run".into(),
-                };
-            }
-        }
-        match self.throttle {
-            Some(rate) => Throughput {
-                bytes_per_second: rate.0 * disks_at_once,
-                basis: format!("--throttle {rate}/s per disk, {disks_at_once} disks at once"),
-            },
-            None => {
-                let assumed = crate::engine::estimate::ASSUMED_BYTES_PER_SECOND;
-                Throughput {
-                    bytes_per_second: assumed,
-                    basis: format!(
-                        "assumed {} MB/s (nothing measured yet)",
-                        assumed / 1_000_000
-                    ),
-                }
-            }
         }
     }
 

@@ -3,10 +3,13 @@
 //! copy, so a refused attempt leaves the plan exactly as it was.
 
 use super::input::LineInput;
+use super::inventory::SideId;
+use super::{App, Notice, Overlay, Screen};
+use crate::engine::event::Level;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::plan::approval::{self, ApprovalError, Approved};
-use crate::plan::build::{Throughput, refresh};
+use crate::plan::build::{self, PlanError, Request, Side, Throughput, refresh};
 
 #[derive(Debug)]
 pub struct PlanState {
@@ -217,5 +220,119 @@ impl ApproveState {
 impl Default for ApproveState {
     fn default() -> Self {
         ApproveState::new()
+    }
+}
+
+impl App {
+    /// Builds the plan from the marked instances and opens it.
+    pub fn open_plan(&mut self) {
+        let marked = self.pane(SideId::Source).marked_in_order();
+        if marked.is_empty() {
+            self.error("mark instances with Space first (source pane)");
+            return;
+        }
+        let (Some(source), Some(target)) = (
+            &self.pane(SideId::Source).loaded,
+            &self.pane(SideId::Target).loaded,
+        ) else {
+            self.error("both clouds must be connected to plan");
+            return;
+        };
+        let throughput = self.throughput();
+        let request = Request {
+            select: marked,
+            ..Request::default()
+        };
+        let built = build::build(
+            &Side {
+                cloud: &self.panes[0].cloud,
+                provider: source.provider.clone(),
+                jurisdiction: source.jurisdiction.clone(),
+                inventory: &source.inventory,
+            },
+            &Side {
+                cloud: &self.panes[1].cloud,
+                provider: target.provider.clone(),
+                jurisdiction: target.jurisdiction.clone(),
+                inventory: &target.inventory,
+            },
+            &request,
+            &throughput,
+            &self.operator,
+        );
+        match built {
+            Ok(plan) => {
+                self.plan = Some(PlanState::new(plan, throughput));
+                self.approve = ApproveState::new();
+                self.screen = Screen::Plan;
+                self.status = None;
+            }
+            Err(err) => self.refuse_plan(err),
+        }
+    }
+
+    /// A plan that cannot be built says why in full, over the screen: the
+    /// reasons (a target's limits, the sizes it knows) are longer than the
+    /// status line.
+    fn refuse_plan(&mut self, err: PlanError) {
+        self.push_log(Level::Error, err.to_string());
+        let notice = match &err {
+            PlanError::TargetRefuses {
+                cloud,
+                instance,
+                reason,
+            } => Notice {
+                title: format!("{cloud} cannot take {instance}"),
+                text: reason.clone(),
+                advice: format!(
+                    "Unmark {instance} (Space), or choose another target (:to NAME). \
+                     Nothing has changed in any cloud."
+                ),
+            },
+            other => Notice {
+                title: "cannot plan".into(),
+                text: other.to_string(),
+                advice: "Nothing has changed in any cloud.".into(),
+            },
+        };
+        self.status = Some((Level::Error, notice.title.clone()));
+        self.overlay = Some(Overlay::Notice(notice));
+    }
+
+    /// Throughput behind the estimate: what this session measured, else the
+    /// throttle, else a stated assumption.
+    fn throughput(&self) -> Throughput {
+        let disks_at_once = 4u64;
+        if let Some(run) = &self.run {
+            let (scanned, _, _, _) = run.aggregate();
+            let elapsed: u64 = run
+                .disks
+                .iter()
+                .map(|d| d.progress.elapsed_ms)
+                .max()
+                .unwrap_or(0);
+            if elapsed > 0 && scanned.0 > 0 {
+                return Throughput {
+                    bytes_per_second: scanned.0 * 1000 / elapsed,
+                    basis: "measured in this session's last run".into(),
+                };
+            }
+        }
+        match self.throttle {
+            Some(rate) => Throughput {
+                bytes_per_second: rate.0 * disks_at_once,
+                basis: format!("--throttle {rate}/s per disk, {disks_at_once} disks at once"),
+            },
+            None => {
+                let assumed = crate::engine::estimate::ASSUMED_BYTES_PER_SECOND;
+                Throughput {
+                    bytes_per_second: assumed,
+                    basis: format!(
+                        "assumed {} MB/s (nothing measured yet)",
+                        assumed / 1_000_000
+                    ),
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! What the console knows about a running migration: one entry per disk with
-//! a one-second throughput ring buffer, plus validation, cleanup, revocation
-//! and the report, all folded in from engine events.
+//! a one-second throughput ring buffer and the passes a cutover made over it,
+//! plus validation, cleanup, revocation and the report, all folded in from
+//! engine events.
 
 use crate::cloud::Check;
-use crate::engine::event::{DiskProgress, Event, Level, Stage};
+use crate::engine::event::{DiskProgress, Event, Level, PassKind, Stage};
 use crate::units::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -46,6 +47,18 @@ impl Ring {
     }
 }
 
+/// One finished pass over a disk: a full copy, a delta of what changed
+/// since, or the final delta while the source is stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassRecord {
+    /// 1 for the first pass.
+    pub pass: u32,
+    pub kind: PassKind,
+    pub blocks_sent: u64,
+    pub bytes_sent: Bytes,
+    pub elapsed_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct DiskPane {
     /// `instance/disk`.
@@ -59,6 +72,8 @@ pub struct DiskPane {
     scanned_at_last_tick: u64,
     pub error: Option<String>,
     pub digest: Option<String>,
+    /// Finished passes in pass order (empty for a one-pass copy).
+    pub passes: Vec<PassRecord>,
 }
 
 impl DiskPane {
@@ -77,6 +92,16 @@ impl DiskPane {
             scanned_at_last_tick: 0,
             error: None,
             digest: None,
+            passes: Vec::new(),
+        }
+    }
+
+    /// Records a finished pass; a pass reported again (a resumed run) replaces
+    /// the earlier report of the same number.
+    pub fn record_pass(&mut self, record: PassRecord) {
+        match self.passes.binary_search_by_key(&record.pass, |p| p.pass) {
+            Ok(at) => self.passes[at] = record,
+            Err(at) => self.passes.insert(at, record),
         }
     }
 
@@ -228,12 +253,21 @@ impl RunState {
                 kind,
                 blocks_sent,
                 bytes_sent,
-                ..
+                elapsed_ms,
             } => {
                 log(
                     Level::Info,
                     format!("{disk}: pass {pass} ({kind}) sent {blocks_sent} blocks, {bytes_sent}"),
                 );
+                if let Some(pane) = self.disk_mut(&disk) {
+                    pane.record_pass(PassRecord {
+                        pass,
+                        kind,
+                        blocks_sent,
+                        bytes_sent,
+                        elapsed_ms,
+                    });
+                }
                 Change::Visible
             }
             Event::DiskFinished { disk, digest } => {
@@ -387,5 +421,51 @@ mod tests {
         assert_eq!(pane.eta(), Some(Duration::from_secs(9)));
         pane.stage = Stage::Paused;
         assert_eq!(pane.eta(), None);
+    }
+
+    #[test]
+    fn passes_stay_in_order_and_a_repeated_pass_replaces_the_first_report() {
+        let mut run = RunState {
+            disks: vec![DiskPane::new(
+                "web/root".into(),
+                Bytes::gib(10),
+                Bytes::gib(2),
+            )],
+            ..RunState::default()
+        };
+        let pass = |pass, kind, mib| Event::PassFinished {
+            disk: "web/root".into(),
+            pass,
+            kind,
+            blocks_sent: mib * 2,
+            bytes_sent: Bytes::mib(mib),
+            elapsed_ms: 1000,
+        };
+        let mut lines = Vec::new();
+        let mut log = |_: Level, text: String| lines.push(text);
+        run.apply(pass(2, PassKind::Delta, 40), &mut log);
+        run.apply(pass(1, PassKind::Full, 2048), &mut log);
+        run.apply(pass(2, PassKind::Delta, 30), &mut log);
+        run.apply(pass(1, PassKind::Full, 1), &mut log);
+        let passes = &run.disks[0].passes;
+        assert_eq!(
+            passes.iter().map(|p| (p.pass, p.kind)).collect::<Vec<_>>(),
+            vec![(1, PassKind::Full), (2, PassKind::Delta)]
+        );
+        assert_eq!(passes[1].bytes_sent, Bytes::mib(30));
+        // A pass for a disk this run does not know changes nothing.
+        run.apply(
+            Event::PassFinished {
+                disk: "other/root".into(),
+                pass: 1,
+                kind: PassKind::Full,
+                blocks_sent: 1,
+                bytes_sent: Bytes::mib(1),
+                elapsed_ms: 1,
+            },
+            &mut |_, _| {},
+        );
+        assert_eq!(run.disks.len(), 1);
+        assert_eq!(lines.len(), 4);
     }
 }

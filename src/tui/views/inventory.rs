@@ -1,14 +1,18 @@
 //! Inventory: source pane left, target pane right. Columns are added by
 //! priority while they fit, so 80 columns shows name/state/size and a wide
 //! terminal shows everything. Only the visible rows are built, so 10,000
-//! instances cost no more per frame than 20.
+//! instances cost no more per frame than 20. Who each side acts as, and
+//! until when, sits on the pane's bottom border.
 
 use super::{fit, panel};
 use crate::inventory::{Instance, InstanceState};
 use crate::tui::app::App;
+use crate::tui::app::access::{AccessStatus, Urgency};
+use crate::tui::app::configuration::PaneView;
 use crate::tui::app::inventory::{Load, SideId, SidePane};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
@@ -96,22 +100,54 @@ pub(super) fn compact(bytes: u64) -> String {
     }
 }
 
+/// `identity · expires … (in 53 min)` when it fits, else the identity cut
+/// short so the expiry always shows; a warning under an hour, an error once
+/// expired (with a sign, for terminals without colour).
+fn access_line(app: &App, access: &AccessStatus, width: usize) -> Line<'static> {
+    let theme = &app.theme;
+    let (sign, style): (&str, Style) = match access.urgency {
+        Urgency::Fine => ("", theme.plan.item),
+        Urgency::Soon => ("⚠ ", theme.plan.warning),
+        Urgency::Expired => ("✖ ", theme.ui.error),
+    };
+    let width = width.saturating_sub(sign.chars().count());
+    let full = access.line();
+    let cut = |detail: &str, least: usize| {
+        let room = width.saturating_sub(detail.chars().count() + 3);
+        (room >= least).then(|| format!("{} · {detail}", fit(&access.identity, room)))
+    };
+    let text = if full.chars().count() <= width {
+        full
+    } else {
+        cut(&access.detail, 8)
+            .or_else(|| cut(&access.short, 8))
+            .unwrap_or_else(|| fit(&access.short, width))
+    };
+    Line::from(Span::styled(format!(" {sign}{text} "), style))
+}
+
 fn draw_pane(frame: &mut Frame, app: &App, pane: &SidePane, area: Rect) {
     let theme = &app.theme;
     let focused = app.focus == pane.side;
+    let configuration = pane.view == PaneView::Configuration;
     let mut title = vec![
         Span::raw(format!(" {} ", pane.side.label())),
         Span::raw(format!("{} ", pane.cloud)),
     ];
+    if configuration {
+        title.push(Span::raw("config "));
+    }
     if let Some(loaded) = &pane.loaded {
-        title.push(Span::raw(format!(
-            "({}) ",
+        let count = if configuration {
+            pane.config.total()
+        } else {
             loaded.inventory.instances.len()
-        )));
+        };
+        title.push(Span::raw(format!("({count}) ")));
     }
     if !pane.filter.is_empty() {
         title.push(Span::styled(
-            format!("/{} [{}] ", pane.filter, pane.visible.len()),
+            format!("/{} [{}] ", pane.filter, pane.shown()),
             theme.ui.input,
         ));
     }
@@ -121,9 +157,19 @@ fn draw_pane(frame: &mut Frame, app: &App, pane: &SidePane, area: Rect) {
             theme.table.marked,
         ));
     }
-    let block = panel(app, Line::from(title), focused);
+    let mut block = panel(app, Line::from(title), focused);
+    if pane.load == Load::Ready
+        && let Some(access) = app.access(pane.side)
+    {
+        let width = usize::from(area.width.saturating_sub(4));
+        block = block.title_bottom(access_line(app, &access, width));
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    if configuration && pane.load == Load::Ready {
+        super::configuration::draw_list(frame, app, pane, inner);
+        return;
+    }
     let message = match &pane.load {
         Load::Idle => Some("no cloud".to_string()),
         Load::Connecting => Some(format!("connecting to {}…", pane.cloud)),

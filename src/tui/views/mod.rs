@@ -2,6 +2,7 @@
 //! change state. The frame is header, screen body, optional log, optional
 //! input line and the key bar; overlays go on top.
 
+mod configuration;
 mod inventory;
 mod overlays;
 mod plan;
@@ -65,6 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Help) => overlays::draw_help(frame, app, body),
         Some(Overlay::Details(side)) => overlays::draw_details(frame, app, *side, body),
         Some(Overlay::Confirm(what)) => overlays::draw_confirm(frame, app, what, body),
+        Some(Overlay::Notice(notice)) => overlays::draw_notice(frame, app, notice, body),
         None => {}
     }
     if let Some(prompt) = app.prompts.front() {
@@ -120,17 +122,26 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-/// The always-visible bar: the keys that work here.
+/// The always-visible bar: the keys that work here, in order while they
+/// fit. When some do not, `?` (which lists them all) keeps its place.
 fn key_bar(frame: &mut Frame, app: &App, hints: &[KeyHint], area: Rect) {
     let theme = &app.theme;
-    let mut spans = Vec::new();
-    let mut width = 0usize;
-    for h in hints {
-        let len = h.key.chars().count() + h.action.chars().count() + 3;
-        if width + len > usize::from(area.width) {
+    let len = |h: &KeyHint| h.key.chars().count() + h.action.chars().count() + 3;
+    let room = usize::from(area.width);
+    let all_fit = hints.iter().map(len).sum::<usize>() <= room;
+    let help = hints.iter().find(|h| h.key == "?").filter(|_| !all_fit);
+    let mut width = help.map_or(0, len);
+    let mut shown: Vec<&KeyHint> = Vec::new();
+    for h in hints.iter().filter(|h| h.key != "?" || help.is_none()) {
+        if width + len(h) > room {
             break;
         }
-        width += len;
+        width += len(h);
+        shown.push(h);
+    }
+    shown.extend(help);
+    let mut spans = Vec::new();
+    for h in shown {
         spans.push(Span::styled(format!(" {}", h.key), theme.ui.bar_key));
         spans.push(Span::styled(format!(" {} ", h.action), theme.ui.bar));
     }

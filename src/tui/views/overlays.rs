@@ -3,8 +3,9 @@
 
 use super::{centered, fit, input_line, panel};
 use crate::engine::event::Level;
+use crate::tui::app::configuration::PaneView;
 use crate::tui::app::inventory::SideId;
-use crate::tui::app::{App, Confirm, SecretPrompt};
+use crate::tui::app::{App, Confirm, Notice, SecretPrompt};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -35,6 +36,10 @@ pub fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
 
 pub fn draw_details(frame: &mut Frame, app: &App, side: SideId, area: Rect) {
     let theme = &app.theme;
+    if app.pane(side).view == PaneView::Configuration {
+        super::configuration::draw_details(frame, app, app.pane(side), area);
+        return;
+    }
     let Some(instance) = app.pane(side).current() else {
         return;
     };
@@ -128,6 +133,48 @@ pub fn draw_confirm(frame: &mut Frame, app: &App, what: &Confirm, area: Rect) {
     );
 }
 
+/// A refusal in full: what, why (wrapped, never cut) and what to do.
+pub fn draw_notice(frame: &mut Frame, app: &App, notice: &Notice, area: Rect) {
+    let theme = &app.theme;
+    let width = 76.min(area.width);
+    let inner_width = usize::from(width.saturating_sub(2)).max(1);
+    let rows = |text: &str| wrapped_rows(text, inner_width);
+    let lines = vec![
+        Line::styled(notice.text.clone(), theme.ui.error),
+        Line::raw(""),
+        Line::styled(notice.advice.clone(), theme.ui.popup),
+    ];
+    let height = rows(&notice.text) + rows(&notice.advice) + 1 + 2;
+    let rect = centered(area, width, height);
+    frame.render_widget(Clear, rect);
+    let block = panel(app, format!(" {} ", notice.title), true).style(theme.ui.popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
+        rect,
+    );
+}
+
+/// Rows `text` takes when wrapped at words into `width` columns (as the
+/// paragraph wraps it; a word longer than a row is broken).
+fn wrapped_rows(text: &str, width: usize) -> u16 {
+    let mut rows = 1u16;
+    let mut used = 0usize;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if used > 0 && used + 1 + len <= width {
+            used += 1 + len;
+            continue;
+        }
+        if used > 0 {
+            rows += 1;
+        }
+        // A word wider than the row fills whole rows.
+        rows += (len.saturating_sub(1) / width.max(1)) as u16;
+        used = (len - 1) % width.max(1) + 1;
+    }
+    rows
+}
+
 pub fn draw_secret(frame: &mut Frame, app: &App, prompt: &SecretPrompt, area: Rect) {
     let theme = &app.theme;
     let rect = centered(area, 70, 6);
@@ -188,4 +235,18 @@ pub fn draw_log(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrapped_rows;
+
+    #[test]
+    fn rows_follow_word_wrapping() {
+        assert_eq!(wrapped_rows("", 10), 1);
+        assert_eq!(wrapped_rows("one two", 7), 1);
+        assert_eq!(wrapped_rows("one two", 6), 2);
+        assert_eq!(wrapped_rows("one twothree", 6), 3, "a long word is broken");
+        assert_eq!(wrapped_rows("abcdefghijkl", 6), 2);
+    }
 }

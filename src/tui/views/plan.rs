@@ -1,9 +1,12 @@
 //! Plan review and approval: the items, every mutating action, bytes,
-//! estimate and a cross-border warning; then the hash to type.
+//! estimate, a cross-border warning and credentials that will not last the
+//! run; then the hash to type.
 
 use super::{fit, input_line, panel};
 use crate::plan::Plan;
 use crate::tui::app::App;
+use crate::tui::app::access::{RunOutlasts, Urgency, left_text};
+use crate::tui::app::inventory::SideId;
 use crate::tui::app::plan::ApproveField;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -20,7 +23,7 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
     let items_height = (plan.items.len() as u16 + 3).min(area.height / 3).max(4);
     let edit_height = u16::from(state.edit.is_some());
-    let summary_height = summary_lines(app, plan).len() as u16;
+    let summary_height = summary_lines(app, plan, true).len() as u16;
     let [items, edit, summary, actions] = Layout::vertical([
         Constraint::Length(items_height),
         Constraint::Length(edit_height),
@@ -90,11 +93,13 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(input) = &state.edit {
         input_line(frame, app, edit, &format!("{}: ", input.label), input);
     }
-    frame.render_widget(Paragraph::new(summary_lines(app, plan)), summary);
+    frame.render_widget(Paragraph::new(summary_lines(app, plan, true)), summary);
     draw_actions(frame, app, plan, state.action_scroll, actions);
 }
 
-fn summary_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
+/// Totals, estimate, cross-border and credential warnings; on the plan
+/// screen also the name conflicts it can fix (`n`).
+fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
     let theme = &app.theme;
     let s = &plan.summary;
     let estimate = humantime::format_duration(Duration::from_secs(s.estimate_seconds)).to_string();
@@ -120,7 +125,10 @@ fn summary_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
             theme.plan.warning,
         ));
     }
-    for name in name_conflicts(app, plan) {
+    for short in app.access_short_of(plan) {
+        lines.extend(access_warning(app, &short));
+    }
+    for name in name_conflicts(app, plan).into_iter().filter(|_| on_plan) {
         lines.push(Line::styled(
             format!(
                 " ⚠ {} already has an instance named '{name}': select it and press n to rename",
@@ -130,6 +138,49 @@ fn summary_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
         ));
     }
     lines
+}
+
+/// Two lines: when the side's credentials end, and what to do before
+/// approving. An error once expired, else a warning.
+fn access_warning(app: &App, short: &RunOutlasts) -> [Line<'static>; 2] {
+    let theme = &app.theme;
+    let side = short.side.label();
+    let cloud = &short.cloud;
+    let reconnect = match short.side {
+        SideId::Source => format!(":from {cloud}"),
+        SideId::Target => format!(":to {cloud}"),
+    };
+    let when = short
+        .status
+        .expires_at
+        .map(crate::fsutil::utc_minute)
+        .unwrap_or_default();
+    if short.status.urgency == Urgency::Expired {
+        return [
+            Line::styled(
+                format!(" ✖ {side} {cloud}: credentials EXPIRED {when}"),
+                theme.ui.error,
+            ),
+            Line::styled(
+                format!("   renew them and reconnect ({reconnect}) before approving"),
+                theme.ui.error,
+            ),
+        ];
+    }
+    let left = left_text(short.status.left(app.now_unix).unwrap_or(0));
+    let needs = humantime::format_duration(Duration::from_secs(short.estimate_seconds));
+    [
+        Line::styled(
+            format!(" ⚠ {side} {cloud}: credentials expire {when} (in {left})"),
+            theme.plan.warning,
+        ),
+        Line::styled(
+            format!(
+                "   before the run's estimated end ({needs}): renew and reconnect ({reconnect})"
+            ),
+            theme.plan.warning,
+        ),
+    ]
 }
 
 fn draw_actions(frame: &mut Frame, app: &App, plan: &Plan, scroll: usize, area: Rect) {
@@ -174,9 +225,10 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
     let hash = plan.hash();
     let cross = plan.cross_border.is_some();
     let form_height = 4 + 2 * u16::from(cross);
+    let summary_text = summary_lines(app, plan, false);
     let [head, summary, actions, form] = Layout::vertical([
         Constraint::Length(2),
-        Constraint::Length(2 + u16::from(cross)),
+        Constraint::Length(summary_text.len() as u16),
         Constraint::Min(3),
         Constraint::Length(form_height),
     ])
@@ -203,7 +255,7 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
         ),
     ];
     frame.render_widget(Paragraph::new(head_lines), head);
-    frame.render_widget(Paragraph::new(summary_lines(app, plan)), summary);
+    frame.render_widget(Paragraph::new(summary_text), summary);
     draw_actions(
         frame,
         app,

@@ -1,12 +1,12 @@
 //! Transfers: an aggregate line, then one pane per disk (stage, gauge,
-//! bytes, current/average rate, ETA, retries, 60-second sparkline); panes
-//! scroll to keep the selected disk in view. Results: validation, cleanup,
-//! revocation and where the report is.
+//! bytes, current/average rate, ETA, retries, the cutover passes so far,
+//! 60-second sparkline); panes scroll to keep the selected disk in view.
+//! Results: passes, validation, cleanup, revocation and where the report is.
 
 use super::{fit, panel, rate};
 use crate::engine::event::Stage;
 use crate::tui::app::App;
-use crate::tui::app::transfers::{DiskPane, RunState};
+use crate::tui::app::transfers::{DiskPane, PassRecord, RunState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -131,7 +131,7 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
     } else {
         theme.ui.border
     };
-    let title = Line::from(vec![
+    let mut title = Line::from(vec![
         Span::styled(
             format!("{} {} ", if selected { "▶" } else { " " }, disk.key),
             title_style,
@@ -146,6 +146,14 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
             theme.throughput.paused,
         ),
     ]);
+    if !disk.passes.is_empty() {
+        // What is left of the title row, less a space either side.
+        let room = usize::from(area.width).saturating_sub(title.width() + 3);
+        let text = passes_text(&disk.passes, room, false);
+        if !text.is_empty() {
+            title.push_span(Span::styled(format!(" {text} "), theme.plan.item));
+        }
+    }
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(if selected {
@@ -224,6 +232,101 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
     );
 }
 
+/// `pass 1 full 2.0 GiB · pass 2 final 12.0 MiB` (with each pass's time when
+/// `timed`). When `width` runs out the middle passes fold into `…`: the first
+/// (the bulk) and the latest matter most.
+pub(super) fn passes_text(passes: &[PassRecord], width: usize, timed: bool) -> String {
+    let parts = pass_parts(passes, timed);
+    let all = parts.join(" · ");
+    if all.chars().count() <= width {
+        return all;
+    }
+    // First pass, `…`, then as many of the latest as fit.
+    if let [first, .., last] = parts.as_slice() {
+        let mut tail = vec![last.as_str()];
+        let fits = |tail: &[&str]| {
+            let mut shown = vec![first.as_str(), "…"];
+            shown.extend(tail.iter().rev());
+            let text = shown.join(" · ");
+            (text.chars().count() <= width).then_some(text)
+        };
+        let mut best = fits(&tail);
+        for part in parts[1..parts.len() - 1].iter().rev() {
+            tail.push(part.as_str());
+            match fits(&tail) {
+                Some(text) => best = Some(text),
+                None => break,
+            }
+        }
+        if let Some(text) = best {
+            return text;
+        }
+        let latest = format!("… {last}");
+        if latest.chars().count() <= width {
+            return latest;
+        }
+    }
+    fit(&all, width)
+}
+
+fn pass_parts(passes: &[PassRecord], timed: bool) -> Vec<String> {
+    passes
+        .iter()
+        .map(|p| {
+            let mut text = format!("pass {} {} {}", p.pass, p.kind, p.bytes_sent);
+            if timed {
+                text.push_str(&format!(" in {}", short_duration(p.elapsed_ms)));
+            }
+            text
+        })
+        .collect()
+}
+
+/// The results' `Passes` section: per disk that made passes, every pass with
+/// its time, wrapped under the first so the disk names stand in a column.
+fn pass_lines(app: &App, run: &RunState, width: usize) -> Vec<Line<'static>> {
+    let disks: Vec<&DiskPane> = run.disks.iter().filter(|d| !d.passes.is_empty()).collect();
+    if disks.is_empty() {
+        return Vec::new();
+    }
+    let key_width = disks
+        .iter()
+        .map(|d| d.key.chars().count())
+        .max()
+        .unwrap_or(0);
+    let indent = key_width + 4;
+    let mut lines = vec![Line::styled("Passes", app.theme.ui.title)];
+    for disk in disks {
+        let mut line = format!("  {:<key_width$}  ", disk.key);
+        let mut fresh = true;
+        for part in pass_parts(&disk.passes, true) {
+            let sep = if fresh { "" } else { " · " };
+            if !fresh && line.chars().count() + sep.len() + part.chars().count() > width {
+                lines.push(Line::raw(std::mem::replace(&mut line, " ".repeat(indent))));
+                fresh = true;
+            }
+            if !fresh {
+                line.push_str(" · ");
+            }
+            line.push_str(&part);
+            fresh = false;
+        }
+        lines.push(Line::raw(line));
+    }
+    lines
+}
+
+/// `850ms`, `4.2s`, `1m 40s`.
+fn short_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+    }
+}
+
 pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
     let Some(run) = &app.run else {
@@ -264,6 +367,11 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
     for (instance, id) in &run.deployed {
         lines.push(Line::raw(format!("  deployed {instance} as {id}")));
     }
+    lines.extend(pass_lines(
+        app,
+        run,
+        usize::from(area.width.saturating_sub(2)),
+    ));
     lines.push(Line::styled("Validation", theme.ui.title));
     if run.checks.is_empty() {
         lines.push(Line::raw(if run.active() {
@@ -308,4 +416,51 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
             .scroll((scroll, 0)),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::PassKind;
+    use crate::units::Bytes;
+
+    fn passes(count: u32) -> Vec<PassRecord> {
+        (1..=count)
+            .map(|pass| PassRecord {
+                pass,
+                kind: match pass {
+                    1 => PassKind::Full,
+                    n if n == count => PassKind::Final,
+                    _ => PassKind::Delta,
+                },
+                blocks_sent: 10,
+                bytes_sent: Bytes::mib(if pass == 1 { 2048 } else { 12 }),
+                elapsed_ms: 1500,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn passes_read_in_order_and_fold_the_middle_when_narrow() {
+        let two = passes(2);
+        assert_eq!(
+            passes_text(&two, 80, false),
+            "pass 1 full 2.0 GiB · pass 2 final 12.0 MiB"
+        );
+        assert_eq!(
+            passes_text(&two, 80, true),
+            "pass 1 full 2.0 GiB in 1.5s · pass 2 final 12.0 MiB in 1.5s"
+        );
+        let five = passes(5);
+        assert_eq!(
+            passes_text(&five, 70, false),
+            "pass 1 full 2.0 GiB · … · pass 5 final 12.0 MiB"
+        );
+        assert_eq!(
+            passes_text(&five, 71, false),
+            "pass 1 full 2.0 GiB · … · pass 4 delta 12.0 MiB · pass 5 final 12.0 MiB"
+        );
+        assert_eq!(passes_text(&five, 30, false), "… pass 5 final 12.0 MiB");
+        assert_eq!(passes_text(&five, 5, false).chars().count(), 5);
+    }
 }

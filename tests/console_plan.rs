@@ -1,0 +1,203 @@
+//! Planning as an operator meets it when something stands in the way: a
+//! target that refuses an instance says why in full, and credentials that
+//! run out before the plan's estimated end are flagged where it is approved.
+
+use altishift::inventory::Platform;
+use altishift::tui::app::inventory::SideId;
+use altishift::tui::app::{Overlay, Screen};
+use altishift::tui::harness::{Harness, synthetic_access, synthetic_inventory};
+use altishift::tui::theme::ColorDepth;
+use altishift::units::Bytes;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+/// 2026-11-28 10:00 UTC.
+const NOW: u64 = 1_795_860_000;
+
+fn snap(name: &str, h: &Harness) {
+    for (w, ht) in SIZES {
+        let terminal = h.render(w, ht);
+        insta::assert_snapshot!(format!("{name}_{w}x{ht}"), terminal.backend());
+    }
+}
+
+fn text(h: &Harness, w: u16, ht: u16) -> String {
+    format!("{}", h.render(w, ht).backend())
+}
+
+/// The text inside the popup box drawn on top (the one whose top-left
+/// corner is `┏` furthest down), its lines joined with spaces, so a
+/// wrapped sentence can be searched for whole.
+fn popup_text(h: &Harness, w: u16, ht: u16) -> String {
+    let terminal = h.render(w, ht);
+    let buffer = terminal.backend().buffer();
+    let cell = |x: u16, y: u16| buffer[(x, y)].symbol().to_string();
+    let Some((left, top)) = (1..ht)
+        .rev()
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .find(|&(x, y)| cell(x, y) == "┏")
+    else {
+        return String::new();
+    };
+    let right = (left + 1..w).find(|&x| cell(x, top) == "┓").unwrap_or(w);
+    let mut words = Vec::new();
+    for y in top + 1..ht {
+        if cell(left, y) == "┗" {
+            break;
+        }
+        let line: String = (left + 1..right).map(|x| cell(x, y)).collect();
+        words.extend(line.split_whitespace().map(str::to_string));
+    }
+    words.join(" ")
+}
+
+// ------------------------------------------------------------ refused plans
+
+/// East (lab) → a DigitalOcean target; web-0's boot disk is `boot` big.
+fn to_digitalocean(boot: Bytes, os: Option<&str>) -> Harness {
+    let mut h = Harness::offline("default", ColorDepth::TrueColor);
+    let mut east = synthetic_inventory("east", 6, &[("eu-central", "DE")]);
+    east.instances[0].disks[0].virtual_size = boot;
+    east.instances[0].platform = Platform {
+        os: os.map(str::to_string),
+        ..Platform::default()
+    };
+    h.load(SideId::Source, "east", "DE", east);
+    h.load_as(
+        SideId::Target,
+        "do-ams",
+        "digitalocean",
+        "NL",
+        synthetic_inventory("do-ams", 2, &[("ams3", "NL")]),
+    );
+    h
+}
+
+#[test]
+fn a_plan_the_target_refuses_says_why_in_full() {
+    let mut h = to_digitalocean(Bytes::gib(120), Some("Ubuntu 24.04"));
+    h.keys("<Space>p");
+    assert_eq!(h.app.screen, Screen::Inventory, "no plan to review");
+    assert!(h.app.plan.is_none());
+    let Some(Overlay::Notice(notice)) = &h.app.overlay else {
+        panic!("a notice, not {:?}", h.app.overlay);
+    };
+    assert_eq!(notice.title, "do-ams cannot take web-0");
+    snap("plan_refused_too_big", &h);
+    // The whole reason is on screen even at 80 columns, not cut at the edge.
+    let narrow = popup_text(&h, 80, 24);
+    assert!(
+        narrow.contains(
+            "DigitalOcean custom images must be under 100 GB uncompressed; the boot disk is \
+             120.0 GiB (128849018880 bytes)"
+        ),
+        "{narrow}"
+    );
+    assert!(narrow.contains("Unmark web-0 (Space)"), "{narrow}");
+    assert!(
+        h.app.log.iter().any(|l| l.text.contains("under 100 GB")),
+        "the log keeps it after the notice closes"
+    );
+    // Esc closes it; unmarking web-0 and marking cache-2 (one disk, under
+    // the limit) plans fine.
+    h.keys("<Esc>");
+    assert!(h.app.overlay.is_none());
+    h.keys("k<Space>j<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "{:?}", h.app.overlay);
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert_eq!(plan.items[0].instance_name, "cache-2");
+}
+
+#[test]
+fn a_windows_source_is_refused_by_digitalocean_with_its_os_named() {
+    let mut h = to_digitalocean(Bytes::gib(30), Some("Windows Server 2022"));
+    h.keys("<Space>p");
+    let Some(Overlay::Notice(notice)) = &h.app.overlay else {
+        panic!("a notice, not {:?}", h.app.overlay);
+    };
+    assert!(notice.text.contains("must be Linux"), "{}", notice.text);
+    let narrow = popup_text(&h, 80, 24);
+    assert!(
+        narrow.contains("the source runs 'Windows Server 2022'"),
+        "{narrow}"
+    );
+}
+
+// ------------------------------------------------------------ credentials
+
+/// Two instances planned east → west with a per-disk throttle that makes the
+/// estimate about two hours; credentials end `source_left`/`target_left`
+/// seconds from now (negative: already expired).
+fn planned_with_access(source_left: Option<i64>, target_left: Option<i64>) -> Harness {
+    let mut h = Harness::offline("default", ColorDepth::TrueColor);
+    h.set_clock(NOW);
+    h.app.throttle = Some(Bytes(8 * 1024));
+    let at = |left: i64| NOW.checked_add_signed(left);
+    let mut east = synthetic_inventory("east", 12, &[("eu-central", "DE")]);
+    east.access = source_left.map(|l| synthetic_access("arn:aws:sts::1:assumed-role/m/a", at(l)));
+    let mut west = synthetic_inventory("west", 6, &[("us-west", "US")]);
+    west.access = target_left.map(|l| synthetic_access("migrator@example.iam", at(l)));
+    h.load(SideId::Source, "east", "DE", east);
+    h.load(SideId::Target, "west", "US", west);
+    h.keys("<Space>j<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "{:?}", h.app.overlay);
+    let state = h.app.plan.as_mut().expect("a plan");
+    state.plan.created_at = "2026-11-26T12:00:00Z".into();
+    let estimate = state.plan.summary.estimate_seconds;
+    assert!((3600..3 * 3600).contains(&estimate), "{estimate}");
+    h
+}
+
+#[test]
+fn approval_warns_when_credentials_end_before_the_estimated_end() {
+    // Source: 90 minutes left, short of the ~2 h estimate. Target: 3 h, fine.
+    let mut h = planned_with_access(Some(90 * 60), Some(3 * 3600));
+    let plan = h.app.plan.as_ref().map(|p| p.plan.clone()).expect("plan");
+    let short = h.app.access_short_of(&plan);
+    assert_eq!(short.len(), 1);
+    assert_eq!(short[0].side, SideId::Source);
+    h.keys("a");
+    snap("approve_source_credentials_short", &h);
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("⚠ source east: credentials expire 2026-11-28 11:30 UTC (in 90 min)"),
+        "{narrow}"
+    );
+    assert!(
+        narrow.contains("renew and reconnect (:from east)"),
+        "{narrow}"
+    );
+    assert!(!narrow.contains("target west: credentials"), "{narrow}");
+    let wide = text(&h, 120, 40);
+    assert!(
+        wide.contains("before the run's estimated end (1h 54m"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn expired_credentials_are_an_error_on_plan_and_approval() {
+    let mut h = planned_with_access(Some(3 * 3600), Some(-60));
+    let theme = h.app.theme.clone();
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("✖ target west: credentials EXPIRED 2026-11-28 09:59 UTC"),
+        "{narrow}"
+    );
+    h.keys("a");
+    let terminal = h.render(80, 24);
+    let buffer = terminal.backend().buffer();
+    let sign = (0..24u16)
+        .flat_map(|y| (0..80u16).map(move |x| (x, y)))
+        .find(|&(x, y)| buffer[(x, y)].symbol() == "✖")
+        .expect("the expired sign on the approve screen");
+    assert_eq!(buffer[sign].style().fg, theme.ui.error.fg);
+}
+
+#[test]
+fn credentials_that_outlast_the_run_add_nothing() {
+    let mut h = planned_with_access(Some(5 * 3600), None);
+    h.keys("a");
+    let wide = text(&h, 120, 40);
+    assert!(!wide.contains("credentials"), "{wide}");
+}
