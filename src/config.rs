@@ -101,6 +101,22 @@ pub struct CloudProfile {
     /// It runs to its end and must succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_off_command: Option<String>,
+    /// Google Cloud source: the worker VM that reads a disk (Compute Engine
+    /// returns no disk bytes): machine type (default `e2-small`) and boot
+    /// image (default the `debian-12` family of `debian-cloud`). It is
+    /// reached over SSH with `user`, `ssh_options` and `sudo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_machine_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_image: Option<String>,
+    /// Google Cloud source: public key file put into the worker's `ssh-keys`
+    /// metadata for `user` (unneeded with OS Login or project-wide keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_ssh_public_key: Option<PathBuf>,
+    /// Google Cloud source: where the worker's OS lists attached disks
+    /// (default `/dev/disk/by-id`, as `google-<deviceName>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_device_dir: Option<String>,
     /// DigitalOcean target: endpoint of the S3-compatible staging storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_endpoint: Option<String>,

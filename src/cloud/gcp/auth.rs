@@ -150,6 +150,8 @@ fn pem_to_der(pem: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 struct Token {
     value: Secret,
     refresh_at: SystemTime,
+    /// Unix seconds when the token stops working.
+    expires_at: u64,
 }
 
 /// Hands out a valid access token, fetching a new one before the old expires.
@@ -191,6 +193,22 @@ impl TokenSource {
         let value = fresh.value.clone();
         *held = Some(fresh);
         Ok(value)
+    }
+
+    /// Who the calls are made as (the service account's email, not a
+    /// secret) and until when the held token works; None once wiped.
+    pub async fn access(&self) -> Option<crate::inventory::Access> {
+        let identity = self
+            .account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|a| a.client_email.clone())?;
+        let expires_at = self.token.lock().await.as_ref().map(|t| t.expires_at);
+        Some(crate::inventory::Access {
+            identity,
+            expires_at,
+        })
     }
 
     /// Forgets the held token so the next call fetches another (after a 401).
@@ -252,9 +270,14 @@ impl TokenSource {
         let lifetime = parsed.expires_in.unwrap_or(3600);
         // Refresh with a margin: 5 minutes, or half the lifetime if shorter.
         let margin = (lifetime / 2).min(300);
+        let now = SystemTime::now();
         Ok(Token {
             value: parsed.access_token,
-            refresh_at: SystemTime::now() + Duration::from_secs(lifetime - margin),
+            refresh_at: now + Duration::from_secs(lifetime - margin),
+            expires_at: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() + lifetime)
+                .unwrap_or(0),
         })
     }
 

@@ -70,18 +70,22 @@ impl GcpCloud {
             .post(&format!("zones/{zone}/instances"), &body)
             .await?;
         self.client.wait(op).await?;
+        self.wait_running(&zone, &name).await?;
+        Ok(DeployedInstance {
+            id: format!("{zone}/{name}"),
+            name: name.clone(),
+        })
+    }
+
+    /// Polls an instance until RUNNING; a stop or the deadline is an error.
+    pub(super) async fn wait_running(&self, zone: &str, name: &str) -> Result<(), CloudError> {
         let path = format!("zones/{zone}/instances/{name}");
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             let instance = self.client.get(&path).await?;
             match instance["status"].as_str().unwrap_or_default() {
-                "RUNNING" => {
-                    return Ok(DeployedInstance {
-                        id: format!("{zone}/{name}"),
-                        name: name.clone(),
-                    });
-                }
+                "RUNNING" => return Ok(()),
                 "TERMINATED" | "STOPPED" | "SUSPENDED" => {
                     return Err(CloudError::Permanent(format!(
                         "instance {name} in {zone} stopped instead of starting"
@@ -134,7 +138,7 @@ impl GcpCloud {
 
     pub(super) async fn delete_resource(
         &self,
-        _cap: &Capability,
+        cap: &Capability,
         resource: &CreatedResource,
     ) -> Result<(), CloudError> {
         let path = match resource.kind {
@@ -148,7 +152,11 @@ impl GcpCloud {
                 return Ok(());
             }
             ResourceKind::Image | ResourceKind::Disk => format!("global/images/{}", resource.id),
-            ResourceKind::Snapshot => format!("global/snapshots/{}", resource.id),
+            ResourceKind::Snapshot => match super::WorkerSet::parse(&resource.id) {
+                // A source read: worker, temporary disk and snapshot.
+                Some(set) => return self.delete_worker_set(cap, &set).await,
+                None => format!("global/snapshots/{}", resource.id),
+            },
             ResourceKind::Instance => {
                 let (zone, name) = split_instance(&resource.id)?;
                 format!("zones/{zone}/instances/{name}")

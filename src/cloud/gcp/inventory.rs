@@ -1,6 +1,7 @@
 //! Compute Engine inventory, read-only: instances and disks through
-//! `aggregatedList`, machine types, zones (as the plan's regions), each
-//! followed by `pageToken` to the last page. int64 fields arrive as strings.
+//! `aggregatedList`, machine types, zones (as the plan's regions), networks,
+//! subnetworks, firewalls and the project's images, each followed by
+//! `pageToken` to the last page. int64 fields arrive as strings.
 
 use super::client::{Client, int64, last_segment};
 use crate::cloud::CloudError;
@@ -105,7 +106,9 @@ pub fn instance(
             .or_else(|| int64(&attached["diskSizeGb"]))
             .unwrap_or(0);
         out_disks.push(Disk {
-            id: format!("{zone}/{}", last_segment(source)),
+            // NAME@ZONE: disk names are unique per zone, and ids become
+            // path segments on other clouds (the lab's files), so no '/'.
+            id: format!("{}@{zone}", last_segment(source)),
             device: text(attached, "deviceName"),
             format: DiskFormat::Raw,
             virtual_size: Bytes(size_gb << 30),
@@ -152,7 +155,7 @@ pub fn instance(
         disks: out_disks,
         nics,
         tags,
-        platform: Default::default(),
+        platform: super::catalog::platform(item),
     }
 }
 
@@ -211,13 +214,19 @@ pub async fn read(
             r.jurisdiction = j.to_string();
         }
     }
+    let (networks, firewalls, images) = super::catalog::read(client).await?;
+    let access = client.auth.access().await;
     Ok(Inventory {
         cloud: cloud.to_string(),
         provider: "gcp".into(),
         instances,
         sizes,
         regions,
-        ..Default::default()
+        networks,
+        firewalls,
+        images,
+        ssh_keys: Vec::new(),
+        access,
     })
 }
 

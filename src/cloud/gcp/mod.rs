@@ -4,10 +4,12 @@
 //! `images.insert`, instances from those images.
 
 pub mod auth;
+mod catalog;
 pub mod client;
 mod deploy;
 pub mod inventory;
 mod readback;
+mod source;
 pub mod tar;
 mod target;
 pub mod upload;
@@ -22,9 +24,11 @@ use crate::inventory::Inventory;
 use async_trait::async_trait;
 use auth::{ServiceAccount, TokenSource};
 use client::{Client, PollPolicy};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use source::{WorkerSet, WorkerSettings};
 pub use target::resource_name;
 
 /// Where the provider talks to (overridable for tests).
@@ -60,6 +64,10 @@ pub struct GcpCloud {
     pub gzip_level: u32,
     /// gzip members compressed at once.
     pub compress_threads: usize,
+    /// The worker VM that reads source disks.
+    worker: WorkerSettings,
+    /// SSH sources opened on workers, by the journaled snapshot id.
+    sources: tokio::sync::Mutex<HashMap<String, source::WorkerSource>>,
 }
 
 impl GcpCloud {
@@ -96,6 +104,8 @@ impl GcpCloud {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(1, 8),
+            worker: WorkerSettings::default(),
+            sources: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -146,6 +156,34 @@ impl GcpCloud {
         if let Some(n) = profile.in_flight {
             cloud.in_flight = n.max(1);
         }
+        let mut worker = WorkerSettings::default();
+        if let Some(t) = &profile.worker_machine_type {
+            worker.machine_type = t.clone();
+        }
+        if let Some(i) = &profile.worker_image {
+            worker.image = i.clone();
+        }
+        if let Some(d) = &profile.worker_device_dir {
+            worker.device_dir = d.clone();
+        }
+        if let Some(path) = &profile.worker_ssh_public_key {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                base_dir.join(path)
+            };
+            let key = std::fs::read_to_string(&path).map_err(|e| {
+                CloudError::Permanent(format!(
+                    "[clouds.{name}] worker_ssh_public_key {}: {e}",
+                    path.display()
+                ))
+            })?;
+            worker.ssh_public_key = Some(key.trim().to_string());
+        }
+        worker.user = profile.user.clone();
+        worker.ssh_options = profile.ssh_options.clone().unwrap_or_default();
+        worker.sudo = profile.sudo.unwrap_or(true);
+        cloud.worker = worker;
         Ok(cloud)
     }
 
@@ -156,6 +194,12 @@ impl GcpCloud {
 
     pub fn with_bucket(mut self, bucket: &str) -> Self {
         self.bucket = Some(bucket.to_string());
+        self
+    }
+
+    /// The worker VM (and its SSH login) that reads source disks.
+    pub fn with_worker(mut self, worker: WorkerSettings) -> Self {
+        self.worker = worker;
         self
     }
 
@@ -197,9 +241,9 @@ impl Cloud for GcpCloud {
     }
 
     fn roles(&self) -> Roles {
-        // The source side (snapshot → worker VM → SSH stream) is not built yet.
+        // Source: snapshot → temporary disk → worker VM → SSH stream.
         Roles {
-            source: false,
+            source: true,
             target: true,
         }
     }
@@ -222,27 +266,21 @@ impl Cloud for GcpCloud {
         .await
     }
 
+    /// Snapshot, temporary disk and worker VM (one journaled id for the three).
     async fn snapshot_disk(
         &self,
-        _cap: &Capability,
-        _disk: &DiskRef,
-        _name: &str,
+        cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
     ) -> Result<SnapshotRef, CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{}: Google Cloud as a source is not available yet (Compute Engine returns no disk \
-             bytes; it needs a worker VM and the SSH source)",
-            self.name
-        )))
+        self.snapshot_source(cap, disk, name).await
     }
 
     async fn open_disk_reader(
         &self,
-        _snapshot: &SnapshotRef,
+        snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{}: Google Cloud as a source is not available yet",
-            self.name
-        )))
+        self.open_source_reader(snapshot).await
     }
 
     async fn open_disk_writer(
@@ -283,11 +321,14 @@ impl Cloud for GcpCloud {
     }
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        // SSH connections to workers (and agents copied there) end here.
+        let mut done = self.close_sources().await;
         // Nothing was created for access (the key is the operator's); wipe it.
         self.client.auth.wipe().await;
-        Ok(vec![format!(
+        done.push(format!(
             "{}: service-account key and access token wiped from memory",
             self.name
-        )])
+        ));
+        Ok(done)
     }
 }

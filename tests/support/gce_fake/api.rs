@@ -21,7 +21,7 @@ pub fn error(code: u16, reason: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn not_found(path: &str) -> Response {
+pub(super) fn not_found(path: &str) -> Response {
     error(
         404,
         "notFound",
@@ -131,7 +131,7 @@ pub async fn handle(
 }
 
 /// Items `[start, start+n)` of `all`, with `nextPageToken` when more remain.
-fn page<T: Clone>(
+pub(super) fn page<T: Clone>(
     all: &[T],
     query: &HashMap<String, String>,
     cap: usize,
@@ -156,7 +156,12 @@ fn page<T: Clone>(
     (items, next)
 }
 
-fn list_body(kind: &str, items: Vec<Value>, next: Option<String>, link: String) -> Value {
+pub(super) fn list_body(
+    kind: &str,
+    items: Vec<Value>,
+    next: Option<String>,
+    link: String,
+) -> Value {
     let mut body = json!({"kind": kind, "id": link.clone(), "items": items, "selfLink": link});
     if let Some(next) = next {
         body["nextPageToken"] = next.into();
@@ -205,7 +210,7 @@ fn aggregated(
     axum::Json(body).into_response()
 }
 
-fn new_op(
+pub(super) fn new_op(
     s: &mut State,
     zone: Option<&str>,
     kind: &str,
@@ -325,6 +330,10 @@ fn route(
             let (items, next) = page(&s.networks, query, s.page_size);
             axum::Json(list_body("compute#networkList", items, next, s.link(path))).into_response()
         }
+        ("GET", ["aggregated", "subnetworks"]) => {
+            super::net::aggregated_subnetworks(s, query, path)
+        }
+        ("GET", ["global", "firewalls"]) => super::net::firewalls(s, query, path),
         ("GET", ["global", "images"]) => {
             let (items, next) = page(&s.images, query, s.page_size);
             axum::Json(list_body("compute#imageList", items, next, s.link(path))).into_response()
@@ -381,14 +390,17 @@ fn route(
             else {
                 return not_found(path);
             };
-            s.instances.remove(at);
+            let (_, vm) = s.instances.remove(at);
+            super::source::detach_all(s, zone, &vm);
             axum::Json(new_op(s, Some(zone), "delete", path, None)).into_response()
         }
-        _ => error(
-            404,
-            "notFound",
-            &format!("The requested URL /{path} was not found on this server."),
-        ),
+        _ => super::source::route(s, method, path, query, &body).unwrap_or_else(|| {
+            error(
+                404,
+                "notFound",
+                &format!("The requested URL /{path} was not found on this server."),
+            )
+        }),
     }
 }
 
@@ -442,10 +454,54 @@ fn insert_instance(s: &mut State, zone: &str, body: Value) -> Response {
         return not_found(&format!("global/networks/{network_name}"));
     }
     let mut disks = Vec::new();
+    let mut attached = Vec::new();
     for (index, disk) in body["disks"].as_array().into_iter().flatten().enumerate() {
+        if disk["source"].is_string() {
+            attached.push((index, disk.clone()));
+            disks.push(Value::Null);
+            continue;
+        }
         let source = disk["initializeParams"]["sourceImage"]
             .as_str()
             .unwrap_or_default();
+        let disk_name = if index == 0 {
+            name.clone()
+        } else {
+            format!("{name}-{index}")
+        };
+        if super::source::public_image(source) {
+            // Another project's image: a boot disk with nothing to read.
+            let link = s.link(&format!("zones/{zone}/disks/{disk_name}"));
+            let id = s.new_id();
+            s.disks.push((
+                zone.to_string(),
+                json!({
+                    "kind": "compute#disk", "id": id, "name": disk_name, "sizeGb": "10",
+                    "zone": s.link(&format!("zones/{zone}")), "status": "READY",
+                    "selfLink": link, "sourceImage": source,
+                    "type": s.link(&format!("zones/{zone}/diskTypes/pd-standard")),
+                }),
+            ));
+            disks.push(json!({
+                "kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": "READ_WRITE",
+                "boot": disk["boot"].as_bool().unwrap_or(false), "index": index,
+                "deviceName": disk["deviceName"].as_str().unwrap_or(&format!("persistent-disk-{index}")),
+                "autoDelete": disk["autoDelete"].as_bool().unwrap_or(false),
+                "source": link,
+            }));
+            continue;
+        }
+        if source.starts_with("projects/")
+            && !source.starts_with(&format!("projects/{}/", super::PROJECT))
+        {
+            return not_found(
+                source
+                    .trim_start_matches("projects/")
+                    .split_once('/')
+                    .map(|(_, r)| r)
+                    .unwrap_or(source),
+            );
+        }
         let image_name = source.rsplit('/').next().unwrap_or_default();
         let Some(image) = s.images.iter().find(|i| i["name"] == image_name).cloned() else {
             return not_found(&format!("global/images/{image_name}"));
@@ -460,11 +516,6 @@ fn insert_instance(s: &mut State, zone: &str, body: Value) -> Response {
                 ),
             );
         }
-        let disk_name = if index == 0 {
-            name.clone()
-        } else {
-            format!("{name}-{index}")
-        };
         let size = disk["initializeParams"]["diskSizeGb"]
             .as_str()
             .map(str::to_string)
@@ -502,12 +553,29 @@ fn insert_instance(s: &mut State, zone: &str, body: Value) -> Response {
             "source": link,
         }));
     }
-    if disks.is_empty() || disks[0]["boot"] != true {
+    if disks.is_empty()
+        || (disks[0]["boot"] != true
+            && attached
+                .first()
+                .is_none_or(|(i, d)| *i != 0 || d["boot"] != true))
+    {
         return error(
             400,
             "invalid",
             "Invalid value for field 'resource.disks': a boot disk is required.",
         );
+    }
+    for (index, disk) in attached {
+        match super::source::attach(s, zone, &name, index, &disk) {
+            Ok(link) => disks[index] = link,
+            Err(refused) => return *refused,
+        }
+    }
+    let mut nic = json!({"name": "nic0", "network": s.link(&format!("global/networks/{network_name}")), "networkIP": "10.240.0.2"});
+    if body["networkInterfaces"][0]["accessConfigs"].is_array() {
+        // The worker's "external" address: the sshd harness on loopback.
+        nic["accessConfigs"] = json!([{"kind": "compute#accessConfig", "name": "External NAT",
+            "natIP": "127.0.0.1", "type": "ONE_TO_ONE_NAT"}]);
     }
     let id = s.new_id();
     let vm = json!({
@@ -518,8 +586,10 @@ fn insert_instance(s: &mut State, zone: &str, body: Value) -> Response {
         "zone": s.link(&format!("zones/{zone}")),
         "canIpForward": false,
         "disks": disks,
-        "networkInterfaces": [{"name": "nic0", "network": s.link(&format!("global/networks/{network_name}")), "networkIP": "10.240.0.2"}],
+        "networkInterfaces": [nic],
         "labels": body["labels"].clone(),
+        "metadata": {"kind": "compute#metadata", "fingerprint": "42WmSpB8rSM=",
+            "items": body["metadata"]["items"].clone()},
         "scheduling": {"automaticRestart": true, "onHostMaintenance": "MIGRATE"},
         "selfLink": s.link(&format!("zones/{zone}/instances/{name}")),
     });

@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 mod api;
+mod net;
+pub mod source;
 pub mod storage;
 pub mod testkit;
 mod token;
@@ -66,7 +68,17 @@ pub struct State {
     pub instances: Vec<(String, Value)>,
     pub disks: Vec<(String, Value)>,
     pub networks: Vec<Value>,
+    /// (region, subnetwork)
+    pub subnetworks: Vec<(String, Value)>,
+    pub firewalls: Vec<Value>,
     pub images: Vec<Value>,
+    pub snapshots: Vec<Value>,
+    /// `zone/name` → the file holding a disk's bytes.
+    pub disk_files: HashMap<String, PathBuf>,
+    /// Snapshot name → its bytes.
+    pub snapshot_files: HashMap<String, PathBuf>,
+    /// (type, base64 key) a worker's guest publishes under `hostkeys/`.
+    pub host_keys: Vec<(String, String)>,
     pub operations: HashMap<String, Op>,
     /// Most items a page holds, whatever maxResults asks.
     pub page_size: usize,
@@ -183,7 +195,13 @@ impl FakeGce {
             instances: scoped("aggregated_instances.json", "instances", &base_url),
             disks: scoped("aggregated_disks.json", "disks", &base_url),
             networks,
+            subnetworks: Vec::new(),
+            firewalls: Vec::new(),
             images: Vec::new(),
+            snapshots: Vec::new(),
+            disk_files: HashMap::new(),
+            snapshot_files: HashMap::new(),
+            host_keys: Vec::new(),
             operations: HashMap::new(),
             page_size: 500,
             storage_base: None,
@@ -194,6 +212,9 @@ impl FakeGce {
             dir: dir.path().to_path_buf(),
             next_id: 0,
         };
+        let mut state = state;
+        state.subnetworks = net::seed_subnetworks(&mut state);
+        state.firewalls = net::seed_firewalls(&mut state);
         let state = Arc::new(Mutex::new(state));
         let app = Router::new()
             .route("/token", post(token::token))
@@ -273,6 +294,95 @@ impl FakeGce {
             .iter()
             .find(|i| i["name"] == name)
             .cloned()
+    }
+
+    /// A running instance `name` in `zone` whose boot disk (also `name`)
+    /// holds the bytes of `file` (a whole number of GiB).
+    pub fn add_source_vm(&self, zone: &str, name: &str, machine: &str, file: &std::path::Path) {
+        let size = std::fs::metadata(file).unwrap().len();
+        assert!(
+            size > 0 && size.is_multiple_of(1 << 30),
+            "disk files are whole GiB"
+        );
+        let mut s = self.state();
+        let disk_link = s.link(&format!("zones/{zone}/disks/{name}"));
+        let vm_link = s.link(&format!("zones/{zone}/instances/{name}"));
+        let mut disk = relink(
+            &fixture("zones_us-central1-a_disks_lcdisk.json"),
+            &s.base_url,
+        );
+        disk["id"] = s.new_id().into();
+        disk["name"] = name.into();
+        disk["sizeGb"] = (size >> 30).to_string().into();
+        disk["zone"] = s.link(&format!("zones/{zone}")).into();
+        disk["selfLink"] = disk_link.clone().into();
+        disk["type"] = s.link(&format!("zones/{zone}/diskTypes/pd-ssd")).into();
+        disk["users"] = serde_json::json!([vm_link.clone()]);
+        s.disks.push((zone.to_string(), disk));
+        s.disk_files
+            .insert(format!("{zone}/{name}"), file.to_path_buf());
+        let mut vm = relink(
+            &fixture("zones_us-central1-a_instances_node-name.json"),
+            &s.base_url,
+        );
+        vm["name"] = name.into();
+        vm["id"] = s.new_id().into();
+        vm["zone"] = s.link(&format!("zones/{zone}")).into();
+        vm["machineType"] = s
+            .link(&format!("zones/{zone}/machineTypes/{machine}"))
+            .into();
+        vm["selfLink"] = vm_link.into();
+        vm["status"] = "RUNNING".into();
+        vm["disks"][0]["source"] = disk_link.into();
+        vm["disks"][0]["deviceName"] = "persistent-disk-0".into();
+        s.instances.push((zone.to_string(), vm));
+    }
+
+    /// Where attached disks appear as `google-<deviceName>` (the worker's
+    /// `/dev/disk/by-id`).
+    pub fn by_id_dir(&self) -> PathBuf {
+        source::by_id_dir(&self.state().dir)
+    }
+
+    /// Host keys a worker's guest publishes (`ssh-ed25519 AAAA…` lines).
+    pub fn publish_host_keys(&self, public_key_lines: &[String]) {
+        self.state().host_keys = public_key_lines
+            .iter()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                Some((words.next()?.to_string(), words.next()?.to_string()))
+            })
+            .collect();
+    }
+
+    pub fn snapshot_names(&self) -> Vec<String> {
+        self.state()
+            .snapshots
+            .iter()
+            .map(|x| x["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub fn disk_names(&self, zone: &str) -> Vec<String> {
+        self.state()
+            .disks
+            .iter()
+            .filter(|(z, _)| z == zone)
+            .map(|(_, d)| d["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The project's recorded images (global_images.json), as if made earlier.
+    pub fn seed_recorded_images(&self) {
+        let mut s = self.state();
+        let base = s.base_url.clone();
+        for image in fixture("global_images.json")["items"].as_array().unwrap() {
+            let mut image = relink(image, &base);
+            let name = image["name"].as_str().unwrap().to_string();
+            // The recording's selfLinks are partial; the API's are absolute.
+            image["selfLink"] = s.link(&format!("global/images/{name}")).into();
+            s.images.push(image);
+        }
     }
 
     pub fn image_file(&self, name: &str) -> Option<PathBuf> {

@@ -1,0 +1,280 @@
+//! Google Cloud as a source: Compute Engine returns no disk bytes, so the
+//! provider snapshots the disk, makes a temporary disk from the snapshot,
+//! boots a worker VM with it attached and reads it over SSH. The Compute
+//! Engine fake backs disks with files and links attached disks where the
+//! guest would see them (`google-<deviceName>`); a real sshd on loopback
+//! plays the worker. gcp → lab through the engine must be byte-identical,
+//! change nothing before approval, and leave no worker, disk or snapshot.
+
+#[path = "support/gce_fake/mod.rs"]
+mod gce_fake;
+#[path = "support/sshd.rs"]
+mod sshd;
+
+use altishift::cloud::Cloud;
+use altishift::cloud::gcp::{GcpCloud, WorkerSettings};
+use altishift::plan::build::{Request, Side, Throughput, build};
+use gce_fake::testkit::*;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+const GIB: u64 = 1 << 30;
+
+fn user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A 1 GiB sparse disk with a few extents of distinct bytes.
+fn source_disk(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    file.set_len(GIB).unwrap();
+    for (n, block) in [0u64, 1, 7, 300, 2047].into_iter().enumerate() {
+        let data: Vec<u8> = (0..1u32 << 19)
+            .map(|i| (i.wrapping_mul(31) as u8) ^ (n as u8 + 1))
+            .collect();
+        file.write_all_at(&data, block << 19).unwrap();
+    }
+}
+
+/// The provider with a worker reached through the test sshd: its login
+/// (port, key) comes from `ssh_options`, its host key from the guest
+/// attributes the fake publishes, its disk folder from the fake.
+fn source_cloud(gcp: &Gcp, sshd: &sshd::Sshd) -> GcpCloud {
+    let d = sshd.dir().display().to_string();
+    let host_key = std::fs::read_to_string(sshd.dir().join("host_key.pub")).unwrap();
+    gcp.fake.publish_host_keys(&[host_key]);
+    let worker = WorkerSettings {
+        machine_type: "f1-micro".into(),
+        device_dir: gcp.fake.by_id_dir().display().to_string(),
+        user: Some(user()),
+        ssh_options: [
+            "-F",
+            "/dev/null",
+            "-p",
+            &sshd.port().to_string(),
+            "-i",
+            &format!("{d}/id_user"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        sudo: false,
+        ssh_public_key: Some(std::fs::read_to_string(format!("{d}/id_user.pub")).unwrap()),
+        agent_binary: Some(sshd::altishift_binary()),
+        ..WorkerSettings::default()
+    };
+    gcp.cloud().with_worker(worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gce_disk_is_read_by_a_worker_over_ssh_into_the_lab_byte_identical() {
+    let gcp = Gcp::start().await;
+    let sshd = sshd::Sshd::start();
+    let disk = gcp.dir.path().join("src-vm.raw");
+    source_disk(&disk);
+    gcp.fake.add_source_vm(ZONE, "src-vm", "f1-micro", &disk);
+    let source = Arc::new(source_cloud(&gcp, &sshd));
+    assert!(source.roles().source);
+    let lab = Lab::new(gcp.dir.path());
+    let target = lab.east();
+    let source_inventory = source.inventory().await.unwrap();
+    let target_inventory = target.inventory().await.unwrap();
+    let s = Side {
+        cloud: "gcp-test",
+        provider: "gcp".into(),
+        jurisdiction: None,
+        inventory: &source_inventory,
+    };
+    let t = Side {
+        cloud: "lab-east",
+        provider: "lab".into(),
+        jurisdiction: None,
+        inventory: &target_inventory,
+    };
+    let request = Request {
+        select: vec!["src-vm".into()],
+        ..Request::default()
+    };
+    let throughput = Throughput {
+        bytes_per_second: 100_000_000,
+        basis: "test".into(),
+    };
+    let plan = build(&s, &t, &request, &throughput, "tester@localhost").unwrap();
+    assert_eq!(plan.items[0].disks[0].disk_id, format!("src-vm@{ZONE}"));
+    assert_eq!(
+        gcp.fake.mutating_received(),
+        Vec::<String>::new(),
+        "browsing and planning changed Compute Engine"
+    );
+    assert!(gcp.storage.mutating_received().is_empty());
+
+    let report = run(
+        approve(plan),
+        source.clone(),
+        target,
+        &gcp.dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    // Only the five extents crossed the wire (the agent skips holes).
+    assert_eq!(report.disks[0].blocks_sent, 5, "{:?}", report.disks[0]);
+    let text = std::fs::read_to_string(lab.root.join("lab-east/instances/src-vm.toml")).unwrap();
+    let manifest: altishift::cloud::lab::manifest::InstanceManifest =
+        toml::from_str(&text).unwrap();
+    let copy = lab.root.join("lab-east").join(&manifest.disks[0].file);
+    let same = std::process::Command::new("qemu-img")
+        .args(["compare", "-q"])
+        .arg(&disk)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success();
+    assert!(same, "{} differs from the source disk", copy.display());
+
+    // What changed in Compute Engine, in order: snapshot, disk, worker;
+    // then cleanup removed worker, disk, snapshot.
+    let mutating = gcp.fake.mutating_received();
+    let kinds: Vec<String> = mutating
+        .iter()
+        .map(|m| {
+            let (method, path) = m.split_once(' ').unwrap();
+            let parts: Vec<&str> = path.split('/').collect();
+            match parts.as_slice() {
+                [.., "createSnapshot"] => format!("{method} createSnapshot"),
+                ["zones", _, kind] | ["global", kind] => format!("{method} {kind}"),
+                ["zones", _, kind, _] | ["global", kind, _] => format!("{method} {kind}/NAME"),
+                _ => m.clone(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "POST createSnapshot",
+            "POST disks",
+            "POST instances",
+            "DELETE instances/NAME",
+            "DELETE disks/NAME",
+            "DELETE snapshots/NAME",
+        ],
+        "{mutating:#?}"
+    );
+    let created = gcp
+        .fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == format!("zones/{ZONE}/instances"))
+        .count();
+    assert_eq!(created, 1);
+    // Nothing of the read is left: no worker, no temporary disk (nor the
+    // worker's boot disk), no snapshot, no by-id link.
+    assert!(gcp.fake.instance("src-vm").is_some());
+    let instances: Vec<String> = gcp
+        .fake
+        .state()
+        .instances
+        .iter()
+        .filter(|(z, _)| z == ZONE)
+        .map(|(_, i)| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(instances, ["src-vm"]);
+    assert_eq!(gcp.fake.disk_names(ZONE), ["src-vm"]);
+    assert!(gcp.fake.snapshot_names().is_empty());
+    let links: Vec<_> = std::fs::read_dir(gcp.fake.by_id_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(links.is_empty(), "{links:?}");
+    // The source disk is untouched and still attached to its instance.
+    let src = gcp
+        .fake
+        .state()
+        .disks
+        .iter()
+        .find(|(_, d)| d["name"] == "src-vm")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(src["users"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_worker_attaches_the_copy_read_only_with_the_login_key_and_is_removed_once() {
+    let gcp = Gcp::start().await;
+    let disk = gcp.dir.path().join("src-vm.raw");
+    source_disk(&disk);
+    gcp.fake.add_source_vm(ZONE, "src-vm", "f1-micro", &disk);
+    let worker = WorkerSettings {
+        machine_type: "f1-micro".into(),
+        user: Some("migrator".into()),
+        ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest migrator@desk".into()),
+        ..WorkerSettings::default()
+    };
+    let cloud = gcp.cloud().with_worker(worker);
+    let at = altishift::cloud::DiskRef {
+        instance_id: "src-vm".into(),
+        disk_id: format!("src-vm@{ZONE}"),
+    };
+    let snapshot = cloud
+        .snapshot_disk(&capability(), &at, "altishift-abc-src-vm-disk0")
+        .await
+        .unwrap();
+    assert_eq!(snapshot.virtual_size.0, GIB);
+    assert!(snapshot.created_by_run);
+    assert_eq!(snapshot.id, format!("{ZONE}/altishift-abc-src-vm-disk0"));
+    let vm = gcp.fake.instance("altishift-abc-src-vm-disk0-w").unwrap();
+    assert_eq!(vm["status"], "RUNNING");
+    assert!(vm["machineType"].as_str().unwrap().ends_with("/f1-micro"));
+    let copy = &vm["disks"][1];
+    assert_eq!(copy["mode"], "READ_ONLY");
+    assert_eq!(copy["deviceName"], "altishift-abc-src-vm-disk0-d");
+    assert!(
+        copy["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/disks/altishift-abc-src-vm-disk0-d")
+    );
+    let keys = vm["metadata"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "ssh-keys")
+        .unwrap()["value"]
+        .clone();
+    assert_eq!(
+        keys,
+        "migrator:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest migrator@desk"
+    );
+    // The temporary disk holds the snapshot's bytes, the snapshot the disk's.
+    let linked = gcp
+        .fake
+        .by_id_dir()
+        .join("google-altishift-abc-src-vm-disk0-d");
+    assert!(std::fs::read(&linked).unwrap() == std::fs::read(&disk).unwrap());
+    // A second attempt of the same step adopts what exists.
+    let again = cloud
+        .snapshot_disk(&capability(), &at, "altishift-abc-src-vm-disk0")
+        .await
+        .unwrap();
+    assert_eq!(again, snapshot);
+    let resource = altishift::cloud::CreatedResource {
+        cloud: "gcp-test".into(),
+        kind: altishift::cloud::ResourceKind::Snapshot,
+        id: snapshot.id.clone(),
+        temporary: true,
+    };
+    cloud.delete(&capability(), &resource).await.unwrap();
+    assert!(gcp.fake.instance("altishift-abc-src-vm-disk0-w").is_none());
+    assert_eq!(gcp.fake.disk_names(ZONE), ["src-vm"]);
+    assert!(gcp.fake.snapshot_names().is_empty());
+    // Deleting again finds nothing and is fine (cleanup after a crash).
+    cloud.delete(&capability(), &resource).await.unwrap();
+}
