@@ -378,7 +378,7 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
     // with no credentials: HEAD, then GET, both answered.
     let (url, asked) = {
         let s = fake.state.lock().unwrap();
-        let (id, url) = s.import_urls.iter().next().expect("an import").clone();
+        let (id, url) = s.import_urls.iter().next().expect("an import");
         (url.clone(), s.import_requests[id].clone())
     };
     assert!(
