@@ -183,3 +183,52 @@ async fn plan_accepts_a_small_linux_guest_with_one_disk() {
         "{seen:?}"
     );
 }
+
+/// Defence in depth: a data disk that reaches the provider anyway (a plan
+/// approved before this limit existed) is refused when its writer opens,
+/// before any request to the API or the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_disk_writer_is_refused_before_any_request() {
+    use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Staging};
+    use altishift::cloud::{Cloud, CloudError, TargetDiskSpec};
+    use altishift::secret::Secret;
+    let setup = Setup::new().await;
+    let out = setup.plan("lab-east", "monitor").await;
+    assert!(out.status.success(), "{}", cli::text(&out));
+    let approve = setup.lab.approve();
+    assert!(approve.status.success(), "{}", cli::text(&approve));
+    let text = std::fs::read_to_string(setup.lab.plan_path()).unwrap();
+    let plan: altishift::plan::Plan = toml::from_str(&text).unwrap();
+    let approved = altishift::plan::approval::verify(plan).unwrap();
+
+    let client = DoClient::new(Some(&setup.fake.base), Secret::new(TOKEN.into())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = DigitalOceanCloud::new("do", client).with_staging(Staging::new(
+        &setup.moto.endpoint,
+        "us-east-1",
+        BUCKET,
+        Secret::new("testing".into()),
+        Secret::new("testing".into()),
+        dir.path(),
+    ));
+    let before = setup.fake.requests().len();
+    setup.moto.start_recording().await;
+    let spec = TargetDiskSpec {
+        name: "monitor-data".into(),
+        virtual_size: altishift::units::Bytes::gib(10),
+        format: altishift::inventory::DiskFormat::Qcow2,
+        region: "fra1".into(),
+        boot: false,
+        resume: None,
+    };
+    let refused = cloud
+        .open_disk_writer(&approved.capability(), &spec)
+        .await
+        .err()
+        .expect("a data disk writer is refused");
+    assert!(matches!(refused, CloudError::Unsupported(_)), "{refused}");
+    assert!(refused.to_string().contains("volumes"), "{refused}");
+    assert_eq!(setup.fake.requests().len(), before);
+    assert_eq!(setup.moto.recorded().await, Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
