@@ -196,16 +196,39 @@ async fn a_paused_disk_waits_for_resume_and_a_cancelled_one_stops_alone() {
 }
 
 /// A lab wrapper whose writer fails: transiently every third write, or
-/// permanently for one named disk.
+/// permanently for one named disk (or after some writes); whose reopened
+/// writers may lose what was written before; which may claim its writers
+/// take blocks only in order.
+#[derive(Default)]
 struct Faulty {
-    inner: Arc<dyn Cloud>,
+    inner: Option<Arc<dyn Cloud>>,
     broken_disk: String,
     transient_failures: Arc<AtomicU32>,
+    /// Fail transiently every third write.
+    flaky: bool,
+    /// Fail permanently after this many writes per writer.
+    fail_after: Option<u32>,
+    /// The lab's staging folder: a reopened writer starts from an empty file
+    /// and says it restarted (like a compressed stream whose state died).
+    forget_on_reopen: Option<std::path::PathBuf>,
+    /// Block indices written, in order.
+    written: Arc<std::sync::Mutex<Vec<u64>>>,
+    order: Option<WriteOrder>,
+}
+
+impl Faulty {
+    fn inner(&self) -> &Arc<dyn Cloud> {
+        self.inner.as_ref().expect("a wrapped cloud")
+    }
 }
 
 struct FaultyWriter {
     inner: Box<dyn DiskWriter>,
     broken: bool,
+    flaky: bool,
+    fail_after: Option<u32>,
+    restarted: bool,
+    written: Arc<std::sync::Mutex<Vec<u64>>>,
     calls: AtomicU32,
     failures: Arc<AtomicU32>,
 }
@@ -218,6 +241,9 @@ impl DiskWriter for FaultyWriter {
     fn staging_id(&self) -> String {
         self.inner.staging_id()
     }
+    fn restarted(&self) -> bool {
+        self.restarted
+    }
     async fn write_block(
         &self,
         index: BlockIndex,
@@ -229,11 +255,17 @@ impl DiskWriter for FaultyWriter {
                 "403 quota exceeded for this volume".into(),
             ));
         }
-        if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(3) {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.fail_after.is_some_and(|n| call >= n) {
+            return Err(CloudError::Permanent("the upload stream died".into()));
+        }
+        if self.flaky && call.is_multiple_of(3) {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(CloudError::Transient("503 slow down".into()));
         }
-        self.inner.write_block(index, data, digest).await
+        self.inner.write_block(index, data, digest).await?;
+        self.written.lock().unwrap().push(index.0);
+        Ok(())
     }
     async fn flush(&self) -> Result<(), CloudError> {
         self.inner.flush().await
@@ -246,19 +278,22 @@ impl DiskWriter for FaultyWriter {
 #[async_trait]
 impl Cloud for Faulty {
     fn name(&self) -> &str {
-        self.inner.name()
+        self.inner().name()
     }
     fn provider(&self) -> ProviderKind {
-        self.inner.provider()
+        self.inner().provider()
     }
     fn roles(&self) -> Roles {
-        self.inner.roles()
+        self.inner().roles()
     }
     fn jurisdiction(&self) -> Option<String> {
-        self.inner.jurisdiction()
+        self.inner().jurisdiction()
+    }
+    fn write_order(&self, format: altishift::inventory::DiskFormat) -> Option<WriteOrder> {
+        self.order.or(self.inner().write_order(format))
     }
     async fn inventory(&self) -> Result<Inventory, CloudError> {
-        self.inner.inventory().await
+        self.inner().inventory().await
     }
     async fn snapshot_disk(
         &self,
@@ -266,22 +301,31 @@ impl Cloud for Faulty {
         disk: &DiskRef,
         name: &str,
     ) -> Result<SnapshotRef, CloudError> {
-        self.inner.snapshot_disk(cap, disk, name).await
+        self.inner().snapshot_disk(cap, disk, name).await
     }
     async fn open_disk_reader(
         &self,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError> {
-        self.inner.open_disk_reader(snapshot).await
+        self.inner().open_disk_reader(snapshot).await
     }
     async fn open_disk_writer(
         &self,
         cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let mut restarted = false;
+        if let (Some(staging), Some(id)) = (&self.forget_on_reopen, &spec.resume) {
+            std::fs::remove_file(staging.join(id)).unwrap();
+            restarted = true;
+        }
         Ok(Box::new(FaultyWriter {
-            inner: self.inner.open_disk_writer(cap, spec).await?,
+            inner: self.inner().open_disk_writer(cap, spec).await?,
             broken: spec.name == self.broken_disk,
+            flaky: self.flaky,
+            fail_after: self.fail_after,
+            restarted,
+            written: self.written.clone(),
             calls: AtomicU32::new(0),
             failures: self.transient_failures.clone(),
         }))
@@ -291,26 +335,26 @@ impl Cloud for Faulty {
         cap: &Capability,
         spec: &DeploySpec,
     ) -> Result<DeployedInstance, CloudError> {
-        self.inner.deploy(cap, spec).await
+        self.inner().deploy(cap, spec).await
     }
     async fn read_back(
         &self,
         disk: &WrittenDisk,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        self.inner.read_back(disk).await
+        self.inner().read_back(disk).await
     }
     async fn probe(
         &self,
         instance: &DeployedInstance,
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError> {
-        self.inner.probe(instance, spec).await
+        self.inner().probe(instance, spec).await
     }
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
-        self.inner.delete(cap, resource).await
+        self.inner().delete(cap, resource).await
     }
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
-        self.inner.revoke().await
+        self.inner().revoke().await
     }
 }
 
@@ -320,9 +364,11 @@ async fn transient_errors_are_retried_and_a_permanent_one_fails_only_its_disk() 
     let source = connect(&lab, "lab-east").await;
     let failures = Arc::new(AtomicU32::new(0));
     let target: Arc<dyn Cloud> = Arc::new(Faulty {
-        inner: connect(&lab, "lab-west").await,
+        inner: Some(connect(&lab, "lab-west").await),
         broken_disk: "ci-runner-root".into(),
         transient_failures: failures.clone(),
+        flaky: true,
+        ..Faulty::default()
     });
     let approved = approved(&*source, &*target, &["web-2", "ci-runner"]).await;
     let options = EngineOptions {
@@ -436,4 +482,122 @@ async fn a_deployed_lab_instance_is_deleted_by_its_id() {
     );
     // Deleting again is not an error: clean-up is idempotent.
     target.delete(&cap, &resource).await.unwrap();
+}
+
+/// A reopened writer that could not keep what the interrupted run wrote
+/// (`restarted()`): the engine records it, forgets the disk's journaled
+/// blocks and sends everything again from block 0 — the staging file was
+/// emptied, so anything not resent would fail the digest check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_restarted_gets_the_whole_disk_again() {
+    let lab = lab();
+    let source = connect(&lab, "lab-east").await;
+    let west = connect(&lab, "lab-west").await;
+    let staging = lab
+        .config
+        .resolve(lab.config.clouds["lab-west"].path.as_ref().unwrap())
+        .join("staging");
+    let first: Arc<dyn Cloud> = Arc::new(Faulty {
+        inner: Some(west.clone()),
+        fail_after: Some(3),
+        ..Faulty::default()
+    });
+    let approved = approved(&*source, &*first, &["monitor"]).await;
+    let options = EngineOptions {
+        retry: quick_retries(),
+        in_flight: Some(1),
+        ..EngineOptions::default()
+    };
+    let handle = engine::start(
+        approved.clone(),
+        source.clone(),
+        first,
+        &lab.state,
+        options.clone(),
+    )
+    .unwrap();
+    assert!(
+        !drive(handle, |_, _| {}).await.ok,
+        "the first run must fail"
+    );
+    let journal = engine::run_dir(&lab.state, &approved.hash().0).join("journal.jsonl");
+    let key = "monitor/root".to_string();
+    let before = altishift::engine::journal::replay(&journal)
+        .unwrap()
+        .disk(&key);
+    assert_eq!(before.sent.len(), 3, "the first run journaled its blocks");
+
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let second: Arc<dyn Cloud> = Arc::new(Faulty {
+        inner: Some(west),
+        forget_on_reopen: Some(staging),
+        written: written.clone(),
+        ..Faulty::default()
+    });
+    let handle = engine::start(approved, source, second, &lab.state, options).unwrap();
+    let outcome = drive(handle, |_, _| {}).await;
+    assert!(outcome.ok, "{:#?}", outcome.report);
+    let disk = &outcome.report.disks[0];
+    assert_eq!(disk.source_digest, disk.target_digest);
+    assert_eq!(disk.bytes_resumed, Bytes(0), "{disk:?}");
+    let written = written.lock().unwrap().clone();
+    for index in before.sent.keys() {
+        assert!(
+            written.contains(&index.0),
+            "block {} not sent again",
+            index.0
+        );
+    }
+    assert_eq!(written.len() as u64, disk.blocks_sent);
+    let after = altishift::engine::journal::replay(&journal).unwrap();
+    assert!(after.disk(&key).restarted, "the restart is journaled");
+}
+
+/// A cutover needs a target that takes blocks in any order and a source
+/// that can send deltas: both are refused at preflight, before any change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_onto_an_in_order_writer_or_from_a_source_without_deltas_is_refused() {
+    let lab = lab();
+    let source = connect(&lab, "lab-east").await;
+    let west = connect(&lab, "lab-west").await;
+    let sequential: Arc<dyn Cloud> = Arc::new(Faulty {
+        inner: Some(west.clone()),
+        order: Some(WriteOrder::Sequential),
+        ..Faulty::default()
+    });
+    for (target, expected) in [
+        (sequential, "only in order"),
+        (west, "cannot send only changed blocks"),
+    ] {
+        let approved = approved(&*source, &*target, &["monitor"]).await;
+        let mut plan = approved.plan().clone();
+        plan.cutover = Some(altishift::plan::Cutover {
+            quiesce: None,
+            thaw: None,
+            power_off: true,
+            max_delta_passes: 2,
+        });
+        build::refresh(
+            &mut plan,
+            &Throughput {
+                bytes_per_second: 1 << 30,
+                basis: "test".into(),
+            },
+        );
+        let short = plan.hash().short().to_string();
+        approval::approve(&mut plan, &short, true, "tester").unwrap();
+        let approved = approval::verify(plan).unwrap();
+        let handle = engine::start(
+            approved,
+            source.clone(),
+            target,
+            &lab.state.join(expected.replace(' ', "-")),
+            EngineOptions::default(),
+        )
+        .unwrap();
+        let err = handle.done.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("cutover refused"), "{err}");
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
 }

@@ -190,6 +190,7 @@ fn apply_pending(state: &mut JournalState, pending: &mut Vec<Pending>, covers: u
 mod tests {
     use super::super::*;
     use super::*;
+    use crate::engine::event::PassKind;
     use std::fs::OpenOptions;
     use std::io::Write;
 
@@ -319,5 +320,63 @@ mod tests {
         std::fs::write(&path, format!("{line}\nnot json\n{line}\n")).unwrap();
         let err = replay(&path).unwrap_err().to_string();
         assert!(err.contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn passes_keep_what_the_target_holds_and_a_restart_voids_the_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let d = |n: u8| BlockDigest::of(&[n]);
+        let started = |pass, kind| Record::PassStarted {
+            disk: "d".into(),
+            pass,
+            kind,
+        };
+        let data = |i, n, p| Record::Block {
+            disk: "d".into(),
+            i,
+            d: d(n),
+            p,
+        };
+        for record in [
+            started(1, PassKind::Full),
+            data(0, 1, 1),
+            data(1, 1, 1),
+            data(2, 1, 1),
+            Record::PassFinished {
+                disk: "d".into(),
+                pass: 1,
+                kind: PassKind::Full,
+                blocks_sent: 3,
+                bytes_sent: 3,
+                elapsed_ms: 1,
+            },
+            started(2, PassKind::Final),
+            data(1, 2, 2),
+            Record::Zeroed {
+                disk: "d".into(),
+                i: 2,
+                p: 2,
+            },
+        ] {
+            journal.append(&record).unwrap();
+        }
+        let state = replay(&path).unwrap().disk("d");
+        assert_eq!(state.pass, 2);
+        assert_eq!(state.pass_kind, Some(PassKind::Final));
+        assert!(state.pass_open());
+        assert_eq!(state.passes.len(), 1);
+        let held: Vec<(u64, BlockDigest)> = state.held.iter().map(|(i, d)| (i.0, *d)).collect();
+        assert_eq!(held, vec![(0, d(1)), (1, d(2))]);
+        assert_eq!(state.pass_written.len(), 2, "the final pass wrote 2 blocks");
+        assert_eq!(state.sent.len(), 1, "only this pass's data blocks");
+
+        journal
+            .append(&Record::Restarted { disk: "d".into() })
+            .unwrap();
+        let state = replay(&path).unwrap().disk("d");
+        assert!(state.restarted && state.held.is_empty() && state.passes.is_empty());
+        assert_eq!(state.pass, 0);
     }
 }
