@@ -201,3 +201,47 @@ fn credentials_that_outlast_the_run_add_nothing() {
     let wide = text(&h, 120, 40);
     assert!(!wide.contains("credentials"), "{wide}");
 }
+
+// ------------------------------------------------------------ cutover
+
+#[test]
+fn x_makes_the_plan_a_cutover_and_its_steps_are_approved_with_it() {
+    use altishift::plan::ActionVerb;
+    let mut h = planned_with_access(None, None);
+    let plain = h.app.plan.as_ref().map(|p| p.plan.hash()).expect("plan");
+    let verbs = |h: &Harness| -> Vec<ActionVerb> {
+        let plan = &h.app.plan.as_ref().expect("plan").plan;
+        plan.actions.iter().map(|a| a.verb).collect()
+    };
+    h.keys("x");
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert!(plan.cutover.as_ref().is_some_and(|c| c.power_off));
+    assert_ne!(plan.hash(), plain, "a cutover is a different plan");
+    assert!(verbs(&h).contains(&ActionVerb::QuiesceSource));
+    assert!(verbs(&h).contains(&ActionVerb::PowerOffSource));
+    snap("plan_cutover", &h);
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("⇄ CUTOVER: copy while the source runs, up to 3 delta passes"),
+        "{narrow}"
+    );
+    assert!(
+        narrow.contains("then the source is powered OFF"),
+        "{narrow}"
+    );
+
+    // The approve screen shows it too: it is what is being approved.
+    h.keys("a");
+    let wide = text(&h, 120, 40);
+    assert!(wide.contains("then the source is powered OFF"), "{wide}");
+    assert!(wide.contains("power off source"), "{wide}");
+    h.keys("<Esc>x");
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert!(plan.cutover.as_ref().is_some_and(|c| !c.power_off));
+    assert!(verbs(&h).contains(&ActionVerb::ThawSource));
+    assert!(text(&h, 80, 24).contains("then the source keeps running"));
+    h.keys("x");
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert!(plan.cutover.is_none());
+    assert_eq!(plan.hash(), plain, "back to the plain plan, same hash");
+}

@@ -270,6 +270,11 @@ impl App {
             KeyCode::Char('K') | KeyCode::PageUp => state.scroll_actions(-3),
             KeyCode::Char('e') => state.begin_edit(),
             KeyCode::Char('n') => state.begin_rename(),
+            KeyCode::Char('x') => {
+                let done = state.cycle_cutover();
+                self.approve = super::ApproveState::new();
+                self.info(format!("{done}; the plan hash changed"));
+            }
             KeyCode::Char('a') | KeyCode::Enter => {
                 self.screen = Screen::Approve;
                 self.approve.refused = None;
@@ -427,9 +432,10 @@ impl App {
                 hint("j/k", "item"),
                 hint("e", "resize"),
                 hint("n", "rename"),
+                hint("x", "cutover"),
                 hint("a", "approve"),
-                hint("J/K", "scroll"),
                 hint("Esc", "back"),
+                hint("J/K", "scroll"),
             ],
             Screen::Approve => {
                 let mut hints = vec![hint("type", "short hash"), hint("Enter", "approve")];
@@ -490,6 +496,10 @@ impl App {
                 hint(
                     "n",
                     "rename the target instance (when the target has that name)",
+                ),
+                hint(
+                    "x",
+                    "cutover: off → source powered off → kept running → off",
                 ),
                 hint("J/K", "scroll the action list"),
                 hint("a Enter", "review and approve"),

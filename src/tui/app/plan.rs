@@ -7,9 +7,9 @@ use super::inventory::SideId;
 use super::{App, Notice, Overlay, Screen};
 use crate::engine::event::Level;
 use crate::inventory::Inventory;
-use crate::plan::Plan;
 use crate::plan::approval::{self, ApprovalError, Approved};
 use crate::plan::build::{self, PlanError, Request, Side, Throughput, refresh};
+use crate::plan::{Cutover, Plan};
 
 #[derive(Debug)]
 pub struct PlanState {
@@ -139,6 +139,35 @@ impl PlanState {
         self.plan.approval = None;
         refresh(&mut self.plan, &self.throughput);
         Ok(())
+    }
+
+    /// No cutover → cutover that powers the source off → cutover that keeps
+    /// it running → no cutover. The steps join the action list, so the
+    /// approval covers them; returns what the plan now does.
+    pub fn cycle_cutover(&mut self) -> String {
+        let (cutover, done) = match self.plan.cutover.take() {
+            None => (
+                Some(Cutover {
+                    quiesce: None,
+                    thaw: None,
+                    power_off: true,
+                    max_delta_passes: Cutover::DEFAULT_DELTA_PASSES,
+                }),
+                "cutover on: the source is powered off after the final pass",
+            ),
+            Some(cutover) if cutover.power_off => (
+                Some(Cutover {
+                    power_off: false,
+                    ..cutover
+                }),
+                "cutover on: the source keeps running after the final pass",
+            ),
+            Some(_) => (None, "cutover off: one copy from a snapshot"),
+        };
+        self.plan.cutover = cutover;
+        self.plan.approval = None;
+        refresh(&mut self.plan, &self.throughput);
+        done.to_string()
     }
 
     pub fn move_by(&mut self, delta: isize) {

@@ -3,7 +3,7 @@
 //! run; then the hash to type.
 
 use super::{fit, input_line, panel};
-use crate::plan::Plan;
+use crate::plan::{Cutover, Plan};
 use crate::tui::app::App;
 use crate::tui::app::access::{RunOutlasts, Urgency, left_text};
 use crate::tui::app::inventory::SideId;
@@ -125,6 +125,9 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
             theme.plan.warning,
         ));
     }
+    if let Some(cutover) = &plan.cutover {
+        lines.extend(cutover_lines(app, cutover));
+    }
     for short in app.access_short_of(plan) {
         lines.extend(access_warning(app, &short));
     }
@@ -138,6 +141,38 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
         ));
     }
     lines
+}
+
+/// What the cutover will do, in the order it does it; the source's fate in
+/// warning style (powering it off is the step an operator must not miss).
+fn cutover_lines(app: &App, cutover: &Cutover) -> [Line<'static>; 2] {
+    let theme = &app.theme;
+    let quiesce = cutover.quiesce.as_deref().unwrap_or("fsfreeze");
+    let after = if cutover.power_off {
+        "then the source is powered OFF".to_string()
+    } else {
+        match &cutover.thaw {
+            Some(thaw) => format!("then `{thaw}`; the source keeps running"),
+            None => "then the source keeps running".to_string(),
+        }
+    };
+    [
+        Line::styled(
+            format!(
+                " ⇄ CUTOVER: copy while the source runs, up to {} delta passes,",
+                cutover.max_delta_passes
+            ),
+            theme.plan.total,
+        ),
+        Line::styled(
+            format!("   quiesce (`{quiesce}`), final delta pass, {after}"),
+            if cutover.power_off {
+                theme.plan.warning
+            } else {
+                theme.plan.item
+            },
+        ),
+    ]
 }
 
 /// Two lines: when the side's credentials end, and what to do before
@@ -193,6 +228,14 @@ fn draw_actions(frame: &mut Frame, app: &App, plan: &Plan, scroll: usize, area: 
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = usize::from(inner.width);
+    // As wide as the longest verb (`power off source`), so details align.
+    let verb_width = plan
+        .actions
+        .iter()
+        .map(|a| a.verb.to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     let lines: Vec<Line> = plan
         .actions
         .iter()
@@ -201,11 +244,14 @@ fn draw_actions(frame: &mut Frame, app: &App, plan: &Plan, scroll: usize, area: 
         .map(|a| {
             Line::from(vec![
                 Span::styled(format!("{:>3}. ", a.step), theme.plan.item),
-                Span::styled(format!("{:<15}", a.verb.to_string()), theme.plan.action),
+                Span::styled(
+                    format!("{:<verb_width$}", a.verb.to_string()),
+                    theme.plan.action,
+                ),
                 Span::styled(
                     fit(
                         &format!(" {} {}: {}", a.cloud, a.resource, a.detail),
-                        width.saturating_sub(20),
+                        width.saturating_sub(verb_width + 5),
                     ),
                     theme.plan.item,
                 ),
