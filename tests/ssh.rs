@@ -394,3 +394,49 @@ async fn a_delta_pass_sends_exactly_the_changed_blocks() {
     assert!(same_bytes(&device, &target), "the target missed a change");
     source.revoke().await.unwrap();
 }
+
+/// sudo that wants a password, end to end: a `sudo` first on the remote PATH
+/// answers as `sudo -n` does then; the error names the host and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_asking_for_a_password_names_the_host_and_the_fix() {
+    let shims = tempfile::tempdir().unwrap();
+    let sudo = shims.path().join("sudo");
+    std::fs::write(
+        &sudo,
+        "#!/bin/sh\n# sudo -n, when the sudoers entry needs a password\n\
+         echo 'sudo: a password is required' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with_path_first(shims.path());
+    let dir = tempfile::tempdir().unwrap();
+    let device = source_disk(dir.path(), &[1], &[]);
+
+    let mut s = settings(&sshd, &device, AgentPolicy::Auto);
+    s.target.sudo = true;
+    let cloud = SshCloud::new("needs-password", s).unwrap();
+    let err = cloud.inventory().await.unwrap_err();
+    assert!(
+        matches!(err, altishift::cloud::CloudError::Auth(_)),
+        "{err}"
+    );
+    let text = err.to_string();
+    for needed in [
+        sshd::HOST,
+        "asks for a password",
+        "NOPASSWD",
+        "sudo = false",
+    ] {
+        assert!(text.contains(needed), "'{needed}' missing: {text}");
+    }
+    assert!(!err.is_transient(), "retrying cannot help: {err}");
+    // The reader says the same (it checks sudo before touching the device).
+    let err = cloud.open_stream_reader().await.err().unwrap();
+    assert!(err.to_string().contains("NOPASSWD"), "{err}");
+
+    // Without sudo the same host works: the shim was the only obstacle.
+    let cloud = SshCloud::new("no-sudo", settings(&sshd, &device, AgentPolicy::Auto)).unwrap();
+    assert_eq!(cloud.inventory().await.unwrap().instances.len(), 1);
+    cloud.revoke().await.unwrap();
+}

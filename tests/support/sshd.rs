@@ -43,6 +43,20 @@ fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// A server whose sessions find `dir` first on their PATH (shims of
+    /// remote commands, e.g. a `sudo` that wants a password).
+    pub fn start_with_path_first(dir: &Path) -> Sshd {
+        Sshd::start_with(&format!(
+            "SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            dir.display()
+        ))
+    }
+
+    /// `extra` is appended to the server's configuration.
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new("/usr/sbin/sshd").exists(),
             "/usr/sbin/sshd is missing: run scripts/test (it installs openssh-server)"
@@ -65,7 +79,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
              StrictModes no\nPermitRootLogin prohibit-password\nPidFile {d}/sshd.pid\n\
-             LogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n",
+             LogLevel ERROR\nMaxSessions 64\nMaxStartups 64\n{extra}",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();

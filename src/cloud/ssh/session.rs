@@ -300,8 +300,10 @@ pub fn classify(
         || has("sudo: no askpass")
     {
         return CloudError::Auth(format!(
-            "sudo on {host} asks for a password: allow passwordless sudo for the commands used \
-             (the agent or dd) or log in as a user who can read the device ({said})"
+            "sudo on {host} asks for a password, and altishift never types one: give the login \
+             passwordless sudo (NOPASSWD in sudoers) for the commands used (the agent, dd, \
+             blockdev), or set `sudo = false` in the profile and log in as a user who can read \
+             the device ({said})"
         ));
     }
     if has("sudo: command not found") || has("sudo: not found") {
@@ -398,6 +400,8 @@ mod tests {
             Some("sudo -n dd"),
         );
         assert!(e.to_string().contains("asks for a password"), "{e}");
+        assert!(e.to_string().contains("NOPASSWD"), "{e}");
+        assert!(e.to_string().contains("sudo = false"), "{e}");
         let e = classify(
             &t,
             Some(1),
