@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod api;
+mod instances;
 mod net;
 pub mod source;
 pub mod storage;
@@ -372,11 +373,15 @@ impl FakeGce {
             .collect()
     }
 
-    /// The project's recorded images (global_images.json), as if made earlier.
+    /// The project's recorded images (global_images_paged.json: the other
+    /// recording names two images alike), as if made earlier.
     pub fn seed_recorded_images(&self) {
         let mut s = self.state();
         let base = s.base_url.clone();
-        for image in fixture("global_images.json")["items"].as_array().unwrap() {
+        for image in fixture("global_images_paged.json")["items"]
+            .as_array()
+            .unwrap()
+        {
             let mut image = relink(image, &base);
             let name = image["name"].as_str().unwrap().to_string();
             // The recording's selfLinks are partial; the API's are absolute.

@@ -4,15 +4,18 @@
 
 use super::storage::StorageProxy;
 use super::{CLIENT_EMAIL, FakeGce, PROJECT};
+use altishift::block::BlockDigest;
 use altishift::cloud::gcp::auth::ServiceAccount;
 use altishift::cloud::gcp::client::PollPolicy;
 use altishift::cloud::gcp::{Endpoints, GcpCloud};
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Capability, Cloud};
+use altishift::cloud::{Capability, Cloud, CloudError, TargetDiskSpec, WrittenDisk};
 use altishift::engine::{self, EngineOptions, RunReport};
+use altishift::inventory::DiskFormat;
 use altishift::inventory::Inventory;
 use altishift::plan::build::{Request, Side, Throughput, build};
 use altishift::plan::{Approved, Plan, approval};
+use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
@@ -366,4 +369,90 @@ pub fn sh(program: &str, args: &[&str], dir: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pseudo-random (incompressible) content for block `index`.
+pub fn block(index: u64) -> Vec<u8> {
+    let mut state = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..BLOCK_SIZE)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes `blocks` of a disk of `size` through the provider's writer, the
+/// way the engine does (ascending, zero blocks never sent); also writes the
+/// same disk to `raw` for comparison.
+pub async fn upload(
+    cloud: &GcpCloud,
+    name: &str,
+    size: u64,
+    blocks: &[u64],
+    raw: &Path,
+) -> Result<WrittenDisk, CloudError> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::create(raw).unwrap();
+    file.set_len(size).unwrap();
+    let spec = TargetDiskSpec {
+        name: name.into(),
+        virtual_size: Bytes(size),
+        format: DiskFormat::Raw,
+        region: ZONE.into(),
+        boot: true,
+        resume: None,
+    };
+    let writer = cloud.open_disk_writer(&capability(), &spec).await?;
+    for &index in blocks {
+        let data = block(index);
+        let len = (size - index * BLOCK_SIZE).min(BLOCK_SIZE) as usize;
+        file.write_all_at(&data[..len], index * BLOCK_SIZE).unwrap();
+        writer
+            .write_block(
+                BlockIndex(index),
+                &data[..len],
+                BlockDigest::of(&data[..len]),
+            )
+            .await?;
+        if index % 7 == 0 {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await?;
+    writer.finish(blocks.len() as u64).await
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every key of `served` exists in `recorded` with the same JSON type.
+pub fn check_shape(served: &serde_json::Value, recorded: &serde_json::Value, what: &str) {
+    use serde_json::Value;
+    let (Value::Object(s), Value::Object(r)) = (served, recorded) else {
+        panic!("{what}: not objects");
+    };
+    for (key, value) in s {
+        let model = r
+            .get(key)
+            .unwrap_or_else(|| panic!("{what}: '{key}' not in the recording"));
+        assert_eq!(
+            std::mem::discriminant(value),
+            std::mem::discriminant(model),
+            "{what}: '{key}' is {value} here, {model} recorded"
+        );
+    }
 }
