@@ -210,3 +210,37 @@ fn a_pass_reported_again_after_a_resume_is_not_listed_twice() {
     let wide = text(&h, 120, 40);
     assert_eq!(wide.matches("pass 1 full 4.0 GiB").count(), 1, "{wide}");
 }
+
+#[test]
+fn credentials_running_out_mid_run_are_flagged_above_the_disks() {
+    // 2026-11-28 10:00 UTC; the source's credentials end at 10:25.
+    let now = 1_795_860_000;
+    let mut h = cutting_over();
+    h.set_clock(now);
+    let mut east = synthetic_inventory("east", 4, &[("eu-central", "DE")]);
+    east.access = Some(altishift::tui::harness::synthetic_access(
+        "arn:aws:sts::1:assumed-role/m/a",
+        Some(now + 25 * 60),
+    ));
+    h.load(SideId::Source, "east", "DE", east);
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("⚠ source east: credentials end in 25 min; renew them"),
+        "{narrow}"
+    );
+    // Once expired it is an error; once the run is over it is no news.
+    h.set_clock(now + 25 * 60);
+    h.send(Msg::Tick);
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("✖ source east: credentials EXPIRED"),
+        "{narrow}"
+    );
+    h.engine(Event::RunFinished {
+        ok: false,
+        report: "/state/runs/run-cutover/report.md".into(),
+        summary: "stopped".into(),
+    });
+    h.keys("t");
+    assert!(!text(&h, 80, 24).contains("credentials"));
+}

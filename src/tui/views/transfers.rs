@@ -6,6 +6,8 @@
 use super::{fit, panel, rate};
 use crate::engine::event::Stage;
 use crate::tui::app::App;
+use crate::tui::app::access::{Urgency, left_text};
+use crate::tui::app::inventory::SideId;
 use crate::tui::app::transfers::{DiskPane, PassRecord, RunState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -22,8 +24,18 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(Paragraph::new("no run yet"), area);
         return;
     };
-    let [aggregate, panes] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    let alerts = if run.active() {
+        access_alerts(app)
+    } else {
+        Vec::new()
+    };
+    let [aggregate, alert, panes] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(alerts.len() as u16),
+        Constraint::Min(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(alerts), alert);
     let fit_count = usize::from((panes.height / PANE_HEIGHT).max(1));
     let first = (run.selected + 1).saturating_sub(fit_count);
     let mut line = aggregate_line(app, run);
@@ -64,6 +76,33 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
         }
         draw_disk(frame, app, disk, index == run.selected, rect);
     }
+}
+
+/// Credentials running out while the run goes on: a line per side, above
+/// the disks, from under an hour left (the run stops when they end).
+fn access_alerts(app: &App) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    [SideId::Source, SideId::Target]
+        .into_iter()
+        .filter_map(|side| {
+            let access = app.access(side)?;
+            let who = format!("{} {}", side.label(), app.pane(side).cloud);
+            match access.urgency {
+                Urgency::Fine => None,
+                Urgency::Soon => Some(Line::styled(
+                    format!(
+                        " ⚠ {who}: credentials end in {}; renew them before they stop the run",
+                        left_text(access.left(app.now_unix).unwrap_or(0))
+                    ),
+                    theme.plan.warning,
+                )),
+                Urgency::Expired => Some(Line::styled(
+                    format!(" ✖ {who}: credentials EXPIRED; its requests will be refused"),
+                    theme.ui.error,
+                )),
+            }
+        })
+        .collect()
 }
 
 fn aggregate_line(app: &App, run: &RunState) -> Line<'static> {
