@@ -161,3 +161,37 @@ fn theme_command_switches_and_reports_errors() {
             .is_some_and(|(_, s)| s.contains("neon"))
     );
 }
+
+#[test]
+fn credential_expiry_reads_without_colour() {
+    // Under NO_COLOR (mono) a warning is reversed and an error underlined;
+    // the signs tell them apart on terminals where both are one colour.
+    let now = 1_795_860_000;
+    let mut h = Harness::offline("mono", ColorDepth::None);
+    h.set_clock(now);
+    let mut east = synthetic_inventory("east", 3, &[("eu-central", "DE")]);
+    east.access = Some(altishift::tui::harness::synthetic_access(
+        "role",
+        Some(now + 600),
+    ));
+    let mut west = synthetic_inventory("west", 3, &[("us-west", "US")]);
+    west.access = Some(altishift::tui::harness::synthetic_access(
+        "account",
+        Some(now - 1),
+    ));
+    h.load(SideId::Source, "east", "DE", east);
+    h.load(SideId::Target, "west", "US", west);
+    let terminal = h.render(80, 24);
+    let buffer = terminal.backend().buffer();
+    let find = |symbol: &str| {
+        (0..80u16)
+            .map(|x| (x, 22u16))
+            .find(|&p| buffer[p].symbol() == symbol)
+            .map(|p| buffer[p].clone())
+    };
+    let warning = find("⚠").expect("warning sign on the bottom border");
+    assert!(warning.modifier.contains(Modifier::REVERSED), "{warning:?}");
+    let error = find("✖").expect("error sign on the bottom border");
+    assert!(error.modifier.contains(Modifier::UNDERLINED), "{error:?}");
+    assert_eq!(warning.fg, Color::Reset);
+}
