@@ -296,3 +296,113 @@ async fn a_gcp_profile_in_config_toml_connects_through_the_registry() {
     let err = cloud.inventory().await.unwrap_err();
     assert!(err.to_string().contains("wiped"), "{err}");
 }
+
+/// Reopening a writer with the journal's staging id (a run that was
+/// interrupted) cannot rebuild the gzip stream and sparse map: the old
+/// session is cancelled, partial objects removed, and the writer says it
+/// restarted so the engine sends the disk again from block 0.
+#[tokio::test]
+async fn a_reopened_writer_cancels_the_old_session_and_starts_again_from_block_zero() {
+    use altishift::block::BlockDigest;
+    use altishift::cloud::TargetDiskSpec;
+    use altishift::inventory::DiskFormat;
+    use altishift::units::BlockIndex;
+    let gcp = Gcp::start().await;
+    let cloud = gcp.cloud();
+    let spec = TargetDiskSpec {
+        name: "db-disk0".into(),
+        virtual_size: Bytes(1 << 30),
+        format: DiskFormat::Raw,
+        region: ZONE.into(),
+        boot: true,
+        resume: None,
+    };
+    async fn send(writer: &dyn altishift::cloud::DiskWriter, blocks: Vec<u64>) {
+        for i in blocks {
+            let data = block(i);
+            writer
+                .write_block(BlockIndex(i), &data, BlockDigest::of(&data))
+                .await
+                .unwrap();
+        }
+        writer.flush().await.unwrap();
+    }
+    // The first run sends 24 MiB (three gzip members, one upload chunk) and dies.
+    let first = cloud.open_disk_writer(&capability(), &spec).await.unwrap();
+    assert!(!first.restarted());
+    send(&*first, (0..48).collect()).await;
+    let staging = first.staging_id();
+    drop(first);
+    let committed: Vec<_> = gcp
+        .storage
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.status == 308)
+        .collect();
+    assert!(!committed.is_empty(), "nothing reached the session");
+    // What a finish that died half-way leaves: a part under the prefix.
+    let put = format!(
+        "{}/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={staging}head",
+        gcp.emulator.base_url
+    );
+    reqwest::Client::new()
+        .post(put)
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gcp.objects().await, [format!("{staging}head")]);
+
+    let mut resumed = spec.clone();
+    resumed.resume = Some(staging.clone());
+    let writer = cloud
+        .open_disk_writer(&capability(), &resumed)
+        .await
+        .unwrap();
+    assert!(writer.restarted());
+    assert_eq!(writer.staging_id(), staging);
+    let cancels: Vec<_> = gcp
+        .storage
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path.starts_with("/upload/"))
+        .collect();
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert!(cancels[0].query.contains("upload_id=") && cancels[0].status == 499);
+    assert!(gcp.objects().await.is_empty(), "{:?}", gcp.objects().await);
+    // Everything again from block 0 (and one more block): the image holds it.
+    send(&*writer, (0..48).chain([1000]).collect()).await;
+    let written = writer.finish(49).await.unwrap();
+    let image = gcp.fake.image_file(&written.id).unwrap();
+    let bytes = std::fs::read(&image).unwrap();
+    assert_eq!(bytes.len(), 1 << 30);
+    for i in (0..48).chain([1000]) {
+        let at = (i * BLOCK_SIZE) as usize;
+        assert!(
+            bytes[at..at + BLOCK_SIZE as usize] == block(i)[..],
+            "block {i}"
+        );
+    }
+    assert!(
+        bytes[48 * BLOCK_SIZE as usize..1000 * BLOCK_SIZE as usize]
+            .iter()
+            .all(|b| *b == 0)
+    );
+    // Another process knows no session (its URI is never journaled): it
+    // still restarts, removing the objects and the image of the earlier run.
+    let other = gcp.cloud();
+    let again = other
+        .open_disk_writer(&capability(), &resumed)
+        .await
+        .unwrap();
+    assert!(again.restarted());
+    assert!(gcp.objects().await.is_empty());
+    assert!(gcp.fake.image(&written.id).is_none());
+    let cancels = gcp
+        .storage
+        .received()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.starts_with("/upload/"))
+        .count();
+    assert_eq!(cancels, 1);
+}

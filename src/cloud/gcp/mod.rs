@@ -66,6 +66,8 @@ pub struct GcpCloud {
     pub compress_threads: usize,
     /// The worker VM that reads source disks.
     worker: WorkerSettings,
+    /// Upload sessions open in this process (cancelled when a writer is reopened).
+    sessions: target::Sessions,
     /// SSH sources opened on workers, by the journaled snapshot id.
     sources: tokio::sync::Mutex<HashMap<String, source::WorkerSource>>,
 }
@@ -105,6 +107,7 @@ impl GcpCloud {
                 .unwrap_or(2)
                 .clamp(1, 8),
             worker: WorkerSettings::default(),
+            sessions: Default::default(),
             sources: tokio::sync::Mutex::new(HashMap::new()),
         })
     }

@@ -11,10 +11,11 @@ use super::{GcpCloud, tar, verify};
 use crate::block::BlockDigest;
 use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
 use crate::inventory::DiskFormat;
+use crate::secret::Secret;
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
 use serde_json::json;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -40,8 +41,16 @@ pub fn resource_name(text: &str) -> String {
     name
 }
 
+/// Upload sessions open in this process, by staging prefix, so that a
+/// writer reopened here can cancel its predecessor's session. Never
+/// journaled: a session URI authorises the upload by itself.
+pub type Sessions = Arc<std::sync::Mutex<HashMap<String, Secret>>>;
+
 pub struct GcpDiskWriter {
     client: Arc<Client>,
+    sessions: Sessions,
+    /// Reopened after an interruption and started again from block 0.
+    restarted: bool,
     bucket: String,
     /// `altishift/<plan>/<disk>/`: every staging object of this disk.
     prefix: String,
@@ -67,30 +76,67 @@ impl GcpCloud {
         cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        if let Some(staging) = &spec.resume {
-            // The gzip stream and the sparse map of an earlier process are
-            // not recoverable from the journal: say so instead of importing
-            // an image with holes where the journaled blocks were.
-            return Err(CloudError::Permanent(format!(
-                "{}: the interrupted upload gs://{}/{staging} cannot be continued by a new \
-                 process; delete the run's journal for this disk to start it again",
-                spec.name,
-                self.bucket.as_deref().unwrap_or("?")
-            )));
-        }
         let bucket = self.bucket()?.to_string();
         let short = cap.plan_hash().short().to_string();
         let disk = resource_name(&spec.name);
+        let prefix = format!("altishift/{short}/{disk}/");
+        let image = resource_name(&format!("{disk}-{short}"));
+        let restarted = match &spec.resume {
+            None => false,
+            Some(staging) if *staging == prefix => {
+                self.restart_upload(cap, &bucket, &prefix, &image).await?;
+                true
+            }
+            Some(staging) => {
+                return Err(CloudError::Permanent(format!(
+                    "{}: the journal names staging '{staging}', this disk stages under \
+                     '{prefix}' (a different plan?)",
+                    spec.name
+                )));
+            }
+        };
         Ok(Box::new(GcpDiskWriter {
             client: self.client.clone(),
+            sessions: self.sessions.clone(),
+            restarted,
             bucket,
-            prefix: format!("altishift/{short}/{disk}/"),
-            image: resource_name(&format!("{disk}-{short}")),
+            prefix,
+            image,
             spec: spec.clone(),
             level: self.gzip_level,
             parallel: self.compress_threads,
             state: tokio::sync::Mutex::new(State::default()),
         }))
+    }
+
+    /// The gzip stream and sparse map of an interrupted writer died with it
+    /// and cannot be rebuilt from the journal: cancel its upload session
+    /// (when this process still knows it; otherwise it expires unused after
+    /// a week and never becomes an object), remove its partial objects and
+    /// an image it may have imported, so the disk is sent again from block 0.
+    async fn restart_upload(
+        &self,
+        _cap: &Capability,
+        bucket: &str,
+        prefix: &str,
+        image: &str,
+    ) -> Result<(), CloudError> {
+        let held = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(prefix);
+        if let Some(session) = held {
+            upload::cancel(&self.client, &session, prefix).await?;
+        }
+        for object in upload::list(&self.client, bucket, prefix).await? {
+            upload::delete(&self.client, bucket, &object).await?;
+        }
+        match self.client.delete(&format!("global/images/{image}")).await {
+            Ok(op) if op.is_object() => self.client.wait(op).await.map(|_| ()),
+            Ok(_) | Err(CloudError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -122,15 +168,18 @@ impl GcpDiskWriter {
         }
         // Open the session first so that a failure here loses no member.
         if state.upload.is_none() {
-            state.upload = Some(
-                ResumableUpload::start(
-                    &self.client,
-                    &self.bucket,
-                    &self.object("data"),
-                    UPLOAD_CHUNK,
-                )
-                .await?,
-            );
+            let started = ResumableUpload::start(
+                &self.client,
+                &self.bucket,
+                &self.object("data"),
+                UPLOAD_CHUNK,
+            )
+            .await?;
+            self.sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.prefix.clone(), started.session().clone());
+            state.upload = Some(started);
         }
         let (Some(job), Some(upload)) = (state.compressing.pop_front(), state.upload.as_mut())
         else {
@@ -161,6 +210,10 @@ impl DiskWriter for GcpDiskWriter {
 
     fn staging_id(&self) -> String {
         self.prefix.clone()
+    }
+
+    fn restarted(&self) -> bool {
+        self.restarted
     }
 
     async fn write_block(
@@ -230,6 +283,10 @@ impl DiskWriter for GcpDiskWriter {
         if let Some(data) = state.upload.take() {
             parts.push(data.object.clone());
             data.finish(&self.client).await?;
+            self.sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.prefix);
         }
         parts.push(self.object("tail"));
         upload::put_object(

@@ -91,6 +91,11 @@ impl ResumableUpload {
         })
     }
 
+    /// The session URI (a secret: it authorises the upload by itself).
+    pub fn session(&self) -> &Secret {
+        &self.session
+    }
+
     /// Bytes accepted from the caller so far.
     pub fn total(&self) -> u64 {
         self.committed + self.pending.len() as u64
@@ -241,6 +246,27 @@ impl ResumableUpload {
             .map_err(|e| CloudError::Transient(format!("upload of {}: {e}", self.object)))?;
         self.absorb(response, "status").await
     }
+}
+
+/// Cancels a resumable session (`DELETE` on its URI; Cloud Storage answers
+/// 499). One already gone (404/410) is cancelled too.
+pub async fn cancel(client: &Client, session: &Secret, object: &str) -> Result<(), CloudError> {
+    let response = client
+        .http
+        .delete(session.expose())
+        .send()
+        .await
+        .map_err(|e| CloudError::Transient(format!("cancel upload of {object}: {e}")))?;
+    let status = response.status().as_u16();
+    if matches!(status, 200..=299 | 404 | 410 | 499) {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(error_from(
+        status,
+        &text,
+        &format!("cancel upload of {object}"),
+    ))
 }
 
 /// Small object in one request (`uploadType=media`).

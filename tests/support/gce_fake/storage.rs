@@ -175,6 +175,9 @@ pub struct ProxyState {
     /// Chunks to let through before breaking.
     pub break_after: u32,
     pub chunks_seen: u32,
+    /// Resumable sessions cancelled with DELETE (the emulator has no such
+    /// route; Cloud Storage answers 499 and refuses the session after).
+    pub cancelled: Vec<String>,
 }
 
 /// A recording proxy in front of the Cloud Storage emulator (which keeps no
@@ -245,6 +248,32 @@ async fn forward(AxState(state): AxState<Arc<Mutex<ProxyState>>>, request: Reque
         .get("content-range")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let upload_id = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("upload_id="))
+        .map(str::to_string);
+    if let Some(id) = &upload_id
+        && path.starts_with("/upload/")
+    {
+        let mut s = state.lock().unwrap();
+        let cancelled = s.cancelled.contains(id);
+        let answer = if parts.method == "DELETE" {
+            s.cancelled.push(id.clone());
+            Some(499)
+        } else {
+            cancelled.then_some(404)
+        };
+        if let Some(status) = answer {
+            s.received.push(StorageRequest {
+                method: parts.method.to_string(),
+                path,
+                query,
+                content_range,
+                status,
+            });
+            return StatusCode::from_u16(status).unwrap().into_response();
+        }
+    }
     let (upstream, breaking) = {
         let mut s = state.lock().unwrap();
         let is_chunk = parts.method == "PUT" && !body.is_empty();
