@@ -130,6 +130,33 @@ async fn a_window_that_would_not_serve_the_image_is_refused_and_closed() {
     assert!(text.contains("without credentials"), "{text}");
 }
 
+/// An import cancelled mid-way drops its future before it closes its
+/// window: revocation at the end of the run closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_closes_a_window_a_cancelled_import_left_open() {
+    use altishift::cloud::Cloud;
+    use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient};
+    let moto = moto_with_bucket().await;
+    let dir = tempfile::tempdir().unwrap();
+    let staging = staging(&moto, dir.path());
+    let key = Staging::new_key("cancelled").unwrap();
+    let body = image();
+    put(&moto, &key, &body).await;
+    let url = staging.open_window(&key, body.len() as u64).await.unwrap();
+    assert_eq!(anonymous(reqwest::Method::HEAD, &url).await, 200);
+
+    // Nothing listens on port 9: revocation talks to the bucket only.
+    let client = DoClient::new(Some("http://127.0.0.1:9"), Secret::new("t".into())).unwrap();
+    let cloud = DigitalOceanCloud::new("do", client).with_staging(staging);
+    let done = cloud.revoke().await.unwrap();
+    assert!(
+        done.contains(&format!("made the staged image {key} private again")),
+        "{done:?}"
+    );
+    assert_eq!(anonymous(reqwest::Method::HEAD, &url).await, 403);
+    assert_eq!(anonymous(reqwest::Method::GET, &url).await, 403);
+}
+
 /// Measured, not assumed: moto (5.2.x) does not verify presigned URLs. A
 /// tampered signature and a HEAD on a GET-signed URL both get 200, where
 /// S3 answers 403 (SigV4 signs the method; see AWS "Authenticating

@@ -416,7 +416,13 @@ impl Cloud for DigitalOceanCloud {
             done.push(format!("wiped the {} API token from memory", self.name));
         }
         if let Some(staging) = &self.staging {
+            // The keys are wiped even when a window would not close; the
+            // failure is returned after (cleanup still deletes the object).
+            let closing = staging.close_open_windows().await;
             staging.forget_keys();
+            for key in closing? {
+                done.push(format!("made the staged image {key} private again"));
+            }
             done.push(format!("wiped the {} staging keys from memory", self.name));
         }
         Ok(done)

@@ -38,6 +38,9 @@ pub struct Staging {
     endpoint: String,
     dir: PathBuf,
     keys: Arc<Mutex<Option<(Secret, Secret)>>>,
+    /// Objects whose import window may be open (closed at revocation if a
+    /// cancelled import never closed them).
+    windows: Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// Image id → the staged object it was imported from (for read-back).
     pub(super) imported: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
@@ -72,6 +75,7 @@ impl Staging {
             dir: dir.to_path_buf(),
             keys: Arc::new(Mutex::new(Some((access_key, secret_key)))),
             imported: Arc::default(),
+            windows: Arc::default(),
         }
     }
 
@@ -127,16 +131,20 @@ impl Staging {
     /// anonymous HEAD and GET of the URL (the importer's requests). Returns
     /// the URL; on any failure the window is closed again.
     pub async fn open_window(&self, key: &str, size: u64) -> Result<String, CloudError> {
-        self.set_acl(key, ObjectCannedAcl::PublicRead)
-            .await
-            .map_err(|e| {
-                CloudError::Permanent(format!(
-                    "{e}. DigitalOcean fetches the image without credentials, so the staged \
-                     object must be readable for the import: the bucket must allow object \
-                     ACLs (Spaces does; on AWS S3, Block Public Access and 'ACLs disabled' \
-                     refuse it)"
-                ))
-            })?;
+        lock(&self.windows).insert(key.to_string());
+        let opened = self.set_acl(key, ObjectCannedAcl::PublicRead).await;
+        if let Err(e) = opened {
+            lock(&self.windows).remove(key);
+            return Err(match e {
+                CloudError::Transient(text) => CloudError::Transient(text),
+                other => CloudError::Permanent(format!(
+                    "{other}. DigitalOcean fetches the image without credentials, so the \
+                     staged object must be readable for the import: the bucket must allow \
+                     object ACLs (Spaces does; on AWS S3, Block Public Access and 'ACLs \
+                     disabled' refuse it)"
+                )),
+            });
+        }
         let url = self.object_url(key);
         if let Err(e) = check_anonymous(&url, size).await {
             self.close_window(key).await;
@@ -146,15 +154,40 @@ impl Staging {
     }
 
     /// Makes the object private again. A failure is logged, not returned:
-    /// the object is deleted at cleanup either way.
+    /// the window is closed again at revocation, and the object is deleted
+    /// at cleanup.
     pub async fn close_window(&self, key: &str) -> bool {
         match self.set_acl(key, ObjectCannedAcl::Private).await {
-            Ok(()) => true,
+            Ok(()) => {
+                lock(&self.windows).remove(key);
+                true
+            }
             Err(e) => {
-                tracing::warn!("{key} stays readable until cleanup deletes it: {e}");
+                tracing::warn!("{key} stays readable until revocation or cleanup: {e}");
                 false
             }
         }
+    }
+
+    /// Closes every window still open (an import cancelled mid-way drops
+    /// its future before it could close its own); returns the keys closed.
+    pub async fn close_open_windows(&self) -> Result<Vec<String>, CloudError> {
+        let open: Vec<String> = lock(&self.windows).iter().cloned().collect();
+        let mut closed = Vec::new();
+        for key in open {
+            match self.set_acl(&key, ObjectCannedAcl::Private).await {
+                Ok(()) => {
+                    lock(&self.windows).remove(&key);
+                    closed.push(key);
+                }
+                // A deleted object cannot be read either.
+                Err(e) if e.to_string().contains("NoSuchKey") => {
+                    lock(&self.windows).remove(&key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
     }
 
     async fn set_acl(&self, key: &str, acl: ObjectCannedAcl) -> Result<(), CloudError> {
@@ -355,6 +388,10 @@ fn s3_error<E: std::error::Error + Send + Sync + 'static>(
         }
         _ => CloudError::Permanent(text),
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What DigitalOcean's importer will do, done first by us: HEAD and a GET
