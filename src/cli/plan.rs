@@ -86,6 +86,14 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         &throughput,
         &crate::fsutil::operator(),
     )?;
+    // A cutover the source cannot do is refused now, not after approval.
+    if plan.cutover.is_some() {
+        for item in &plan.items {
+            if let Err(e) = source.cutover_support(&item.instance_id).await {
+                bail!("--cutover refused for '{}': {e}", item.instance_name);
+            }
+        }
+    }
     print!("{}", render::render(&plan));
     match &args.output {
         Some(path) => {

@@ -278,7 +278,7 @@ pub trait Cloud: Send + Sync {
     /// (delta passes, quiesce, power-off); otherwise why not.
     async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
         Err(CloudError::Unsupported(format!(
-            "{} ({}) cannot send only changed blocks, so it cannot be a cutover source              (instance {instance})",
+            "{} ({}) cannot send only changed blocks, so it cannot be a cutover source (instance {instance})",
             self.name(),
             self.provider()
         )))
