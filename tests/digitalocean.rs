@@ -335,6 +335,7 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
         .send()
         .await
         .unwrap();
+    moto.start_recording().await;
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab::new(dir.path());
     let target = Arc::new(cloud(&fake, Some(&moto), &dir.path().join("do-staging")));
@@ -344,10 +345,27 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
     let size = approved.plan().items[0].target_size.clone();
     // Browsing and planning changed nothing, in the API or in the bucket.
     assert!(fake.mutating().is_empty(), "{:?}", fake.mutating());
+    assert_eq!(moto.mutating().await, Vec::<String>::new());
     assert!(objects(&moto).await.is_empty());
 
+    moto.start_recording().await;
     let state = dir.path().join("state");
     let report = run(approved, lab.east(), target.clone(), &state).await;
+    // The object was public-read for the import only: one ACL change to
+    // open the window after the upload, one to close it before cleanup.
+    let writes = moto.mutating().await;
+    let acl: Vec<usize> = (0..writes.len())
+        .filter(|&i| writes[i].contains("?acl"))
+        .collect();
+    assert_eq!(acl.len(), 2, "{writes:#?}");
+    assert!(
+        writes[..acl[0]].iter().any(|w| w.contains("uploadId=")),
+        "{writes:#?}"
+    );
+    assert!(
+        writes[acl[1]..].iter().any(|w| w.starts_with("DELETE ")),
+        "{writes:#?}"
+    );
     assert!(report.ok, "{report:#?}");
     let disk = &report.disks[0];
     assert_eq!(disk.source_digest, disk.target_digest);
