@@ -14,9 +14,10 @@
 //! (digitalocean/packer-plugin-digitalocean, post-processor/digitalocean-import).
 //! We do the same, but for the import only: the object is uploaded private
 //! under a key with 128 random bits, made `public-read` just before
-//! `POST /v2/images`, checked by us with anonymous HEAD and GET exactly as
-//! the importer will ask, and made private again as soon as the import ends
-//! (and deleted at cleanup).
+//! `POST /v2/images`, checked by us with anonymous HEAD and GET (whether
+//! the importer sends a HEAD first is not documented; both answer), made
+//! private again as soon as the import ends, at revocation if a cancelled
+//! import could not, and deleted at cleanup.
 
 use crate::cloud::CloudError;
 use crate::secret::Secret;
