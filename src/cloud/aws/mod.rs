@@ -11,6 +11,7 @@ pub mod neutral;
 pub mod paging;
 pub mod source;
 pub mod target;
+mod whole_xml;
 
 use crate::cloud::{
     Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
