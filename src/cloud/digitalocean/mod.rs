@@ -407,25 +407,40 @@ impl Cloud for DigitalOceanCloud {
     }
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        // Every secret is wiped whatever fails on the way; the first failure
+        // is returned at the end (cleanup still deletes staged objects).
         let mut done = Vec::new();
+        let mut first_error = None;
         let sources: Vec<_> = lock(&self.sources).drain().map(|(_, s)| s).collect();
         for source in sources {
-            done.extend(source.revoke().await?);
+            match source.revoke().await {
+                Ok(items) => done.extend(items),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(staging) = &self.staging {
+            let closing = staging.close_open_windows().await;
+            staging.forget_keys();
+            match closing {
+                Ok(keys) => done.extend(
+                    keys.into_iter()
+                        .map(|key| format!("made the staged image {key} private again")),
+                ),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+            done.push(format!("wiped the {} staging keys from memory", self.name));
         }
         if self.client.forget_token() {
             done.push(format!("wiped the {} API token from memory", self.name));
         }
-        if let Some(staging) = &self.staging {
-            // The keys are wiped even when a window would not close; the
-            // failure is returned after (cleanup still deletes the object).
-            let closing = staging.close_open_windows().await;
-            staging.forget_keys();
-            for key in closing? {
-                done.push(format!("made the staged image {key} private again"));
-            }
-            done.push(format!("wiped the {} staging keys from memory", self.name));
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(done),
         }
-        Ok(done)
     }
 }
 
