@@ -1,0 +1,178 @@
+//! A lab wrapper that injects faults into the target side: failing writes
+//! (transient or permanent), writers that lose what they held on reopen,
+//! writers that claim to need blocks in order.
+
+use altishift::block::BlockDigest;
+use altishift::cloud::{
+    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
+    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WriteOrder, WrittenDisk,
+};
+use altishift::config::ProviderKind;
+use altishift::inventory::Inventory;
+use altishift::units::BlockIndex;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A lab wrapper whose writer fails: transiently every third write, or
+/// permanently for one named disk (or after some writes); whose reopened
+/// writers may lose what was written before; which may claim its writers
+/// take blocks only in order.
+#[derive(Default)]
+pub struct Faulty {
+    pub inner: Option<Arc<dyn Cloud>>,
+    pub broken_disk: String,
+    pub transient_failures: Arc<AtomicU32>,
+    /// Fail transiently every third write.
+    pub flaky: bool,
+    /// Fail permanently after this many writes per writer.
+    pub fail_after: Option<u32>,
+    /// The lab's staging folder: a reopened writer starts from an empty file
+    /// and says it restarted (like a compressed stream whose state died).
+    pub forget_on_reopen: Option<std::path::PathBuf>,
+    /// Block indices written, in order.
+    pub written: Arc<std::sync::Mutex<Vec<u64>>>,
+    pub order: Option<WriteOrder>,
+}
+
+impl Faulty {
+    fn inner(&self) -> &Arc<dyn Cloud> {
+        self.inner.as_ref().expect("a wrapped cloud")
+    }
+}
+
+pub struct FaultyWriter {
+    inner: Box<dyn DiskWriter>,
+    broken: bool,
+    flaky: bool,
+    fail_after: Option<u32>,
+    restarted: bool,
+    written: Arc<std::sync::Mutex<Vec<u64>>>,
+    calls: AtomicU32,
+    failures: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl DiskWriter for FaultyWriter {
+    fn order(&self) -> WriteOrder {
+        self.inner.order()
+    }
+    fn staging_id(&self) -> String {
+        self.inner.staging_id()
+    }
+    fn restarted(&self) -> bool {
+        self.restarted
+    }
+    async fn write_block(
+        &self,
+        index: BlockIndex,
+        data: &[u8],
+        digest: BlockDigest,
+    ) -> Result<(), CloudError> {
+        if self.broken {
+            return Err(CloudError::Permanent(
+                "403 quota exceeded for this volume".into(),
+            ));
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.fail_after.is_some_and(|n| call >= n) {
+            return Err(CloudError::Permanent("the upload stream died".into()));
+        }
+        if self.flaky && call.is_multiple_of(3) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(CloudError::Transient("503 slow down".into()));
+        }
+        self.inner.write_block(index, data, digest).await?;
+        self.written.lock().unwrap().push(index.0);
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), CloudError> {
+        self.inner.flush().await
+    }
+    async fn finish(self: Box<Self>, blocks: u64) -> Result<WrittenDisk, CloudError> {
+        self.inner.finish(blocks).await
+    }
+}
+
+#[async_trait]
+impl Cloud for Faulty {
+    fn name(&self) -> &str {
+        self.inner().name()
+    }
+    fn provider(&self) -> ProviderKind {
+        self.inner().provider()
+    }
+    fn roles(&self) -> Roles {
+        self.inner().roles()
+    }
+    fn jurisdiction(&self) -> Option<String> {
+        self.inner().jurisdiction()
+    }
+    fn write_order(&self, format: altishift::inventory::DiskFormat) -> Option<WriteOrder> {
+        self.order.or(self.inner().write_order(format))
+    }
+    async fn inventory(&self) -> Result<Inventory, CloudError> {
+        self.inner().inventory().await
+    }
+    async fn snapshot_disk(
+        &self,
+        cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        self.inner().snapshot_disk(cap, disk, name).await
+    }
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        self.inner().open_disk_reader(snapshot).await
+    }
+    async fn open_disk_writer(
+        &self,
+        cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let mut restarted = false;
+        if let (Some(staging), Some(id)) = (&self.forget_on_reopen, &spec.resume) {
+            std::fs::remove_file(staging.join(id)).unwrap();
+            restarted = true;
+        }
+        Ok(Box::new(FaultyWriter {
+            inner: self.inner().open_disk_writer(cap, spec).await?,
+            broken: spec.name == self.broken_disk,
+            flaky: self.flaky,
+            fail_after: self.fail_after,
+            restarted,
+            written: self.written.clone(),
+            calls: AtomicU32::new(0),
+            failures: self.transient_failures.clone(),
+        }))
+    }
+    async fn deploy(
+        &self,
+        cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        self.inner().deploy(cap, spec).await
+    }
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        self.inner().read_back(disk).await
+    }
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        self.inner().probe(instance, spec).await
+    }
+    async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
+        self.inner().delete(cap, resource).await
+    }
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.inner().revoke().await
+    }
+}
