@@ -190,6 +190,58 @@ async fn a_cutover_sends_exactly_the_blocks_changed_while_quiesced_and_powers_of
     for used in source.agent_dirs() {
         assert!(!Path::new(&used).exists(), "agent left behind in {used}");
     }
+    // Removed before the power-off, and still reported as revoked.
+    assert!(
+        report
+            .revoked
+            .iter()
+            .any(|r| r.contains("removed the agent")),
+        "{:?}",
+        report.revoked
+    );
+}
+
+/// Without power-off the source is thawed with the operator's command after
+/// the final pass, and keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_without_power_off_thaws_the_source() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u64> = (0..8).collect();
+    let device = source_disk(dir.path(), &data, &[]);
+    let quiesce = quiesce_script(dir.path(), &device, &[2], &[]);
+    let (power_off, powered_off) = power_off_script(dir.path());
+    let thawed = dir.path().join("thawed");
+    let source = source(&sshd, &device, AgentPolicy::Require, &power_off);
+    let lab = Lab::new(dir.path());
+    let cutover = Cutover {
+        thaw: Some(format!("touch {}", thawed.display())),
+        power_off: false,
+        ..cutover(&quiesce, 1)
+    };
+    let plan = plan_for_lab(&source, &lab, Some(cutover)).await;
+    let verbs: Vec<ActionVerb> = plan.actions.iter().map(|a| a.verb).collect();
+    assert!(verbs.contains(&ActionVerb::ThawSource), "{verbs:?}");
+    assert!(!verbs.contains(&ActionVerb::PowerOffSource), "{verbs:?}");
+    let (report, passes) = run_passes(
+        approve(plan),
+        source,
+        &lab,
+        &dir.path().join("state"),
+        EngineOptions::default(),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    assert!(thawed.exists(), "the thaw command did not run");
+    assert!(
+        !powered_off.exists(),
+        "powered off though the plan said not to"
+    );
+    assert_eq!(
+        passes.last().map(|p| (p.1, p.2)),
+        Some((PassKind::Final, 1))
+    );
+    assert!(cmp(&device, &lab.disk_of(NAME)), "the target differs");
 }
 
 fn report_md(report: &RunReport, root: &Path) -> PathBuf {

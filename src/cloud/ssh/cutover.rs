@@ -98,6 +98,12 @@ impl SshCloud {
     /// cleanly instead of being cut; the profile's `power_off_command` runs
     /// to its end and must succeed.
     pub async fn power_off(&self, _cap: &Capability) -> Result<(), CloudError> {
+        // The agent goes first: once the host is off it cannot be removed.
+        let removed = self.remove_agent_files().await?;
+        self.removed_early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(removed);
         let session = self.session();
         if let Some(command) = &self.power_off_command {
             session.run(&self.operator_command(command), None).await?;

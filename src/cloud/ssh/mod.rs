@@ -82,6 +82,8 @@ pub struct SshCloud {
     quiesced: Mutex<Option<Quiesced>>,
     /// Cutover: the command that powers the host off (default `poweroff`).
     power_off_command: Option<String>,
+    /// Revocation steps done before a power-off, for `revoke` to report.
+    removed_early: std::sync::Mutex<Vec<String>>,
 }
 
 impl SshCloud {
@@ -102,6 +104,7 @@ impl SshCloud {
             opened: std::sync::Mutex::new(Vec::new()),
             quiesced: Mutex::new(None),
             power_off_command: None,
+            removed_early: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -329,7 +332,22 @@ impl SshCloud {
 
     /// Removes the copied agent and closes the connection.
     async fn remove_agent(&self) -> Result<Vec<String>, CloudError> {
-        let mut done = Vec::new();
+        let mut done = self.remove_agent_files().await?;
+        self.session.close().await;
+        done.push(format!(
+            "closed the ssh connection to {}",
+            self.settings.target.label()
+        ));
+        Ok(done)
+    }
+}
+
+impl SshCloud {
+    /// Deletes the copied agent from the host (before a power-off, too:
+    /// afterwards nobody can). Returns what was done, for the report.
+    async fn remove_agent_files(&self) -> Result<Vec<String>, CloudError> {
+        let mut done =
+            std::mem::take(&mut *self.removed_early.lock().unwrap_or_else(|p| p.into_inner()));
         let mut mode = self.mode.lock().await;
         if let Some((Some(dir), _)) = &*mode {
             self.session
@@ -341,11 +359,6 @@ impl SshCloud {
             ));
         }
         *mode = None;
-        self.session.close().await;
-        done.push(format!(
-            "closed the ssh connection to {}",
-            self.settings.target.label()
-        ));
         Ok(done)
     }
 }

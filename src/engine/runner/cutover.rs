@@ -63,6 +63,18 @@ impl Run {
                 .map(|disk| self.prepare_disk(item, disk, cutover)),
         )
         .await;
+        if prepared.iter().any(Option::is_none) {
+            // The others wait, their writers unfinished, for `apply` to resume.
+            for (disk, ready) in item.disks.iter().zip(&prepared) {
+                let key = item.disk_key(disk);
+                if let (Some(_), Some(slot)) = (ready, self.slots.get(&key)) {
+                    lock(&slot.result).error = Some(
+                        "stopped before the cutover: another disk of the instance failed".into(),
+                    );
+                    self.set_stage(&key, crate::engine::Stage::Failed);
+                }
+            }
+        }
         let Some(ready) = prepared.into_iter().collect::<Option<Vec<Ready>>>() else {
             self.log(
                 Level::Warn,
