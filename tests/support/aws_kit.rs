@@ -1,4 +1,4 @@
-//! Helpers for tests/aws.rs: providers on moto, seeding through the raw SDK
+//! Helpers for tests/aws*.rs: providers on moto, seeding through the raw SDK
 //! (independent of the code under test), plans, runs, lab disks, the
 //! benchmark's boto3 baseline and our side of it.
 
