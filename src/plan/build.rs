@@ -451,7 +451,49 @@ pub fn crosses_border(from: &str, to: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::crosses_border;
+    use super::{Throughput, crosses_border, refresh};
+    use crate::plan::{ActionVerb, Cutover};
+
+    #[test]
+    fn a_cutover_lists_its_steps_between_the_writes_and_the_deploy() {
+        let mut plan = crate::plan::tests::sample_plan(false);
+        plan.cutover = Some(Cutover {
+            quiesce: Some("systemctl stop app".into()),
+            thaw: None,
+            power_off: true,
+            max_delta_passes: 3,
+        });
+        let throughput = Throughput {
+            bytes_per_second: 1,
+            basis: "test".into(),
+        };
+        refresh(&mut plan, &throughput);
+        let steps: Vec<(ActionVerb, &str)> = plan
+            .actions
+            .iter()
+            .take(6)
+            .map(|a| (a.verb, a.resource.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (ActionVerb::SnapshotDisk, "web/root"),
+                (ActionVerb::WriteDisk, "web-root"),
+                (ActionVerb::QuiesceSource, "web"),
+                (ActionVerb::FinalDelta, "web/root"),
+                (ActionVerb::PowerOffSource, "web"),
+                (ActionVerb::DeployInstance, "web"),
+            ]
+        );
+        assert!(plan.actions[1].detail.contains("up to 3 delta passes"));
+        let text = crate::plan::render::render(&plan);
+        assert!(text.contains("CUTOVER"), "{text}");
+        assert!(
+            text.contains("[a] quiesce source web — runs `systemctl stop app`"),
+            "{text}"
+        );
+        assert!(text.contains("[a] power off source web"), "{text}");
+    }
 
     #[test]
     fn moves_within_the_eu_are_not_cross_border() {
