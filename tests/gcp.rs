@@ -406,3 +406,80 @@ async fn a_reopened_writer_cancels_the_old_session_and_starts_again_from_block_z
         .count();
     assert_eq!(cancels, 1);
 }
+
+/// Through the engine: a run whose storage goes away mid-upload fails with
+/// blocks journaled; the next run (a new provider, as a new process would
+/// have) reopens the writer, which restarts, and the engine sends the disk
+/// again from block 0 into a byte-identical image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_lab_to_gcp_run_resumes_by_restarting_the_disk() {
+    use altishift::engine::{self, EngineOptions, RetryPolicy};
+    let gcp = Gcp::start().await;
+    let lab = Lab::new(gcp.dir.path());
+    let target_inventory = gcp.cloud().inventory().await.unwrap();
+    let source_inventory = lab.east().inventory().await.unwrap();
+    let approved = approve(plan_to_gcp(
+        &source_inventory,
+        &target_inventory,
+        &["monitor"],
+    ));
+    let state = gcp.dir.path().join("state");
+    let options = EngineOptions {
+        retry: RetryPolicy {
+            attempts: 2,
+            base_delay: std::time::Duration::from_millis(5),
+            max_delay: std::time::Duration::from_millis(20),
+        },
+        throttle: Some(Bytes(4 << 20)),
+        checkpoint_every: std::time::Duration::from_millis(50),
+        ..EngineOptions::default()
+    };
+    gcp.storage.state.lock().unwrap().refuse_after = Some(2);
+    let drive = |cloud: GcpCloud| {
+        let handle = engine::start(
+            approved.clone(),
+            lab.east(),
+            std::sync::Arc::new(cloud),
+            &state,
+            options.clone(),
+        )
+        .unwrap();
+        async move {
+            let mut events = handle.events;
+            let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+            let outcome = handle.done.await.unwrap().unwrap();
+            drain.abort();
+            outcome.report
+        }
+    };
+    let first = drive(gcp.cloud()).await;
+    assert!(!first.ok, "the storage refused uploads: the run must fail");
+    let journal = engine::run_dir(&state, &approved.hash().0).join("journal.jsonl");
+    let key = "monitor/root".to_string();
+    let before = engine::journal::replay(&journal).unwrap().disk(&key);
+    assert!(!before.sent.is_empty(), "the first run journaled no block");
+
+    gcp.storage.state.lock().unwrap().refuse_after = None;
+    let second = drive(gcp.cloud()).await;
+    assert!(second.ok, "{second:#?}");
+    let disk = &second.disks[0];
+    assert_eq!(disk.source_digest, disk.target_digest);
+    assert_eq!(disk.bytes_resumed, Bytes(0), "{disk:?}");
+    let after = engine::journal::replay(&journal).unwrap();
+    assert!(after.disk(&key).restarted, "the restart is journaled");
+    let images = gcp.fake.state().images.clone();
+    assert_eq!(images.len(), 1);
+    let file = gcp
+        .fake
+        .image_file(images[0]["name"].as_str().unwrap())
+        .unwrap();
+    let lab_disk = &lab.instance_disks("monitor")[0];
+    let same = std::process::Command::new("qemu-img")
+        .args(["compare", "-q"])
+        .arg(lab_disk)
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success();
+    assert!(same, "the image differs from {}", lab_disk.display());
+}

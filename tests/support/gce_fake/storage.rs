@@ -178,6 +178,9 @@ pub struct ProxyState {
     /// Resumable sessions cancelled with DELETE (the emulator has no such
     /// route; Cloud Storage answers 499 and refuses the session after).
     pub cancelled: Vec<String>,
+    /// Upload chunks after this many are refused whole (503, nothing kept):
+    /// storage that went away mid-run.
+    pub refuse_after: Option<u32>,
 }
 
 /// A recording proxy in front of the Cloud Storage emulator (which keeps no
@@ -284,6 +287,16 @@ async fn forward(AxState(state): AxState<Arc<Mutex<ProxyState>>>, request: Reque
                 s.break_chunks -= 1;
                 breaking = true;
             }
+        }
+        if is_chunk && s.refuse_after.is_some_and(|n| s.chunks_seen > n) {
+            s.received.push(StorageRequest {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                query: query.clone(),
+                content_range: content_range.clone(),
+                status: 503,
+            });
+            return api::error(503, "backendError", "Backend Error");
         }
         (s.upstream.clone(), breaking)
     };
