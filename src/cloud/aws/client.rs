@@ -100,13 +100,32 @@ impl Clients {
         let mut assumed = None;
         let config = match &profile.role_arn {
             Some(role) => {
+                // One AssumeRole now: it proves the role can be assumed before
+                // anything is planned, and gives the identity and expiry to show.
                 let session = assume_role(&base, role).await?;
                 access = Access {
-                    source: format!("assumed role {role} (session {SESSION_NAME})"),
+                    source: format!(
+                        "assumed role {role} (session {SESSION_NAME}, renewed before it expires)"
+                    ),
                     expires: session.expires,
                 };
                 assumed = Some(session.identity);
-                session.config
+                // Calls then go through the SDK's role provider, which assumes
+                // the role again whenever the cached session nears its end: a
+                // transfer longer than SESSION_SECONDS must not fail half-way.
+                let renewing = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                    .session_name(SESSION_NAME)
+                    .session_length(Duration::from_secs(SESSION_SECONDS as u64))
+                    .configure(&base)
+                    .build()
+                    .await;
+                session
+                    .config
+                    .to_builder()
+                    .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                        renewing,
+                    ))
+                    .build()
             }
             None => base,
         };
