@@ -161,6 +161,12 @@ async fn plan_accepts_a_small_linux_guest_with_one_disk() {
     let out = setup.plan("lab-east", "monitor").await;
     assert!(out.status.success(), "{}", cli::text(&out));
     assert!(setup.lab.plan_path().exists());
+    // The public-read import window is part of what the operator approves.
+    let plan = std::fs::read_to_string(setup.lab.plan_path()).unwrap();
+    assert!(
+        plan.contains("readable by anyone with its unguessable URL"),
+        "{plan}"
+    );
     assert_eq!(setup.fake.mutating(), Vec::<String>::new());
     assert_eq!(setup.moto.mutating().await, Vec::<String>::new());
     // The recorder does see writes to the bucket (the empty lists above

@@ -337,12 +337,15 @@ fn actions(plan: &Plan) -> Vec<Action> {
                 ),
                 None => String::new(),
             };
+            let disclosure = super::limits::write_disclosure(&plan.target.provider)
+                .map(|d| format!("; {d}"))
+                .unwrap_or_default();
             push(
                 dst,
                 ActionVerb::WriteDisk,
                 format!("{}-{}", item.target_name, disk.disk_id),
                 format!(
-                    "{} {} virtual, {} to send{passes}",
+                    "{} {} virtual, {} to send{passes}{disclosure}",
                     disk.target_format, disk.virtual_size, disk.allocated
                 ),
             );

@@ -9,6 +9,21 @@ use crate::units::Bytes;
 /// DigitalOcean's limit for custom images (uncompressed).
 pub const DIGITALOCEAN_MAX_IMAGE_BYTES: u64 = 100 * 1_000_000_000;
 
+/// What a target does with a disk that the operator must approve knowingly,
+/// written into the plan's action so the approved hash covers it.
+pub fn write_disclosure(provider: &str) -> Option<&'static str> {
+    match provider {
+        // DigitalOcean's importer takes no presigned (query-string) URL, so
+        // the staged object is public-read for the import: see
+        // cloud/digitalocean/staging.rs.
+        "digitalocean" => Some(
+            "staged in the profile's bucket, readable by anyone with its unguessable URL \
+             while DigitalOcean imports it, private again after",
+        ),
+        _ => None,
+    }
+}
+
 /// Why `item` cannot be deployed on a `provider` target, if it cannot.
 pub fn refusal(provider: &str, item: &PlanItem) -> Option<String> {
     match provider {
