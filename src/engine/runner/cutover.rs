@@ -151,6 +151,10 @@ impl Run {
             passes: open.resume.passes.clone(),
             open,
         };
+        if live.open.resume.restarted && live.passes.is_empty() {
+            // The writer lost the earlier passes: they no longer count.
+            lock(&slot.passes).clear();
+        }
         self.set_transfer_stage(key, slot);
         // An interrupted pass is finished first (a final one waits for the
         // instance's quiesce, which the journal also knows about).
