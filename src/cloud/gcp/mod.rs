@@ -64,6 +64,8 @@ pub struct GcpCloud {
     pub gzip_level: u32,
     /// gzip members compressed at once.
     pub compress_threads: usize,
+    /// Bytes per resumable-upload request.
+    pub upload_chunk: usize,
     /// The worker VM that reads source disks.
     worker: WorkerSettings,
     /// Upload sessions open in this process (cancelled when a writer is reopened).
@@ -106,6 +108,7 @@ impl GcpCloud {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(1, 8),
+            upload_chunk: target::UPLOAD_CHUNK,
             worker: WorkerSettings::default(),
             sessions: Default::default(),
             sources: tokio::sync::Mutex::new(HashMap::new()),
