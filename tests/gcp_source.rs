@@ -277,4 +277,17 @@ async fn the_worker_attaches_the_copy_read_only_with_the_login_key_and_is_remove
     assert!(gcp.fake.snapshot_names().is_empty());
     // Deleting again finds nothing and is fine (cleanup after a crash).
     cloud.delete(&capability(), &resource).await.unwrap();
+    // A worker Compute Engine refuses: the snapshot and disk made for it
+    // are removed before the error is reported (nothing is journaled yet).
+    let refused = gcp.cloud().with_worker(WorkerSettings {
+        machine_type: "n9-imaginary-1".into(),
+        ..WorkerSettings::default()
+    });
+    let err = refused
+        .snapshot_disk(&capability(), &at, "altishift-abc-src-vm-disk1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("n9-imaginary-1"), "{err}");
+    assert_eq!(gcp.fake.disk_names(ZONE), ["src-vm"]);
+    assert!(gcp.fake.snapshot_names().is_empty());
 }

@@ -178,6 +178,8 @@ impl GcpCloud {
     }
 
     /// Snapshot → temporary disk → worker with the disk attached, running.
+    /// The engine journals the result only when all three exist, so a
+    /// failure half-way removes what was made before it is reported.
     pub(super) async fn snapshot_source(
         &self,
         cap: &Capability,
@@ -186,6 +188,24 @@ impl GcpCloud {
     ) -> Result<SnapshotRef, CloudError> {
         let (zone, disk_name) = self.worker_zone(disk)?;
         let set = WorkerSet::new(&zone, name);
+        match self.make_worker_set(cap, &set, &disk_name).await {
+            Ok(snapshot) => Ok(snapshot),
+            Err(e) => {
+                if let Err(undo) = self.delete_worker_set(cap, &set).await {
+                    tracing::warn!(snapshot = %set.id(), "removing a half-made worker set: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn make_worker_set(
+        &self,
+        cap: &Capability,
+        set: &WorkerSet,
+        disk_name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let zone = &set.zone;
         let labels = json!({"altishift": "source-read", "altishift-plan": cap.plan_hash().short()});
         self.create(
             cap,
