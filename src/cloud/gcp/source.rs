@@ -265,7 +265,7 @@ impl GcpCloud {
         });
         self.create(cap, &format!("zones/{zone}/instances"), &body)
             .await?;
-        self.wait_running(&zone, &set.worker).await?;
+        self.wait_running(zone, &set.worker).await?;
         Ok(SnapshotRef {
             id: set.id(),
             virtual_size: Bytes(size_gb << 30),
