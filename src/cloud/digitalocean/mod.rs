@@ -14,13 +14,15 @@ use super::{
     Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
     DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
 };
+use crate::block::BlockDigest;
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::{DiskFormat, Inventory, Platform};
 use crate::plan::limits::digitalocean_image_refusal;
 use crate::secret::{Prompter, Secret};
+use crate::units::BlockIndex;
 use async_trait::async_trait;
 pub use client::{DoClient, Pacing};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use target::Staging;
@@ -309,6 +311,57 @@ impl Cloud for DigitalOceanCloud {
         };
         let source = self.source_for(instance).await?;
         Ok(Box::new(source.open_stream_reader().await?))
+    }
+
+    // Cutover: the droplet's disk leaves over SSH, so the delta passes and
+    // the quiesce go through its SSH source; the power-off is DigitalOcean's
+    // own `shutdown` action, which the API confirms (an SSH `poweroff` would
+    // only cut the connection).
+
+    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
+        self.source_for(instance)
+            .await?
+            .cutover_support(instance)
+            .await
+    }
+
+    async fn open_delta_reader(
+        &self,
+        snapshot: &SnapshotRef,
+        previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let Some(instance) = snapshot.id.strip_prefix("ssh:") else {
+            return Ok(None);
+        };
+        let source = self.source_for(instance).await?;
+        Cloud::open_delta_reader(&*source, snapshot, previous).await
+    }
+
+    async fn quiesce(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        command: Option<&str>,
+        thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        let source = self.source_for(instance).await?;
+        Cloud::quiesce(&*source, cap, instance, command, thaw).await
+    }
+
+    async fn thaw(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        let source = self.source_for(instance).await?;
+        Cloud::thaw(&*source, cap, instance, command).await
+    }
+
+    async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
+        let source = self.source_for(instance).await?;
+        source.remove_agent_before_power_off().await?;
+        self.shutdown_droplet(cap, instance).await
     }
 
     async fn open_disk_writer(

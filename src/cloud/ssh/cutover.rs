@@ -98,12 +98,7 @@ impl SshCloud {
     /// cleanly instead of being cut; the profile's `power_off_command` runs
     /// to its end and must succeed.
     pub async fn power_off(&self, _cap: &Capability) -> Result<(), CloudError> {
-        // The agent goes first: once the host is off it cannot be removed.
-        let removed = self.remove_agent_files().await?;
-        self.removed_early
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(removed);
+        self.remove_agent_before_power_off().await?;
         let session = self.session();
         if let Some(command) = &self.power_off_command {
             session.run(&self.operator_command(command), None).await?;
@@ -111,6 +106,18 @@ impl SshCloud {
         }
         let command = session.remote("sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &");
         session.run(&format!("nohup {command}"), None).await?;
+        Ok(())
+    }
+
+    /// Removes the agent copy now, while the host still answers (a cloud
+    /// that powers the host off through its own API calls this first);
+    /// `revoke` still reports what was removed.
+    pub async fn remove_agent_before_power_off(&self) -> Result<(), CloudError> {
+        let removed = self.remove_agent_files().await?;
+        self.removed_early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(removed);
         Ok(())
     }
 
