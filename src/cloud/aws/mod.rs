@@ -165,6 +165,11 @@ impl Cloud for AwsCloud {
         self.jurisdiction.clone()
     }
 
+    /// PutSnapshotBlock takes any block, and the same block again, until CompleteSnapshot.
+    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
+        Some(super::WriteOrder::Any)
+    }
+
     fn default_in_flight(&self) -> usize {
         self.in_flight
     }

@@ -259,6 +259,11 @@ impl Cloud for CloudStackCloud {
         self.jurisdiction.clone()
     }
 
+    /// Blocks go into a local staging file before the upload.
+    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
+        Some(super::WriteOrder::Any)
+    }
+
     fn default_in_flight(&self) -> usize {
         self.in_flight
     }

@@ -159,6 +159,11 @@ impl Cloud for LabCloud {
         self.jurisdiction.clone()
     }
 
+    /// Blocks go into a sparse staging file, in any order and again.
+    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
+        Some(super::WriteOrder::Any)
+    }
+
     async fn inventory(&self) -> Result<Inventory, CloudError> {
         let mut instances = Vec::new();
         for m in self.instances()? {
