@@ -8,6 +8,7 @@ mod catalog;
 pub mod client;
 mod deploy;
 pub mod inventory;
+mod pipe;
 mod readback;
 mod source;
 pub mod tar;

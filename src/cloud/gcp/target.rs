@@ -6,7 +6,8 @@
 //! `images.insert` imports it (rawDisk.source, TAR container).
 
 use super::client::Client;
-use super::upload::{self, ResumableUpload};
+use super::pipe::{self, Uploader};
+use super::upload;
 use super::{GcpCloud, tar, verify};
 use crate::block::BlockDigest;
 use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
@@ -65,7 +66,7 @@ pub struct GcpDiskWriter {
 
 #[derive(Default)]
 struct State {
-    upload: Option<ResumableUpload>,
+    uploader: Option<Uploader>,
     map: tar::SparseMap,
     batch: Vec<u8>,
     compressing: VecDeque<JoinHandle<Vec<u8>>>,
@@ -166,34 +167,24 @@ impl GcpDiskWriter {
     }
 
     async fn upload_oldest(&self, state: &mut State) -> Result<(), CloudError> {
-        if state.compressing.is_empty() {
-            return Ok(());
-        }
-        // Open the session first so that a failure here loses no member.
-        if state.upload.is_none() {
-            let started = ResumableUpload::start(
-                &self.client,
-                &self.bucket,
-                &self.object("data"),
-                self.chunk,
-            )
-            .await?;
-            self.sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(self.prefix.clone(), started.session().clone());
-            state.upload = Some(started);
-        }
-        let (Some(job), Some(upload)) = (state.compressing.pop_front(), state.upload.as_mut())
-        else {
+        let Some(job) = state.compressing.pop_front() else {
             return Ok(());
         };
         let member = job
             .await
             .map_err(|e| CloudError::Permanent(format!("gzip worker: {e}")))?;
-        // The member joins the upload's pending bytes before any sending, so
-        // a failed chunk is resent by the next write or flush.
-        upload.write(&self.client, &member).await
+        let uploader = state.uploader.get_or_insert_with(|| {
+            Uploader::start(pipe::Target {
+                client: self.client.clone(),
+                bucket: self.bucket.clone(),
+                object: self.object("data"),
+                chunk: self.chunk,
+                sessions: self.sessions.clone(),
+                prefix: self.prefix.clone(),
+            })
+        });
+        // Handed over, the member is the upload task's to send (and resend).
+        uploader.send(member).await
     }
 
     async fn drain(&self, state: &mut State) -> Result<(), CloudError> {
@@ -258,8 +249,8 @@ impl DiskWriter for GcpDiskWriter {
     async fn flush(&self) -> Result<(), CloudError> {
         let mut state = self.state.lock().await;
         self.drain(&mut state).await?;
-        if let Some(upload) = state.upload.as_mut() {
-            upload.send_aligned(&self.client).await?;
+        if let Some(uploader) = &state.uploader {
+            uploader.flush().await?;
         }
         Ok(())
     }
@@ -284,7 +275,11 @@ impl DiskWriter for GcpDiskWriter {
             tar::gzip_member(&head, self.level),
         )
         .await?;
-        if let Some(data) = state.upload.take() {
+        let upload = match state.uploader.take() {
+            Some(uploader) => uploader.close().await?,
+            None => None,
+        };
+        if let Some(data) = upload {
             parts.push(data.object.clone());
             data.finish(&self.client).await?;
             self.sessions
