@@ -59,6 +59,9 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The login the worker's `ssh-keys` metadata names when the profile sets no `user`.
+const METADATA_USER: &str = "altishift";
+
 /// The resources of one source read, from the journaled id `ZONE/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSet {
@@ -234,7 +237,7 @@ impl GcpCloud {
         let worker = &self.worker;
         let mut metadata = vec![json!({"key": "enable-guest-attributes", "value": "TRUE"})];
         if let Some(key) = &worker.ssh_public_key {
-            let user = worker.user.as_deref().unwrap_or("altishift");
+            let user = worker.user.as_deref().unwrap_or(METADATA_USER);
             metadata.push(json!({"key": "ssh-keys", "value": format!("{user}:{}", key.trim())}));
         }
         let body = json!({
@@ -361,7 +364,13 @@ impl GcpCloud {
         let settings = SshSettings {
             target: SshTarget {
                 host: address,
-                user: self.worker.user.clone(),
+                // The metadata key was put there for this user.
+                user: self.worker.user.clone().or_else(|| {
+                    self.worker
+                        .ssh_public_key
+                        .as_ref()
+                        .map(|_| METADATA_USER.to_string())
+                }),
                 options,
                 sudo: self.worker.sudo,
             },
