@@ -437,3 +437,77 @@ async fn a_cutover_onto_an_in_order_writer_or_from_a_source_without_deltas_is_re
         assert!(err.contains("nothing was changed"), "{err}");
     }
 }
+
+/// A process killed between the source creating a snapshot and the journal
+/// recording it leaves a snapshot no journal names. Abandoning the run finds
+/// it by the plan's tag and removes it; another plan's snapshot stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoning_removes_a_snapshot_the_journal_never_recorded() {
+    use altishift::cloud::DiskRef;
+    let lab = lab();
+    let east = connect(&lab, "lab-east").await;
+    let west = connect(&lab, "lab-west").await;
+    let ours = approved(&*east, &*west, &["web-1"]).await;
+    let other = approved(&*east, &*west, &["monitor"]).await;
+    let instance = east.inventory().await.unwrap();
+    let web = instance.instance("web-1").unwrap().clone();
+    let monitor = instance.instance("monitor").unwrap().clone();
+    let snap = |approved: &approval::Approved, i: &altishift::inventory::Instance| {
+        let (short, i) = (approved.hash().short().to_string(), i.clone());
+        let cap = approved.capability();
+        let east = east.clone();
+        async move {
+            let at = DiskRef {
+                instance_id: i.id.clone(),
+                disk_id: i.disks[0].id.clone(),
+            };
+            let name = format!("altishift-{short}-{}-{}", i.name, at.disk_id);
+            east.snapshot_disk(&cap, &at, &name).await.unwrap().id
+        }
+    };
+    // Made as a run would, then "killed" before any journal line.
+    let orphan = snap(&ours, &web).await;
+    let unrelated = snap(&other, &monitor).await;
+    let tag = ours.capability().tag();
+    let found: Vec<String> = east
+        .find_leftovers(&tag)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(found, vec![orphan.clone()]);
+
+    let options = EngineOptions {
+        abandon: true,
+        ..EngineOptions::default()
+    };
+    let handle = engine::start(ours, east.clone(), west.clone(), &lab.state, options).unwrap();
+    let outcome = handle.done.await.unwrap().unwrap();
+    let cleanup: Vec<(String, String)> = outcome
+        .report
+        .cleanup
+        .iter()
+        .map(|c| (c.resource.clone(), c.outcome.clone()))
+        .collect();
+    assert!(
+        cleanup
+            .iter()
+            .any(|(r, o)| r.contains(&orphan) && o.starts_with("deleted")),
+        "{cleanup:?}"
+    );
+    assert!(east.find_leftovers(&tag).await.unwrap().is_empty());
+    let other_tag = other.capability().tag();
+    let still: Vec<String> = east
+        .find_leftovers(&other_tag)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        still,
+        vec![unrelated],
+        "another plan's snapshot was touched"
+    );
+}

@@ -265,6 +265,17 @@ pub trait Cloud: Send + Sync {
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError>;
 
+    /// Read-only: temporary resources this cloud holds for the plan whose
+    /// `tag` (`altishift:plan`, short hash) they carry — what a run killed
+    /// between creating one and journaling it leaves behind. Cleanup removes
+    /// those its journal does not list.
+    async fn find_leftovers(
+        &self,
+        _tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        Ok(Vec::new())
+    }
+
     /// Removes a resource this run created.
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError>;
     /// Ends the temporary access this tool created and wipes held secrets.

@@ -197,6 +197,15 @@ impl Clients {
         &self.region
     }
 
+    /// The profile's region and every region this process has used.
+    pub fn known_regions(&self) -> Vec<String> {
+        let mut regions: Vec<String> = lock(&self.by_region).keys().cloned().collect();
+        regions.push(self.region.clone());
+        regions.sort();
+        regions.dedup();
+        regions
+    }
+
     /// Clients for `region` (the profile's when None).
     pub fn get(&self, region: Option<&str>) -> Result<RegionClients, CloudError> {
         let region = region.unwrap_or(&self.region).to_string();

@@ -234,6 +234,58 @@ impl Cloud for AwsCloud {
         self.probe_vm(instance, spec).await
     }
 
+    /// Source snapshots carrying the plan's tag and the temporary tag, in the
+    /// profile's region and every region this process used (a snapshot left
+    /// in another region is not searched: the report of the killed run names
+    /// its disks' regions).
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        use aws_sdk_ec2::types::Filter;
+        let mut found = Vec::new();
+        for region in self.clients.known_regions() {
+            let c = self.clients.get(Some(&region))?;
+            let ec2 = &c.ec2;
+            let ids: Vec<String> =
+                paging::collect_pages("ec2 DescribeSnapshots", |token| async move {
+                    let page = ec2
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", tag.0))
+                                .values(&tag.1)
+                                .build(),
+                        )
+                        .filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", source::TEMPORARY_TAG))
+                                .values("true")
+                                .build(),
+                        )
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| client::classify("ec2 DescribeSnapshots", e))?;
+                    let ids: Vec<String> = page
+                        .snapshots()
+                        .iter()
+                        .filter_map(|s| s.snapshot_id().map(str::to_string))
+                        .collect();
+                    Ok((ids, page.next_token().map(str::to_string)))
+                })
+                .await?;
+            found.extend(ids.into_iter().map(|id| CreatedResource {
+                cloud: self.name.clone(),
+                kind: ResourceKind::Snapshot,
+                id: join_region(Some(&region), &id),
+                temporary: true,
+            }));
+        }
+        Ok(found)
+    }
+
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         let _ = cap;
         let (region, id) = split_region(&resource.id);

@@ -20,6 +20,10 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::OnceCell;
 
+/// Marks the source-side snapshots a run takes (and removes at cleanup), so
+/// a search by plan tag never picks the snapshots that back a written disk.
+pub const TEMPORARY_TAG: &str = "altishift:temporary";
+
 /// The block size rule. The EBS direct APIs have one block size, 512 KiB
 /// (AWS documents `BlockSize` as always 524288). A server that reports
 /// another value (moto 5.2.5 says 512) is not believed: blocks are addressed
@@ -88,6 +92,7 @@ impl AwsCloud {
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::Snapshot)
             .tags(Tag::builder().key(key).value(value).build())
+            .tags(Tag::builder().key(TEMPORARY_TAG).value("true").build())
             .tags(Tag::builder().key("Name").value(name).build())
             .build();
         let created = c

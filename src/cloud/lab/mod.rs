@@ -200,6 +200,35 @@ impl Cloud for LabCloud {
         })
     }
 
+    /// Snapshots are named `altishift-<short hash>-…` (see the engine).
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        let prefix = format!("altishift-{}-", tag.1);
+        let dir = self.root.join("snapshots");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(CloudError::from_io(dir.display(), e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| CloudError::from_io(dir.display(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                found.push(CreatedResource {
+                    cloud: self.name.clone(),
+                    kind: ResourceKind::Snapshot,
+                    id: name,
+                    temporary: true,
+                });
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
     async fn snapshot_disk(
         &self,
         _cap: &Capability,

@@ -17,7 +17,8 @@ impl Run {
     pub(super) async fn abandon(&self, resumed: bool) -> Result<RunOutcome, EngineError> {
         let plan = self.approved.plan();
         let every_disk: BTreeSet<String> = plan.disks().map(|(i, d)| i.disk_key(d)).collect();
-        let cleanup = self.clean_up(&every_disk).await?;
+        let mut cleanup = self.clean_up(&every_disk).await?;
+        cleanup.extend(self.clean_up_leftovers().await?);
         let revoked = self.revoke().await?;
         let instances = plan
             .items
@@ -93,6 +94,74 @@ impl Run {
                 cloud: resource.cloud.clone(),
                 outcome,
             });
+        }
+        Ok(reports)
+    }
+
+    /// Removes temporaries that carry this plan's tag but that no journal
+    /// record names (a process killed between a cloud creating one and the
+    /// journal recording it). Only an abandon does this: a resumable run may
+    /// still be about to journal them.
+    async fn clean_up_leftovers(&self) -> Result<Vec<CleanupReport>, EngineError> {
+        let state = journal::replay(self.journal.path())?;
+        let known: BTreeSet<(String, String)> = state
+            .created
+            .iter()
+            .map(|r| (r.cloud.clone(), bare_id(&r.id).to_string()))
+            .collect();
+        let tag = self.cap.tag();
+        let mut clouds: Vec<&dyn Cloud> = vec![&*self.source];
+        if self.target.name() != self.source.name() {
+            clouds.push(&*self.target);
+        }
+        let mut reports = Vec::new();
+        for cloud in clouds {
+            let found = match cloud.find_leftovers(&tag).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.log(
+                        Level::Warn,
+                        format!(
+                            "{}: could not search for leftovers of this plan: {e}",
+                            cloud.name()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            for resource in found {
+                if !resource.temporary
+                    || known.contains(&(resource.cloud.clone(), bare_id(&resource.id).to_string()))
+                {
+                    continue;
+                }
+                let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
+                let action = format!("delete_{:?}", resource.kind).to_lowercase();
+                let outcome = match self
+                    .audited(
+                        cloud,
+                        &action,
+                        &resource.id,
+                        cloud.delete(&self.cap, &resource),
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        "deleted (found by the plan's tag; no journal record named it)".to_string()
+                    }
+                    Err(e) => format!("NOT deleted: {e}"),
+                };
+                self.send(Event::CleanedUp {
+                    resource: label.clone(),
+                    ok: outcome.starts_with("deleted"),
+                    detail: outcome.clone(),
+                });
+                reports.push(CleanupReport {
+                    resource: label,
+                    cloud: resource.cloud.clone(),
+                    outcome,
+                });
+            }
         }
         Ok(reports)
     }
@@ -237,4 +306,10 @@ impl Run {
             passes: lock(&slot.passes).clone(),
         }
     }
+}
+
+/// A resource id without the region some providers put before it
+/// (`eu-west-1/snap-1` and `snap-1` name the same snapshot).
+fn bare_id(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
 }
