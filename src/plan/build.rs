@@ -327,7 +327,7 @@ fn actions(plan: &Plan) -> Vec<Action> {
                     src,
                     ActionVerb::SnapshotDisk,
                     key.clone(),
-                    format!("point-in-time copy of {}", disk.device),
+                    super::limits::snapshot_detail(&plan.source.provider, &disk.device),
                 ),
             }
             let passes = match &plan.cutover {

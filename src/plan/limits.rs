@@ -24,6 +24,26 @@ pub fn write_disclosure(provider: &str) -> Option<&'static str> {
     }
 }
 
+/// What "snapshot disk" means on a source, said in the plan's action when
+/// it is more than the operator would guess (it costs money, opens a login,
+/// or is no snapshot at all).
+pub fn snapshot_detail(provider: &str, device: &str) -> String {
+    match provider {
+        // Compute Engine has no API that returns disk bytes: see
+        // cloud/gcp/source.rs.
+        "gcp" => format!(
+            "point-in-time copy of {device}; creates a temporary disk from it and a worker VM \
+             (the profile's worker_machine_type) that reads it over SSH; all three are removed \
+             at cleanup"
+        ),
+        "digitalocean" | "ssh" => format!(
+            "no cloud snapshot: {device} is read live over SSH by a copy of this tool (removed \
+             at cleanup); only a cutover's final pass is consistent"
+        ),
+        _ => format!("point-in-time copy of {device}"),
+    }
+}
+
 /// Why `item` cannot be deployed on a `provider` target, if it cannot.
 pub fn refusal(provider: &str, item: &PlanItem) -> Option<String> {
     match provider {
@@ -156,5 +176,18 @@ mod tests {
         assert!(big.is_some_and(|r| r.contains("under 100 GB")));
         let win = digitalocean_image_refusal(Bytes::gib(20), &windows());
         assert!(win.is_some_and(|r| r.contains("must be Linux")));
+    }
+
+    #[test]
+    fn snapshot_actions_say_what_a_source_creates_or_that_it_reads_live() {
+        assert_eq!(snapshot_detail("lab", "vda"), "point-in-time copy of vda");
+        let gcp = snapshot_detail("gcp", "sda");
+        assert!(gcp.contains("worker VM") && gcp.contains("removed at cleanup"), "{gcp}");
+        for live in ["ssh", "digitalocean"] {
+            let text = snapshot_detail(live, "/dev/vda");
+            assert!(text.starts_with("no cloud snapshot"), "{text}");
+        }
+        assert!(write_disclosure("digitalocean").is_some_and(|d| d.contains("unguessable")));
+        assert!(write_disclosure("aws").is_none());
     }
 }

@@ -259,6 +259,13 @@ impl Cloud for GcpCloud {
         self.jurisdiction.clone()
     }
 
+    /// The disk is streamed as one sparse tar.gz: blocks in order, once. A
+    /// cutover (which writes blocks again) onto Google Cloud is refused at
+    /// preflight, before any staging exists.
+    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
+        Some(super::WriteOrder::Sequential)
+    }
+
     fn default_in_flight(&self) -> usize {
         self.in_flight
     }
