@@ -447,6 +447,7 @@ async fn a_disk_over_100_gb_is_refused_before_any_request() {
         region: "fra1".into(),
         boot: true,
         resume: None,
+        platform: Default::default(),
     };
     let plan = plan_for_capability();
     let err = moto_less

@@ -226,6 +226,7 @@ async fn a_data_disk_writer_is_refused_before_any_request() {
         region: "fra1".into(),
         boot: false,
         resume: None,
+        platform: Default::default(),
     };
     let refused = cloud
         .open_disk_writer(&approved.capability(), &spec)

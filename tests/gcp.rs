@@ -316,6 +316,7 @@ async fn a_reopened_writer_cancels_the_old_session_and_starts_again_from_block_z
         region: ZONE.into(),
         boot: true,
         resume: None,
+        platform: Default::default(),
     };
     async fn send(writer: &dyn altishift::cloud::DiskWriter, blocks: Vec<u64>) {
         for i in blocks {

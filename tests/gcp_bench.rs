@@ -76,6 +76,7 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
         region: ZONE.into(),
         boot: true,
         resume: None,
+        platform: Default::default(),
     };
     // Ours: blocks read from the file, streamed, compressed, uploaded.
     let started = std::time::Instant::now();

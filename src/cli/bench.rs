@@ -101,6 +101,7 @@ fn ours(dir: &Path, source: &Path, virtual_size: Bytes, in_flight: usize) -> Res
                 region: "bench".into(),
                 boot: true,
                 resume: None,
+                platform: Default::default(),
             };
             let writer: Box<dyn DiskWriter> = Box::new(writer::open(&root_for_task, &spec)?);
             let (journal, _) = Journal::open(&root_for_task.join("journal.jsonl"))?;

@@ -120,6 +120,10 @@ pub struct TargetDiskSpec {
     pub boot: bool,
     /// Staging id journaled by an earlier, interrupted run: reopen, not recreate.
     pub resume: Option<String>,
+    /// The source's OS, boot mode and architecture, for clouds that declare
+    /// them when a disk becomes an image (Compute Engine, DigitalOcean).
+    #[serde(default)]
+    pub platform: crate::inventory::Platform,
 }
 
 /// A finished target disk (volume, image, snapshot, file).

@@ -182,7 +182,10 @@ mod tests {
     fn snapshot_actions_say_what_a_source_creates_or_that_it_reads_live() {
         assert_eq!(snapshot_detail("lab", "vda"), "point-in-time copy of vda");
         let gcp = snapshot_detail("gcp", "sda");
-        assert!(gcp.contains("worker VM") && gcp.contains("removed at cleanup"), "{gcp}");
+        assert!(
+            gcp.contains("worker VM") && gcp.contains("removed at cleanup"),
+            "{gcp}"
+        );
         for live in ["ssh", "digitalocean"] {
             let text = snapshot_detail(live, "/dev/vda");
             assert!(text.starts_with("no cloud snapshot"), "{text}");

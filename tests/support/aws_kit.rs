@@ -409,6 +409,7 @@ pub async fn ours(cloud: &AwsCloud, blocks: u64, in_flight: usize) -> (f64, f64)
         region: "us-east-1".into(),
         boot: true,
         resume: None,
+        platform: Default::default(),
     };
     let writer = cloud.open_disk_writer(&cap, &spec).await.unwrap();
     futures::stream::iter(data.iter().enumerate())

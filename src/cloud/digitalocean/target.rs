@@ -112,7 +112,7 @@ async fn import_image(
         "name": spec.name,
         "url": url,
         "region": spec.region,
-        "distribution": "Unknown",
+        "distribution": distribution(spec.platform.os.as_deref()),
         "description": "imported by altishift",
         "tags": ["altishift"],
     });
@@ -251,8 +251,43 @@ fn tag(key: &str, value: &str) -> String {
     }
 }
 
+/// DigitalOcean's `distribution` for a custom image, from the source's OS
+/// text: one of the names its API v2 reference lists for `POST /v2/images`,
+/// `Unknown` when none fits (AlmaLinux, say, is not in that list).
+fn distribution(os: Option<&str>) -> &'static str {
+    let Some(os) = os.map(str::to_ascii_lowercase) else {
+        return "Unknown";
+    };
+    const KNOWN: &[(&str, &str)] = &[
+        ("ubuntu", "Ubuntu"),
+        ("debian", "Debian"),
+        ("centos", "CentOS"),
+        ("fedora", "Fedora"),
+        ("rocky", "Rocky Linux"),
+        ("arch", "Arch Linux"),
+        ("coreos", "CoreOS"),
+        ("freebsd", "FreeBSD"),
+        ("gentoo", "Gentoo"),
+        ("opensuse", "openSUSE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(needle, _)| os.contains(needle))
+        .map_or("Unknown", |(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_image_distribution_comes_from_the_source_os() {
+        assert_eq!(distribution(Some("Ubuntu 24.04 (LTS) x64")), "Ubuntu");
+        assert_eq!(distribution(Some("Debian 12")), "Debian");
+        assert_eq!(distribution(Some("Rocky Linux 9")), "Rocky Linux");
+        assert_eq!(distribution(Some("AlmaLinux 9")), "Unknown");
+        assert_eq!(distribution(None), "Unknown");
+    }
+
     use super::*;
 
     #[test]

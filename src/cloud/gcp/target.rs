@@ -310,15 +310,11 @@ impl DiskWriter for GcpDiskWriter {
             &state.digests,
         )
         .await?;
-        let body = json!({
-            "name": self.image,
-            "description": format!("altishift import of {}", self.spec.name),
-            "rawDisk": {
-                "source": upload::public_url(&self.bucket, &archive),
-                "containerType": "TAR",
-            },
-            "labels": {"altishift": "import"},
-        });
+        let body = image_body(
+            &self.image,
+            &self.spec,
+            &upload::public_url(&self.bucket, &archive),
+        );
         let verified = started.elapsed();
         let op = self.client.post("global/images", &body).await?;
         self.client.wait(op).await?;
@@ -337,8 +333,52 @@ impl DiskWriter for GcpDiskWriter {
     }
 }
 
+/// The `images.insert` body: the archive as a TAR raw disk, and what the
+/// source says of its boot (UEFI guests need `UEFI_COMPATIBLE` to boot with
+/// Secure Boot/Shielded VM; the architecture when the source names one).
+fn image_body(image: &str, spec: &TargetDiskSpec, source_url: &str) -> serde_json::Value {
+    let mut body = json!({
+        "name": image,
+        "description": format!("altishift import of {}", spec.name),
+        "rawDisk": {"source": source_url, "containerType": "TAR"},
+        "labels": {"altishift": "import"},
+    });
+    let platform = &spec.platform;
+    if platform.boot_mode.as_deref() == Some("uefi") {
+        body["guestOsFeatures"] = json!([{"type": "UEFI_COMPATIBLE"}]);
+    }
+    match platform.architecture.as_deref() {
+        Some("x86_64") => body["architecture"] = json!("X86_64"),
+        Some("arm64") => body["architecture"] = json!("ARM64"),
+        _ => {}
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_image_carries_the_source_boot_mode_and_architecture() {
+        let mut spec = TargetDiskSpec {
+            name: "web-root".into(),
+            virtual_size: Bytes::gib(1),
+            format: DiskFormat::Raw,
+            region: "europe-west1-b".into(),
+            boot: true,
+            resume: None,
+            platform: Default::default(),
+        };
+        let plain = image_body("img", &spec, "https://storage.googleapis.com/b/o");
+        assert_eq!(plain["rawDisk"]["containerType"], "TAR");
+        assert!(plain.get("guestOsFeatures").is_none() && plain.get("architecture").is_none());
+        spec.platform.boot_mode = Some("uefi".into());
+        spec.platform.architecture = Some("arm64".into());
+        let uefi = image_body("img", &spec, "https://storage.googleapis.com/b/o");
+        assert_eq!(uefi["guestOsFeatures"][0]["type"], "UEFI_COMPATIBLE");
+        assert_eq!(uefi["architecture"], "ARM64");
+    }
+
     use super::*;
 
     #[test]

@@ -217,6 +217,7 @@ impl Run {
             region: item.target_region.clone(),
             boot: disk.boot,
             resume: resume.staging_id.clone(),
+            platform: item.platform.clone(),
         };
         let writer = self
             .audited(

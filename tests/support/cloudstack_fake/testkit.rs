@@ -181,6 +181,7 @@ pub async fn upload_disk(
         // Seeds named like the engine names boot disks (`<vm>-root`) boot.
         boot: name.ends_with("-root"),
         resume: None,
+        platform: Default::default(),
     };
     let writer = cloud.open_disk_writer(cap, &spec).await?;
     let data = std::fs::read(&seed.raw).unwrap();

@@ -404,6 +404,7 @@ pub async fn upload(
         region: ZONE.into(),
         boot: true,
         resume: None,
+        platform: Default::default(),
     };
     let writer = cloud.open_disk_writer(&capability(), &spec).await?;
     for &index in blocks {
