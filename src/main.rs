@@ -160,6 +160,10 @@ struct PlanBuild {
     /// Keep temporary access after the run.
     #[arg(long)]
     keep_access: bool,
+    /// A rehearsal: remove the target instances, images and disks once
+    /// they are validated.
+    #[arg(long)]
+    test_migration: bool,
     /// Cutover: copy while the source runs, delta passes, then quiesce, a
     /// final delta pass and power the source off before deploying.
     #[arg(long)]
@@ -271,6 +275,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 region: b.region,
                 format: b.format,
                 keep_access: b.keep_access,
+                test_migration: b.test_migration,
                 cutover: b.cutover.then(|| altishift::plan::Cutover {
                     quiesce: b.quiesce,
                     thaw: b.thaw,

@@ -141,3 +141,107 @@ async fn abandoning_removes_a_tagged_snapshot_the_journal_never_recorded() {
         "a snapshot backing a disk was removed"
     );
 }
+
+/// A test migration onto AWS: the instance is deployed and validated, then
+/// terminated, its AMI deregistered and the written snapshots deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_migration_onto_aws_leaves_no_instance_image_or_snapshot() {
+    let moto = Moto::start();
+    let (ec2, _) = sdk(&moto, "us-east-1");
+    let dir = tempfile::tempdir().unwrap();
+    let root = lab(dir.path());
+    let east: Arc<dyn Cloud> =
+        Arc::new(LabCloud::open("lab-east", &root.join("lab-east"), None).unwrap());
+    let target = aws(&moto, "aws-test", "us-east-1").await;
+    let (si, ti) = (
+        east.inventory().await.unwrap(),
+        target.inventory().await.unwrap(),
+    );
+    // (snapshot id, description) of the account, and its image count.
+    let count = || async {
+        let snapshots: Vec<(String, String)> = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .send()
+            .await
+            .unwrap()
+            .snapshots()
+            .iter()
+            .map(|s| {
+                (
+                    s.snapshot_id().unwrap_or_default().to_string(),
+                    s.description().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let images = ec2
+            .describe_images()
+            .owners("self")
+            .send()
+            .await
+            .unwrap()
+            .images()
+            .len();
+        (snapshots, images)
+    };
+    let before = count().await;
+    let mut plan = plan_between(
+        ("lab-east", "lab", &si),
+        ("aws-test", "aws", &ti),
+        &["web-1"],
+        None,
+    );
+    plan.test_migration = true;
+    altishift::plan::build::refresh(
+        &mut plan,
+        &altishift::plan::build::Throughput {
+            bytes_per_second: 100_000_000,
+            basis: "test".into(),
+        },
+    );
+    let report = run(
+        approve(plan),
+        east,
+        Arc::new(target),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    assert!(report.instances.iter().all(|i| i.validated));
+    let removed: Vec<&str> = report
+        .cleanup
+        .iter()
+        .filter(|c| c.outcome == "removed (test migration)")
+        .map(|c| c.resource.as_str())
+        .collect();
+    assert!(removed[0].starts_with("instance"), "{:?}", report.cleanup);
+    let id = report.instances[0].target_id.clone().unwrap();
+    let id = id.rsplit('/').next().unwrap();
+    let state = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string());
+    assert!(
+        matches!(state.as_deref(), Some("terminated" | "shutting-down")),
+        "{state:?}"
+    );
+    let (snapshots, images) = count().await;
+    assert_eq!(images, before.1, "the test's AMI was left");
+    let new: Vec<&(String, String)> = snapshots.iter().filter(|s| !before.0.contains(s)).collect();
+    // moto copies the snapshots of a registered AMI into "Auto-created
+    // snapshot for AMI …" ones and keeps them after DeregisterImage; AWS
+    // registers from the given snapshots without copying. Anything else
+    // left is ours.
+    assert!(
+        new.iter()
+            .all(|(_, d)| d.starts_with("Auto-created snapshot for AMI")),
+        "snapshots of the test were left: {new:?}"
+    );
+}

@@ -511,3 +511,85 @@ async fn abandoning_removes_a_snapshot_the_journal_never_recorded() {
         "another plan's snapshot was touched"
     );
 }
+
+/// A test migration: the copy is deployed and validated, then the target
+/// instance and its disks are removed, and the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_migration_validates_then_removes_the_target() {
+    let lab = lab();
+    let east = connect(&lab, "lab-east").await;
+    let west = connect(&lab, "lab-west").await;
+    let (si, ti) = (
+        east.inventory().await.unwrap(),
+        west.inventory().await.unwrap(),
+    );
+    let side = |cloud: &'static str, inventory| Side {
+        cloud,
+        provider: "lab".into(),
+        jurisdiction: Some("DE".into()),
+        inventory,
+    };
+    let request = Request {
+        select: vec!["web-2".into()],
+        test_migration: true,
+        ..Request::default()
+    };
+    let throughput = Throughput {
+        bytes_per_second: 1 << 30,
+        basis: "test".into(),
+    };
+    let mut plan = build::build(
+        &side("lab-east", &si),
+        &side("lab-west", &ti),
+        &request,
+        &throughput,
+        "tester",
+    )
+    .unwrap();
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| a.verb == altishift::plan::ActionVerb::RemoveTestTarget
+                && a.resource == "web-2"),
+        "the removal is part of what is approved"
+    );
+    let short = plan.hash().short().to_string();
+    approval::approve(&mut plan, &short, true, "tester").unwrap();
+    let approved = approval::verify(plan).unwrap();
+    let handle = engine::start(
+        approved,
+        east.clone(),
+        west.clone(),
+        &lab.state,
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let report = handle.done.await.unwrap().unwrap().report;
+    assert!(report.ok, "{report:#?}");
+    assert!(report.instances.iter().all(|i| i.validated), "{report:#?}");
+    let removed: Vec<&str> = report
+        .cleanup
+        .iter()
+        .filter(|c| c.outcome == "removed (test migration)")
+        .map(|c| c.resource.as_str())
+        .collect();
+    // The instance and its two written disks.
+    assert_eq!(removed.len(), 3, "{:?}", report.cleanup);
+    assert!(
+        removed[0].starts_with("instance"),
+        "instances go first: {removed:?}"
+    );
+    let after = west.inventory().await.unwrap();
+    assert!(
+        after.instance("web-2").is_none(),
+        "the test target is still there"
+    );
+    assert_eq!(after.instances.len(), ti.instances.len());
+    let disks = lab._dir.path().join("lab/lab-west/disks");
+    let left: Vec<String> = std::fs::read_dir(&disks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("web-2"))
+        .collect();
+    assert!(left.is_empty(), "written disks left behind: {left:?}");
+}

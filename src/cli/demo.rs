@@ -55,6 +55,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             region: None,
             format: None,
             keep_access: false,
+            test_migration: false,
             cutover: None,
             output: Some(plan.clone()),
         },

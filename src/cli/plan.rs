@@ -17,6 +17,7 @@ pub struct PlanArgs {
     pub region: Option<String>,
     pub format: Option<DiskFormat>,
     pub keep_access: bool,
+    pub test_migration: bool,
     /// Make the run a cutover.
     pub cutover: Option<crate::plan::Cutover>,
     pub output: Option<std::path::PathBuf>,
@@ -66,6 +67,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         target_region: args.region,
         target_format: args.format,
         keep_access: args.keep_access,
+        test_migration: args.test_migration,
         cutover: args.cutover,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);

@@ -43,6 +43,8 @@ pub struct Request {
     /// Disk format for every target disk; the source's format when unset.
     pub target_format: Option<DiskFormat>,
     pub keep_access: bool,
+    /// Remove the target instances, images and disks once validated.
+    pub test_migration: bool,
     /// Make the run a cutover (passes, quiesce, final pass, power-off).
     pub cutover: Option<Cutover>,
 }
@@ -251,6 +253,7 @@ pub fn build(
             jurisdiction: target.jurisdiction_of(&target_region),
         },
         keep_access: request.keep_access,
+        test_migration: request.test_migration,
         summary: Summary {
             instances: 0,
             disks: 0,
@@ -369,6 +372,17 @@ fn actions(plan: &Plan) -> Vec<Action> {
                 ActionVerb::DeleteSnapshot,
                 item.disk_key(disk),
                 "snapshot taken by this run".into(),
+            );
+        }
+    }
+    if plan.test_migration {
+        for item in &plan.items {
+            push(
+                dst,
+                ActionVerb::RemoveTestTarget,
+                item.target_name.clone(),
+                "test migration: once validated, the instance, its image and disks are removed"
+                    .into(),
             );
         }
     }

@@ -105,6 +105,8 @@ pub enum ActionVerb {
     PowerOffSource,
     /// Cutover without power-off: the source resumes after the final pass.
     ThawSource,
+    /// Test migration: the validated target instance, image and disks go.
+    RemoveTestTarget,
 }
 
 impl std::fmt::Display for ActionVerb {
@@ -120,6 +122,7 @@ impl std::fmt::Display for ActionVerb {
             ActionVerb::FinalDelta => "final delta",
             ActionVerb::PowerOffSource => "power off source",
             ActionVerb::ThawSource => "thaw source",
+            ActionVerb::RemoveTestTarget => "remove test target",
         };
         f.write_str(text)
     }
@@ -191,6 +194,10 @@ pub struct Plan {
     /// Keep temporary access after the run (recorded in the report).
     #[serde(default)]
     pub keep_access: bool,
+    /// A rehearsal: the target instances, images and disks are removed once
+    /// validated, so the real migration can follow with nothing left over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_migration: bool,
     pub summary: Summary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_border: Option<CrossBorder>,
@@ -303,6 +310,7 @@ pub(crate) mod tests {
                 jurisdiction: if cross_border { "US" } else { "DE" }.into(),
             },
             keep_access: false,
+            test_migration: false,
             summary: Summary {
                 instances: 1,
                 disks: 1,

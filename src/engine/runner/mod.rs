@@ -256,7 +256,10 @@ impl Run {
             .filter(|(_, report)| report.validated)
             .flat_map(|(item, _)| item.disks.iter().map(|d| item.disk_key(d)))
             .collect();
-        let cleanup = self.clean_up(&healthy).await?;
+        let mut cleanup = self.clean_up(&healthy).await?;
+        if self.approved.plan().test_migration {
+            cleanup.extend(self.remove_test_targets().await?);
+        }
         let revoked = self.revoke().await?;
         self.finish(instances, cleanup, revoked, resumed)
     }

@@ -166,6 +166,61 @@ impl Run {
         Ok(reports)
     }
 
+    /// A test migration, once every instance is validated (or failed): the
+    /// target's instances go first (AWS deregisters their images with them),
+    /// then images, then written disks, so nothing is removed while in use.
+    pub(super) async fn remove_test_targets(&self) -> Result<Vec<CleanupReport>, EngineError> {
+        use crate::cloud::ResourceKind;
+        let state = journal::replay(self.journal.path())?;
+        let target = &*self.target;
+        let mut results: Vec<_> = state
+            .live_resources()
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.temporary && r.cloud == target.name())
+            .collect();
+        let rank = |kind: ResourceKind| match kind {
+            ResourceKind::Instance => 0,
+            ResourceKind::Image => 1,
+            _ => 2,
+        };
+        results.sort_by_key(|r| rank(r.kind));
+        results.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
+        let mut reports = Vec::new();
+        for resource in results {
+            let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
+            let action = format!("remove_test_{:?}", resource.kind).to_lowercase();
+            let outcome = match self
+                .audited(
+                    target,
+                    &action,
+                    &resource.id,
+                    target.delete(&self.cap, &resource),
+                )
+                .await
+            {
+                Ok(()) => {
+                    self.journal.append_durable(&Record::Deleted {
+                        resource: resource.clone(),
+                    })?;
+                    "removed (test migration)".to_string()
+                }
+                Err(e) => format!("NOT removed: {e}"),
+            };
+            self.send(Event::CleanedUp {
+                resource: label.clone(),
+                ok: outcome.starts_with("removed"),
+                detail: outcome.clone(),
+            });
+            reports.push(CleanupReport {
+                resource: label,
+                cloud: resource.cloud.clone(),
+                outcome,
+            });
+        }
+        Ok(reports)
+    }
+
     pub(super) async fn revoke(&self) -> Result<Vec<String>, EngineError> {
         if self.approved.plan().keep_access {
             self.log(

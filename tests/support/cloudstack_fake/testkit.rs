@@ -70,6 +70,7 @@ pub fn capability() -> Capability {
             jurisdiction: "DE".into(),
         },
         keep_access: false,
+        test_migration: false,
         summary: Summary {
             instances: 0,
             disks: 0,

@@ -262,6 +262,7 @@ pub fn capability() -> Capability {
             jurisdiction: "BE".into(),
         },
         keep_access: false,
+        test_migration: false,
         summary: altishift::plan::Summary {
             instances: 0,
             disks: 0,
