@@ -386,7 +386,7 @@ impl Cloud for DigitalOceanCloud {
         if let Some(reason) = refusal {
             return Err(CloudError::Permanent(reason));
         }
-        let writer = target::ImageWriter::open(self.client.clone(), self.staging()?.clone(), spec)?;
+        let writer = target::open_image_writer(self.client.clone(), self.staging()?.clone(), spec)?;
         Ok(Box::new(writer))
     }
 

@@ -6,74 +6,48 @@
 
 use super::client::DoClient;
 pub use super::staging::Staging;
-use crate::block::BlockDigest;
-use crate::cloud::local_disk::{self, SparseFileWriter};
-use crate::cloud::{
-    CloudError, DeploySpec, DeployedInstance, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk,
-};
+use crate::cloud::local_disk;
+use crate::cloud::staging::{FinishStaged, StagedWriter};
+use crate::cloud::{CloudError, DeploySpec, DeployedInstance, TargetDiskSpec, WrittenDisk};
 use crate::inventory::DiskFormat;
-use crate::units::BlockIndex;
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct ImageWriter {
+/// Opens (or reopens, on resume) the writer of a droplet's boot disk: blocks
+/// go into a local staging file, [`ImportImage`] turns it into an image.
+pub fn open_image_writer(
+    client: Arc<DoClient>,
+    staging: Staging,
+    spec: &TargetDiskSpec,
+) -> Result<StagedWriter, CloudError> {
+    let key = match &spec.resume {
+        Some(key) => key.clone(),
+        None => Staging::new_key(&spec.name)?,
+    };
+    let path = staging.local(&key);
+    let finish = ImportImage {
+        client,
+        staging,
+        key: key.clone(),
+        spec: spec.clone(),
+    };
+    StagedWriter::open(&path, key, spec.virtual_size, Box::new(finish))
+}
+
+/// qcow2, multipart upload, the import window, `POST /v2/images`.
+struct ImportImage {
     client: Arc<DoClient>,
     staging: Staging,
     key: String,
-    raw: SparseFileWriter,
     spec: TargetDiskSpec,
 }
 
-impl ImageWriter {
-    pub fn open(
-        client: Arc<DoClient>,
-        staging: Staging,
-        spec: &TargetDiskSpec,
-    ) -> Result<ImageWriter, CloudError> {
-        let key = match &spec.resume {
-            Some(key) => key.clone(),
-            None => Staging::new_key(&spec.name)?,
-        };
-        let path = staging.local(&key);
-        let raw = SparseFileWriter::create_or_open(&path, spec.virtual_size)
-            .map_err(|e| CloudError::from_io(path.display(), e))?;
-        Ok(ImageWriter {
-            client,
-            staging,
-            key,
-            raw,
-            spec: spec.clone(),
-        })
-    }
-}
-
 #[async_trait]
-impl DiskWriter for ImageWriter {
-    fn order(&self) -> WriteOrder {
-        WriteOrder::Any
-    }
-
-    fn staging_id(&self) -> String {
-        self.key.clone()
-    }
-
-    async fn write_block(
-        &self,
-        index: BlockIndex,
-        data: &[u8],
-        _digest: BlockDigest,
-    ) -> Result<(), CloudError> {
-        self.raw.write_block(index, data).await
-    }
-
-    async fn flush(&self) -> Result<(), CloudError> {
-        self.raw.sync().await
-    }
-
-    async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
-        let raw = self.raw.path().to_path_buf();
+impl FinishStaged for ImportImage {
+    async fn finish(self: Box<Self>, raw: PathBuf) -> Result<WrittenDisk, CloudError> {
         let qcow2 = raw.with_extension("qcow2");
         let (from, to) = (raw.clone(), qcow2.clone());
         tokio::task::spawn_blocking(move || {

@@ -2,7 +2,7 @@
 //! interrupted run, and the report.
 
 use super::{DiskSlot, Run, lock};
-use crate::cloud::{Check, Cloud};
+use crate::cloud::{Check, Cloud, CreatedResource};
 use crate::engine::control::DiskCounters;
 use crate::engine::journal::{self, Record};
 use crate::engine::report::{CleanupReport, DiskReport, InstanceReport, RunReport};
@@ -66,34 +66,10 @@ impl Run {
             } else {
                 &*self.target
             };
-            let action = format!("delete_{:?}", resource.kind).to_lowercase();
-            let outcome = match self
-                .audited(
-                    cloud,
-                    &action,
-                    &resource.id,
-                    cloud.delete(&self.cap, &resource),
-                )
-                .await
-            {
-                Ok(()) => {
-                    self.journal.append_durable(&Record::Deleted {
-                        resource: resource.clone(),
-                    })?;
-                    "deleted".to_string()
-                }
-                Err(e) => format!("NOT deleted: {e}"),
-            };
-            self.send(Event::CleanedUp {
-                resource: label.clone(),
-                ok: outcome == "deleted",
-                detail: outcome.clone(),
-            });
-            reports.push(CleanupReport {
-                resource: label,
-                cloud: resource.cloud.clone(),
-                outcome,
-            });
+            reports.push(
+                self.remove(cloud, &resource, "delete", ("deleted", "NOT deleted"))
+                    .await?,
+            );
         }
         Ok(reports)
     }
@@ -135,32 +111,11 @@ impl Run {
                 {
                     continue;
                 }
-                let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
-                let action = format!("delete_{:?}", resource.kind).to_lowercase();
-                let outcome = match self
-                    .audited(
-                        cloud,
-                        &action,
-                        &resource.id,
-                        cloud.delete(&self.cap, &resource),
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        "deleted (found by the plan's tag; no journal record named it)".to_string()
-                    }
-                    Err(e) => format!("NOT deleted: {e}"),
-                };
-                self.send(Event::CleanedUp {
-                    resource: label.clone(),
-                    ok: outcome.starts_with("deleted"),
-                    detail: outcome.clone(),
-                });
-                reports.push(CleanupReport {
-                    resource: label,
-                    cloud: resource.cloud.clone(),
-                    outcome,
-                });
+                let done = "deleted (found by the plan's tag; no journal record named it)";
+                reports.push(
+                    self.remove(cloud, &resource, "delete", (done, "NOT deleted"))
+                        .await?,
+                );
             }
         }
         Ok(reports)
@@ -188,37 +143,55 @@ impl Run {
         results.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
         let mut reports = Vec::new();
         for resource in results {
-            let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
-            let action = format!("remove_test_{:?}", resource.kind).to_lowercase();
-            let outcome = match self
-                .audited(
-                    target,
-                    &action,
-                    &resource.id,
-                    target.delete(&self.cap, &resource),
-                )
-                .await
-            {
-                Ok(()) => {
-                    self.journal.append_durable(&Record::Deleted {
-                        resource: resource.clone(),
-                    })?;
-                    "removed (test migration)".to_string()
-                }
-                Err(e) => format!("NOT removed: {e}"),
-            };
-            self.send(Event::CleanedUp {
-                resource: label.clone(),
-                ok: outcome.starts_with("removed"),
-                detail: outcome.clone(),
-            });
-            reports.push(CleanupReport {
-                resource: label,
-                cloud: resource.cloud.clone(),
-                outcome,
-            });
+            let done = "removed (test migration)";
+            reports.push(
+                self.remove(target, &resource, "remove_test", (done, "NOT removed"))
+                    .await?,
+            );
         }
         Ok(reports)
+    }
+
+    /// Deletes one resource through the audit log (`{verb}_{kind}`),
+    /// journals it once gone, tells listeners and says what happened:
+    /// `texts` is what to say on success and the prefix of a failure.
+    async fn remove(
+        &self,
+        cloud: &dyn Cloud,
+        resource: &CreatedResource,
+        verb: &str,
+        texts: (&str, &str),
+    ) -> Result<CleanupReport, EngineError> {
+        let label = format!("{:?} {}", resource.kind, resource.id).to_lowercase();
+        let action = format!("{verb}_{:?}", resource.kind).to_lowercase();
+        let deleted = self
+            .audited(
+                cloud,
+                &action,
+                &resource.id,
+                cloud.delete(&self.cap, resource),
+            )
+            .await;
+        let outcome = match deleted {
+            Ok(()) => {
+                self.journal.append_durable(&Record::Deleted {
+                    resource: resource.clone(),
+                })?;
+                texts.0.to_string()
+            }
+            Err(e) => format!("{}: {e}", texts.1),
+        };
+        let ok = outcome == texts.0;
+        self.send(Event::CleanedUp {
+            resource: label.clone(),
+            ok,
+            detail: outcome.clone(),
+        });
+        Ok(CleanupReport {
+            resource: label,
+            cloud: resource.cloud.clone(),
+            outcome,
+        })
     }
 
     pub(super) async fn revoke(&self) -> Result<Vec<String>, EngineError> {
