@@ -239,15 +239,27 @@ pub struct Access {
     /// Unix seconds when the credentials stop working; `None` = no expiry known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The tool renews these credentials before `expires_at` (an assumed
+    /// role's session, a service account's token): the expiry is the current
+    /// session's and nothing needs the operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renews: bool,
 }
 
 impl Access {
-    /// `expires 2026-11-27 14:00 UTC (in 52 min)`, or `no expiry`.
+    /// `expires 2026-11-27 14:00 UTC (in 52 min)`, `no expiry`, or
+    /// `session until … (renewed automatically)`.
     pub fn describe(&self, now_unix: u64) -> String {
         let Some(at) = self.expires_at else {
             return format!("{} · no expiry", self.identity);
         };
         let when = crate::fsutil::utc_minute(at);
+        if self.renews {
+            return format!(
+                "{} · session until {when} (renewed automatically)",
+                self.identity
+            );
+        }
         if at <= now_unix {
             return format!("{} · EXPIRED {when}", self.identity);
         }
@@ -305,6 +317,7 @@ mod tests {
         let access = Access {
             identity: "arn:aws:sts::123456789012:assumed-role/migrate/altishift".into(),
             expires_at: Some(1_795_867_200), // 2026-11-28 12:00 UTC
+            renews: false,
         };
         let now = 1_795_867_200 - 52 * 60 - 30;
         assert_eq!(
@@ -317,9 +330,19 @@ mod tests {
                 .describe(1_795_867_200)
                 .contains("EXPIRED 2026-11-28 12:00 UTC")
         );
+        let renewing = Access {
+            renews: true,
+            ..access.clone()
+        };
+        assert!(
+            renewing
+                .describe(now)
+                .ends_with("session until 2026-11-28 12:00 UTC (renewed automatically)")
+        );
         let forever = Access {
             identity: "me".into(),
             expires_at: None,
+            renews: false,
         };
         assert_eq!(forever.describe(now), "me · no expiry");
     }

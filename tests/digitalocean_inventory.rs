@@ -105,6 +105,7 @@ async fn images_keys_vpcs_and_firewalls_are_read_to_the_last_page() {
         Some(Access {
             identity: "ops@example.com".into(),
             expires_at: None,
+            renews: false,
         })
     );
     let db = inventory.instance("db").unwrap();

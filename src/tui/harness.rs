@@ -277,6 +277,7 @@ pub fn synthetic_access(identity: &str, expires_at: Option<u64>) -> Access {
     Access {
         identity: identity.into(),
         expires_at,
+        renews: false,
     }
 }
 

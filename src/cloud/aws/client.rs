@@ -182,6 +182,7 @@ impl Clients {
         Ok(crate::inventory::Access {
             identity,
             expires_at,
+            renews: false,
         })
     }
 
@@ -319,6 +320,8 @@ async fn assume_role(base: &SdkConfig, role: &str) -> Result<Session, CloudError
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| format!("{role} (session {SESSION_NAME})")),
         expires_at: expiry.and_then(unix_seconds),
+        // Calls go through AssumeRoleProvider, which assumes the role again.
+        renews: true,
     };
     let provider = Credentials::new(
         creds.access_key_id(),

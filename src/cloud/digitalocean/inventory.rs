@@ -189,6 +189,7 @@ fn access(account: &Value) -> Option<Access> {
     Some(Access {
         identity: identity.to_string(),
         expires_at: None,
+        renews: false,
     })
 }
 

@@ -205,9 +205,11 @@ impl TokenSource {
             .as_ref()
             .map(|a| a.client_email.clone())?;
         let expires_at = self.token.lock().await.as_ref().map(|t| t.expires_at);
+        // The token is fetched again from the key before it expires.
         Some(crate::inventory::Access {
             identity,
             expires_at,
+            renews: true,
         })
     }
 

@@ -41,6 +41,7 @@ impl AccessStatus {
             .unwrap_or(described);
         let (urgency, short) = match access.expires_at {
             None => (Urgency::Fine, "no expiry".to_string()),
+            Some(_) if access.renews => (Urgency::Fine, "renewed automatically".to_string()),
             Some(at) if at <= now_unix => (Urgency::Expired, "EXPIRED".to_string()),
             Some(at) => {
                 let left = at - now_unix;
@@ -57,7 +58,8 @@ impl AccessStatus {
             detail,
             short,
             urgency,
-            expires_at: access.expires_at,
+            // A renewed session does not end the run: nothing to warn about.
+            expires_at: access.expires_at.filter(|_| !access.renews),
         }
     }
 
@@ -149,6 +151,7 @@ mod tests {
         Access {
             identity: "arn:aws:sts::1:assumed-role/migrate/x".into(),
             expires_at,
+            renews: false,
         }
     }
 
@@ -183,5 +186,26 @@ mod tests {
         assert!(status.ends_within(now, 6 * 3600));
         assert!(!status.ends_within(now, 4 * 3600));
         assert!(!AccessStatus::new(&access(None), now).ends_within(now, u64::MAX));
+    }
+
+    #[test]
+    fn a_session_the_tool_renews_is_no_warning() {
+        let now = 1_800_000_000;
+        let renewing = Access {
+            renews: true,
+            ..access(Some(now + 40 * 60))
+        };
+        let status = AccessStatus::new(&renewing, now);
+        assert_eq!(status.urgency, Urgency::Fine);
+        assert_eq!(status.short, "renewed automatically");
+        assert!(
+            status.detail.contains("renewed automatically"),
+            "{}",
+            status.detail
+        );
+        assert!(
+            !status.ends_within(now, 6 * 3600),
+            "a long run is not at risk"
+        );
     }
 }
