@@ -412,3 +412,47 @@ async fn a_run_killed_in_its_final_pass_resumes_there_and_ends_identical() {
     assert_eq!(disk.source_digest, disk.target_digest);
     assert!(cmp(&device, &lab.disk_of(NAME)), "the target differs");
 }
+
+/// With `agent = auto`, an agent that cannot run on the host (here: a file
+/// that is no program) leaves the source streaming with dd, which has no
+/// delta passes. The cutover stops right after opening the reader, before
+/// the full copy, says why, and leaves the source running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_whose_agent_cannot_run_stops_before_the_full_copy() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let device = source_disk(dir.path(), &[0, 1, 2, 3], &[]);
+    let quiesce = quiesce_script(dir.path(), &device, &[1], &[]);
+    let (power_off, powered_off) = power_off_script(dir.path());
+    let not_a_program = dir.path().join("altishift-not-a-program");
+    std::fs::write(&not_a_program, "this is not an executable\n").unwrap();
+    std::fs::set_permissions(&not_a_program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut settings = settings(&sshd, &device, AgentPolicy::Auto);
+    settings.agent_binary = Some(not_a_program);
+    let source = Arc::new(
+        SshCloud::new("ssh-src", settings)
+            .unwrap()
+            .with_power_off_command(Some(power_off)),
+    );
+    let lab = Lab::new(dir.path());
+    let plan = plan_for_lab(&source, &lab, Some(cutover(&quiesce, 1))).await;
+    let (report, passes) = run_passes(
+        approve(plan),
+        source.clone(),
+        &lab,
+        &dir.path().join("state"),
+        EngineOptions::default(),
+    )
+    .await;
+    assert!(!report.ok, "{report:#?}");
+    let disk = &report.disks[0];
+    let error = disk.error.clone().unwrap_or_default();
+    assert!(error.contains("agent could not run"), "{error}");
+    assert_eq!(disk.bytes_sent, Bytes::ZERO, "the full copy ran anyway");
+    assert!(passes.is_empty(), "{passes:?}");
+    assert!(
+        !dir.path().join("quiesced").exists(),
+        "the source was quiesced"
+    );
+    assert!(!powered_off.exists(), "the source was powered off");
+}

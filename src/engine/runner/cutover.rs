@@ -24,6 +24,7 @@ use std::time::Instant;
 /// A disk between its passes: the writer open, what the target holds known.
 struct LiveDisk {
     key: String,
+    instance_id: String,
     plan: PlanDisk,
     snapshot: SnapshotRef,
     open: OpenDisk,
@@ -145,6 +146,7 @@ impl Run {
         }
         let mut live = LiveDisk {
             key: key.to_string(),
+            instance_id: item.instance_id.clone(),
             plan: disk.clone(),
             snapshot,
             held: open.resume.held.clone(),
@@ -361,7 +363,14 @@ impl Run {
         }
         let started = Instant::now();
         let reader: Box<dyn DiskReader> = match kind {
-            PassKind::Full => self.open_reader(&disk.plan, &key, &disk.snapshot).await?,
+            PassKind::Full => {
+                let reader = self.open_reader(&disk.plan, &key, &disk.snapshot).await?;
+                // Opening the reader settled how the source streams (an SSH
+                // agent, or dd where the agent could not run): without delta
+                // passes the full copy would be wasted, so stop before it.
+                self.source.cutover_support(&disk.instance_id).await?;
+                reader
+            }
             PassKind::Delta | PassKind::Final => {
                 let source = &*self.source;
                 let held = &disk.held;
