@@ -24,6 +24,8 @@ mod cli;
 mod kit;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::block::BlockDigest;
 use altishift::cloud::aws::AwsCloud;

@@ -9,6 +9,8 @@ mod cli;
 mod kit;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::aws::AwsCloud;

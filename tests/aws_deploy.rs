@@ -14,6 +14,8 @@ mod cli;
 mod kit;
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;

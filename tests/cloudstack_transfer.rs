@@ -4,6 +4,8 @@
 
 #[path = "support/cloudstack_fake/mod.rs"]
 mod cloudstack_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::cloud::{Cloud, DiskRef};
 use altishift::units::{BLOCK_SIZE, BlockIndex};

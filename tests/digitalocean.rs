@@ -497,44 +497,13 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
     }
     drop(file);
     fake.add_droplet("db", 1, "127.0.0.1");
-    let d = sshd.dir().display().to_string();
-    let user = String::from_utf8(
-        std::process::Command::new("id")
-            .arg("-un")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let source = Arc::new(
-        cloud(&fake, None, dir.path()).with_ssh(SshAccess {
-            user: Some(user.trim().into()),
-            options: [
-                "-F",
-                "/dev/null",
-                "-p",
-                &sshd.port().to_string(),
-                "-i",
-                &format!("{d}/id_user"),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityAgent=none",
-                "-o",
-                &format!("UserKnownHostsFile={d}/known_hosts"),
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "StrictHostKeyChecking=yes",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            sudo: false,
-            device: Some(device.display().to_string()),
-            agent_binary: Some(sshd::altishift_binary()),
-        }),
-    );
+    let source = Arc::new(cloud(&fake, None, dir.path()).with_ssh(SshAccess {
+        user: Some(sshd.user()),
+        options: sshd.options_for_address(true),
+        sudo: false,
+        device: Some(device.display().to_string()),
+        agent_binary: Some(sshd::altishift_binary()),
+    }));
     let lab = Lab::new(dir.path());
     let west: Arc<dyn Cloud> = Arc::new(
         LabCloud::open("lab-west", &lab.root.join("lab-west"), Some("DE".into())).unwrap(),

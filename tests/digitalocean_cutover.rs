@@ -6,6 +6,8 @@
 
 #[path = "support/do_fake/mod.rs"]
 mod do_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 #[path = "support/ssh_kit.rs"]
 mod ssh_kit;
 #[path = "support/sshd.rs"]
@@ -36,33 +38,11 @@ fn droplet_cloud(fake: &FakeDo, sshd: &sshd::Sshd, device: &Path) -> DigitalOcea
         poll_every: Duration::from_millis(10),
         poll_deadline: Duration::from_secs(60),
     };
-    let d = sshd.dir().display().to_string();
-    let options = [
-        "-F",
-        "/dev/null",
-        "-p",
-        &sshd.port().to_string(),
-        "-i",
-        &format!("{d}/id_user"),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        &format!("UserKnownHostsFile={d}/known_hosts"),
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=yes",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     DigitalOceanCloud::new("do-test", client)
         .with_jurisdiction(Some("DE".into()))
         .with_ssh(SshAccess {
-            user: sshd.target().user,
-            options,
+            user: Some(sshd.user()),
+            options: sshd.options_for_address(true),
             sudo: false,
             device: Some(device.display().to_string()),
             agent_binary: Some(sshd::altishift_binary()),

@@ -7,6 +7,8 @@
 
 #[path = "support/gce_fake/mod.rs"]
 mod gce_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::cloud::gcp::GcpCloud;
 use altishift::cloud::gcp::auth::ServiceAccount;

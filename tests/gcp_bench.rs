@@ -4,6 +4,8 @@
 
 #[path = "support/gce_fake/mod.rs"]
 mod gce_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::block::BlockDigest;
 use altishift::cloud::{Cloud, TargetDiskSpec};

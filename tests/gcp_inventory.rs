@@ -6,6 +6,8 @@
 
 #[path = "support/gce_fake/mod.rs"]
 mod gce_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 
 use altishift::cloud::{Cloud, CloudError};
 use altishift::units::Bytes;

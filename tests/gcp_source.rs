@@ -8,6 +8,8 @@
 
 #[path = "support/gce_fake/mod.rs"]
 mod gce_fake;
+#[path = "support/run_kit.rs"]
+mod run_kit;
 #[path = "support/sshd.rs"]
 mod sshd;
 
@@ -20,14 +22,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 const GIB: u64 = 1 << 30;
-
-fn user() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A 1 GiB sparse disk with a few extents of distinct bytes.
 fn source_disk(path: &Path) {
@@ -51,22 +45,8 @@ fn source_cloud(gcp: &Gcp, sshd: &sshd::Sshd) -> GcpCloud {
     let worker = WorkerSettings {
         machine_type: "f1-micro".into(),
         device_dir: gcp.fake.by_id_dir().display().to_string(),
-        user: Some(user()),
-        ssh_options: [
-            "-F",
-            "/dev/null",
-            "-p",
-            &sshd.port().to_string(),
-            "-i",
-            &format!("{d}/id_user"),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        user: Some(sshd.user()),
+        ssh_options: sshd.options_for_address(false),
         sudo: false,
         ssh_public_key: Some(std::fs::read_to_string(format!("{d}/id_user.pub")).unwrap()),
         agent_binary: Some(sshd::altishift_binary()),

@@ -6,22 +6,22 @@
 
 use super::cli;
 use super::moto::{ACCESS_KEY, Moto, SECRET_KEY};
+#[allow(unused_imports)]
+pub use crate::run_kit::{approve, run, throughput};
 use altishift::block::BlockDigest;
 use altishift::cloud::Cloud;
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;
 use altishift::config::{CloudProfile, ProviderKind};
-use altishift::engine::{self, EngineOptions, RunReport};
 use altishift::inventory::{DiskFormat, Inventory};
-use altishift::plan::build::{Request, Side, Throughput, build};
-use altishift::plan::{Approved, Plan, approval};
+use altishift::plan::Plan;
+use altishift::plan::build::{Request, Side, build};
 use altishift::secret::{Secret, SecretSource};
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub fn profile(moto: &Moto, region: &str) -> CloudProfile {
@@ -233,12 +233,6 @@ pub async fn read_back(cloud: &AwsCloud, id: &str, gib: u64) -> BTreeMap<u64, Ve
     out
 }
 
-pub fn approve(mut plan: Plan) -> Approved {
-    let short = plan.hash().short().to_string();
-    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
-    approval::verify(plan).unwrap()
-}
-
 pub fn plan_between(
     source: (&str, &str, &Inventory),
     target: (&str, &str, &Inventory),
@@ -263,25 +257,8 @@ pub fn plan_between(
         target_format: Some(DiskFormat::Raw),
         ..Request::default()
     };
-    let throughput = Throughput {
-        bytes_per_second: 100_000_000,
-        basis: "test".into(),
-    };
+    let throughput = throughput();
     build(&source, &target, &request, &throughput, "tester@localhost").unwrap()
-}
-
-pub async fn run(
-    approved: Approved,
-    source: Arc<dyn Cloud>,
-    target: Arc<dyn Cloud>,
-    state: &Path,
-) -> RunReport {
-    let handle = engine::start(approved, source, target, state, EngineOptions::default()).unwrap();
-    let mut events = handle.events;
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let outcome = handle.done.await.unwrap().unwrap();
-    drain.abort();
-    outcome.report
 }
 
 pub fn lab(dir: &Path) -> PathBuf {

@@ -3,13 +3,15 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use crate::run_kit::{approve, throughput};
 use crate::sshd::{Sshd, altishift_binary};
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::ssh::{AgentPolicy, SshCloud, SshSettings};
 use altishift::engine::{self, EngineOptions, Event, RetryPolicy, RunReport};
-use altishift::plan::build::{Request, Side, Throughput, build};
-use altishift::plan::{Approved, Cutover, Plan, approval};
+use altishift::plan::build::{Request, Side, build};
+use altishift::plan::{Approved, Cutover, Plan};
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -91,13 +93,6 @@ pub async fn plan_to_lab(source: &SshCloud, lab: &Lab) -> Approved {
     approve(plan)
 }
 
-/// Approves a plan as an operator does, by its short hash.
-pub fn approve(mut plan: Plan) -> Approved {
-    let short = plan.hash().short().to_string();
-    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
-    approval::verify(plan).unwrap()
-}
-
 /// The plan ssh → lab-west, a cutover when `cutover` is given (not approved).
 pub async fn plan_for_lab(source: &SshCloud, lab: &Lab, cutover: Option<Cutover>) -> Plan {
     let mut source_inventory = source.inventory().await.unwrap();
@@ -122,10 +117,7 @@ pub async fn plan_for_lab(source: &SshCloud, lab: &Lab, cutover: Option<Cutover>
         cutover,
         ..Request::default()
     };
-    let throughput = Throughput {
-        bytes_per_second: 100_000_000,
-        basis: "test".into(),
-    };
+    let throughput = throughput();
     build(&s, &t, &request, &throughput, "tester@localhost").unwrap()
 }
 

@@ -173,6 +173,45 @@ impl Sshd {
         }
     }
 
+    /// The login the server accepts: the user running the tests.
+    pub fn user(&self) -> String {
+        user()
+    }
+
+    /// `ssh` options that reach this server at a bare address (a droplet's
+    /// or a worker's IP, 127.0.0.1 here) with the test key. With
+    /// `known_hosts`, the server's key is pinned from the harness's file;
+    /// without, the caller pins it (e.g. from guest attributes).
+    pub fn options_for_address(&self, known_hosts: bool) -> Vec<String> {
+        let d = self.dir.path().display().to_string();
+        let mut options: Vec<String> = [
+            "-F",
+            "/dev/null",
+            "-p",
+            &self.port().to_string(),
+            "-i",
+            &format!("{d}/id_user"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if known_hosts {
+            for option in [
+                format!("UserKnownHostsFile={d}/known_hosts"),
+                "GlobalKnownHostsFile=/dev/null".into(),
+                "StrictHostKeyChecking=yes".into(),
+            ] {
+                options.push("-o".into());
+                options.push(option);
+            }
+        }
+        options
+    }
+
     /// Arguments for a plain `ssh` command (the benchmark's baseline).
     pub fn ssh_args(&self) -> Vec<String> {
         vec![

@@ -2,6 +2,8 @@
 //! approved plans (the only way to a capability), seed disks, a lab, runs.
 
 use super::{API_KEY, FakeCloudStack, SECRET_KEY};
+#[allow(unused_imports)]
+pub use crate::run_kit::{approve, run, throughput};
 use altishift::cloud::cloudstack::CloudStackCloud;
 use altishift::cloud::cloudstack::client::{PollPolicy, form_encode};
 use altishift::cloud::cloudstack::signing::{self, Dialect};
@@ -86,12 +88,6 @@ pub fn capability() -> Capability {
         approval: None,
     };
     approve(plan).capability()
-}
-
-pub fn approve(mut plan: Plan) -> Approved {
-    let short = plan.hash().short().to_string();
-    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
-    approval::verify(plan).unwrap()
 }
 
 pub fn created(kind: ResourceKind, id: &str) -> CreatedResource {
@@ -319,26 +315,8 @@ pub fn plan_between(
         select: select.iter().map(|s| s.to_string()).collect(),
         ..Request::default()
     };
-    let throughput = Throughput {
-        bytes_per_second: 100_000_000,
-        basis: "test".into(),
-    };
+    let throughput = throughput();
     build(&source, &target, &request, &throughput, "tester@localhost").unwrap()
-}
-
-/// Runs an approved plan through the engine to its report.
-pub async fn run(
-    approved: Approved,
-    source: Arc<dyn Cloud>,
-    target: Arc<dyn Cloud>,
-    state: &Path,
-) -> RunReport {
-    let handle = engine::start(approved, source, target, state, EngineOptions::default()).unwrap();
-    let mut events = handle.events;
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let outcome = handle.done.await.unwrap().unwrap();
-    drain.abort();
-    outcome.report
 }
 
 /// Replays a recorded `cs` request against the fake (optionally tampered).

@@ -4,17 +4,18 @@
 
 use super::storage::StorageProxy;
 use super::{CLIENT_EMAIL, FakeGce, PROJECT};
+#[allow(unused_imports)]
+pub use crate::run_kit::{approve, run, throughput};
 use altishift::block::BlockDigest;
 use altishift::cloud::gcp::auth::ServiceAccount;
 use altishift::cloud::gcp::client::PollPolicy;
 use altishift::cloud::gcp::{Endpoints, GcpCloud};
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::{Capability, Cloud, CloudError, TargetDiskSpec, WrittenDisk};
-use altishift::engine::{self, EngineOptions, RunReport};
 use altishift::inventory::DiskFormat;
 use altishift::inventory::Inventory;
-use altishift::plan::build::{Request, Side, Throughput, build};
-use altishift::plan::{Approved, Plan, approval};
+use altishift::plan::Plan;
+use altishift::plan::build::{Request, Side, build};
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
@@ -280,12 +281,6 @@ pub fn capability() -> Capability {
     approve(plan).capability()
 }
 
-pub fn approve(mut plan: Plan) -> Approved {
-    let short = plan.hash().short().to_string();
-    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
-    approval::verify(plan).unwrap()
-}
-
 pub struct Lab {
     pub root: PathBuf,
 }
@@ -336,25 +331,8 @@ pub fn plan_to_gcp(source: &Inventory, target: &Inventory, select: &[&str]) -> P
         select: select.iter().map(|s| s.to_string()).collect(),
         ..Request::default()
     };
-    let throughput = Throughput {
-        bytes_per_second: 100_000_000,
-        basis: "test".into(),
-    };
+    let throughput = throughput();
     build(&source, &target, &request, &throughput, "tester@localhost").unwrap()
-}
-
-pub async fn run(
-    approved: Approved,
-    source: Arc<dyn Cloud>,
-    target: Arc<dyn Cloud>,
-    state: &Path,
-) -> RunReport {
-    let handle = engine::start(approved, source, target, state, EngineOptions::default()).unwrap();
-    let mut events = handle.events;
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let outcome = handle.done.await.unwrap().unwrap();
-    drain.abort();
-    outcome.report
 }
 
 /// Runs a command; panics with its stderr when it fails.
