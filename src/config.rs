@@ -147,6 +147,9 @@ pub struct Config {
     /// Where journals, audit log and reports go; relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
+    /// Who may approve: signed approvals, a second person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::plan::signature::ApprovalPolicy>,
     #[serde(default)]
     pub clouds: BTreeMap<String, CloudProfile>,
     /// The file this came from (relative paths resolve against its folder).

@@ -80,6 +80,11 @@ enum Commands {
         /// Acknowledge that the plan moves data across borders.
         #[arg(long)]
         ack_cross_border: bool,
+        /// Sign the approval with this SSH key (`ssh-keygen -Y sign`; a
+        /// public key file uses the ssh agent). A second person's signature
+        /// is added to the first's.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
     },
     /// Carry out an approved plan (resumes an interrupted run).
     Apply {
@@ -295,7 +300,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             plan,
             confirm,
             ack_cross_border,
-        }) => cli::plan::approve(&globals, &plan, confirm, ack_cross_border),
+            sign,
+        }) => cli::plan::approve(&globals, &plan, confirm, ack_cross_border, sign.as_deref()).await,
         Some(Commands::Apply {
             plan,
             json,

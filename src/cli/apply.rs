@@ -1,7 +1,7 @@
 //! `altishift apply PLAN`: runs an approved plan headless, printing progress
 //! lines (or JSON events), and resumes a run that was interrupted.
 
-use super::common::{Globals, connect};
+use super::common::{Globals, connect_checked};
 use crate::engine::{self, Command, EngineOptions, Event, Stage};
 use crate::plan::{Plan, approval};
 use crate::units::{Bytes, mb_per_s};
@@ -25,8 +25,8 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     let approved =
         approval::verify(plan).with_context(|| format!("{}: refused", path.display()))?;
     let session = globals.load()?;
-    let source = connect(&session.config, &approved.plan().source.cloud).await?;
-    let target = connect(&session.config, &approved.plan().target.cloud).await?;
+    let (source, target) = connect_checked(&session.config, approved.plan(), path).await?;
+    check_signatures(&session, &approved, path)?;
     let options = EngineOptions {
         throttle: args.throttle,
         in_flight: args.in_flight,
@@ -70,6 +70,52 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
             path.display()
         )
     }
+}
+
+/// Signed approvals the config asks for: verified with `ssh-keygen`, each
+/// signer's key fingerprint written to the audit log.
+fn check_signatures(
+    session: &super::common::Session,
+    approved: &approval::Approved,
+    path: &Path,
+) -> Result<()> {
+    let Some(policy) = &session.config.approval else {
+        return Ok(());
+    };
+    let plan = approved.plan();
+    let file = policy
+        .allowed_signers
+        .as_ref()
+        .map(|f| session.config.resolve(f));
+    let signatures = plan
+        .approval
+        .as_ref()
+        .map(|a| a.signatures.as_slice())
+        .unwrap_or_default();
+    let signers = crate::plan::signature::check_policy(
+        policy,
+        file.as_deref(),
+        approved.hash(),
+        &plan.created_by,
+        signatures,
+    )
+    .with_context(|| format!("{}: refused", path.display()))?;
+    let audit = crate::engine::audit::AuditLog::new(
+        &session.state_dir.join("audit.jsonl"),
+        &approved.hash().0,
+        approved.operator(),
+    );
+    for signer in &signers {
+        audit
+            .record(
+                "-",
+                "approval_signed_by",
+                &signer.key_fingerprint,
+                &signer.principal,
+            )
+            .context("writing the audit log")?;
+    }
+    Ok(())
 }
 
 fn shutdown(commands: &tokio::sync::mpsc::UnboundedSender<Command>, why: &str) {

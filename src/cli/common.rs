@@ -4,6 +4,9 @@
 use crate::cloud::Cloud;
 use crate::cloud::lab::generate::{self, LabScale};
 use crate::config::{CloudProfile, Config, Paths};
+use crate::plan::Plan;
+use crate::plan::build::Side;
+use crate::plan::trust::{self, CloudFingerprint, Live};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,4 +84,56 @@ pub async fn connect(config: &Config, name: &str) -> Result<Arc<dyn Cloud>> {
     crate::cloud::connect(config, name, &mut prompt)
         .await
         .with_context(|| format!("connecting to cloud '{name}'"))
+}
+
+/// The fingerprints of the named clouds in the live config.
+pub fn fingerprints(
+    config: &Config,
+    names: &[&str],
+) -> Result<std::collections::BTreeMap<String, CloudFingerprint>> {
+    names
+        .iter()
+        .map(|name| {
+            Ok((
+                name.to_string(),
+                CloudFingerprint::of_cloud(config, name, None)?,
+            ))
+        })
+        .collect()
+}
+
+/// Connects the plan's clouds from the live config and checks that they are
+/// what the plan was made against: the same settings behind each name, and
+/// the jurisdictions and cross-border flag the clouds give today (never the
+/// ones written in the file). Returns the connected source and target.
+pub async fn connect_checked(
+    config: &Config,
+    plan: &Plan,
+    file: &Path,
+) -> Result<(Arc<dyn Cloud>, Arc<dyn Cloud>)> {
+    let (source_name, target_name) = (plan.source.cloud.as_str(), plan.target.cloud.as_str());
+    let refused = || format!("{}: refused", file.display());
+    // Settings first: a changed config is refused before anything connects.
+    let prints = fingerprints(config, &[source_name, target_name]).with_context(refused)?;
+    let source = connect(config, source_name).await?;
+    let target = connect(config, target_name).await?;
+    let source_inventory = source.inventory().await?;
+    let target_inventory = target.inventory().await?;
+    let live = Live {
+        source: Side {
+            cloud: source_name,
+            provider: source.provider().to_string(),
+            jurisdiction: source.jurisdiction(),
+            inventory: &source_inventory,
+        },
+        target: Side {
+            cloud: target_name,
+            provider: target.provider().to_string(),
+            jurisdiction: target.jurisdiction(),
+            inventory: &target_inventory,
+        },
+        fingerprints: prints,
+    };
+    trust::check(plan, &live).with_context(refused)?;
+    Ok((source, target))
 }

@@ -65,7 +65,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
     println!(
         "\ndemo: approving with the short hash {hash} and acknowledging the DE → US transfer\n"
     );
-    super::plan::approve(&globals, &plan, Some(hash), true)?;
+    super::plan::approve(&globals, &plan, Some(hash), true, None).await?;
     super::apply::run(
         &globals,
         &plan,

@@ -71,7 +71,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         cutover: args.cutover,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);
-    let plan = crate::plan::build::build(
+    let mut plan = crate::plan::build::build(
         &Side {
             cloud: &args.from,
             provider: source.provider().to_string(),
@@ -88,6 +88,8 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         &throughput,
         &crate::fsutil::operator(),
     )?;
+    // The approval covers what the cloud names mean in today's config.
+    plan.clouds = super::common::fingerprints(&session.config, &[&args.from, &args.to])?;
     // A cutover the source cannot do is refused now, not after approval.
     if plan.cutover.is_some() {
         for item in &plan.items {
@@ -121,13 +123,18 @@ pub fn show(path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn approve(
+pub async fn approve(
     globals: &Globals,
     path: &Path,
     confirm: Option<String>,
     ack_cross_border: bool,
+    sign: Option<&Path>,
 ) -> Result<()> {
     let mut plan = Plan::load(path)?;
+    let session = globals.load()?;
+    // Refused before the operator is asked anything: the clouds must still be
+    // what the plan was made against, and its safety facts must be theirs.
+    super::common::connect_checked(&session.config, &plan, path).await?;
     print!("{}", render::render(&plan));
     let short = plan.hash().short().to_string();
     let typed = match confirm {
@@ -149,19 +156,71 @@ pub fn approve(
     }
     let operator = crate::fsutil::operator();
     let record = approval::approve(&mut plan, &typed, acknowledged, &operator)?;
+    let signer = match sign {
+        Some(key) => Some(add_signature(&session.config, &mut plan, key, &operator)?),
+        None => None,
+    };
     plan.save(path)?;
-    let session = globals.load()?;
-    crate::engine::audit::AuditLog::new(
+    let audit = crate::engine::audit::AuditLog::new(
         &session.state_dir.join("audit.jsonl"),
         &record.plan_hash.0,
         &operator,
-    )
-    .record("-", "approve_plan", &path.display().to_string(), "ok")
-    .context("writing the audit log")?;
+    );
+    audit
+        .record("-", "approve_plan", &path.display().to_string(), "ok")
+        .context("writing the audit log")?;
+    if let Some(signer) = &signer {
+        // The key's fingerprint, as ssh-keygen established it: not a name
+        // anybody typed.
+        audit
+            .record(
+                "-",
+                "sign_approval",
+                &signer.key_fingerprint,
+                &signer.principal,
+            )
+            .context("writing the audit log")?;
+        println!(
+            "signed by {} ({})",
+            signer.principal, signer.key_fingerprint
+        );
+    }
     println!(
         "approved plan {} as {operator}. Next: altishift apply {}",
         record.plan_hash.short(),
         path.display()
     );
     Ok(())
+}
+
+/// Signs the approved plan's hash with `key` and keeps the signature with the
+/// approval; when the config names allowed signers, the signature is checked
+/// against them now rather than at apply.
+fn add_signature(
+    config: &crate::config::Config,
+    plan: &mut Plan,
+    key: &Path,
+    operator: &str,
+) -> Result<crate::plan::signature::Signer> {
+    use crate::plan::signature;
+    let hash = plan.hash();
+    let signature = signature::sign(key, &hash)?;
+    let file = config
+        .approval
+        .as_ref()
+        .and_then(|p| p.allowed_signers.as_ref())
+        .map(|f| config.resolve(f))
+        .context(
+            "--sign: the config names no allowed_signers in [approval], so the signature could never be checked",
+        )?;
+    let signer = signature::verify(&file, &hash, &signature)
+        .map_err(|message| anyhow::anyhow!("--sign {}: {message}", key.display()))?;
+    if let Some(record) = &mut plan.approval {
+        record.signatures.push(signature::PlanSignature {
+            operator: operator.to_string(),
+            signed_at: crate::fsutil::now_rfc3339(),
+            signature,
+        });
+    }
+    Ok(signer)
 }

@@ -19,6 +19,10 @@ pub struct ApprovalRecord {
     pub approved_at: String,
     #[serde(default)]
     pub cross_border_acknowledged: bool,
+    /// SSH signatures over the plan hash (`approve --sign KEY`), checked at
+    /// apply against the config's allowed signers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<super::signature::PlanSignature>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,11 +63,17 @@ pub fn approve(
             to: cross.to.clone(),
         });
     }
+    // A second approver signing the same plan keeps the first's signatures.
+    let signatures = match &plan.approval {
+        Some(earlier) if earlier.plan_hash == hash => earlier.signatures.clone(),
+        _ => Vec::new(),
+    };
     let record = ApprovalRecord {
         plan_hash: hash,
         operator: operator.to_string(),
         approved_at: crate::fsutil::now_rfc3339(),
         cross_border_acknowledged: plan.cross_border.is_some() && ack_cross_border,
+        signatures,
     };
     plan.approval = Some(record.clone());
     Ok(record)
@@ -211,6 +221,7 @@ mod tests {
             operator: "x".into(),
             approved_at: "now".into(),
             cross_border_acknowledged: false,
+            signatures: Vec::new(),
         });
         assert!(matches!(
             verify(plan).unwrap_err(),

@@ -20,7 +20,7 @@ pub struct Side<'a> {
 }
 
 impl Side<'_> {
-    fn jurisdiction_of(&self, region: &str) -> String {
+    pub(crate) fn jurisdiction_of(&self, region: &str) -> String {
         self.jurisdiction
             .clone()
             .or_else(|| {
@@ -264,6 +264,7 @@ pub fn build(
         },
         cross_border: None,
         cutover: request.cutover.clone(),
+        clouds: BTreeMap::new(),
         items,
         actions: Vec::new(),
         approval: None,

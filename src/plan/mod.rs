@@ -5,7 +5,9 @@ pub mod approval;
 pub mod build;
 pub mod limits;
 pub mod render;
+pub mod signature;
 pub mod size_map;
+pub mod trust;
 
 use crate::block::to_hex;
 use crate::inventory::{DiskFormat, Platform};
@@ -26,7 +28,14 @@ pub struct PlanHash(pub String);
 impl PlanHash {
     /// The part an operator types to approve.
     pub fn short(&self) -> &str {
-        &self.0[..self.0.len().min(8)]
+        // A hash read from a hand-edited file may hold anything: cut at a
+        // character boundary, never inside one.
+        let end = self
+            .0
+            .char_indices()
+            .nth(8)
+            .map_or(self.0.len(), |(at, _)| at);
+        &self.0[..end]
     }
 }
 
@@ -204,6 +213,12 @@ pub struct Plan {
     /// Present when the run is a cutover (several passes, then the source stops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<Cutover>,
+    /// The settings of each cloud the plan touches (endpoint, bucket, path,
+    /// host, commands…, never a secret), so the approval covers what the
+    /// names meant at plan time: approve and apply refuse a config that
+    /// changed since (see [`trust`]).
+    #[serde(default)]
+    pub clouds: std::collections::BTreeMap<String, trust::CloudFingerprint>,
     pub items: Vec<PlanItem>,
     pub actions: Vec<Action>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,6 +340,7 @@ pub(crate) mod tests {
                 bytes: Bytes::mib(10),
             }),
             cutover: None,
+            clouds: Default::default(),
             items: vec![PlanItem {
                 instance_id: "i-1".into(),
                 instance_name: "web".into(),
@@ -377,6 +393,12 @@ pub(crate) mod tests {
         let back: Plan = toml::from_str(&cut.to_toml().unwrap()).unwrap();
         assert_eq!(back, cut);
         assert_eq!(back.hash(), cut.hash());
+    }
+
+    #[test]
+    fn a_non_ascii_hash_from_a_file_is_shortened_without_a_panic() {
+        assert_eq!(PlanHash("ééééééééé".into()).short(), "éééééééé");
+        assert_eq!(PlanHash("ab".into()).short(), "ab");
     }
 
     #[test]

@@ -91,6 +91,16 @@ pub fn render(plan: &Plan) -> String {
             action.step, action.cloud, action.verb, action.resource, action.detail
         );
     }
+    if !plan.clouds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nClouds as configured (the approval covers these settings; apply refuses a change)"
+        );
+        for (cloud, print) in &plan.clouds {
+            let settings: Vec<String> = print.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "  {cloud}: {}", settings.join("  "));
+        }
+    }
     if plan.keep_access {
         let _ = writeln!(
             out,
@@ -100,6 +110,13 @@ pub fn render(plan: &Plan) -> String {
     match &plan.approval {
         Some(a) if a.plan_hash == hash => {
             let _ = writeln!(out, "\nApproved by {} at {}", a.operator, a.approved_at);
+            for sig in &a.signatures {
+                let _ = writeln!(
+                    out,
+                    "  signed by {} at {} (checked at apply against allowed_signers)",
+                    sig.operator, sig.signed_at
+                );
+            }
         }
         Some(_) => {
             let _ = writeln!(

@@ -84,6 +84,9 @@ impl Harness {
                 provider: provider.into(),
                 jurisdiction: Some(jurisdiction.into()),
                 inventory,
+                fingerprint: crate::plan::trust::CloudFingerprint(
+                    [("provider".to_string(), provider.to_string())].into(),
+                ),
             })),
         });
     }

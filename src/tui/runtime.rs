@@ -176,10 +176,13 @@ async fn connect_and_list(
         .await
         .map_err(|e| e.to_string())?;
     let inventory = connected.inventory().await.map_err(|e| e.to_string())?;
+    let fingerprint = crate::plan::trust::CloudFingerprint::of_cloud(config, name, None)
+        .map_err(|e| e.to_string())?;
     let loaded = LoadedCloud {
         provider: connected.provider().to_string(),
         jurisdiction: connected.jurisdiction(),
         inventory,
+        fingerprint,
     };
     match clouds.lock() {
         Ok(mut map) => map.insert(name.to_string(), connected),

@@ -53,6 +53,8 @@ pub struct LoadedCloud {
     pub provider: String,
     pub jurisdiction: Option<String>,
     pub inventory: Inventory,
+    /// The profile's settings that an approval covers (see `plan::trust`).
+    pub fingerprint: crate::plan::trust::CloudFingerprint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

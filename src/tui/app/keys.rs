@@ -306,6 +306,14 @@ impl App {
             KeyCode::PageUp => self.approve.scroll = self.approve.scroll.saturating_sub(5),
             KeyCode::Enter => {
                 let operator = self.operator.clone();
+                let checked = match &self.plan {
+                    Some(state) => self.trust_check(&state.plan),
+                    None => return true,
+                };
+                if let Err(refused) = checked {
+                    self.approve.refused = Some(refused);
+                    return true;
+                }
                 let Some(state) = &mut self.plan else {
                     return true;
                 };

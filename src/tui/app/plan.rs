@@ -9,6 +9,7 @@ use crate::engine::event::Level;
 use crate::inventory::Inventory;
 use crate::plan::approval::{self, ApprovalError, Approved};
 use crate::plan::build::{self, PlanError, Request, Side, Throughput, refresh};
+use crate::plan::trust::{self, Live};
 use crate::plan::{Cutover, Plan};
 
 #[derive(Debug)]
@@ -290,7 +291,13 @@ impl App {
             &self.operator,
         );
         match built {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                // The approval covers what both cloud names mean now.
+                plan.clouds = [
+                    (self.panes[0].cloud.clone(), source.fingerprint.clone()),
+                    (self.panes[1].cloud.clone(), target.fingerprint.clone()),
+                ]
+                .into();
                 self.plan = Some(PlanState::new(plan, throughput));
                 self.approve = ApproveState::new();
                 self.screen = Screen::Plan;
@@ -298,6 +305,37 @@ impl App {
             }
             Err(err) => self.refuse_plan(err),
         }
+    }
+
+    /// Checks the plan against the clouds as connected: same settings behind
+    /// each name, jurisdictions and cross-border flag derived again from them.
+    pub fn trust_check(&self, plan: &Plan) -> Result<(), String> {
+        let (Some(source), Some(target)) = (
+            &self.pane(SideId::Source).loaded,
+            &self.pane(SideId::Target).loaded,
+        ) else {
+            return Err("both clouds must be connected to approve".into());
+        };
+        let live = Live {
+            source: Side {
+                cloud: &self.panes[0].cloud,
+                provider: source.provider.clone(),
+                jurisdiction: source.jurisdiction.clone(),
+                inventory: &source.inventory,
+            },
+            target: Side {
+                cloud: &self.panes[1].cloud,
+                provider: target.provider.clone(),
+                jurisdiction: target.jurisdiction.clone(),
+                inventory: &target.inventory,
+            },
+            fingerprints: [
+                (self.panes[0].cloud.clone(), source.fingerprint.clone()),
+                (self.panes[1].cloud.clone(), target.fingerprint.clone()),
+            ]
+            .into(),
+        };
+        trust::check(plan, &live).map_err(|e| e.to_string())
     }
 
     /// A plan that cannot be built says why in full, over the screen: the
