@@ -394,38 +394,3 @@ async fn ebs_block_listing_follows_its_pages() {
     );
     assert_eq!(tokens_sent(&replay, &key), expected_tokens(&handed));
 }
-
-/// The libcloud and moto files under tests/fixtures/ec2 are unchanged
-/// copies of ../shared/fixtures/ec2 (checked when that folder is there).
-#[test]
-fn copied_fixtures_are_byte_identical_to_the_shared_ones() {
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ec2");
-    if !shared.is_dir() {
-        eprintln!("{} absent: nothing to compare", shared.display());
-        return;
-    }
-    let mut compared = 0;
-    for name in [
-        "describe_instances.xml",
-        "describe_volumes.xml",
-        "describe_subnets.xml",
-        "describe_security_groups.xml",
-        "describe_images.xml",
-        "moto/describe_regions.xml",
-        "moto/describe_instance_types.xml",
-        "moto/describe_instances.xml",
-        "moto/describe_volumes.xml",
-        "moto/describe_images_self.xml",
-        "moto/describe_snapshots.xml",
-        "moto/ebs_list_snapshot_blocks.json",
-        "moto/ebs_start_snapshot.json",
-    ] {
-        let theirs = std::fs::read(shared.join(name)).unwrap();
-        assert!(
-            fixture(name) == theirs,
-            "{name} differs from the shared copy"
-        );
-        compared += 1;
-    }
-    assert_eq!(compared, 13);
-}

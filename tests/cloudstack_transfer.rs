@@ -265,7 +265,7 @@ async fn bench_transfer_throughput_against_curl() {
         .arg(&url)
         .status()
         .await
-        .unwrap();
+        .expect("curl runs (run scripts/test: it installs curl)");
     assert!(status.success());
     rows.push((
         "curl download, 1 stream".into(),
@@ -315,7 +315,7 @@ async fn bench_transfer_throughput_against_curl() {
         .arg(&url)
         .status()
         .await
-        .unwrap();
+        .expect("curl runs (run scripts/test: it installs curl)");
     assert!(status.success());
     rows.push((
         "curl upload (multipart POST)".into(),

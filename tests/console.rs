@@ -407,8 +407,8 @@ fn same_disk(a: &std::path::Path, b: &std::path::Path) -> bool {
         .arg(a)
         .arg(b)
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .expect("qemu-img runs (run scripts/test: it installs qemu-utils)")
+        .success()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Compute Engine inventory against the faithful fake: every list followed
 //! by `pageToken` to the end, int64 strings, the fake's answers checked
-//! against the recordings in shared/fixtures/gce, and the configuration
+//! against the recordings in tests/fixtures/gce, and the configuration
 //! around instances (networks, subnetworks, firewalls, images, platform,
 //! who the calls are made as and until when).
 

@@ -6,6 +6,7 @@
 mod support;
 
 use altishift::engine::RunReport;
+use altishift::engine::event::TimedEvent;
 use altishift::engine::journal;
 use std::path::Path;
 use support::{Lab, same_content, text, tree};
@@ -142,11 +143,26 @@ fn raw_to_raw_keeps_holes_and_applying_twice_is_refused() {
     assert!(lab.approve().status.success());
     let out = lab.apply(&["--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    // Every stdout line is a JSON event.
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        serde_json::from_str::<altishift::engine::Event>(line)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
+    // Every stdout line is a JSON event with the time it happened.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() > 2, "events printed: {stdout}");
+    for line in &lines {
+        let timed: TimedEvent =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        humantime::parse_rfc3339(&timed.time).unwrap_or_else(|e| panic!("{line}: {e}"));
+        // RFC 3339 in UTC with milliseconds: 2026-12-04T02:05:09.123Z
+        let fraction = timed.time.rsplit('.').next().unwrap();
+        assert!(
+            fraction.len() == 4 && fraction.ends_with('Z'),
+            "milliseconds: {line}"
+        );
     }
+    assert!(
+        lines.first().unwrap().contains(r#""event":"run_started""#)
+            && lines.last().unwrap().contains(r#""event":"run_finished""#),
+        "{stdout}"
+    );
     let target = lab.root().join("lab-west/disks/db-1-data1.raw");
     let allocated = altishift::cloud::local_disk::allocated_bytes(&target).unwrap();
     assert!(allocated.0 < 64 << 20, "target stays sparse: {allocated}");
@@ -183,8 +199,8 @@ fn killed_apply_resumes_without_resending_finished_blocks() {
             .next()
             .expect("events until some blocks were sent")
             .unwrap();
-        let event: altishift::engine::Event = serde_json::from_str(&line).unwrap();
-        if let altishift::engine::Event::Progress(p) = event
+        let timed: TimedEvent = serde_json::from_str(&line).unwrap();
+        if let altishift::engine::Event::Progress(p) = timed.event
             && p.bytes_sent.0 >= 3 << 20
         {
             break;
@@ -547,10 +563,11 @@ fn an_abandoned_run_leaves_no_temporaries_and_cannot_resume() {
     let mut transferring = std::collections::BTreeSet::new();
     while transferring.len() < 3 {
         let line = lines.next().expect("events").unwrap();
+        let timed: TimedEvent = serde_json::from_str(&line).unwrap();
         if let altishift::engine::Event::Stage {
             disk,
             stage: altishift::engine::Stage::Transfer,
-        } = serde_json::from_str(&line).unwrap()
+        } = timed.event
         {
             transferring.insert(disk);
         }

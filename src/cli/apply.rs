@@ -2,6 +2,7 @@
 //! lines (or JSON events), and resumes a run that was interrupted.
 
 use super::common::{Globals, connect_checked};
+use crate::engine::event::TimedEvent;
 use crate::engine::{self, Command, EngineOptions, Event, Stage};
 use crate::plan::{Plan, approval};
 use crate::units::{Bytes, mb_per_s};
@@ -42,7 +43,7 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     loop {
         tokio::select! {
             event = handle.events.recv() => match event {
-                Some(event) => printer.print(&event),
+                Some(event) => printer.print(event),
                 None => break,
             },
             _ = interrupt.recv() => shutdown(&handle.commands, "interrupted"),
@@ -123,7 +124,8 @@ fn shutdown(commands: &tokio::sync::mpsc::UnboundedSender<Command>, why: &str) {
     let _ = commands.send(Command::Shutdown);
 }
 
-/// Turns events into lines: one per disk per second at most for progress.
+/// Turns events into lines: one per disk per second at most for progress;
+/// with `--json`, every event as one JSON line with its time.
 struct Printer {
     json: bool,
     last_line: HashMap<String, (Instant, u64, u64)>,
@@ -137,14 +139,15 @@ impl Printer {
         }
     }
 
-    fn print(&mut self, event: &Event) {
+    fn print(&mut self, event: Event) {
         if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
+            // Stamped on arrival: the engine's channel hands events over at once.
+            if let Ok(line) = serde_json::to_string(&TimedEvent::now(event)) {
                 println!("{line}");
             }
             return;
         }
-        match event {
+        match &event {
             Event::RunStarted {
                 run_id,
                 resumed,

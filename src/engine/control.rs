@@ -158,13 +158,16 @@ mod tests {
 
     #[tokio::test]
     async fn resume_lets_a_paused_disk_go_on() {
-        let control = std::sync::Arc::new(DiskControl::default());
+        let control = DiskControl::default();
         control.set_paused(true);
-        let waiter = {
-            let control = control.clone();
-            tokio::spawn(async move { control.proceed().await })
-        };
+        let mut waiter = Box::pin(control.proceed());
+        // Polled once while paused, the waiter is parked, not finished.
+        assert!(
+            futures::poll!(waiter.as_mut()).is_pending(),
+            "a paused disk must wait"
+        );
+        assert!(control.state().paused);
         control.set_paused(false);
-        assert!(waiter.await.unwrap().is_ok());
+        assert!(waiter.await.is_ok());
     }
 }

@@ -165,6 +165,27 @@ pub enum Event {
     },
 }
 
+/// An event as `apply --json` prints it: the event's own fields, tagged by
+/// `event` as always, plus `time`, when the listener received it (RFC 3339,
+/// UTC, milliseconds: `2026-12-04T02:05:09.123Z`), so a log of the lines
+/// shows how long each stage took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimedEvent {
+    pub time: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl TimedEvent {
+    /// Stamps `event` with the current time.
+    pub fn now(event: Event) -> TimedEvent {
+        TimedEvent {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            event,
+        }
+    }
+}
+
 /// What a listener may ask of a running engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -180,4 +201,34 @@ pub enum Command {
     },
     /// Stop every disk at a consistent point; the journal lets `apply` resume.
     Shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_event_is_the_event_plus_its_time() {
+        let progress = Event::Progress(DiskProgress {
+            disk: "web-1/root".into(),
+            bytes_sent: Bytes(4096),
+            ..DiskProgress::default()
+        });
+        let stage = Event::Stage {
+            disk: "web-1/root".into(),
+            stage: Stage::Transfer,
+        };
+        for event in [progress, stage] {
+            let timed = TimedEvent::now(event.clone());
+            let line = serde_json::to_string(&timed).unwrap();
+            let fields: serde_json::Value = serde_json::from_str(&line).unwrap();
+            // The old shape, untouched, with `time` beside it.
+            let mut expected = serde_json::to_value(&event).unwrap();
+            expected["time"] = timed.time.clone().into();
+            assert_eq!(fields, expected, "{line}");
+            assert!(humantime::parse_rfc3339(&timed.time).is_ok(), "{line}");
+            assert_eq!(timed.time.len(), "2026-12-04T02:05:09.123Z".len(), "{line}");
+            assert_eq!(serde_json::from_str::<TimedEvent>(&line).unwrap(), timed);
+        }
+    }
 }

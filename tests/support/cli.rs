@@ -140,6 +140,6 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
         .arg(a)
         .arg(b)
         .output()
-        .expect("qemu-img");
+        .expect("qemu-img runs (run scripts/test: it installs qemu-utils)");
     out.status.success()
 }

@@ -1,6 +1,8 @@
 //! A lab wrapper that injects faults into the target side: failing writes
 //! (transient or permanent), writers that lose what they held on reopen,
-//! writers that claim to need blocks in order.
+//! writers that claim to need blocks in order. Every other `Cloud` method,
+//! those with default bodies included, goes to the wrapped cloud, so a test
+//! through the wrapper exercises the lab and not the trait's defaults.
 
 use altishift::block::BlockDigest;
 use altishift::cloud::{
@@ -11,6 +13,7 @@ use altishift::config::ProviderKind;
 use altishift::inventory::Inventory;
 use altishift::units::BlockIndex;
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -108,6 +111,9 @@ impl Cloud for Faulty {
     fn jurisdiction(&self) -> Option<String> {
         self.inner().jurisdiction()
     }
+    fn default_in_flight(&self) -> usize {
+        self.inner().default_in_flight()
+    }
     fn write_order(&self, format: altishift::inventory::DiskFormat) -> Option<WriteOrder> {
         self.order.or(self.inner().write_order(format))
     }
@@ -169,10 +175,46 @@ impl Cloud for Faulty {
     ) -> Result<Vec<Check>, CloudError> {
         self.inner().probe(instance, spec).await
     }
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.inner().find_leftovers(tag).await
+    }
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         self.inner().delete(cap, resource).await
     }
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
         self.inner().revoke().await
+    }
+    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
+        self.inner().cutover_support(instance).await
+    }
+    async fn open_delta_reader(
+        &self,
+        snapshot: &SnapshotRef,
+        previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        self.inner().open_delta_reader(snapshot, previous).await
+    }
+    async fn quiesce(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        command: Option<&str>,
+        thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.inner().quiesce(cap, instance, command, thaw).await
+    }
+    async fn thaw(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.inner().thaw(cap, instance, command).await
+    }
+    async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
+        self.inner().power_off(cap, instance).await
     }
 }

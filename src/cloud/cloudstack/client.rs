@@ -458,7 +458,7 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         let path = format!(
-            "{}/../shared/fixtures/cloudstack/{name}",
+            "{}/tests/fixtures/cloudstack/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(path).unwrap()

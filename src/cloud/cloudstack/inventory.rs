@@ -167,7 +167,7 @@ mod tests {
 
     fn fixture(command: &str, name: &str) -> Value {
         let path = format!(
-            "{}/../shared/fixtures/cloudstack/{name}",
+            "{}/tests/fixtures/cloudstack/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         unwrap_response(command, 200, &std::fs::read_to_string(path).unwrap()).unwrap()

@@ -122,9 +122,10 @@ mod tests {
     fn vectors() -> Vec<Value> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/cloudstack/signatures.json"
+            "/tests/fixtures/cloudstack/signatures.json"
         );
-        let text = std::fs::read_to_string(path).expect("signature vectors in ../shared/fixtures");
+        let text =
+            std::fs::read_to_string(path).expect("signature vectors in tests/fixtures/cloudstack");
         serde_json::from_str::<Vec<Value>>(&text).expect("vectors are JSON")
     }
 

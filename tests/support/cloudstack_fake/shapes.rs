@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 pub fn fixture(name: &str) -> Value {
     let path = format!(
-        "{}/../shared/fixtures/cloudstack/{name}",
+        "{}/tests/fixtures/cloudstack/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"));

@@ -160,13 +160,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// (`format`, `virtual-size`) from `qemu-img info`.
+/// (`format`, `virtual-size`) from `qemu-img info`; None when the upload
+/// is no image. A missing qemu-img is the machine's fault, not the upload's.
 fn qemu_info(path: &std::path::Path) -> Option<(String, u64)> {
     let out = std::process::Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(path)
         .output()
-        .ok()?;
+        .expect("qemu-img runs (run scripts/test: it installs qemu-utils)");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     Some((
         v["format"].as_str()?.to_string(),

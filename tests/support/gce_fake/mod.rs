@@ -1,5 +1,5 @@
 //! A faithful fake of the Compute Engine v1 REST API for tests, seeded with
-//! the recorded answers in shared/fixtures/gce: bearer tokens issued by its
+//! the recorded answers in tests/fixtures/gce: bearer tokens issued by its
 //! own OAuth endpoint (which verifies the RS256 JWT), `pageToken` paging
 //! with `maxResults`, aggregated lists keyed by scope, operations that go
 //! PENDING → RUNNING → DONE (with `error` when they fail), Google's error
@@ -118,10 +118,10 @@ pub fn new_token() -> String {
     )
 }
 
-/// A recorded answer from shared/fixtures/gce.
+/// A recorded answer from tests/fixtures/gce (vendored; see tests/fixtures/README.md).
 pub fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/gce")
+        .join("tests/fixtures/gce")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));

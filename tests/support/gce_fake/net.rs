@@ -1,5 +1,5 @@
 //! Subnetworks and firewalls of the Compute Engine fake. The recordings in
-//! shared/fixtures/gce hold networks (with their subnetwork links) but no
+//! tests/fixtures/gce hold networks (with their subnetwork links) but no
 //! subnetwork or firewall answers: these follow the REST reference
 //! (`compute#subnetwork` with `ipCidrRange`/`region`/`network`,
 //! `compute#firewall` with `direction`, `sourceRanges`, `allowed[]`), the
