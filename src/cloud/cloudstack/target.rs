@@ -177,6 +177,8 @@ impl WriterContext {
                 CloudError::Permanent(format!("cloudstack {command}: no '{k}' in the answer"))
             };
             let url = field("postURL").ok_or_else(|| missing("postURL"))?;
+            self.client
+                .check_handed(&format!("cloudstack {command}: postURL"), &url)?;
             let headers = UploadHeaders {
                 signature: field("signature").ok_or_else(|| missing("signature"))?,
                 metadata: field("metadata").ok_or_else(|| missing("metadata"))?,
