@@ -49,8 +49,8 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         if let Some(access) = &inventory.access {
             eprintln!(
                 "{}: acting as {}",
-                inventory.cloud,
-                access.describe(crate::fsutil::now_unix())
+                crate::text::safe(&inventory.cloud),
+                crate::text::safe(&access.describe(crate::fsutil::now_unix()))
             );
         }
     }
@@ -143,7 +143,8 @@ pub fn approve(
     {
         let question = format!(
             "Data will leave {} for {}. Type 'yes' to acknowledge the cross-border transfer: ",
-            cross.from, cross.to
+            crate::text::safe(&cross.from),
+            crate::text::safe(&cross.to)
         );
         acknowledged = super::prompt::ask(&question).is_some_and(|a| a.eq_ignore_ascii_case("yes"));
     }
