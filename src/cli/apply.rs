@@ -22,6 +22,8 @@ pub struct ApplyArgs {
 
 pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
     let plan = Plan::load(path)?;
+    crate::plan::build::check_names(&plan.items)
+        .with_context(|| format!("{}: refused", path.display()))?;
     let approved =
         approval::verify(plan).with_context(|| format!("{}: refused", path.display()))?;
     let session = globals.load()?;

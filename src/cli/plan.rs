@@ -128,6 +128,9 @@ pub fn approve(
     ack_cross_border: bool,
 ) -> Result<()> {
     let mut plan = Plan::load(path)?;
+    // An edited plan gets the same name checks as a built one.
+    crate::plan::build::check_names(&plan.items)
+        .with_context(|| format!("{}: refused", path.display()))?;
     print!("{}", render::render(&plan));
     let short = plan.hash().short().to_string();
     let typed = match confirm {
