@@ -48,6 +48,10 @@ pub struct CloudProfile {
     /// API endpoint override (how tests point a provider at a local server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Allow `http://` endpoints (a test server on loopback): without it a
+    /// profile whose endpoints would carry credentials in clear is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_endpoint: Option<bool>,
     /// Country or bloc the cloud's data lives under, overriding the region's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jurisdiction: Option<String>,

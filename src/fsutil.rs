@@ -65,3 +65,60 @@ pub fn utc_minute(unix: u64) -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// Longest file name made from a resource name: NAME_MAX is 255 bytes, and
+/// suffixes (`.qcow2.partial`, `-disk0`) need room.
+pub const MAX_FILE_NAME: usize = 200;
+
+/// A resource name (instance, disk, image, snapshot: a provider's or a
+/// plan's) as the name of one file in one folder. `[A-Za-z0-9._-]` stay,
+/// every other byte becomes `%XX` (`%` too, so different names never share
+/// a file): `a/b` is `a%2Fb`, `../x` is `..%2Fx`, and no name can leave its
+/// folder. Refused, with the reason: empty, `.`, `..`, and names longer
+/// than [`MAX_FILE_NAME`] once mapped.
+pub fn file_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("an empty name cannot be a file name".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' cannot be a file name"));
+    }
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    if out.len() > MAX_FILE_NAME {
+        return Err(format!(
+            "the name is too long for a file name ({} bytes once mapped, at most {MAX_FILE_NAME})",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn names_map_to_file_names_that_stay_in_their_folder() {
+        assert_eq!(file_name("web-1.db_2").unwrap(), "web-1.db_2");
+        assert_eq!(file_name("a/b").unwrap(), "a%2Fb");
+        assert_eq!(file_name("../../etc/x").unwrap(), "..%2F..%2Fetc%2Fx");
+        assert_eq!(file_name("mon\u{1b}[2J").unwrap(), "mon%1B%5B2J");
+        // Injective: the escape character is escaped too.
+        assert_ne!(file_name("a%2Fb").unwrap(), file_name("a/b").unwrap());
+        for bad in ["", ".", ".."] {
+            assert!(file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(file_name(&"x".repeat(201)).is_err());
+        assert!(file_name(&"é".repeat(40)).is_err()); // 80 bytes → 240 mapped
+        for name in ["a/b", "../../etc/x", "/abs", "x\0y", "..\\.."] {
+            let mapped = file_name(name).unwrap();
+            assert!(!mapped.contains('/') && mapped != "." && mapped != "..");
+        }
+    }
+}

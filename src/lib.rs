@@ -11,5 +11,6 @@ pub mod fsutil;
 pub mod inventory;
 pub mod plan;
 pub mod secret;
+pub mod text;
 pub mod tui;
 pub mod units;

@@ -229,7 +229,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("altishift: error: {e:#}");
+            // Errors quote provider answers and file contents: one safe-text rule.
+            eprintln!(
+                "altishift: error: {}",
+                altishift::text::safe_lines(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

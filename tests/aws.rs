@@ -317,7 +317,7 @@ async fn lab_to_aws_through_the_cli_nothing_before_approval_no_secret_anywhere()
     let config = lab.config();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[clouds.aws-target]\nprovider = \"aws\"\nregion = \"eu-central-1\"\nendpoint = \"{}\"\napi_key = \"env:ALTI_TEST_AWS_KEY\"\nsecret_key = \"env:ALTI_TEST_AWS_SECRET\"\n",
+        "\n[clouds.aws-target]\nprovider = \"aws\"\nregion = \"eu-central-1\"\nendpoint = \"{}\"\ninsecure_endpoint = true\napi_key = \"env:ALTI_TEST_AWS_KEY\"\nsecret_key = \"env:ALTI_TEST_AWS_SECRET\"\n",
         moto.endpoint
     ));
     std::fs::write(&config, text).unwrap();

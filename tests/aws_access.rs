@@ -137,7 +137,7 @@ fn credentials_that_carry_an_expiry_show_it_in_the_cli() {
     let config = lab.config();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[clouds.aws-proc]\nprovider = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nprofile = \"expiring\"\n",
+        "\n[clouds.aws-proc]\nprovider = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\ninsecure_endpoint = true\nprofile = \"expiring\"\n",
         moto.endpoint
     ));
     std::fs::write(&config, text).unwrap();

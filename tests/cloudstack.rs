@@ -446,7 +446,7 @@ async fn cli_inventory_reads_a_cloudstack_profile_with_keys_from_the_environment
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let text = format!(
-        "state_dir = \"state\"\n[clouds.cs]\nprovider = \"cloudstack\"\nendpoint = \"{}\"\napi_key = \"env:CS_TEST_API_KEY\"\nsecret_key = \"env:CS_TEST_SECRET_KEY\"\njurisdiction = \"DE\"\npath = \"cs-staging\"\n",
+        "state_dir = \"state\"\n[clouds.cs]\nprovider = \"cloudstack\"\nendpoint = \"{}\"\ninsecure_endpoint = true\napi_key = \"env:CS_TEST_API_KEY\"\nsecret_key = \"env:CS_TEST_SECRET_KEY\"\njurisdiction = \"DE\"\npath = \"cs-staging\"\n",
         fake.endpoint
     );
     std::fs::write(&config, text).unwrap();

@@ -224,7 +224,7 @@ fn transfer_and_result_screens() {
 #[test]
 fn secret_prompt_is_masked() {
     let config: Config = toml::from_str(
-        "[clouds.staging]\nprovider = \"cloudstack\"\nendpoint = \"http://127.0.0.1:9/client/api\"\napi_key = \"prompt\"\nsecret_key = \"prompt\"\n",
+        "[clouds.staging]\nprovider = \"cloudstack\"\nendpoint = \"http://127.0.0.1:9/client/api\"\ninsecure_endpoint = true\napi_key = \"prompt\"\nsecret_key = \"prompt\"\n",
     )
     .expect("config");
     let mut h = Harness::new(

@@ -39,7 +39,7 @@ impl Setup {
         let lab = tokio::task::spawn_blocking(cli::Lab::new).await.unwrap();
         let mut config = std::fs::read_to_string(lab.config()).unwrap();
         config.push_str(&format!(
-            "\n[clouds.do]\nprovider = \"digitalocean\"\nendpoint = \"{}\"\n\
+            "\n[clouds.do]\nprovider = \"digitalocean\"\nendpoint = \"{}\"\ninsecure_endpoint = true\n\
              token = \"env:ALTISHIFT_TEST_DO_TOKEN\"\njurisdiction = \"DE\"\n\
              bucket = \"{BUCKET}\"\nstaging_endpoint = \"{}\"\nregion = \"us-east-1\"\n\
              api_key = \"env:ALTISHIFT_TEST_SPACES_KEY\"\n\

@@ -276,7 +276,7 @@ async fn a_gcp_profile_in_config_toml_connects_through_the_registry() {
     std::fs::write(
         &config_path,
         format!(
-            "[clouds.gce]\nprovider = \"gcp\"\nproject = \"{PROJECT}\"\n\
+            "[clouds.gce]\nprovider = \"gcp\"\nproject = \"{PROJECT}\"\ninsecure_endpoint = true\n\
              credentials_file = \"service-account.json\"\nzone = \"{ZONE}\"\n\
              bucket = \"{BUCKET}\"\nendpoint = \"{}\"\nstorage_endpoint = \"{}\"\n\
              token_uri = \"{}\"\n",

@@ -23,6 +23,8 @@ pub struct ApplyArgs {
 
 pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
     let plan = Plan::load(path)?;
+    crate::plan::build::check_names(&plan.items)
+        .with_context(|| format!("{}: refused", path.display()))?;
     let approved =
         approval::verify(plan).with_context(|| format!("{}: refused", path.display()))?;
     let session = globals.load()?;
@@ -124,6 +126,14 @@ fn shutdown(commands: &tokio::sync::mpsc::UnboundedSender<Command>, why: &str) {
     let _ = commands.send(Command::Shutdown);
 }
 
+/// Prints one line through the single safe-text rule: names, provider
+/// messages and errors in events can hold terminal control sequences.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", crate::text::safe_lines(&format!($($arg)*)))
+    };
+}
+
 /// Turns events into lines: one per disk per second at most for progress;
 /// with `--json`, every event as one JSON line with its time.
 struct Printer {
@@ -155,9 +165,9 @@ impl Printer {
                 ..
             } => {
                 let what = if *resumed { "resuming" } else { "starting" };
-                println!("{what} {run_id}: {} disks", disks.len());
+                say!("{what} {run_id}: {} disks", disks.len());
             }
-            Event::Stage { disk, stage } if *stage != Stage::Queued => println!("{disk}: {stage}"),
+            Event::Stage { disk, stage } if *stage != Stage::Queued => say!("{disk}: {stage}"),
             Event::Progress(p) if p.bytes_total.0 == 0 => {} // extents not listed yet
             Event::Progress(p) => {
                 let now = Instant::now();
@@ -180,7 +190,7 @@ impl Printer {
                 } else {
                     p.bytes_scanned.0 as f64 * 100.0 / p.bytes_total.0 as f64
                 };
-                println!(
+                say!(
                     "{}: {:5.1}%  {} of {} scanned, {} sent, {} zero skipped  {:.1} MB/s now, {:.1} MB/s avg{}",
                     p.disk,
                     percent,
@@ -199,7 +209,7 @@ impl Printer {
                 self.last_line
                     .insert(p.disk.clone(), (now, p.bytes_sent.0, p.elapsed_ms));
             }
-            Event::Log { level, message } => println!("[{level:?}] {message}"),
+            Event::Log { level, message } => say!("[{level:?}] {message}"),
             Event::PassFinished {
                 disk,
                 pass,
@@ -207,38 +217,38 @@ impl Printer {
                 blocks_sent,
                 bytes_sent,
                 elapsed_ms,
-            } => println!(
+            } => say!(
                 "{disk}: pass {pass} ({kind}) sent {blocks_sent} blocks, {bytes_sent} in {:.1} s",
                 *elapsed_ms as f64 / 1000.0
             ),
             Event::DiskFinished { disk, digest } => {
-                println!(
+                say!(
                     "{disk}: written, digest {} over {} blocks",
                     &digest.linear_sha256[..16],
                     digest.blocks
                 )
             }
-            Event::DiskFailed { disk, error } => println!("{disk}: FAILED: {error}"),
-            Event::InstanceDeployed { instance, id } => println!("{instance}: deployed as {id}"),
+            Event::DiskFailed { disk, error } => say!("{disk}: FAILED: {error}"),
+            Event::InstanceDeployed { instance, id } => say!("{instance}: deployed as {id}"),
             Event::Validated { instance, checks } => {
                 let passed = checks.iter().filter(|c| c.passed).count();
-                println!(
+                say!(
                     "{instance}: validation {passed}/{} checks passed",
                     checks.len()
                 );
                 for check in checks.iter().filter(|c| !c.passed) {
-                    println!("  ✗ {}: {}", check.name, check.detail);
+                    say!("  ✗ {}: {}", check.name, check.detail);
                 }
             }
             Event::CleanedUp {
                 resource, detail, ..
-            } => println!("cleanup {resource}: {detail}"),
+            } => say!("cleanup {resource}: {detail}"),
             Event::Revoked { cloud, items } if items.is_empty() => {
-                println!("{cloud}: no temporary access to revoke; secrets wiped")
+                say!("{cloud}: no temporary access to revoke; secrets wiped")
             }
-            Event::Revoked { cloud, items } => println!("{cloud}: revoked {}", items.join(", ")),
+            Event::Revoked { cloud, items } => say!("{cloud}: revoked {}", items.join(", ")),
             Event::RunFinished { ok, summary, .. } => {
-                println!("{}: {summary}", if *ok { "done" } else { "INCOMPLETE" })
+                say!("{}: {summary}", if *ok { "done" } else { "INCOMPLETE" })
             }
             _ => {}
         }

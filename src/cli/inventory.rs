@@ -2,6 +2,7 @@
 
 use super::common::{Globals, connect};
 use crate::inventory::Inventory;
+use crate::text::safe;
 use crate::units::Bytes;
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -23,7 +24,7 @@ pub fn render(inventory: &Inventory) -> String {
     let _ = writeln!(
         out,
         "{} ({}): {} instances",
-        inventory.cloud,
+        safe(&inventory.cloud),
         inventory.provider,
         inventory.instances.len()
     );
@@ -31,7 +32,7 @@ pub fn render(inventory: &Inventory) -> String {
         let _ = writeln!(
             out,
             "acting as {}",
-            access.describe(crate::fsutil::now_unix())
+            safe(&access.describe(crate::fsutil::now_unix()))
         );
     }
     let _ = writeln!(
@@ -45,14 +46,14 @@ pub fn render(inventory: &Inventory) -> String {
         let _ = writeln!(
             out,
             "{:<14} {:<8} {:<11} {:>4} {:>9}  {:<26} {:<15} {}",
-            i.name,
+            safe(&i.name),
             i.state,
-            i.size,
+            safe(&i.size),
             i.vcpus,
             i.memory.to_string(),
             disks,
-            i.region,
-            i.first_address().unwrap_or("-")
+            safe(&i.region),
+            safe(i.first_address().unwrap_or("-"))
         );
     }
     let _ = writeln!(
@@ -61,7 +62,7 @@ pub fn render(inventory: &Inventory) -> String {
         inventory
             .sizes
             .iter()
-            .map(|s| format!("{} ({}c/{})", s.name, s.vcpus, s.memory))
+            .map(|s| format!("{} ({}c/{})", safe(&s.name), s.vcpus, s.memory))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -71,7 +72,7 @@ pub fn render(inventory: &Inventory) -> String {
         inventory
             .regions
             .iter()
-            .map(|r| format!("{} [{}]", r.name, r.jurisdiction))
+            .map(|r| format!("{} [{}]", safe(&r.name), safe(&r.jurisdiction)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -86,16 +87,16 @@ fn render_configuration(inventory: &Inventory, out: &mut String) {
         let _ = writeln!(
             out,
             "{} {} ({}){}{}",
-            n.kind,
-            n.name,
-            n.id,
+            safe(&n.kind),
+            safe(&n.name),
+            safe(&n.id),
             n.cidr
                 .as_deref()
-                .map(|c| format!(" {c}"))
+                .map(|c| format!(" {}", safe(c)))
                 .unwrap_or_default(),
             n.region
                 .as_deref()
-                .map(|r| format!(" in {r}"))
+                .map(|r| format!(" in {}", safe(r)))
                 .unwrap_or_default()
         );
     }
@@ -103,9 +104,13 @@ fn render_configuration(inventory: &Inventory, out: &mut String) {
         let rules = if f.rules.is_empty() {
             "no rules".to_string()
         } else {
-            f.rules.join("; ")
+            f.rules
+                .iter()
+                .map(|r| safe(r))
+                .collect::<Vec<_>>()
+                .join("; ")
         };
-        let _ = writeln!(out, "firewall {} ({}): {rules}", f.name, f.id);
+        let _ = writeln!(out, "firewall {} ({}): {rules}", safe(&f.name), safe(&f.id));
     }
     let private: Vec<_> = inventory.images.iter().filter(|i| i.private).collect();
     if !inventory.images.is_empty() {
@@ -121,7 +126,7 @@ fn render_configuration(inventory: &Inventory, out: &mut String) {
                     ": {}",
                     private
                         .iter()
-                        .map(|i| i.name.as_str())
+                        .map(|i| safe(&i.name))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
@@ -135,7 +140,7 @@ fn render_configuration(inventory: &Inventory, out: &mut String) {
             inventory
                 .ssh_keys
                 .iter()
-                .map(|k| format!("{} ({})", k.name, k.id))
+                .map(|k| format!("{} ({})", safe(&k.name), safe(&k.id)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

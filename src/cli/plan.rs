@@ -49,8 +49,8 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         if let Some(access) = &inventory.access {
             eprintln!(
                 "{}: acting as {}",
-                inventory.cloud,
-                access.describe(crate::fsutil::now_unix())
+                crate::text::safe(&inventory.cloud),
+                crate::text::safe(&access.describe(crate::fsutil::now_unix()))
             );
         }
     }
@@ -135,6 +135,9 @@ pub async fn approve(
     // Refused before the operator is asked anything: the clouds must still be
     // what the plan was made against, and its safety facts must be theirs.
     super::common::connect_checked(&session.config, &plan, path).await?;
+    // An edited plan gets the same name checks as a built one.
+    crate::plan::build::check_names(&plan.items)
+        .with_context(|| format!("{}: refused", path.display()))?;
     print!("{}", render::render(&plan));
     let short = plan.hash().short().to_string();
     let typed = match confirm {
@@ -150,7 +153,8 @@ pub async fn approve(
     {
         let question = format!(
             "Data will leave {} for {}. Type 'yes' to acknowledge the cross-border transfer: ",
-            cross.from, cross.to
+            crate::text::safe(&cross.from),
+            crate::text::safe(&cross.to)
         );
         acknowledged = super::prompt::ask(&question).is_some_and(|a| a.eq_ignore_ascii_case("yes"));
     }

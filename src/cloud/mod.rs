@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cloudstack;
 pub mod digitalocean;
 pub mod gcp;
+pub mod http;
 pub mod lab;
 pub mod local_disk;
 pub mod registry;

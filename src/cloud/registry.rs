@@ -16,6 +16,8 @@ pub async fn connect(
     let profile: &CloudProfile = config
         .cloud(name)
         .map_err(|e| CloudError::Permanent(e.to_string()))?;
+    // No credential in clear text: http endpoints only where the profile says so.
+    super::http::check_profile(&config.file_label(), name, profile)?;
     match profile.provider {
         ProviderKind::Lab => {
             let path = profile.path.as_ref().ok_or_else(|| {

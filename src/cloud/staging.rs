@@ -46,9 +46,15 @@ impl StagedWriter {
 /// Refuses staging ids that could leave the staging folder (a resumed run
 /// takes the id from its journal, which is a file an operator can edit).
 pub fn check_staging_id(staging_id: &str) -> Result<(), CloudError> {
-    if staging_id.is_empty() || staging_id.contains('/') || staging_id.contains("..") {
+    if staging_id.is_empty()
+        || staging_id.contains('/')
+        || staging_id == "."
+        || staging_id == ".."
+        || staging_id.contains('\0')
+    {
         return Err(CloudError::Permanent(format!(
-            "invalid staging id '{staging_id}'"
+            "invalid staging id '{}'",
+            crate::text::safe(staging_id)
         )));
     }
     Ok(())
@@ -140,6 +146,8 @@ mod tests {
     #[test]
     fn staging_ids_cannot_leave_the_folder() {
         assert!(check_staging_id("dst-web.raw").is_ok());
+        // A mapped name is one file name, dots and all.
+        assert!(check_staging_id("..%2F..%2Fx-root.raw").is_ok());
         for bad in ["", "../x", "a/b", ".."] {
             assert!(check_staging_id(bad).is_err(), "{bad}");
         }

@@ -4,6 +4,7 @@
 use super::journal::PassRecord;
 use crate::block::DiskDigest;
 use crate::cloud::Check;
+use crate::text::{md_cell as cell, md_code as code};
 use crate::units::{Bytes, mb_per_s};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -86,7 +87,7 @@ impl RunReport {
         let duration = humantime::format_duration(std::time::Duration::from_secs(
             self.duration_ms.div_ceil(1000),
         ));
-        let _ = writeln!(md, "# Migration report `{}`\n", self.run_id);
+        let _ = writeln!(md, "# Migration report `{}`\n", code(&self.run_id));
         let _ = writeln!(
             md,
             "- **Result:** {}",
@@ -99,16 +100,27 @@ impl RunReport {
         let _ = writeln!(
             md,
             "- **Plan:** `{}` approved by {}",
-            self.plan_hash, self.operator
+            code(&self.plan_hash),
+            cell(&self.operator)
         );
-        let _ = writeln!(md, "- **From → to:** {} → {}", self.source, self.target);
+        let _ = writeln!(
+            md,
+            "- **From → to:** {} → {}",
+            cell(&self.source),
+            cell(&self.target)
+        );
         if let Some(cross) = &self.cross_border {
-            let _ = writeln!(md, "- **Cross-border transfer (acknowledged):** {cross}");
+            let _ = writeln!(
+                md,
+                "- **Cross-border transfer (acknowledged):** {}",
+                cell(cross)
+            );
         }
         let _ = writeln!(
             md,
             "- **Started / finished:** {} / {} ({duration})",
-            self.started_at, self.finished_at
+            cell(&self.started_at),
+            cell(&self.finished_at)
         );
         if self.resumed {
             let _ = writeln!(md, "- **Resumed** from the journal of an interrupted run");
@@ -123,7 +135,7 @@ impl RunReport {
             let digest = d
                 .source_digest
                 .as_ref()
-                .map(|g| g.linear_sha256[..16].to_string())
+                .map(|g| code(g.linear_sha256.get(..16).unwrap_or(&g.linear_sha256)))
                 .unwrap_or_else(|| "—".into());
             let matched = match (&d.source_digest, &d.target_digest) {
                 (Some(s), Some(t)) if s == t => " ✓ target equal",
@@ -133,8 +145,8 @@ impl RunReport {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | `{digest}`{matched} |",
-                d.disk,
-                d.status,
+                cell(&d.disk),
+                cell(&d.status),
                 d.bytes_scanned,
                 d.bytes_skipped,
                 d.bytes_sent,
@@ -147,7 +159,7 @@ impl RunReport {
                 )),
             );
             if let Some(error) = &d.error {
-                let _ = writeln!(md, "|  | error: {error} |||||||||");
+                let _ = writeln!(md, "|  | error: {} |||||||||", cell(error));
             }
         }
         if self.disks.iter().any(|d| !d.passes.is_empty()) {
@@ -162,9 +174,9 @@ impl RunReport {
                     let _ = writeln!(
                         md,
                         "| {} | {} | {} | {} | {} | {} |",
-                        d.disk,
+                        cell(&d.disk),
                         p.pass,
-                        p.kind,
+                        cell(&p.kind.to_string()),
                         p.blocks_sent,
                         Bytes(p.bytes_sent),
                         humantime::format_duration(std::time::Duration::from_millis(
@@ -182,10 +194,20 @@ impl RunReport {
                 "FAILED"
             };
             let id = instance.target_id.as_deref().unwrap_or("not deployed");
-            let _ = writeln!(md, "### {} ({id}): {state}\n", instance.instance);
+            let _ = writeln!(
+                md,
+                "### {} ({}): {state}\n",
+                cell(&instance.instance),
+                cell(id)
+            );
             for check in &instance.checks {
                 let mark = if check.passed { "✓" } else { "✗" };
-                let _ = writeln!(md, "- {mark} {}: {}", check.name, check.detail);
+                let _ = writeln!(
+                    md,
+                    "- {mark} {}: {}",
+                    cell(&check.name),
+                    cell(&check.detail)
+                );
             }
             let _ = writeln!(md);
         }
@@ -194,10 +216,16 @@ impl RunReport {
             let _ = writeln!(md, "- nothing to remove");
         }
         for c in &self.cleanup {
-            let _ = writeln!(md, "- {} on {}: {}", c.resource, c.cloud, c.outcome);
+            let _ = writeln!(
+                md,
+                "- {} on {}: {}",
+                cell(&c.resource),
+                cell(&c.cloud),
+                cell(&c.outcome)
+            );
         }
         if let Some(log) = &self.debug_log {
-            let _ = writeln!(md, "\n- {log}");
+            let _ = writeln!(md, "\n- {}", cell(log));
         }
         let _ = writeln!(md, "\n## Access\n");
         if self.access_kept {
@@ -209,7 +237,7 @@ impl RunReport {
             );
         } else {
             for r in &self.revoked {
-                let _ = writeln!(md, "- revoked: {r}");
+                let _ = writeln!(md, "- revoked: {}", cell(r));
             }
             let _ = writeln!(md, "- all secrets wiped from memory");
         }

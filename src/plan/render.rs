@@ -1,6 +1,7 @@
 //! A plan as text for a person: `plan show`, `approve`, and the console.
 
 use super::Plan;
+use crate::text::safe;
 use std::fmt::Write as _;
 
 pub fn render(plan: &Plan) -> String {
@@ -10,26 +11,37 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "  {} [{} {}] → {} [{} {}]",
-        plan.source.cloud,
-        plan.source.provider,
-        plan.source.jurisdiction,
-        plan.target.cloud,
-        plan.target.provider,
-        plan.target.jurisdiction
+        safe(&plan.source.cloud),
+        safe(&plan.source.provider),
+        safe(&plan.source.jurisdiction),
+        safe(&plan.target.cloud),
+        safe(&plan.target.provider),
+        safe(&plan.target.jurisdiction)
     );
-    let _ = writeln!(out, "  created {} by {}", plan.created_at, plan.created_by);
+    let _ = writeln!(
+        out,
+        "  created {} by {}",
+        safe(&plan.created_at),
+        safe(&plan.created_by)
+    );
     let s = &plan.summary;
     let estimate = humantime::format_duration(std::time::Duration::from_secs(s.estimate_seconds));
     let _ = writeln!(
         out,
         "  {} instances, {} disks: {} to move ({} virtual), about {estimate} ({})",
-        s.instances, s.disks, s.bytes_to_move, s.virtual_bytes, s.estimate_basis
+        s.instances,
+        s.disks,
+        s.bytes_to_move,
+        s.virtual_bytes,
+        safe(&s.estimate_basis)
     );
     if let Some(cross) = &plan.cross_border {
         let _ = writeln!(
             out,
             "\n  ⚠ CROSS-BORDER TRANSFER: {} of data leaves {} for {}. Approval must acknowledge it.",
-            cross.bytes, cross.from, cross.to
+            cross.bytes,
+            safe(&cross.from),
+            safe(&cross.to)
         );
     }
     if let Some(cutover) = &plan.cutover {
@@ -37,13 +49,13 @@ pub fn render(plan: &Plan) -> String {
             out,
             "\n  CUTOVER: copy while the source runs, up to {} delta passes, then quiesce ({}), final delta pass, {}.",
             cutover.max_delta_passes,
-            cutover.quiesce.as_deref().unwrap_or("fsfreeze"),
+            safe(cutover.quiesce.as_deref().unwrap_or("fsfreeze")),
             if cutover.power_off {
                 "power the source OFF".to_string()
             } else {
                 format!(
                     "thaw the source ({})",
-                    cutover.thaw.as_deref().unwrap_or("nothing to run")
+                    safe(cutover.thaw.as_deref().unwrap_or("nothing to run"))
                 )
             }
         );
@@ -53,26 +65,26 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "  {:<16} {} ({} vCPU, {}) → {} as {} in {}  wave {}",
-            item.instance_name,
-            item.source_size,
+            safe(&item.instance_name),
+            safe(&item.source_size),
             item.vcpus,
             item.memory,
-            item.target_name,
-            item.target_size,
-            item.target_region,
+            safe(&item.target_name),
+            safe(&item.target_size),
+            safe(&item.target_region),
             item.wave
         );
         for disk in &item.disks {
             let snapshot = disk
                 .source_snapshot
                 .as_deref()
-                .map(|s| format!(" from snapshot {s}"))
+                .map(|s| format!(" from snapshot {}", safe(s)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    {:<8} {:<5} {} → {}  {} virtual, {} allocated{snapshot}",
-                disk.disk_id,
-                disk.device,
+                safe(&disk.disk_id),
+                safe(&disk.device),
                 disk.source_format,
                 disk.target_format,
                 disk.virtual_size,
@@ -88,7 +100,11 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "  {:>3}. [{}] {} {} — {}",
-            action.step, action.cloud, action.verb, action.resource, action.detail
+            action.step,
+            safe(&action.cloud),
+            action.verb,
+            safe(&action.resource),
+            safe(&action.detail)
         );
     }
     if !plan.clouds.is_empty() {
@@ -97,8 +113,12 @@ pub fn render(plan: &Plan) -> String {
             "\nClouds as configured (the approval covers these settings; apply refuses a change)"
         );
         for (cloud, print) in &plan.clouds {
-            let settings: Vec<String> = print.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(out, "  {cloud}: {}", settings.join("  "));
+            let settings: Vec<String> = print
+                .0
+                .iter()
+                .map(|(k, v)| format!("{}={}", safe(k), safe(v)))
+                .collect();
+            let _ = writeln!(out, "  {}: {}", safe(cloud), settings.join("  "));
         }
     }
     if plan.keep_access {
@@ -109,12 +129,18 @@ pub fn render(plan: &Plan) -> String {
     }
     match &plan.approval {
         Some(a) if a.plan_hash == hash => {
-            let _ = writeln!(out, "\nApproved by {} at {}", a.operator, a.approved_at);
+            let _ = writeln!(
+                out,
+                "\nApproved by {} at {}",
+                safe(&a.operator),
+                safe(&a.approved_at)
+            );
             for sig in &a.signatures {
                 let _ = writeln!(
                     out,
                     "  signed by {} at {} (checked at apply against allowed_signers)",
-                    sig.operator, sig.signed_at
+                    safe(&sig.operator),
+                    safe(&sig.signed_at)
                 );
             }
         }

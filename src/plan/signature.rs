@@ -183,7 +183,7 @@ pub fn check_policy(
         let signer =
             verify(file, hash, &sig.signature).map_err(|message| SignatureError::Invalid {
                 index: i + 1,
-                operator: sig.operator.escape_debug().to_string(),
+                operator: crate::text::safe(&sig.operator).into_owned(),
                 message,
             })?;
         if let Some(first) = signers.iter().position(|s| {

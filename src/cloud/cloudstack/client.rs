@@ -73,6 +73,9 @@ pub struct Client {
     pub page_size: usize,
     /// Attempts for idempotent reads that fail transiently.
     pub read_attempts: u32,
+    /// Extract and upload URLs may be plain http (an http endpoint, or a
+    /// profile with `insecure_endpoint = true`).
+    pub allow_http_urls: bool,
 }
 
 /// `a=b&c=d` with form encoding (space as `+`), for query strings and bodies.
@@ -112,11 +115,18 @@ impl Client {
             poll: PollPolicy::default(),
             page_size: PAGE_SIZE,
             read_attempts: 4,
+            allow_http_urls: endpoint.starts_with("http://"),
         })
     }
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Checks an extract or upload URL the server handed us (it lives on
+    /// the storage VM, another host; no key of ours goes with it).
+    pub fn check_handed(&self, what: &str, url: &str) -> Result<(), CloudError> {
+        crate::cloud::http::check_handed(what, url, self.allow_http_urls)
     }
 
     /// Drops both keys (zeroized on drop); later calls fail with `Auth`.
@@ -354,9 +364,13 @@ impl AsyncOutcome {
 }
 
 fn http_error(command: &str, err: reqwest::Error) -> CloudError {
-    let err = err.without_url();
-    let text = format!("cloudstack {command}: {err}");
-    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() {
+    let transient = err.is_timeout() || err.is_connect() || err.is_request() || err.is_body();
+    // The URL of a GET carries the api key and signature: never in the text.
+    let text = format!(
+        "cloudstack {command}: {}",
+        crate::cloud::http::error_text(err)
+    );
+    if transient {
         CloudError::Transient(text)
     } else {
         CloudError::Permanent(text)

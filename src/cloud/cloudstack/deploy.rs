@@ -196,9 +196,7 @@ impl CloudStackCloud {
     ) -> Result<(), CloudError> {
         if kind == ResourceKind::StagingDisk && !id.contains(':') {
             // A local staging file of ours.
-            if id.contains('/') || id.contains("..") {
-                return Err(CloudError::Permanent(format!("invalid staging id '{id}'")));
-            }
+            crate::cloud::staging::check_staging_id(id)?;
             for path in [
                 self.staging_path(id),
                 download::complete_marker(&self.staging_path(id)),

@@ -249,10 +249,13 @@ pub fn transfer_error(label: &str, err: reqwest::Error) -> CloudError {
 /// A reqwest error as "<what> of <label>: …", without the URL (it carries
 /// an access token); resets, timeouts and broken bodies are transient.
 pub fn transfer_error_as(what: &str, label: &str, err: reqwest::Error) -> CloudError {
-    let err = err.without_url();
-    let text = format!("{what} of {label}: {err}");
-    if err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode()
-    {
+    let transient = err.is_timeout()
+        || err.is_connect()
+        || err.is_request()
+        || err.is_body()
+        || err.is_decode();
+    let text = format!("{what} of {label}: {}", crate::cloud::http::error_text(err));
+    if transient {
         CloudError::Transient(text)
     } else {
         CloudError::Permanent(text)

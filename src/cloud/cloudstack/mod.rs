@@ -98,6 +98,11 @@ impl CloudStackCloud {
             .resolve(&format!("{name} secret key"), prompt)
             .map_err(|e| CloudError::Auth(format!("[clouds.{name}] secret_key: {e}")))?;
         let mut cloud = CloudStackCloud::new(name, endpoint, api_key, secret_key, staging)?;
+        if profile.insecure_endpoint == Some(true)
+            && let Some(client) = Arc::get_mut(&mut cloud.client)
+        {
+            client.allow_http_urls = true;
+        }
         cloud.zone_hint = profile.zone.clone();
         cloud.hypervisor_hint = profile.hypervisor.clone();
         cloud.jurisdiction = profile.jurisdiction.clone();

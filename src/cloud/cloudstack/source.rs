@@ -204,6 +204,8 @@ impl CloudStackCloud {
                 )
                 .await?;
             let url = extract_url(&outcome.result, "volume")?;
+            self.client
+                .check_handed("cloudstack extractVolume: the download URL", &url)?;
             download::download(
                 self.client.http(),
                 &url,
@@ -240,6 +242,8 @@ impl CloudStackCloud {
                 )
                 .await?;
             let url = extract_url(&outcome.result, "template")?;
+            self.client
+                .check_handed("cloudstack extractTemplate: the download URL", &url)?;
             download::download(
                 self.client.http(),
                 &url,

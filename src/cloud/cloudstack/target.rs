@@ -47,10 +47,19 @@ impl CloudStackCloud {
         let zone_id = self.zone().await?.id.clone();
         let hypervisor = self.hypervisor().await?.to_string();
         let format = super::inventory::hypervisor_format(&hypervisor);
-        let staging_id = spec
-            .resume
-            .clone()
-            .unwrap_or_else(|| format!("dst-{}.raw", safe(&spec.name)));
+        // One staging file per disk name: the mapping keeps `a.b` and `a_b` apart.
+        let staging_id = match spec.resume.clone() {
+            Some(id) => id,
+            None => {
+                let file = crate::fsutil::file_name(&spec.name).map_err(|why| {
+                    CloudError::Permanent(format!(
+                        "disk name '{}': {why}",
+                        crate::text::safe(&spec.name)
+                    ))
+                })?;
+                format!("dst-{file}.raw")
+            }
+        };
         check_staging_id(&staging_id)?;
         let path = self.staging_path(&staging_id);
         let finish = CloudStackFinish {
@@ -177,6 +186,8 @@ impl WriterContext {
                 CloudError::Permanent(format!("cloudstack {command}: no '{k}' in the answer"))
             };
             let url = field("postURL").ok_or_else(|| missing("postURL"))?;
+            self.client
+                .check_handed(&format!("cloudstack {command}: postURL"), &url)?;
             let headers = UploadHeaders {
                 signature: field("signature").ok_or_else(|| missing("signature"))?,
                 metadata: field("metadata").ok_or_else(|| missing("metadata"))?,

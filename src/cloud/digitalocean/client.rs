@@ -3,6 +3,7 @@
 //! respected and 429 answered with a bounded backoff.
 
 use crate::cloud::CloudError;
+use crate::cloud::http::{Home, error_text};
 use crate::secret::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -11,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.digitalocean.com";
 pub const PER_PAGE: u32 = 200;
+/// What the API calls itself in `links.pages.next`, whatever endpoint we use.
+const API_ORIGIN: &str = "https://api.digitalocean.com";
 
 /// How long to wait on throttling and how often to poll async work.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +41,8 @@ impl Default for Pacing {
 pub struct DoClient {
     http: reqwest::Client,
     base: String,
+    /// The only origin the token goes to.
+    home: Home,
     token: Mutex<Option<Secret>>,
     pub pacing: Pacing,
     /// 429 answers seen (for the report and tests).
@@ -51,12 +56,14 @@ impl DoClient {
             .user_agent(concat!("altishift/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CloudError::Permanent(format!("http client: {e}")))?;
+        let base = endpoint
+            .unwrap_or(DEFAULT_ENDPOINT)
+            .trim_end_matches('/')
+            .to_string();
         Ok(DoClient {
             http,
-            base: endpoint
-                .unwrap_or(DEFAULT_ENDPOINT)
-                .trim_end_matches('/')
-                .to_string(),
+            home: Home::new(&base, "the DigitalOcean endpoint")?,
+            base,
             token: Mutex::new(Some(token)),
             pacing: Pacing::default(),
             throttled: Default::default(),
@@ -82,14 +89,11 @@ impl DoClient {
         }
     }
 
-    /// A `links.pages.next` URL on our endpoint: only its path and query are
-    /// kept, so the token never goes to a host the profile did not name.
-    fn follow(&self, next: &str) -> String {
-        let rest = next
-            .split_once("://")
-            .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
-            .unwrap_or(next);
-        format!("{}{rest}", self.base)
+    /// A `links.pages.next` URL, checked before the token goes with it: on
+    /// our endpoint, or on the API's own name (then taken as a path on our
+    /// endpoint). Any other host, port or scheme is refused.
+    fn follow(&self, what: &str, next: &str) -> Result<String, CloudError> {
+        Ok(self.home.admit(what, next, &[API_ORIGIN])?.to_string())
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CloudError> {
@@ -128,7 +132,9 @@ impl DoClient {
                 }
             }
             match page.pointer("/links/pages/next").and_then(Value::as_str) {
-                Some(next) if !next.is_empty() => url = self.follow(next),
+                Some(next) if !next.is_empty() => {
+                    url = self.follow(&format!("GET {path}: links.pages.next"), next)?
+                }
                 _ => return Ok(items),
             }
         }
@@ -158,18 +164,20 @@ impl DoClient {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(e) if attempt < self.pacing.attempts => {
-                    tracing::debug!("{what}: {e}; retrying");
+                    tracing::debug!("{what}: {}; retrying", error_text(e));
                     tokio::time::sleep(self.backoff(attempt)).await;
                     continue;
                 }
-                Err(e) => return Err(CloudError::Transient(format!("{what}: {e}"))),
+                Err(e) => {
+                    return Err(CloudError::Transient(format!("{what}: {}", error_text(e))));
+                }
             };
             let status = response.status();
             let wait = rate_limit_wait(response.headers());
             let text = response
                 .text()
                 .await
-                .map_err(|e| CloudError::Transient(format!("{what}: {e}")))?;
+                .map_err(|e| CloudError::Transient(format!("{what}: {}", error_text(e))))?;
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.throttled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -266,9 +274,30 @@ mod tests {
     fn next_links_stay_on_our_endpoint() {
         let client = DoClient::new(Some("http://127.0.0.1:9/"), Secret::new("t".into())).unwrap();
         assert_eq!(
-            client.follow("https://api.digitalocean.com/v2/droplets?page=2&per_page=200"),
+            client
+                .follow(
+                    "GET /v2/droplets",
+                    "https://api.digitalocean.com/v2/droplets?page=2&per_page=200"
+                )
+                .unwrap(),
             "http://127.0.0.1:9/v2/droplets?page=2&per_page=200"
         );
+        // The forms a string check let through: another host every time.
+        for next in [
+            "@evil.example/v2/droplets?page=2",
+            ".evil.example/v2/droplets?page=2",
+            "https://api.digitalocean.com@evil.example/v2/droplets?page=2",
+            "https://api.digitalocean.com.evil.example/v2/droplets?page=2",
+            "http://api.digitalocean.com/v2/droplets?page=2",
+            "http://127.0.0.1:10/v2/droplets?page=2",
+        ] {
+            let err = client.follow("GET /v2/droplets", next).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("credentials only go to http://127.0.0.1:9"),
+                "{next}: {err}"
+            );
+        }
     }
 
     #[test]

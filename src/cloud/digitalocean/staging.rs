@@ -409,11 +409,12 @@ async fn check_anonymous(url: &str, size: u64) -> Result<(), CloudError> {
              could not import it"
         ))
     };
-    let head = http
-        .head(url)
-        .send()
-        .await
-        .map_err(|e| CloudError::Transient(format!("HEAD of the staged image: {e}")))?;
+    let head = http.head(url).send().await.map_err(|e| {
+        CloudError::Transient(format!(
+            "HEAD of the staged image: {}",
+            crate::cloud::http::error_text(e)
+        ))
+    })?;
     if !head.status().is_success() {
         return Err(refused("HEAD", format!("HTTP {}", head.status().as_u16())));
     }
@@ -433,14 +434,21 @@ async fn check_anonymous(url: &str, size: u64) -> Result<(), CloudError> {
         .header(reqwest::header::RANGE, "bytes=0-3")
         .send()
         .await
-        .map_err(|e| CloudError::Transient(format!("GET of the staged image: {e}")))?;
+        .map_err(|e| {
+            CloudError::Transient(format!(
+                "GET of the staged image: {}",
+                crate::cloud::http::error_text(e)
+            ))
+        })?;
     if !get.status().is_success() {
         return Err(refused("GET", format!("HTTP {}", get.status().as_u16())));
     }
-    let first = get
-        .bytes()
-        .await
-        .map_err(|e| CloudError::Transient(format!("GET of the staged image: {e}")))?;
+    let first = get.bytes().await.map_err(|e| {
+        CloudError::Transient(format!(
+            "GET of the staged image: {}",
+            crate::cloud::http::error_text(e)
+        ))
+    })?;
     if !first.starts_with(b"QFI\xfb") {
         return Err(refused("GET", "no qcow2 header in the first bytes".into()));
     }

@@ -239,7 +239,11 @@ impl TokenSource {
             .send()
             .await
             .map_err(|e| {
-                CloudError::Transient(format!("token endpoint {}: {e}", self.token_uri))
+                CloudError::Transient(format!(
+                    "token endpoint {}: {}",
+                    self.token_uri,
+                    crate::cloud::http::error_text(e)
+                ))
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -261,7 +265,11 @@ impl TokenSource {
             });
         }
         let text = Zeroizing::new(response.text().await.map_err(|e| {
-            CloudError::Transient(format!("token endpoint {}: {e}", self.token_uri))
+            CloudError::Transient(format!(
+                "token endpoint {}: {}",
+                self.token_uri,
+                crate::cloud::http::error_text(e)
+            ))
         })?);
         let parsed: TokenResponse = serde_json::from_str(&text).map_err(|_| {
             CloudError::Auth(format!(

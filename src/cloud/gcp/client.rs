@@ -4,6 +4,7 @@
 
 use super::auth::TokenSource;
 use crate::cloud::CloudError;
+use crate::cloud::http::{Home, error_text};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -45,7 +46,18 @@ pub struct Client {
     pub storage: String,
     pub project: String,
     pub poll: PollPolicy,
+    /// Where the token may go: the compute and the storage endpoints.
+    compute_home: Home,
+    storage_home: Home,
 }
+
+/// The names Google gives its own APIs in selfLinks and `Location`s; such
+/// a link is taken as a path on the configured endpoint.
+const GOOGLE_ORIGINS: &[&str] = &[
+    "https://www.googleapis.com",
+    "https://compute.googleapis.com",
+    "https://storage.googleapis.com",
+];
 
 /// Google's JSON error body: `{"error":{"code","message","errors":[{reason}]}}`.
 pub fn error_from(status: u16, body: &str, what: &str) -> CloudError {
@@ -89,13 +101,47 @@ pub fn int64(value: &Value) -> Option<u64> {
 }
 
 impl Client {
-    /// An absolute URL under the project (`zones/z/instances`), or `url` as is.
-    pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
+    /// `compute`: `…/compute/v1/projects/PROJECT`; `storage`: the Cloud
+    /// Storage endpoint.
+    pub fn new(
+        http: reqwest::Client,
+        auth: TokenSource,
+        compute: String,
+        storage: String,
+        project: String,
+    ) -> Result<Client, CloudError> {
+        Ok(Client {
+            compute_home: Home::new(&compute, "the compute endpoint")?,
+            storage_home: Home::new(&storage, "the storage endpoint")?,
+            http,
+            auth,
+            compute,
+            storage,
+            project,
+            poll: PollPolicy::default(),
+        })
+    }
+
+    /// An absolute URL under the project (`zones/z/instances`); an absolute
+    /// `path` only when it is on the compute endpoint (the token goes with it).
+    pub fn url(&self, path: &str) -> Result<String, CloudError> {
+        if path.contains("://") {
+            let url = self
+                .compute_home
+                .admit(&format!("GET {path}"), path, GOOGLE_ORIGINS)?;
+            Ok(url.to_string())
         } else {
-            format!("{}/{}", self.compute, path.trim_start_matches('/'))
+            Ok(format!("{}/{}", self.compute, path.trim_start_matches('/')))
         }
+    }
+
+    /// A URL Cloud Storage handed us (a resumable session's `Location`),
+    /// checked to be on the storage endpoint.
+    pub fn storage_url(&self, what: &str, link: &str) -> Result<String, CloudError> {
+        Ok(self
+            .storage_home
+            .admit(what, link, GOOGLE_ORIGINS)?
+            .to_string())
     }
 
     /// Sends a request built by `build` with a bearer token; retries 429/5xx
@@ -131,9 +177,11 @@ impl Client {
                     err
                 }
                 Err(e) if idempotent || e.is_connect() => {
-                    CloudError::Transient(format!("{what}: {e}"))
+                    CloudError::Transient(format!("{what}: {}", error_text(e)))
                 }
-                Err(e) => return Err(CloudError::Transient(format!("{what}: {e}"))),
+                Err(e) => {
+                    return Err(CloudError::Transient(format!("{what}: {}", error_text(e))));
+                }
             };
             if !err.is_transient() || attempt + 1 >= self.poll.attempts {
                 return Err(err);
@@ -144,7 +192,7 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CloudError> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         let response = self
             .send(&format!("GET {path}"), true, || self.http.get(&url))
             .await?;
@@ -152,7 +200,7 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CloudError> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         let response = self
             .send(&format!("POST {path}"), false, || {
                 self.http.post(&url).json(body)
@@ -162,7 +210,7 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value, CloudError> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         let response = self
             .send(&format!("DELETE {path}"), true, || self.http.delete(&url))
             .await?;
@@ -235,7 +283,11 @@ impl Client {
             let link = op["selfLink"].as_str().map(str::to_string);
             let name = op["name"].as_str().unwrap_or_default().to_string();
             let path = match (link, op["zone"].as_str()) {
-                (Some(link), _) => link,
+                // The token follows a selfLink only to our compute endpoint.
+                (Some(link), _) => self
+                    .compute_home
+                    .admit(&format!("operation {name}"), &link, GOOGLE_ORIGINS)?
+                    .to_string(),
                 (None, Some(zone)) => format!("zones/{}/operations/{name}", last_segment(zone)),
                 (None, None) => format!("global/operations/{name}"),
             };
@@ -294,7 +346,7 @@ async fn json(response: reqwest::Response, what: &str) -> Result<Value, CloudErr
     let text = response
         .text()
         .await
-        .map_err(|e| CloudError::Transient(format!("{what}: {e}")))?;
+        .map_err(|e| CloudError::Transient(format!("{what}: {}", error_text(e))))?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }

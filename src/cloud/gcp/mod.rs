@@ -88,14 +88,13 @@ impl GcpCloud {
             .build()
             .map_err(|e| CloudError::Permanent(format!("HTTP client: {e}")))?;
         let compute = endpoints.compute.trim_end_matches('/');
-        let client = Client {
-            auth: TokenSource::new(http.clone(), account, endpoints.token_uri),
-            http,
-            compute: format!("{compute}/compute/v1/projects/{project}"),
-            storage: endpoints.storage.trim_end_matches('/').to_string(),
-            project: project.to_string(),
-            poll: PollPolicy::default(),
-        };
+        let client = Client::new(
+            http.clone(),
+            TokenSource::new(http, account, endpoints.token_uri),
+            format!("{compute}/compute/v1/projects/{project}"),
+            endpoints.storage.trim_end_matches('/').to_string(),
+            project.to_string(),
+        )?;
         Ok(GcpCloud {
             name: name.to_string(),
             client: Arc::new(client),

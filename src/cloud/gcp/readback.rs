@@ -58,7 +58,7 @@ impl GcpCloud {
         };
         let path = std::env::temp_dir().join(format!(
             "altishift-gcp-readback-{}-{}.raw",
-            disk.id,
+            crate::fsutil::file_name(&disk.id).map_err(CloudError::Permanent)?,
             std::process::id()
         ));
         match verify::unpack_to(&self.client, &bucket, &object, &path).await {

@@ -5,6 +5,7 @@
 
 use super::client::{Client, error_from};
 use crate::cloud::CloudError;
+use crate::cloud::http::error_text;
 use crate::secret::Secret;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
@@ -71,7 +72,7 @@ impl ResumableUpload {
                 },
             )
             .await?;
-        let session = response
+        let location = response
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
@@ -80,9 +81,19 @@ impl ResumableUpload {
                     "start upload of gs://{bucket}/{object}: no session URI in the answer"
                 ))
             })?;
+        // Our data (and later our token-less PUTs) only go to the storage endpoint.
+        let session = client
+            .storage_url(&format!("start upload of gs://{bucket}/{object}"), location)
+            .map_err(|_| {
+                CloudError::Permanent(format!(
+                    "start upload of gs://{bucket}/{object}: the session URI is not on the \
+                     configured storage endpoint ({})",
+                    client.storage
+                ))
+            })?;
         let chunk = chunk.max(CHUNK_QUANTUM) / CHUNK_QUANTUM * CHUNK_QUANTUM;
         Ok(ResumableUpload {
-            session: Secret::new(session.to_string()),
+            session: Secret::new(session),
             object: object.to_string(),
             committed: 0,
             pending: Vec::new(),
@@ -161,8 +172,9 @@ impl ResumableUpload {
             let outcome = match result {
                 Ok(response) => self.absorb(response, &range).await,
                 Err(e) => Err(CloudError::Transient(format!(
-                    "upload of {} at byte {start}: {e}",
-                    self.object
+                    "upload of {} at byte {start}: {}",
+                    self.object,
+                    error_text(e)
                 ))),
             };
             match outcome {
@@ -243,7 +255,9 @@ impl ResumableUpload {
             .body(Vec::new())
             .send()
             .await
-            .map_err(|e| CloudError::Transient(format!("upload of {}: {e}", self.object)))?;
+            .map_err(|e| {
+                CloudError::Transient(format!("upload of {}: {}", self.object, error_text(e)))
+            })?;
         self.absorb(response, "status").await
     }
 }
@@ -256,7 +270,9 @@ pub async fn cancel(client: &Client, session: &Secret, object: &str) -> Result<(
         .delete(session.expose())
         .send()
         .await
-        .map_err(|e| CloudError::Transient(format!("cancel upload of {object}: {e}")))?;
+        .map_err(|e| {
+            CloudError::Transient(format!("cancel upload of {object}: {}", error_text(e)))
+        })?;
     let status = response.status().as_u16();
     if matches!(status, 200..=299 | 404 | 410 | 499) {
         return Ok(());
@@ -291,10 +307,9 @@ pub async fn put_object(
                 .body(data.clone())
         })
         .await?;
-    response
-        .json()
-        .await
-        .map_err(|e| CloudError::Transient(format!("upload gs://{bucket}/{object}: {e}")))
+    response.json().await.map_err(|e| {
+        CloudError::Transient(format!("upload gs://{bucket}/{object}: {}", error_text(e)))
+    })
 }
 
 /// Concatenates `sources` (at most 32) into `dest`.
@@ -319,10 +334,9 @@ pub async fn compose(
             client.http.post(&url).json(&body)
         })
         .await?;
-    response
-        .json()
-        .await
-        .map_err(|e| CloudError::Transient(format!("compose gs://{bucket}/{dest}: {e}")))
+    response.json().await.map_err(|e| {
+        CloudError::Transient(format!("compose gs://{bucket}/{dest}: {}", error_text(e)))
+    })
 }
 
 /// Names of the objects under `prefix`, every page.
@@ -344,10 +358,9 @@ pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Str
                 client.http.get(&url)
             })
             .await?;
-        let page: Value = response
-            .json()
-            .await
-            .map_err(|e| CloudError::Transient(format!("list gs://{bucket}/{prefix}: {e}")))?;
+        let page: Value = response.json().await.map_err(|e| {
+            CloudError::Transient(format!("list gs://{bucket}/{prefix}: {}", error_text(e)))
+        })?;
         for item in page["items"].as_array().into_iter().flatten() {
             if let Some(name) = item["name"].as_str() {
                 names.push(name.to_string());

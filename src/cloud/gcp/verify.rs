@@ -219,7 +219,12 @@ async fn read_archive(
     let mut decoder = flate2::write::MultiGzDecoder::new(reader);
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CloudError::Transient(format!("reading {what}: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            CloudError::Transient(format!(
+                "reading {what}: {}",
+                crate::cloud::http::error_text(e)
+            ))
+        })?;
         decoder
             .write_all(&chunk)
             .map_err(|e| CloudError::Permanent(format!("{what}: gzip: {e}")))?;

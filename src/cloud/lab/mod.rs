@@ -66,11 +66,29 @@ impl LabCloud {
         &self.root
     }
 
-    fn instance_path(&self, name: &str) -> PathBuf {
-        self.root.join("instances").join(format!("{name}.toml"))
+    /// The manifest file of an instance: its name mapped to a file name, so
+    /// a name like `../../x` stays inside `instances/`.
+    fn instance_path(&self, name: &str) -> Result<PathBuf, CloudError> {
+        let file = crate::fsutil::file_name(name).map_err(|why| {
+            CloudError::Permanent(format!(
+                "instance name '{}' in {}: {why}",
+                crate::text::safe(name),
+                self.name
+            ))
+        })?;
+        Ok(self.root.join("instances").join(format!("{file}.toml")))
     }
 
     fn instances(&self) -> Result<Vec<InstanceManifest>, CloudError> {
+        Ok(self
+            .instance_files()?
+            .into_iter()
+            .map(|(_, manifest)| manifest)
+            .collect())
+    }
+
+    /// Every manifest with the file it was read from.
+    fn instance_files(&self) -> Result<Vec<(PathBuf, InstanceManifest)>, CloudError> {
         let dir = self.root.join("instances");
         let mut list = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
@@ -83,10 +101,11 @@ impl LabCloud {
                 .map_err(|e| CloudError::from_io(dir.display(), e))?
                 .path();
             if path.extension().is_some_and(|e| e == "toml") {
-                list.push(manifest::load(&path).map_err(CloudError::Permanent)?);
+                let manifest = manifest::load(&path).map_err(CloudError::Permanent)?;
+                list.push((path, manifest));
             }
         }
-        list.sort_by(|a: &InstanceManifest, b| a.name.cmp(&b.name));
+        list.sort_by(|(_, a): &(PathBuf, InstanceManifest), (_, b)| a.name.cmp(&b.name));
         Ok(list)
     }
 
@@ -127,11 +146,26 @@ impl LabCloud {
         }
     }
 
+    /// A written disk's file (`disks/NAME.EXT`; the id comes back from the
+    /// journal, a file an operator can edit).
+    fn disk_path(&self, id: &str) -> Result<PathBuf, CloudError> {
+        match id.strip_prefix("disks/") {
+            Some(file) => self.resource_path("disks", file),
+            None => Err(CloudError::Permanent(format!(
+                "invalid lab disk id '{}'",
+                crate::text::safe(id)
+            ))),
+        }
+    }
+
     /// Keeps a resource id inside the folder it belongs to.
     fn resource_path(&self, folder: &str, id: &str) -> Result<PathBuf, CloudError> {
-        if id.is_empty() || id.contains('/') || id.contains("..") {
+        // One name in `folder`: no separator, not `.` or `..` (a mapped
+        // name like `..%2Fx` is fine: it is a single file name).
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." || id.contains('\0') {
             return Err(CloudError::Permanent(format!(
-                "invalid lab resource id '{id}'"
+                "invalid lab resource id '{}'",
+                crate::text::safe(id)
             )));
         }
         Ok(self.root.join(folder).join(id))
@@ -237,7 +271,13 @@ impl Cloud for LabCloud {
     ) -> Result<SnapshotRef, CloudError> {
         let manifest = self.find_disk(disk)?;
         let source = self.root.join(&manifest.file);
-        let id = format!("{name}.{}", manifest.format.extension());
+        let file = crate::fsutil::file_name(name).map_err(|why| {
+            CloudError::Permanent(format!(
+                "snapshot name '{}': {why}",
+                crate::text::safe(name)
+            ))
+        })?;
+        let id = format!("{file}.{}", manifest.format.extension());
         let target = self.resource_path("snapshots", &id)?;
         if !target.exists() {
             std::fs::create_dir_all(self.root.join("snapshots"))
@@ -279,7 +319,7 @@ impl Cloud for LabCloud {
         cap: &Capability,
         spec: &DeploySpec,
     ) -> Result<DeployedInstance, CloudError> {
-        let path = self.instance_path(&spec.name);
+        let path = self.instance_path(&spec.name)?;
         let (tag_key, tag_value) = cap.tag();
         if path.exists() {
             let existing: InstanceManifest =
@@ -345,7 +385,7 @@ impl Cloud for LabCloud {
         disk: &WrittenDisk,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
         Ok(Some(Box::new(LocalDiskReader::open(
-            &self.root.join(&disk.id),
+            &self.disk_path(&disk.id)?,
             disk.format,
         )?)))
     }
@@ -355,7 +395,7 @@ impl Cloud for LabCloud {
         instance: &DeployedInstance,
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError> {
-        let path = self.instance_path(&instance.name);
+        let path = self.instance_path(&instance.name)?;
         let mut checks = Vec::new();
         let manifest: InstanceManifest = match manifest::load(&path) {
             Ok(m) => m,
@@ -384,7 +424,7 @@ impl Cloud for LabCloud {
             detail: format!("{} (planned {})", manifest.size, spec.size),
         });
         for disk in &spec.disks {
-            let file = self.root.join(&disk.id);
+            let file = self.disk_path(&disk.id)?;
             let result = local_disk::qemu_img_check(&file, disk.format)
                 .and_then(|_| local_disk::qemu_img_info(&file).map(|i| i.virtual_size));
             let (passed, detail) = match result {
@@ -422,10 +462,14 @@ impl Cloud for LabCloud {
                 path
             }
             ResourceKind::StagingDisk => self.resource_path("staging", &resource.id)?,
-            // Manifests are named after the instance; the resource id is its id.
+            // The resource id is the instance's id: remove the file it was read from.
             ResourceKind::Instance => {
-                match self.instances()?.into_iter().find(|i| i.id == resource.id) {
-                    Some(instance) => self.instance_path(&instance.name),
+                match self
+                    .instance_files()?
+                    .into_iter()
+                    .find(|(_, i)| i.id == resource.id)
+                {
+                    Some((path, _)) => path,
                     None => return Ok(()), // already gone: idempotent
                 }
             }

@@ -13,20 +13,18 @@ use std::path::{Path, PathBuf};
 
 /// Opens (or reopens, on resume) the writer of one lab target disk.
 pub fn open(root: &Path, spec: &TargetDiskSpec) -> Result<StagedWriter, CloudError> {
-    if spec.name.contains('/') || spec.name.contains("..") {
-        return Err(CloudError::Permanent(format!(
-            "invalid disk name '{}'",
-            spec.name
-        )));
-    }
-    let staging_id = spec
-        .resume
-        .clone()
-        .unwrap_or_else(|| format!("{}.raw", spec.name));
+    // The disk's name becomes file names in `staging/` and `disks/`.
+    let name = crate::fsutil::file_name(&spec.name).map_err(|why| {
+        CloudError::Permanent(format!(
+            "disk name '{}': {why}",
+            crate::text::safe(&spec.name)
+        ))
+    })?;
+    let staging_id = spec.resume.clone().unwrap_or_else(|| format!("{name}.raw"));
     check_staging_id(&staging_id)?;
     let finish = LabFinish {
         root: root.to_path_buf(),
-        name: spec.name.clone(),
+        name,
         format: spec.format,
         virtual_size: spec.virtual_size,
     };

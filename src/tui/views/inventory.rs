@@ -132,7 +132,7 @@ fn draw_pane(frame: &mut Frame, app: &App, pane: &SidePane, area: Rect) {
     let configuration = pane.view == PaneView::Configuration;
     let mut title = vec![
         Span::raw(format!(" {} ", pane.side.label())),
-        Span::raw(format!("{} ", pane.cloud)),
+        Span::raw(format!("{} ", super::safe(&pane.cloud))),
     ];
     if configuration {
         title.push(Span::raw("config "));
@@ -172,8 +172,8 @@ fn draw_pane(frame: &mut Frame, app: &App, pane: &SidePane, area: Rect) {
     }
     let message = match &pane.load {
         Load::Idle => Some("no cloud".to_string()),
-        Load::Connecting => Some(format!("connecting to {}…", pane.cloud)),
-        Load::Failed(err) => Some(err.clone()),
+        Load::Connecting => Some(format!("connecting to {}…", super::safe(&pane.cloud))),
+        Load::Failed(err) => Some(super::safe_lines(err).into_owned()),
         Load::Ready if pane.visible.is_empty() && !pane.filter.is_empty() => {
             Some("nothing matches the filter (Esc clears)".into())
         }

@@ -9,6 +9,7 @@ mod plan;
 mod transfers;
 
 use crate::engine::event::Level;
+pub(super) use crate::text::{safe, safe_lines};
 use crate::tui::app::{App, LineKind, Overlay, Screen};
 use crate::tui::component::KeyHint;
 use ratatui::Frame;
@@ -105,7 +106,11 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         Span::styled(" altishift ", theme.ui.title),
         Span::styled(format!(" {} ", app.screen.title()), theme.ui.bar_key),
         Span::styled(
-            format!(" {} → {} ", app.panes[0].cloud, app.panes[1].cloud),
+            format!(
+                " {} → {} ",
+                safe(&app.panes[0].cloud),
+                safe(&app.panes[1].cloud)
+            ),
             theme.ui.status,
         ),
     ];
@@ -114,7 +119,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
             Level::Error | Level::Warn => theme.ui.error,
             Level::Info => theme.ui.info,
         };
-        spans.push(Span::styled(format!(" {text}"), style));
+        spans.push(Span::styled(format!(" {}", safe_lines(text)), style));
     }
     frame.render_widget(
         Paragraph::new(Line::from(spans)).style(theme.ui.status),
@@ -207,8 +212,11 @@ pub(super) fn rate(bytes_per_second: u64) -> String {
     format!("{:.1} MB/s", bytes_per_second as f64 / 1e6)
 }
 
-/// Cuts text to `width` characters, marking the cut.
+/// Cuts text to `width` characters, marking the cut. Provider and file
+/// text is shown by the one safe-text rule first (control characters and
+/// bidi controls escaped, as the CLI and the reports show them).
 pub(super) fn fit(text: &str, width: usize) -> String {
+    let text = safe(text);
     if text.chars().count() <= width {
         text.to_string()
     } else if width == 0 {

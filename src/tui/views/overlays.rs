@@ -2,6 +2,7 @@
 //! masked secret prompt, and the log pane.
 
 use super::{centered, fit, input_line, panel};
+use super::{safe, safe_lines};
 use crate::engine::event::Level;
 use crate::tui::app::configuration::PaneView;
 use crate::tui::app::inventory::SideId;
@@ -44,20 +45,22 @@ pub fn draw_details(frame: &mut Frame, app: &App, side: SideId, area: Rect) {
         return;
     };
     let mut lines = vec![
-        Line::raw(format!("id       {}", instance.id)),
+        Line::raw(format!("id       {}", safe(&instance.id))),
         Line::raw(format!("state    {}", instance.state)),
         Line::raw(format!(
             "size     {} ({} vCPU, {})",
-            instance.size, instance.vcpus, instance.memory
+            safe(&instance.size),
+            instance.vcpus,
+            instance.memory
         )),
-        Line::raw(format!("region   {}", instance.region)),
+        Line::raw(format!("region   {}", safe(&instance.region))),
         Line::styled("disks", theme.table.header),
     ];
     for disk in &instance.disks {
         lines.push(Line::raw(format!(
             "  {:<6} {:<5} {:<6} {} virtual, {} allocated{}",
-            disk.id,
-            disk.device,
+            safe(&disk.id),
+            safe(&disk.device),
             disk.format.to_string(),
             disk.virtual_size,
             disk.allocated
@@ -70,9 +73,9 @@ pub fn draw_details(frame: &mut Frame, app: &App, side: SideId, area: Rect) {
     for nic in &instance.nics {
         lines.push(Line::raw(format!(
             "  {} on {}: {}",
-            nic.name,
-            nic.network,
-            nic.address.as_deref().unwrap_or("no address")
+            safe(&nic.name),
+            safe(&nic.network),
+            safe(nic.address.as_deref().unwrap_or("no address"))
         )));
     }
     lines.push(Line::styled("tags", theme.table.header));
@@ -80,11 +83,11 @@ pub fn draw_details(frame: &mut Frame, app: &App, side: SideId, area: Rect) {
         lines.push(Line::raw("  none"));
     }
     for (key, value) in &instance.tags {
-        lines.push(Line::raw(format!("  {key} = {value}")));
+        lines.push(Line::raw(format!("  {} = {}", safe(key), safe(value))));
     }
     let rect = centered(area, 76, lines.len() as u16 + 2);
     frame.render_widget(Clear, rect);
-    let block = panel(app, format!(" {} ", instance.name), true).style(theme.ui.popup);
+    let block = panel(app, format!(" {} ", safe(&instance.name)), true).style(theme.ui.popup);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)
@@ -140,9 +143,9 @@ pub fn draw_notice(frame: &mut Frame, app: &App, notice: &Notice, area: Rect) {
     let inner_width = usize::from(width.saturating_sub(2)).max(1);
     let rows = |text: &str| wrapped_rows(text, inner_width);
     let lines = vec![
-        Line::styled(notice.text.clone(), theme.ui.error),
+        Line::styled(safe_lines(&notice.text).into_owned(), theme.ui.error),
         Line::raw(""),
-        Line::styled(notice.advice.clone(), theme.ui.popup),
+        Line::styled(safe_lines(&notice.advice).into_owned(), theme.ui.popup),
     ];
     let height = rows(&notice.text) + rows(&notice.advice) + 1 + 2;
     let rect = centered(area, width, height);

@@ -2,6 +2,7 @@
 //! estimate, a cross-border warning and credentials that will not last the
 //! run; then the hash to type.
 
+use super::safe;
 use super::{fit, input_line, panel};
 use crate::plan::{Cutover, Plan};
 use crate::tui::app::App;
@@ -34,7 +35,11 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
 
     let block = panel(
         app,
-        format!(" plan: {} → {} ", plan.source.cloud, plan.target.cloud),
+        format!(
+            " plan: {} → {} ",
+            safe(&plan.source.cloud),
+            safe(&plan.target.cloud)
+        ),
         state.edit.is_none(),
     );
     let inner = block.inner(items);
@@ -55,12 +60,16 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
             };
             Row::new(vec![
                 if item.target_name == item.instance_name {
-                    item.instance_name.clone()
+                    safe(&item.instance_name).into_owned()
                 } else {
-                    format!("{} → {}", item.instance_name, item.target_name)
+                    format!(
+                        "{} → {}",
+                        safe(&item.instance_name),
+                        safe(&item.target_name)
+                    )
                 },
-                format!("{} → {}", item.source_size, item.target_size),
-                item.target_region.clone(),
+                format!("{} → {}", safe(&item.source_size), safe(&item.target_size)),
+                safe(&item.target_region).into_owned(),
                 format!("{}", item.disks.len()),
                 super::inventory::compact(item.allocated().0),
                 format!("{}", item.wave),
@@ -331,12 +340,12 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
             if hash_focus { " " } else { "›" },
             plan.cross_border
                 .as_ref()
-                .map(|c| c.from.as_str())
-                .unwrap_or(""),
+                .map(|c| safe(&c.from))
+                .unwrap_or_default(),
             plan.cross_border
                 .as_ref()
-                .map(|c| c.to.as_str())
-                .unwrap_or("")
+                .map(|c| safe(&c.to))
+                .unwrap_or_default()
         );
         input_line_maybe(frame, app, *r, &label, &app.approve.ack, !hash_focus);
         row += 1;

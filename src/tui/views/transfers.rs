@@ -52,7 +52,7 @@ pub fn draw_transfers(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(line), aggregate);
     if run.disks.is_empty() {
         let text = match &run.engine_error {
-            Some(err) => err.clone(),
+            Some(err) => super::safe_lines(err).into_owned(),
             None => "starting: taking snapshots…".into(),
         };
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), panes);
@@ -172,7 +172,11 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
     };
     let mut title = Line::from(vec![
         Span::styled(
-            format!("{} {} ", if selected { "▶" } else { " " }, disk.key),
+            format!(
+                "{} {} ",
+                if selected { "▶" } else { " " },
+                super::safe(&disk.key)
+            ),
             title_style,
         ),
         Span::styled(format!("[{}]", disk.stage), stage_style(app, disk.stage)),

@@ -1,0 +1,109 @@
+//! Names are data, not paths: an instance name from a lab manifest never
+//! builds a path outside the target's folder, and two plan items that would
+//! become the same target are refused at plan time.
+
+#[path = "support/cli.rs"]
+mod support;
+
+use std::path::Path;
+use support::{Lab, text, tree};
+
+/// Renames the lab-east instance in `file` (a manifest is a file anyone
+/// with access to the lab folder can edit).
+fn rename(lab: &Lab, file: &str, name: &str) {
+    let path = lab.root().join("lab-east/instances").join(file);
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let old = file.trim_end_matches(".toml");
+    let escaped: String = name
+        .chars()
+        .map(|c| match c {
+            c if c.is_control() => format!("\\u{:04X}", c as u32),
+            '"' => "\\\"".into(),
+            '\\' => "\\\\".into(),
+            c => c.to_string(),
+        })
+        .collect();
+    let renamed = manifest.replacen(
+        &format!("name = \"{old}\""),
+        &format!("name = \"{escaped}\""),
+        1,
+    );
+    assert_ne!(manifest, renamed, "{file} names '{old}'");
+    std::fs::write(&path, renamed).unwrap();
+}
+
+#[test]
+fn names_that_look_like_paths_stay_inside_the_target_lab() {
+    let lab = Lab::new();
+    rename(&lab, "monitor.toml", "../../../escaped/x");
+    rename(&lab, "web-1.toml", "a/b");
+    let outside = lab.dir.path().join("escaped");
+    let before = tree(lab.dir.path());
+
+    let out = lab.plan(&["../../../escaped/x", "a/b"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(lab.approve().status.success());
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    assert!(!outside.exists(), "a file was written outside the lab");
+    assert!(!lab.root().join("escaped").exists());
+    let west = lab.root().join("lab-west");
+    let after = tree(lab.dir.path());
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        let inside = path.starts_with("lab/lab-west")
+            || path.starts_with("lab/lab-east")
+            || path.starts_with("lab/state")
+            || path == Path::new("plan.toml");
+        assert!(
+            inside,
+            "new file {} outside the labs and state",
+            path.display()
+        );
+    }
+    let instances: Vec<String> = std::fs::read_dir(west.join("instances"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        instances.contains(&"a%2Fb.toml".to_string()),
+        "{instances:?}"
+    );
+    assert!(
+        instances.contains(&"..%2F..%2F..%2Fescaped%2Fx.toml".to_string()),
+        "{instances:?}"
+    );
+    let inventory = lab.run(&["inventory", "lab-west"]);
+    assert!(
+        String::from_utf8_lossy(&inventory.stdout).contains("a/b"),
+        "{}",
+        text(&inventory)
+    );
+    assert!(Path::new(&west.join("disks")).is_dir());
+}
+
+#[test]
+fn two_instances_that_would_become_one_target_are_refused_at_plan_time() {
+    let lab = Lab::new();
+    // Two source instances with one name (EC2 Name tags need not be unique).
+    rename(&lab, "web-2.toml", "web-1");
+    let ids: Vec<String> = ["web-1.toml", "web-2.toml"]
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(lab.root().join("lab-east/instances").join(f)).unwrap();
+            let manifest: toml::Value = toml::from_str(&text).unwrap();
+            manifest["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let out = lab.plan(&[&ids[0], &ids[1]], &[]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains("would both be created as 'web-1'")
+            && shown.contains(&ids[0])
+            && shown.contains(&ids[1]),
+        "{shown}"
+    );
+    assert!(!lab.plan_path().exists(), "no plan is written");
+}
