@@ -364,6 +364,14 @@ impl FakeGce {
             .collect()
     }
 
+    pub fn disk(&self, zone: &str, name: &str) -> Option<Value> {
+        self.state()
+            .disks
+            .iter()
+            .find(|(z, d)| z == zone && d["name"] == name)
+            .map(|(_, d)| d.clone())
+    }
+
     pub fn disk_names(&self, zone: &str) -> Vec<String> {
         self.state()
             .disks
