@@ -43,6 +43,8 @@ pub struct DigitalOceanCloud {
     client: Arc<DoClient>,
     staging: Option<Staging>,
     jurisdiction: Option<String>,
+    /// The profile's `region`: where plans deploy unless `--region` says otherwise.
+    region: Option<String>,
     ssh: SshAccess,
     /// SSH sources opened per droplet (snapshot id → source).
     sources: Mutex<HashMap<String, Arc<SshCloud>>>,
@@ -55,6 +57,7 @@ impl DigitalOceanCloud {
             client: Arc::new(client),
             staging: None,
             jurisdiction: None,
+            region: None,
             ssh: SshAccess::default(),
             sources: Mutex::new(HashMap::new()),
         }
@@ -67,6 +70,11 @@ impl DigitalOceanCloud {
 
     pub fn with_jurisdiction(mut self, jurisdiction: Option<String>) -> Self {
         self.jurisdiction = jurisdiction;
+        self
+    }
+
+    pub fn with_region(mut self, region: Option<String>) -> Self {
+        self.region = region;
         self
     }
 
@@ -101,6 +109,7 @@ impl DigitalOceanCloud {
         let client = DoClient::new(profile.endpoint.as_deref(), token)?;
         let mut cloud = DigitalOceanCloud::new(name, client)
             .with_jurisdiction(profile.jurisdiction.clone())
+            .with_region(profile.region.clone())
             .with_ssh(SshAccess {
                 user: profile.user.clone(),
                 options: profile.ssh_options.clone().unwrap_or_default(),
@@ -268,6 +277,19 @@ impl Cloud for DigitalOceanCloud {
         self.jurisdiction.clone()
     }
 
+    /// The profile's region; without one, a refusal: the API lists `nyc1`
+    /// first, so "the first region" would silently plan into the US.
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        match &self.region {
+            Some(region) => Ok(Some(region.clone())),
+            None => Err(CloudError::Permanent(format!(
+                "[clouds.{}] has no 'region': set region = \"fra1\" (or another slug) in the \
+                 profile, or pass --region",
+                self.name
+            ))),
+        }
+    }
+
     /// Blocks go into a local staging file before the upload.
     fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
         Some(super::WriteOrder::Any)
@@ -278,7 +300,16 @@ impl Cloud for DigitalOceanCloud {
     }
 
     async fn inventory(&self) -> Result<Inventory, CloudError> {
-        inventory::fetch(&self.client, &self.name).await
+        let mut inventory = inventory::fetch(&self.client, &self.name).await?;
+        // The profile's region first: whoever takes "the first region" (the
+        // console's plan) gets the operator's, not the API's `nyc1`.
+        if let Some(home) = &self.region
+            && let Some(at) = inventory.regions.iter().position(|r| &r.name == home)
+        {
+            let region = inventory.regions.remove(at);
+            inventory.regions.insert(0, region);
+        }
+        Ok(inventory)
     }
 
     /// No snapshot download exists: the disk is read live over SSH.

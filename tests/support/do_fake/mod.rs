@@ -148,6 +148,15 @@ impl FakeDo {
             .collect()
     }
 
+    /// The slug `/v2/regions` lists first.
+    pub fn first_region(&self) -> String {
+        let s = self.state.lock().unwrap();
+        s.regions[0]["slug"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn throttle(&self, n: u32) {
         self.state.lock().unwrap().throttle_next = n;
     }
