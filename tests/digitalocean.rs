@@ -505,6 +505,7 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
         options: sshd.options_for_address(true),
         sudo: false,
         device: Some(device.display().to_string()),
+        volume_dir: None,
         agent_binary: Some(sshd::altishift_binary()),
     }));
     let lab = Lab::new(dir.path());

@@ -95,6 +95,10 @@ pub(super) fn route(s: &mut FakeState, req: &Req) -> Option<Routed> {
                 None => not_found(s).into(),
             })
         }
+        ("GET", ["v2", "volumes", id]) => Some(match s.volumes.iter().find(|v| v["id"] == *id) {
+            Some(v) => axum::Json(json!({"volume": v})).into_response().into(),
+            None => not_found(s).into(),
+        }),
         ("DELETE", ["v2", "droplets", id]) => {
             let before = s.droplets.len();
             s.droplets.retain(|d| d["id"] != numeric(id));
