@@ -94,6 +94,10 @@ pub struct CloudProfile {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// DigitalOcean source: folder of the volumes' device links
+    /// (`scsi-0DO_Volume_<NAME>`); default `/dev/disk/by-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_dir: Option<String>,
     /// SSH source: run the reading commands through `sudo -n`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sudo: Option<bool>,

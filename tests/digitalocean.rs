@@ -71,7 +71,10 @@ async fn inventory_reads_every_page_and_backs_off_on_429() {
     assert_eq!(inventory.instances.len(), 450);
     assert_eq!(inventory.instances[449].name, "web-449");
     assert_eq!(inventory.sizes.len(), 4);
-    assert_eq!(inventory.regions[0].jurisdiction, "DE");
+    // Listed as the API lists them: nyc1 first.
+    assert_eq!(inventory.regions[0].name, "nyc1");
+    assert_eq!(inventory.region("fra1").unwrap().jurisdiction, "DE");
+    assert_eq!(inventory.region("nyc1").unwrap().jurisdiction, "US");
     let pages: Vec<String> = fake
         .requests()
         .into_iter()
@@ -502,6 +505,7 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
         options: sshd.options_for_address(true),
         sudo: false,
         device: Some(device.display().to_string()),
+        volume_dir: None,
         agent_binary: Some(sshd::altishift_binary()),
     }));
     let lab = Lab::new(dir.path());

@@ -30,6 +30,17 @@ use std::time::Duration;
 
 /// A droplet whose SSH source is the test sshd, reading `device`.
 fn droplet_cloud(fake: &FakeDo, sshd: &sshd::Sshd, device: &Path) -> DigitalOceanCloud {
+    droplet_with_volumes(fake, sshd, device, None)
+}
+
+/// The same, its volumes' device links in `volume_dir` (the sshd here has
+/// no `/dev/disk/by-id` to present: a folder of files stands in for it).
+fn droplet_with_volumes(
+    fake: &FakeDo,
+    sshd: &sshd::Sshd,
+    device: &Path,
+    volume_dir: Option<&Path>,
+) -> DigitalOceanCloud {
     let mut client = DoClient::new(Some(&fake.base), Secret::new(TOKEN.into())).unwrap();
     client.pacing = Pacing {
         first_backoff: Duration::from_millis(5),
@@ -45,6 +56,7 @@ fn droplet_cloud(fake: &FakeDo, sshd: &sshd::Sshd, device: &Path) -> DigitalOcea
             options: sshd.options_for_address(true),
             sudo: false,
             device: Some(device.display().to_string()),
+            volume_dir: volume_dir.map(|d| d.display().to_string()),
             agent_binary: Some(sshd::altishift_binary()),
         })
 }
@@ -163,5 +175,97 @@ async fn a_droplet_cutover_sends_the_quiesced_changes_and_shuts_the_droplet_down
         1,
         "one shutdown action expected: {:?}",
         fake.mutating()
+    );
+}
+
+/// A droplet with a 1 GiB volume `data` whose bytes differ from its boot
+/// disk's: each disk is read from its own device (the volume from
+/// `scsi-0DO_Volume_data`, as DigitalOcean names it) and lands byte-identical
+/// in its own place on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_droplet_with_a_volume_migrates_each_disk_from_its_own_device() {
+    let fake = FakeDo::start().await;
+    let sshd = sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let write_disk = |path: &Path, blocks: &[u64], version: u8| {
+        let file = std::fs::File::create(path).unwrap();
+        file.set_len(1 << 30).unwrap();
+        for &b in blocks {
+            file.write_all_at(&block_content(b, version), b * BLOCK_SIZE)
+                .unwrap();
+        }
+    };
+    let boot = dir.path().join("vda.raw");
+    write_disk(&boot, &[0, 1, 100], 1);
+    let by_id = dir.path().join("by-id");
+    std::fs::create_dir(&by_id).unwrap();
+    let volume = by_id.join("scsi-0DO_Volume_data");
+    write_disk(&volume, &[0, 7, 900, 2047], 9);
+    assert_ne!(
+        std::fs::read(&boot).unwrap(),
+        std::fs::read(&volume).unwrap()
+    );
+    let id = fake.add_droplet("db", 1, "127.0.0.1");
+    fake.attach_volume(id, "data", 1);
+    let source = Arc::new(droplet_with_volumes(&fake, &sshd, &boot, Some(&by_id)));
+
+    let lab = Lab::new(dir.path());
+    let mut source_inventory = source.inventory().await.unwrap();
+    source_inventory.instances[0].vcpus = 1;
+    source_inventory.instances[0].memory = Bytes::gib(1);
+    assert_eq!(source_inventory.instances[0].disks.len(), 2);
+    let target_inventory = lab.west().inventory().await.unwrap();
+    let plan = build(
+        &Side {
+            cloud: "do-test",
+            provider: "digitalocean".into(),
+            jurisdiction: Some("DE".into()),
+            inventory: &source_inventory,
+        },
+        &Side {
+            cloud: "lab-west",
+            provider: "lab".into(),
+            jurisdiction: Some("DE".into()),
+            inventory: &target_inventory,
+        },
+        &Request {
+            select: vec!["db".into()],
+            ..Request::default()
+        },
+        &Throughput {
+            bytes_per_second: 100_000_000,
+            basis: "test".into(),
+        },
+        "tester@localhost",
+    )
+    .unwrap();
+    let mut handle = engine::start(
+        approve(plan),
+        source.clone(),
+        lab.west(),
+        &dir.path().join("state"),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    while handle.events.recv().await.is_some() {}
+    let report = handle.done.await.unwrap().unwrap().report;
+    assert!(report.ok, "{report:#?}");
+    let west = lab.root.join("lab-west");
+    let text = std::fs::read_to_string(west.join("instances/db.toml")).unwrap();
+    let manifest: altishift::cloud::lab::manifest::InstanceManifest =
+        toml::from_str(&text).unwrap();
+    assert_eq!(manifest.disks.len(), 2, "{text}");
+    let copied: Vec<Vec<u8>> = manifest
+        .disks
+        .iter()
+        .map(|d| std::fs::read(west.join(&d.file)).unwrap())
+        .collect();
+    assert!(
+        copied[0] == std::fs::read(&boot).unwrap(),
+        "the boot disk's copy differs from the droplet's boot disk"
+    );
+    assert!(
+        copied[1] == std::fs::read(&volume).unwrap(),
+        "the volume's copy is not the volume's bytes (the boot disk's again?)"
     );
 }

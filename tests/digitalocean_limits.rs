@@ -53,6 +53,11 @@ impl Setup {
 
     /// `altishift plan --from FROM --to do --select NAME --region fra1 -o plan.toml`.
     async fn plan(&self, from: &str, name: &str) -> Output {
+        self.plan_with(from, name, &["--region", "fra1"]).await
+    }
+
+    /// `altishift plan --from FROM --to do --select NAME EXTRA… -o plan.toml`.
+    async fn plan_with(&self, from: &str, name: &str, extra: &[&str]) -> Output {
         let mut command = cli::bin();
         command
             .arg("--config")
@@ -61,7 +66,8 @@ impl Setup {
             .env("ALTISHIFT_TEST_SPACES_KEY", "testing")
             .env("ALTISHIFT_TEST_SPACES_SECRET", "testing")
             .args(["plan", "--from", from, "--to", "do", "--select", name])
-            .args(["--region", "fra1", "-o"])
+            .args(extra)
+            .arg("-o")
             .arg(self.lab.plan_path());
         tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
@@ -188,6 +194,39 @@ async fn plan_accepts_a_small_linux_guest_with_one_disk() {
             .any(|r| r.starts_with(&format!("PUT /{BUCKET}/probe.txt"))),
         "{seen:?}"
     );
+}
+
+/// A Frankfurt operator's profile says `region = "fra1"`; the API lists
+/// `nyc1` first. With no `--region`, the plan goes to Frankfurt; with no
+/// region anywhere, it is refused rather than sent to the first listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profiles_region_is_where_a_plan_goes_without_region() {
+    let setup = Setup::new().await;
+    let listed = setup.fake.first_region();
+    assert_eq!(listed, "nyc1", "the API lists nyc1 first");
+    let config = std::fs::read_to_string(setup.lab.config()).unwrap();
+    let frankfurt = config.replace("region = \"us-east-1\"", "region = \"fra1\"");
+    assert_ne!(frankfurt, config);
+    std::fs::write(setup.lab.config(), &frankfurt).unwrap();
+    let out = setup.plan_with("lab-east", "monitor", &[]).await;
+    assert!(out.status.success(), "{}", cli::text(&out));
+    let text = std::fs::read_to_string(setup.lab.plan_path()).unwrap();
+    let plan: altishift::plan::Plan = toml::from_str(&text).unwrap();
+    assert_eq!(plan.items[0].target_region, "fra1", "{text}");
+    // No region in the profile and none given: refused, with the way out.
+    std::fs::remove_file(setup.lab.plan_path()).unwrap();
+    std::fs::write(
+        setup.lab.config(),
+        frankfurt.replace("region = \"fra1\"\n", ""),
+    )
+    .unwrap();
+    let out = setup.plan_with("lab-east", "monitor", &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", cli::text(&out));
+    assert!(stderr.contains("[clouds.do] has no 'region'"), "{stderr}");
+    assert!(stderr.contains("--region"), "{stderr}");
+    assert!(!setup.lab.plan_path().exists(), "a plan was written");
+    assert_eq!(setup.fake.mutating(), Vec::<String>::new());
 }
 
 /// Defence in depth: a data disk that reaches the provider anyway (a plan

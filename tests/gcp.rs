@@ -182,6 +182,78 @@ async fn deploy_waits_for_running_and_probe_checks_the_machine_type() {
 }
 
 #[tokio::test]
+async fn a_one_gib_disk_boots_from_a_disk_of_the_documented_minimum_size() {
+    let gcp = Gcp::start().await;
+    let cloud = gcp.cloud();
+    let raw = gcp.dir.path().join("small.raw");
+    let disk = upload(&cloud, "small-disk0", 1 << 30, &[0, 1], &raw)
+        .await
+        .unwrap();
+    assert_eq!(gcp.fake.image(&disk.id).unwrap()["diskSizeGb"], "1");
+    // Compute Engine refuses a pd-standard disk under 10 GB, whatever the image.
+    let refused = cloud
+        .client()
+        .post(
+            &format!("zones/{ZONE}/disks"),
+            &serde_json::json!({"name": "tiny", "sizeGb": "1"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be smaller than 10 GB"),
+        "{refused}"
+    );
+    let spec = DeploySpec {
+        name: "small".into(),
+        size: "n1-standard-2".into(),
+        region: ZONE.into(),
+        disks: vec![disk],
+        tags: BTreeMap::new(),
+        platform: Default::default(),
+    };
+    cloud.deploy(&capability(), &spec).await.unwrap();
+    assert_eq!(gcp.fake.instance("small").unwrap()["status"], "RUNNING");
+    let boot = gcp.fake.disk(ZONE, "small").unwrap();
+    assert_eq!(boot["sizeGb"], "10", "{boot}");
+}
+
+/// The insert acts, then its answer is lost (a 503). The retry carries the
+/// same `requestId`, so Compute Engine answers with the first operation and
+/// exactly one instance exists.
+#[tokio::test]
+async fn an_insert_whose_answer_is_lost_is_repeated_with_its_request_id_and_acts_once() {
+    let gcp = Gcp::start().await;
+    let cloud = gcp.cloud();
+    let raw = gcp.dir.path().join("once.raw");
+    let disk = upload(&cloud, "once-disk0", 1 << 30, &[0], &raw)
+        .await
+        .unwrap();
+    let spec = DeploySpec {
+        name: "once".into(),
+        size: "n1-standard-2".into(),
+        region: ZONE.into(),
+        disks: vec![disk],
+        tags: BTreeMap::new(),
+        platform: Default::default(),
+    };
+    gcp.fake.lose_answer(&format!("zones/{ZONE}/instances"));
+    cloud.deploy(&capability(), &spec).await.unwrap();
+    let inserts: Vec<_> = gcp
+        .fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == format!("zones/{ZONE}/instances"))
+        .collect();
+    assert_eq!(inserts.len(), 2, "{inserts:?}");
+    assert_eq!(inserts[0].status, 503);
+    assert!(inserts[0].query.starts_with("requestId="), "{inserts:?}");
+    assert_eq!(inserts[0].query, inserts[1].query, "a new requestId");
+    let s = gcp.fake.state();
+    let named = s.instances.iter().filter(|(_, i)| i["name"] == "once");
+    assert_eq!(named.count(), 1);
+}
+
+#[tokio::test]
 async fn lab_to_gcp_migration_is_byte_identical_with_nothing_changed_before_approval() {
     let gcp = Gcp::start().await;
     let lab = Lab::new(gcp.dir.path());

@@ -64,7 +64,11 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
     let request = Request {
         select: args.select,
         sizes,
-        target_region: args.region,
+        // The target profile's region unless --region names one.
+        target_region: match args.region {
+            Some(region) => Some(region),
+            None => target.default_region()?,
+        },
         target_format: args.format,
         keep_access: args.keep_access,
         test_migration: args.test_migration,

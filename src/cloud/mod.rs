@@ -219,6 +219,12 @@ pub trait Cloud: Send + Sync {
     fn roles(&self) -> Roles;
     /// Jurisdiction from the profile, when it sets one for the whole cloud.
     fn jurisdiction(&self) -> Option<String>;
+    /// Target: the region a plan deploys into when the operator names none
+    /// (the profile's). `Ok(None)`: the provider's inventory decides; `Err`:
+    /// no safe default exists (an API's first-listed region is none).
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        Ok(None)
+    }
     /// Blocks in flight per disk this provider works well with.
     fn default_in_flight(&self) -> usize {
         16

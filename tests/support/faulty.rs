@@ -36,6 +36,9 @@ pub struct Faulty {
     /// Block indices written, in order.
     pub written: Arc<std::sync::Mutex<Vec<u64>>>,
     pub order: Option<WriteOrder>,
+    /// The run's audit log: once an instance is deployed, a folder takes
+    /// its place, so the next audit write fails.
+    pub break_audit_after_deploy: Option<std::path::PathBuf>,
 }
 
 impl Faulty {
@@ -160,7 +163,12 @@ impl Cloud for Faulty {
         cap: &Capability,
         spec: &DeploySpec,
     ) -> Result<DeployedInstance, CloudError> {
-        self.inner().deploy(cap, spec).await
+        let deployed = self.inner().deploy(cap, spec).await?;
+        if let Some(audit) = &self.break_audit_after_deploy {
+            std::fs::remove_file(audit).unwrap();
+            std::fs::create_dir(audit).unwrap();
+        }
+        Ok(deployed)
     }
     async fn read_back(
         &self,

@@ -150,6 +150,9 @@ impl DoClient {
         body: Option<&Value>,
     ) -> Result<Value, CloudError> {
         let what = format!("{method} {}", url.strip_prefix(&self.base).unwrap_or(url));
+        // A POST whose answer is lost may have acted: its caller looks for
+        // what it made before asking again (see `target::create_once`).
+        let blind_retry = method != Method::POST;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -163,7 +166,7 @@ impl DoClient {
             }
             let response = match request.send().await {
                 Ok(response) => response,
-                Err(e) if attempt < self.pacing.attempts => {
+                Err(e) if blind_retry && attempt < self.pacing.attempts => {
                     tracing::debug!("{what}: {}; retrying", error_text(e));
                     tokio::time::sleep(self.backoff(attempt)).await;
                     continue;
@@ -190,7 +193,7 @@ impl DoClient {
                     tokio::time::sleep(delay).await;
                     continue;
                 }
-            } else if status.is_server_error() && attempt < self.pacing.attempts {
+            } else if status.is_server_error() && blind_retry && attempt < self.pacing.attempts {
                 tokio::time::sleep(self.backoff(attempt)).await;
                 continue;
             }

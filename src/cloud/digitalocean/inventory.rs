@@ -217,6 +217,9 @@ pub fn public_ipv4(droplet: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The droplet's own disk; volumes carry their volume id.
+pub const BOOT_DISK_ID: &str = "disk-0";
+
 fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, CloudError> {
     let id = match &d["id"] {
         Value::Number(n) => n.to_string(),
@@ -235,7 +238,7 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
         _ => InstanceState::Unknown,
     };
     let mut disks = vec![Disk {
-        id: "disk-0".into(),
+        id: BOOT_DISK_ID.into(),
         device: "/dev/vda".into(),
         format: DiskFormat::Raw,
         virtual_size: Bytes(d["disk"].as_u64().unwrap_or(0) << 30),
@@ -244,13 +247,18 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
     }];
     let volume_ids = d["volume_ids"].as_array().cloned().unwrap_or_default();
     for (n, volume_id) in volume_ids.iter().filter_map(Value::as_str).enumerate() {
-        let gb = volumes
-            .get(volume_id)
+        let volume = volumes.get(volume_id);
+        let gb = volume
             .and_then(|v| v["size_gigabytes"].as_u64())
             .unwrap_or(0);
+        // Where the guest sees it, as DigitalOcean documents it.
+        let device = match volume.and_then(|v| v["name"].as_str()) {
+            Some(name) => format!("/dev/disk/by-id/scsi-0DO_Volume_{name}"),
+            None => format!("/dev/sd{}", (b'a' + (n as u8 % 26)) as char),
+        };
         disks.push(Disk {
             id: volume_id.to_string(),
-            device: format!("/dev/sd{}", (b'a' + (n as u8 % 26)) as char),
+            device,
             format: DiskFormat::Raw,
             virtual_size: Bytes(gb << 30),
             allocated: None,

@@ -35,6 +35,10 @@ pub struct SshAccess {
     pub sudo: bool,
     /// Device to read (default `/dev/vda`).
     pub device: Option<String>,
+    /// Folder of the volumes' device links (default `/dev/disk/by-id`, where
+    /// DigitalOcean documents `scsi-0DO_Volume_<NAME>`); tests point it at
+    /// a folder of files.
+    pub volume_dir: Option<String>,
     pub agent_binary: Option<PathBuf>,
 }
 
@@ -43,6 +47,8 @@ pub struct DigitalOceanCloud {
     client: Arc<DoClient>,
     staging: Option<Staging>,
     jurisdiction: Option<String>,
+    /// The profile's `region`: where plans deploy unless `--region` says otherwise.
+    region: Option<String>,
     ssh: SshAccess,
     /// SSH sources opened per droplet (snapshot id → source).
     sources: Mutex<HashMap<String, Arc<SshCloud>>>,
@@ -55,6 +61,7 @@ impl DigitalOceanCloud {
             client: Arc::new(client),
             staging: None,
             jurisdiction: None,
+            region: None,
             ssh: SshAccess::default(),
             sources: Mutex::new(HashMap::new()),
         }
@@ -67,6 +74,11 @@ impl DigitalOceanCloud {
 
     pub fn with_jurisdiction(mut self, jurisdiction: Option<String>) -> Self {
         self.jurisdiction = jurisdiction;
+        self
+    }
+
+    pub fn with_region(mut self, region: Option<String>) -> Self {
+        self.region = region;
         self
     }
 
@@ -101,11 +113,13 @@ impl DigitalOceanCloud {
         let client = DoClient::new(profile.endpoint.as_deref(), token)?;
         let mut cloud = DigitalOceanCloud::new(name, client)
             .with_jurisdiction(profile.jurisdiction.clone())
+            .with_region(profile.region.clone())
             .with_ssh(SshAccess {
                 user: profile.user.clone(),
                 options: profile.ssh_options.clone().unwrap_or_default(),
                 sudo: profile.sudo.unwrap_or(false),
                 device: profile.device.clone(),
+                volume_dir: profile.volume_dir.clone(),
                 agent_binary: None,
             });
         if let Some(bucket) = &profile.bucket {
@@ -185,9 +199,49 @@ impl DigitalOceanCloud {
         }
     }
 
-    /// The SSH source for a droplet, connected to its public address.
-    async fn source_for(&self, instance_id: &str) -> Result<Arc<SshCloud>, CloudError> {
-        if let Some(found) = lock(&self.sources).get(instance_id) {
+    /// The droplet's own disk: the profile's `device`, else `/dev/vda`.
+    fn boot_device(&self) -> String {
+        self.ssh.device.clone().unwrap_or_else(|| "/dev/vda".into())
+    }
+
+    /// Where a disk of a droplet is read: the boot disk from the boot
+    /// device, a volume from its own link `scsi-0DO_Volume_<NAME>` (the
+    /// name the API gives the volume id), never one device for all.
+    async fn device_of(&self, disk: &DiskRef) -> Result<String, CloudError> {
+        if disk.disk_id == inventory::BOOT_DISK_ID {
+            return Ok(self.boot_device());
+        }
+        let found = self
+            .client
+            .get(&format!("/v2/volumes/{}", disk.disk_id))
+            .await?;
+        let name = found["volume"]["name"].as_str().unwrap_or_default();
+        let safe = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && !name.starts_with('.');
+        if !safe {
+            return Err(CloudError::Permanent(format!(
+                "volume {} of droplet {}: name {name:?} cannot name a device link",
+                disk.disk_id, disk.instance_id
+            )));
+        }
+        let dir = self.ssh.volume_dir.as_deref().unwrap_or(VOLUME_DIR);
+        Ok(format!(
+            "{}/{VOLUME_LINK_PREFIX}{name}",
+            dir.trim_end_matches('/')
+        ))
+    }
+
+    /// The SSH source reading `device` of a droplet, connected to its public address.
+    async fn source_for(
+        &self,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<Arc<SshCloud>, CloudError> {
+        let key = format!("{instance_id} {device}");
+        if let Some(found) = lock(&self.sources).get(&key) {
             return Ok(found.clone());
         }
         let droplet = self
@@ -207,16 +261,38 @@ impl DigitalOceanCloud {
                 options: self.ssh.options.clone(),
                 sudo: self.ssh.sudo,
             },
-            device: self.ssh.device.clone().unwrap_or_else(|| "/dev/vda".into()),
+            device: device.to_string(),
             instance_name: droplet["name"].as_str().map(str::to_string),
             agent: AgentPolicy::Auto,
             agent_binary: self.ssh.agent_binary.clone(),
             jurisdiction: self.jurisdiction.clone(),
         };
         let source = Arc::new(SshCloud::new(&self.name, settings)?);
-        lock(&self.sources).insert(instance_id.to_string(), source.clone());
+        lock(&self.sources).insert(key, source.clone());
         Ok(source)
     }
+}
+
+/// Where DigitalOcean documents a volume's device link, and its prefix.
+const VOLUME_DIR: &str = "/dev/disk/by-id";
+const VOLUME_LINK_PREFIX: &str = "scsi-0DO_Volume_";
+
+/// `ssh:ID` for the boot disk (as journals before volumes were read say),
+/// `ssh:ID:DEVICE` for a volume.
+fn snapshot_id(instance: &str, device: &str, boot: &str) -> String {
+    if device == boot {
+        format!("ssh:{instance}")
+    } else {
+        format!("ssh:{instance}:{device}")
+    }
+}
+
+fn parse_snapshot_id<'a>(id: &'a str, boot: &str) -> Option<(&'a str, String)> {
+    let rest = id.strip_prefix("ssh:")?;
+    Some(match rest.split_once(':') {
+        Some((instance, device)) => (instance, device.to_string()),
+        None => (rest, boot.to_string()),
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -268,6 +344,19 @@ impl Cloud for DigitalOceanCloud {
         self.jurisdiction.clone()
     }
 
+    /// The profile's region; without one, a refusal: the API lists `nyc1`
+    /// first, so "the first region" would silently plan into the US.
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        match &self.region {
+            Some(region) => Ok(Some(region.clone())),
+            None => Err(CloudError::Permanent(format!(
+                "[clouds.{}] has no 'region': set region = \"fra1\" (or another slug) in the \
+                 profile, or pass --region",
+                self.name
+            ))),
+        }
+    }
+
     /// Blocks go into a local staging file before the upload.
     fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
         Some(super::WriteOrder::Any)
@@ -278,7 +367,16 @@ impl Cloud for DigitalOceanCloud {
     }
 
     async fn inventory(&self) -> Result<Inventory, CloudError> {
-        inventory::fetch(&self.client, &self.name).await
+        let mut inventory = inventory::fetch(&self.client, &self.name).await?;
+        // The profile's region first: whoever takes "the first region" (the
+        // console's plan) gets the operator's, not the API's `nyc1`.
+        if let Some(home) = &self.region
+            && let Some(at) = inventory.regions.iter().position(|r| &r.name == home)
+        {
+            let region = inventory.regions.remove(at);
+            inventory.regions.insert(0, region);
+        }
+        Ok(inventory)
     }
 
     /// No snapshot download exists: the disk is read live over SSH.
@@ -288,7 +386,8 @@ impl Cloud for DigitalOceanCloud {
         disk: &DiskRef,
         _name: &str,
     ) -> Result<SnapshotRef, CloudError> {
-        let source = self.source_for(&disk.instance_id).await?;
+        let device = self.device_of(disk).await?;
+        let source = self.source_for(&disk.instance_id, &device).await?;
         let facts = source.inventory().await?;
         let size = facts
             .instances
@@ -297,7 +396,7 @@ impl Cloud for DigitalOceanCloud {
             .map(|d| d.virtual_size)
             .unwrap_or_default();
         Ok(SnapshotRef {
-            id: format!("ssh:{}", disk.instance_id),
+            id: snapshot_id(&disk.instance_id, &device, &self.boot_device()),
             virtual_size: size,
             format: DiskFormat::Raw,
             created_by_run: false,
@@ -308,13 +407,13 @@ impl Cloud for DigitalOceanCloud {
         &self,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let Some(instance) = snapshot.id.strip_prefix("ssh:") else {
+        let Some((instance, device)) = parse_snapshot_id(&snapshot.id, &self.boot_device()) else {
             return Err(CloudError::Unsupported(format!(
                 "DigitalOcean snapshots cannot be downloaded ({}); read the droplet over SSH",
                 snapshot.id
             )));
         };
-        let source = self.source_for(instance).await?;
+        let source = self.source_for(instance, &device).await?;
         Ok(Box::new(source.open_stream_reader().await?))
     }
 
@@ -324,7 +423,7 @@ impl Cloud for DigitalOceanCloud {
     // only cut the connection).
 
     async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
-        self.source_for(instance)
+        self.source_for(instance, &self.boot_device())
             .await?
             .cutover_support(instance)
             .await
@@ -335,10 +434,10 @@ impl Cloud for DigitalOceanCloud {
         snapshot: &SnapshotRef,
         previous: &BTreeMap<BlockIndex, BlockDigest>,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        let Some(instance) = snapshot.id.strip_prefix("ssh:") else {
+        let Some((instance, device)) = parse_snapshot_id(&snapshot.id, &self.boot_device()) else {
             return Ok(None);
         };
-        let source = self.source_for(instance).await?;
+        let source = self.source_for(instance, &device).await?;
         Cloud::open_delta_reader(&*source, snapshot, previous).await
     }
 
@@ -349,7 +448,7 @@ impl Cloud for DigitalOceanCloud {
         command: Option<&str>,
         thaw: Option<&str>,
     ) -> Result<(), CloudError> {
-        let source = self.source_for(instance).await?;
+        let source = self.source_for(instance, &self.boot_device()).await?;
         Cloud::quiesce(&*source, cap, instance, command, thaw).await
     }
 
@@ -359,12 +458,12 @@ impl Cloud for DigitalOceanCloud {
         instance: &str,
         command: Option<&str>,
     ) -> Result<(), CloudError> {
-        let source = self.source_for(instance).await?;
+        let source = self.source_for(instance, &self.boot_device()).await?;
         Cloud::thaw(&*source, cap, instance, command).await
     }
 
     async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
-        let source = self.source_for(instance).await?;
+        let source = self.source_for(instance, &self.boot_device()).await?;
         source.remove_agent_before_power_off().await?;
         self.shutdown_droplet(cap, instance).await
     }

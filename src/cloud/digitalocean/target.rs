@@ -90,7 +90,14 @@ async fn import_image(
         "description": "imported by altishift",
         "tags": ["altishift"],
     });
-    let created = client.post("/v2/images", &body).await?;
+    let created = create_once(client, "/v2/images", &body, "image", || async {
+        let found = client.list("/v2/images?private=true", "images").await?;
+        Ok(found
+            .into_iter()
+            .filter(|i| i["name"] == spec.name.as_str() && i["description"] == body["description"])
+            .collect())
+    })
+    .await?;
     let id = id_of(&created["image"]["id"])
         .ok_or_else(|| CloudError::Permanent("POST /v2/images gave no image id".into()))?;
     let started = Instant::now();
@@ -114,6 +121,45 @@ async fn import_image(
             )));
         }
         tokio::time::sleep(client.pacing.poll_every).await;
+    }
+}
+
+/// `POST path` that never makes two: `find` lists what such a create would
+/// have made. What exists before the first attempt is noted; after a failure
+/// that may have reached the server (a lost answer, a 5xx), a new match is
+/// adopted as `{kind: …}` instead of asking again.
+async fn create_once<F, Fut>(
+    client: &DoClient,
+    path: &str,
+    body: &Value,
+    kind: &str,
+    find: F,
+) -> Result<Value, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Value>, CloudError>>,
+{
+    let before: Vec<Value> = find().await?.iter().map(|v| v["id"].clone()).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.post(path, body).await {
+            Err(CloudError::Transient(e)) => {
+                let made = find()
+                    .await?
+                    .into_iter()
+                    .find(|v| !before.contains(&v["id"]));
+                if let Some(made) = made {
+                    tracing::info!("POST {path}: the answer was lost; adopting what it made");
+                    return Ok(json!({ kind: made }));
+                }
+                if attempt >= client.pacing.attempts {
+                    return Err(CloudError::Transient(e));
+                }
+                tokio::time::sleep(client.pacing.first_backoff * attempt).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -157,7 +203,23 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
         "ssh_keys": key_ids,
         "tags": tags,
     });
-    let created = client.post("/v2/droplets", &body).await?;
+    let same = |d: &Value| {
+        d["name"] == spec.name.as_str()
+            && tags.iter().all(|t| {
+                d["tags"]
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|x| x == t))
+            })
+    };
+    let listing = match tags.first() {
+        Some(t) => format!("/v2/droplets?tag_name={t}"),
+        None => "/v2/droplets".to_string(),
+    };
+    let created = create_once(client, "/v2/droplets", &body, "droplet", || async {
+        let found = client.list(&listing, "droplets").await?;
+        Ok(found.into_iter().filter(|d| same(d)).collect())
+    })
+    .await?;
     let id = id_of(&created["droplet"]["id"])
         .ok_or_else(|| CloudError::Permanent("POST /v2/droplets gave no droplet id".into()))?;
     let action = created["links"]["actions"]

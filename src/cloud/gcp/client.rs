@@ -199,10 +199,14 @@ impl Client {
         json(response, path).await
     }
 
+    /// A POST with a fresh `requestId`: Compute Engine ignores a repeat of
+    /// the same id (for 60 minutes) and answers with the first operation, so
+    /// a create whose answer was lost can be sent again without acting twice.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CloudError> {
-        let url = self.url(path)?;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}requestId={}", self.url(path)?, request_id()?);
         let response = self
-            .send(&format!("POST {path}"), false, || {
+            .send(&format!("POST {path}"), true, || {
                 self.http.post(&url).json(body)
             })
             .await?;
@@ -400,4 +404,22 @@ mod tests {
             "us-central1-a"
         );
     }
+}
+
+/// A random (version 4) UUID, never the zero UUID the API refuses.
+fn request_id() -> Result<String, CloudError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| CloudError::Permanent("no random bytes for a requestId".into()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }

@@ -9,6 +9,17 @@ use crate::cloud::{
 use serde_json::{Value, json};
 use std::time::Instant;
 
+/// The smallest disk of the type our requests get (`pd-standard`, Compute
+/// Engine's default when `diskType` is omitted; `pd-balanced` and `pd-ssd`
+/// share it): the API refuses anything under 10 GB.
+pub(super) const MIN_DISK_GB: u64 = 10;
+
+/// The `diskSizeGb` for a disk holding `bytes`: whole GiB (Compute Engine's
+/// "GB"), never below the image and never below the type's minimum.
+pub(super) fn disk_size_gb(bytes: u64) -> u64 {
+    (tar::round_up_gib(bytes) >> 30).max(MIN_DISK_GB)
+}
+
 /// A zone name is a region plus `-a`..`-z`.
 fn is_zone(name: &str) -> bool {
     name.rsplit_once('-')
@@ -47,7 +58,7 @@ impl GcpCloud {
                     "deviceName": format!("disk{i}"),
                     "initializeParams": {
                         "sourceImage": format!("global/images/{}", disk.id),
-                        "diskSizeGb": (tar::round_up_gib(disk.virtual_size.0) >> 30).to_string(),
+                        "diskSizeGb": disk_size_gb(disk.virtual_size.0).to_string(),
                     },
                 })
             })
@@ -201,5 +212,12 @@ mod tests {
         assert!(is_zone("europe-west3-b"));
         assert!(!is_zone("europe-west3"));
         assert_eq!(label("Owner Team"), "owner_team");
+    }
+
+    #[test]
+    fn disks_are_at_least_the_minimum_and_never_below_the_image() {
+        assert_eq!(disk_size_gb(1), MIN_DISK_GB);
+        assert_eq!(disk_size_gb(3 << 30), MIN_DISK_GB);
+        assert_eq!(disk_size_gb((12 << 30) + 1), 13);
     }
 }

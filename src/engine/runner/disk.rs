@@ -151,28 +151,29 @@ impl Run {
             instance_id: item.instance_id.clone(),
             disk_id: disk.disk_id.clone(),
         };
-        let snapshot = self
-            .audited(
-                source,
-                "snapshot_disk",
-                key,
-                source.snapshot_disk(&self.cap, &at, &name),
-            )
-            .await?;
-        if snapshot.created_by_run {
-            self.journal_created(
-                Some(key),
-                ResourceKind::Snapshot,
-                source,
-                &snapshot.id,
-                true,
-            )?;
-        }
-        self.journal.append_durable(&Record::SnapshotReady {
-            disk: key.to_string(),
-            snapshot: snapshot.clone(),
-        })?;
-        Ok(snapshot)
+        self.audited_create(
+            source,
+            "snapshot_disk",
+            key,
+            source.snapshot_disk(&self.cap, &at, &name),
+            |snapshot| {
+                if snapshot.created_by_run {
+                    self.journal_created(
+                        Some(key),
+                        ResourceKind::Snapshot,
+                        source,
+                        &snapshot.id,
+                        true,
+                    )?;
+                }
+                self.journal.append_durable(&Record::SnapshotReady {
+                    disk: key.to_string(),
+                    snapshot: snapshot.clone(),
+                })?;
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Opens a full reader of the snapshot and checks its size against the plan.
@@ -219,28 +220,33 @@ impl Run {
             resume: resume.staging_id.clone(),
             platform: item.platform.clone(),
         };
+        let fresh = resume.staging_id.is_none();
         let writer = self
-            .audited(
+            .audited_create(
                 target,
                 "open_disk_writer",
                 &spec.name,
                 target.open_disk_writer(&self.cap, &spec),
+                |writer| {
+                    if fresh {
+                        self.journal_created(
+                            Some(key),
+                            ResourceKind::StagingDisk,
+                            target,
+                            &writer.staging_id(),
+                            true,
+                        )?;
+                        self.journal.append_durable(&Record::WriterOpened {
+                            disk: key.to_string(),
+                            staging_id: writer.staging_id(),
+                        })?;
+                    }
+                    Ok(())
+                },
             )
             .await?;
         let mut resume = resume;
-        if resume.staging_id.is_none() {
-            self.journal_created(
-                Some(key),
-                ResourceKind::StagingDisk,
-                target,
-                &writer.staging_id(),
-                true,
-            )?;
-            self.journal.append_durable(&Record::WriterOpened {
-                disk: key.to_string(),
-                staging_id: writer.staging_id(),
-            })?;
-        } else if writer.restarted() {
+        if !fresh && writer.restarted() {
             self.journal.append_durable(&Record::Restarted {
                 disk: key.to_string(),
             })?;
@@ -316,20 +322,30 @@ impl Run {
         let target = &*self.target;
         self.set_stage(key, Stage::Finish);
         let blocks = digests.len() as u64;
+        let digest = digests.finish();
         let written = self
-            .audited(
+            .audited_create(
                 target,
                 "write_disk",
                 &open.spec.name,
                 open.writer.finish(blocks),
+                |written| {
+                    self.journal_created(
+                        Some(key),
+                        ResourceKind::Disk,
+                        target,
+                        &written.id,
+                        false,
+                    )?;
+                    self.journal.append_durable(&Record::DiskWritten {
+                        disk: key.to_string(),
+                        written: written.clone(),
+                        digest,
+                    })?;
+                    Ok(())
+                },
             )
             .await?;
-        self.journal_created(Some(key), ResourceKind::Disk, target, &written.id, false)?;
-        self.journal.append_durable(&Record::DiskWritten {
-            disk: key.to_string(),
-            written: written.clone(),
-            digest: digests.finish(),
-        })?;
         Ok((written, digests))
     }
 }

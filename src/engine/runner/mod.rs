@@ -198,6 +198,40 @@ impl Run {
         result
     }
 
+    /// An audited call that creates something: `journal` records what it
+    /// made before the outcome goes to the audit log, so a failing audit
+    /// write can never lose a resource the cloud already holds.
+    async fn audited_create<T>(
+        &self,
+        cloud: &dyn Cloud,
+        action: &str,
+        resource: &str,
+        call: impl Future<Output = Result<T, CloudError>>,
+        journal: impl FnOnce(&T) -> Result<(), TransferError>,
+    ) -> Result<T, TransferError> {
+        let audit_error =
+            |e: std::io::Error| CloudError::Permanent(format!("cannot write the audit log: {e}"));
+        self.audit
+            .record(cloud.name(), action, resource, "started")
+            .map_err(audit_error)?;
+        tracing::debug!(cloud = cloud.name(), action, resource, "started");
+        let result = call.await;
+        let journaled = match &result {
+            Ok(value) => journal(value),
+            Err(_) => Ok(()),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        tracing::debug!(cloud = cloud.name(), action, resource, outcome, "finished");
+        let audited = self.audit.record(cloud.name(), action, resource, &outcome);
+        let value = result?;
+        journaled?;
+        audited.map_err(audit_error)?;
+        Ok(value)
+    }
+
     fn journal_created(
         &self,
         disk: Option<&str>,
@@ -343,20 +377,27 @@ impl Run {
             Some(deployed) => deployed.clone(),
             None => {
                 let target = &*self.target;
-                let deployed = self
-                    .audited(
-                        target,
-                        "deploy_instance",
-                        &item.target_name,
-                        target.deploy(&self.cap, &spec),
-                    )
-                    .await?;
-                self.journal_created(None, ResourceKind::Instance, target, &deployed.id, false)?;
-                self.journal.append_durable(&Record::Deployed {
-                    instance: item.target_name.clone(),
-                    deployed: deployed.clone(),
-                })?;
-                deployed
+                self.audited_create(
+                    target,
+                    "deploy_instance",
+                    &item.target_name,
+                    target.deploy(&self.cap, &spec),
+                    |deployed| {
+                        self.journal_created(
+                            None,
+                            ResourceKind::Instance,
+                            target,
+                            &deployed.id,
+                            false,
+                        )?;
+                        self.journal.append_durable(&Record::Deployed {
+                            instance: item.target_name.clone(),
+                            deployed: deployed.clone(),
+                        })?;
+                        Ok(())
+                    },
+                )
+                .await?
             }
         };
         report.target_id = Some(deployed.id.clone());

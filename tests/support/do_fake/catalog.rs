@@ -15,7 +15,9 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 pub(super) fn seed(s: &mut FakeState) {
-    for (slug, name) in [("fra1", "Frankfurt 1"), ("nyc1", "New York 1")] {
+    // The real API lists `nyc1` first (list_locations.json): a client that
+    // takes "the first region" lands in New York.
+    for (slug, name) in [("nyc1", "New York 1"), ("fra1", "Frankfurt 1")] {
         s.regions.push(json!({
             "slug": slug, "name": name, "available": true,
             "sizes": ["s-1vcpu-1gb", "s-2vcpu-4gb", "s-4vcpu-8gb", "s-8vcpu-16gb"],

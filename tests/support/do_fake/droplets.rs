@@ -87,14 +87,45 @@ impl Droplet<'_> {
 
 pub(super) fn route(s: &mut FakeState, req: &Req) -> Option<Routed> {
     match (req.method, req.parts.as_slice()) {
-        ("GET", ["v2", "droplets"]) => Some(page(s, &s.droplets, "droplets", req)),
+        ("GET", ["v2", "droplets"]) => {
+            // `tag_name` narrows the listing to droplets carrying that tag.
+            let tagged: Vec<Value> = s
+                .droplets
+                .iter()
+                .filter(|d| {
+                    req.query.get("tag_name").is_none_or(|t| {
+                        let t = percent_encoding::percent_decode_str(t).decode_utf8_lossy();
+                        d["tags"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|x| x == t.as_ref()))
+                    })
+                })
+                .cloned()
+                .collect();
+            Some(page(s, &tagged, "droplets", req))
+        }
         ("GET", ["v2", "volumes"]) => Some(page(s, &s.volumes, "volumes", req)),
         ("GET", ["v2", "droplets", id]) => {
+            // Time passes for a droplet being created whether or not anyone
+            // polls its action: a client that lost the action still sees it boot.
+            let creating: Vec<u64> = s
+                .actions
+                .iter()
+                .filter(|(_, (a, _))| a["resource_id"] == numeric(id) && a["type"] == "create")
+                .map(|(aid, _)| *aid)
+                .collect();
+            for aid in creating {
+                let _ = poll_action(s, aid);
+            }
             Some(match s.droplets.iter().find(|d| d["id"] == numeric(id)) {
                 Some(d) => axum::Json(json!({"droplet": d})).into_response().into(),
                 None => not_found(s).into(),
             })
         }
+        ("GET", ["v2", "volumes", id]) => Some(match s.volumes.iter().find(|v| v["id"] == *id) {
+            Some(v) => axum::Json(json!({"volume": v})).into_response().into(),
+            None => not_found(s).into(),
+        }),
         ("DELETE", ["v2", "droplets", id]) => {
             let before = s.droplets.len();
             s.droplets.retain(|d| d["id"] != numeric(id));

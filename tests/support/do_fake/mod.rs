@@ -43,6 +43,9 @@ pub struct FakeState {
     pub requests: Vec<String>,
     /// Answer this many of the next requests with 429.
     pub throttle_next: u32,
+    /// Requests (`METHOD /path`) that act, then lose their answer: a 500
+    /// goes back instead, as from a proxy that dropped the response.
+    pub lose_answer: Vec<String>,
     /// What the image import fetched, per image id.
     pub fetched: HashMap<u64, Vec<u8>>,
     /// The URL each import was asked to fetch, per image id.
@@ -148,6 +151,20 @@ impl FakeDo {
             .collect()
     }
 
+    /// The slug `/v2/regions` lists first.
+    pub fn first_region(&self) -> String {
+        let s = self.state.lock().unwrap();
+        s.regions[0]["slug"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The next `METHOD /path` request acts, then its answer is lost (a 500).
+    pub fn lose_answer(&self, request: &str) {
+        self.state.lock().unwrap().lose_answer.push(request.into());
+    }
+
     pub fn throttle(&self, n: u32) {
         self.state.lock().unwrap().throttle_next = n;
     }
@@ -208,7 +225,19 @@ async fn handle(
             response
         }
     };
-    let s = fake.state.lock().unwrap();
+    let mut s = fake.state.lock().unwrap();
+    let asked = format!("{method} {}", uri.path());
+    if response.status().is_success()
+        && let Some(at) = s.lose_answer.iter().position(|r| *r == asked)
+    {
+        s.lose_answer.remove(at);
+        response = error(
+            &s,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Server was unable to give you a response.",
+        );
+    }
     let throttled = response.status() == StatusCode::TOO_MANY_REQUESTS;
     let h = response.headers_mut();
     h.insert("ratelimit-limit", "5000".parse().unwrap());

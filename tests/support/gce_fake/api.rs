@@ -103,13 +103,38 @@ pub async fn handle(
         } else if is_import {
             Err((s.storage_base.clone(), s.dir.clone()))
         } else {
-            Ok(route(
-                &mut s,
-                &method,
-                &rest,
-                &query_map(&query),
-                body.clone(),
-            ))
+            let query = query_map(&query);
+            let request_id = query.get("requestId").filter(|_| method == Method::POST);
+            let repeat = request_id
+                .and_then(|id| s.request_ids.get(id))
+                .and_then(|name| s.operations.get(name.as_str().unwrap_or_default()));
+            match repeat {
+                // A repeat: the first request's operation, nothing done again.
+                Some(op) => Ok(axum::Json(op.value.clone()).into_response()),
+                None => {
+                    let newest_before = newest_op(&s);
+                    let response = route(&mut s, &method, &rest, &query, body.clone());
+                    if let Some(id) = request_id
+                        && response.status().is_success()
+                        && let Some(name) =
+                            newest_op(&s).filter(|n| Some(n) != newest_before.as_ref())
+                    {
+                        s.request_ids.insert(id.clone(), Value::from(name));
+                    }
+                    let lost = s.lose_answer.iter().position(|p| *p == rest);
+                    match lost {
+                        Some(at) if method == Method::POST && response.status().is_success() => {
+                            s.lose_answer.remove(at);
+                            Ok(error(
+                                503,
+                                "backendError",
+                                "The service is currently unavailable.",
+                            ))
+                        }
+                        _ => Ok(response),
+                    }
+                }
+            }
         };
         if let Ok(r) = &response {
             record.status = r.status().as_u16();
@@ -128,6 +153,14 @@ pub async fn handle(
             response
         }
     }
+}
+
+/// The name of the operation made last.
+fn newest_op(s: &State) -> Option<String> {
+    s.operations
+        .iter()
+        .max_by_key(|(_, op)| op.value["id"].as_str().and_then(|i| i.parse::<u64>().ok()))
+        .map(|(name, _)| name.clone())
 }
 
 /// Items `[start, start+n)` of `all`, with `nextPageToken` when more remain.

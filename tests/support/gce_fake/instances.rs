@@ -128,6 +128,16 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
             .as_str()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let disk_type = disk["initializeParams"]["diskType"]
+            .as_str()
+            .unwrap_or("pd-standard");
+        if let Some(refused) = below_type_minimum(
+            &format!("resource.disks[{index}].initializeParams.diskSizeGb"),
+            disk_type,
+            &size,
+        ) {
+            return refused;
+        }
         if size.parse::<u64>().unwrap_or(0) < image_gb {
             return error(
                 400,
@@ -200,4 +210,29 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
     s.instances.push((zone.to_string(), vm));
     let target = format!("zones/{zone}/instances/{name}");
     axum::Json(new_op(s, Some(zone), "insert", &target, None)).into_response()
+}
+
+/// The smallest persistent disk of each type, in GB: Compute Engine refuses
+/// anything below with a 400 on the size field. `pd-standard` is the type a
+/// disk gets when the request names none.
+pub fn type_minimum_gb(disk_type: &str) -> u64 {
+    match disk_type.rsplit('/').next().unwrap_or(disk_type) {
+        "pd-standard" | "pd-balanced" | "pd-ssd" => 10,
+        _ => 1,
+    }
+}
+
+/// The API's answer to a disk smaller than its type allows, or `None`.
+pub fn below_type_minimum(field: &str, disk_type: &str, size: &str) -> Option<Response> {
+    let minimum = type_minimum_gb(disk_type);
+    let gb: u64 = size.parse().unwrap_or(0);
+    (gb < minimum).then(|| {
+        error(
+            400,
+            "invalid",
+            &format!(
+                "Invalid value for field '{field}': '{size}'. Disk size cannot be smaller than {minimum} GB."
+            ),
+        )
+    })
 }

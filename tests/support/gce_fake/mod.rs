@@ -87,6 +87,11 @@ pub struct State {
     pub storage_base: Option<String>,
     /// Answers queued for the next compute requests (429, 503…).
     pub fail_next: Vec<u16>,
+    /// `requestId` → the operation its first request answered: a repeat is
+    /// answered with it and does nothing (the API keeps them 60 minutes).
+    pub request_ids: HashMap<String, Value>,
+    /// Paths whose next POST acts, then loses its answer (a 503 goes back).
+    pub lose_answer: Vec<String>,
     /// The next images.insert operation ends DONE with this error.
     pub fail_next_import: Option<String>,
     /// Image name → extracted `disk.raw`.
@@ -207,6 +212,8 @@ impl FakeGce {
             page_size: 500,
             storage_base: None,
             fail_next: Vec::new(),
+            request_ids: HashMap::new(),
+            lose_answer: Vec::new(),
             fail_next_import: None,
             image_files: HashMap::new(),
             boot_polls: 2,
@@ -256,6 +263,11 @@ impl FakeGce {
 
     pub fn set_storage(&self, base: &str) {
         self.state().storage_base = Some(base.to_string());
+    }
+
+    /// The next POST to `path` acts, then its answer is lost.
+    pub fn lose_answer(&self, path: &str) {
+        self.state().lose_answer.push(path.into());
     }
 
     pub fn fail_next(&self, statuses: &[u16]) {
@@ -362,6 +374,14 @@ impl FakeGce {
             .iter()
             .map(|x| x["name"].as_str().unwrap_or_default().to_string())
             .collect()
+    }
+
+    pub fn disk(&self, zone: &str, name: &str) -> Option<Value> {
+        self.state()
+            .disks
+            .iter()
+            .find(|(z, d)| z == zone && d["name"] == name)
+            .map(|(_, d)| d.clone())
     }
 
     pub fn disk_names(&self, zone: &str) -> Vec<String> {

@@ -226,6 +226,16 @@ fn insert_disk(s: &mut State, zone: &str, body: &Value) -> Response {
             "Invalid value for field 'resource.sizeGb': '0'.",
         );
     }
+    // The type's minimum. A disk restored from a snapshot is exempt here
+    // only because the seeded source disks are 1 GiB (small test files);
+    // real snapshots come from disks that already met it.
+    let disk_type = body["type"].as_str().unwrap_or("pd-standard");
+    if extra["sourceSnapshot"].is_null()
+        && let Some(refused) =
+            super::instances::below_type_minimum("resource.sizeGb", disk_type, &size.to_string())
+    {
+        return refused;
+    }
     let id = s.new_id();
     let mut disk = json!({
         "kind": "compute#disk", "id": id, "name": name, "sizeGb": size.to_string(),
