@@ -8,6 +8,7 @@
 
 use super::signing::{self, Dialect};
 use crate::cloud::CloudError;
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use crate::secret::Secret;
 use serde_json::Value;
 use std::sync::RwLock;
@@ -211,7 +212,7 @@ impl Client {
         };
         let response = request.send().await.map_err(|e| http_error(command, e))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| http_error(command, e))?;
+        let body = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, command).await?;
         unwrap_response(command, status.as_u16(), &body)
     }
 

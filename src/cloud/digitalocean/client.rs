@@ -3,6 +3,7 @@
 //! respected and 429 answered with a bounded backoff.
 
 use crate::cloud::CloudError;
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use crate::secret::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -166,10 +167,7 @@ impl DoClient {
             };
             let status = response.status();
             let wait = rate_limit_wait(response.headers());
-            let text = response
-                .text()
-                .await
-                .map_err(|e| CloudError::Transient(format!("{what}: {e}")))?;
+            let text = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, &what).await?;
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.throttled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 use super::auth::TokenSource;
 use crate::cloud::CloudError;
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -117,7 +118,9 @@ impl Client {
                 Ok(response) if response.status().as_u16() == 308 => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
+                    let body = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, what)
+                        .await
+                        .unwrap_or_default();
                     if status == 401 && !refreshed {
                         refreshed = true;
                         self.auth.invalidate().await;
@@ -291,10 +294,7 @@ fn page_url(path: &str, token: Option<&str>) -> String {
 }
 
 async fn json(response: reqwest::Response, what: &str) -> Result<Value, CloudError> {
-    let text = response
-        .text()
-        .await
-        .map_err(|e| CloudError::Transient(format!("{what}: {e}")))?;
+    let text = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, what).await?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
