@@ -42,6 +42,23 @@ pub async fn read_text(
     })
 }
 
+/// Longest piece of a provider's error text we repeat: an error line must
+/// stay readable on a terminal, in the report and in the audit log.
+pub const MAX_ERROR_TEXT: usize = 500;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes (at a character boundary), saying
+/// how much was left out.
+pub fn clip(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &text[..end], text.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +128,14 @@ mod tests {
         .await;
         let text = read_text(get(&url).await, 1000, "x").await.unwrap();
         assert_eq!(text, "{\"ok\":true}");
+    }
+
+    #[test]
+    fn long_error_text_is_clipped_at_a_character_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(400);
+        let clipped = clip(&long);
+        assert!(clipped.len() < MAX_ERROR_TEXT + 40, "{}", clipped.len());
+        assert!(clipped.ends_with("bytes more)"), "{clipped}");
     }
 }

@@ -384,16 +384,24 @@ pub fn unwrap_response(command: &str, status: u16, body: &str) -> Result<Value, 
         None => {
             return Err(CloudError::Permanent(format!(
                 "cloudstack {command}: answer has no '{wanted}' (keys: {})",
-                outer.keys().cloned().collect::<Vec<_>>().join(", ")
+                crate::cloud::body::clip(&outer.keys().cloned().collect::<Vec<_>>().join(", "))
             )));
         }
     };
-    if let Some(code) = inner.get("errorcode").and_then(as_u64) {
+    if let Some(raw) = inner.get("errorcode") {
         let text = inner
             .get("errortext")
             .and_then(Value::as_str)
             .unwrap_or("no error text");
-        return Err(map_error_code(command, code, text));
+        let text = crate::cloud::body::clip(text);
+        // An error code we cannot read is still an error, never a success.
+        return Err(match as_u64(raw) {
+            Some(code) => map_error_code(command, code, &text),
+            None => CloudError::Permanent(format!(
+                "cloudstack {command}: {text} (errorcode {})",
+                crate::cloud::body::clip(&raw.to_string())
+            )),
+        });
     }
     if !(200..300).contains(&status) {
         let text = format!("cloudstack {command}: HTTP {status}");

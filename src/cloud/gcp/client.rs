@@ -54,11 +54,12 @@ pub fn error_from(status: u16, body: &str, what: &str) -> CloudError {
     let error = parsed.as_ref().map(|v| &v["error"]);
     let message = error
         .and_then(|e| e["message"].as_str())
-        .map(str::to_string)
+        .map(crate::cloud::body::clip)
         .unwrap_or_else(|| format!("HTTP {status}"));
     let reason = error
         .and_then(|e| e["errors"][0]["reason"].as_str())
-        .unwrap_or("");
+        .map(crate::cloud::body::clip)
+        .unwrap_or_default();
     let text = if reason.is_empty() {
         format!("{what}: {message}")
     } else {
