@@ -278,12 +278,7 @@ async fn do_inventory(head: String, body: Vec<u8>) -> (String, Vec<String>) {
     let server = Server::start(head, Arc::new(body)).await;
     let client = DoClient::new(Some(&server.base), Secret::new("dop_v1_test".into())).unwrap();
     let cloud = altishift::cloud::digitalocean::DigitalOceanCloud::new("do", client);
-    let err = cloud
-        .inventory()
-        .await
-        .err()
-        .expect("must fail")
-        .to_string();
+    let err = cloud.inventory().await.expect_err("must fail").to_string();
     (err, server.methods())
 }
 
@@ -361,8 +356,7 @@ async fn cloudstack_call(head: String, body: Vec<u8>) -> (String, Vec<String>) {
     let err = client
         .call("listVirtualMachines", &[])
         .await
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     (err, server.methods())
 }

@@ -289,7 +289,11 @@ impl Journal {
         let (lines, bytes) = cut_torn_tail(path).map_err(io)?;
         let file = crate::fsutil::open_private_append(path).map_err(io)?;
         if !existed {
+            // The new file's entry, and the run folder's own entry.
             crate::fsutil::sync_dir(dir).map_err(io)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::fsutil::sync_dir(parent).map_err(io)?;
+            }
         }
         Ok((
             Journal {
