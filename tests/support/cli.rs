@@ -11,11 +11,7 @@ pub struct Lab {
 }
 
 pub fn bin() -> Command {
-    // ALTISHIFT_TEST_BIN: a copy of this checkout's binary, for a target
-    // folder shared with other checkouts that may rebuild it meanwhile.
-    let binary = std::env::var_os("ALTISHIFT_TEST_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_altishift").into());
-    let mut command = Command::new(binary);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_altishift"));
     // Keep the tests away from the user's own config and data.
     command.env("ALTISHIFT_CONFIG", "/nonexistent/altishift.toml");
     command.env("ALTISHIFT_OPERATOR", "tester@ci");
