@@ -51,6 +51,9 @@ impl<'de> Deserialize<'de> for BlockDigest {
 /// Whole-disk digest (LINEAR rule) as hex, plus how many blocks took part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskDigest {
+    /// Checked on reading (64 hex digits): reports and checks show a prefix
+    /// of it, and a journal may have been damaged or edited.
+    #[serde(deserialize_with = "hex_sha256")]
     pub linear_sha256: String,
     pub blocks: u64,
 }
@@ -113,6 +116,17 @@ pub fn to_hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 0xf) as usize] as char);
     }
     out
+}
+
+fn hex_sha256<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    match from_hex(&text) {
+        Some(_) => Ok(text),
+        None => Err(serde::de::Error::custom(format!(
+            "linear_sha256 {:?} is not 64 hex digits",
+            text.chars().take(70).collect::<String>()
+        ))),
+    }
 }
 
 fn from_hex(text: &str) -> Option<[u8; 32]> {

@@ -1,7 +1,51 @@
-//! File helpers the state layer relies on: atomic replace, fsync of folders.
+//! File helpers the state layer relies on: atomic replace, fsync of folders,
+//! and private modes. Every state file we create (journal, audit log,
+//! reports, plans, debug log) goes through here, so none is readable by other
+//! users of the machine: they name resources, hosts and operators.
 
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Mode of state files we create: the operator only.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of state folders we create.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// `create_dir_all` whose new folders are 0700 (existing ones are left as
+/// they are: the operator may have chosen their modes).
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
+
+/// Opens a state file for appending, creating it 0600 (and its folder 0700).
+pub fn open_private_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
+
+/// Creates (truncating) a state file 0600, its folder 0700.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
 
 /// Writes `data` to `path` through a temporary file and a rename, so a reader
 /// never sees half a file and a crash leaves the old one.
@@ -10,14 +54,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    create_private_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = create_private(&temp)?;
         file.write_all(data)?;
         file.sync_all()?;
     }
@@ -27,7 +71,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Makes a folder's entries (new files, renames) durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()
 }
 
 /// `user@host` of whoever runs this, for approvals and the audit log.
@@ -101,7 +145,27 @@ pub fn file_name(name: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::file_name;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_files_and_their_new_folders_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let report = root.path().join("runs/run-1/report.md");
+        write_atomic(&report, b"# report").unwrap();
+        assert_eq!(mode(&report), PRIVATE_FILE);
+        assert_eq!(mode(&root.path().join("runs")), PRIVATE_DIR);
+        assert_eq!(mode(&root.path().join("runs/run-1")), PRIVATE_DIR);
+
+        let log = root.path().join("audit/audit.jsonl");
+        open_private_append(&log).unwrap();
+        assert_eq!(mode(&log), PRIVATE_FILE);
+        assert_eq!(mode(&root.path().join("audit")), PRIVATE_DIR);
+    }
 
     #[test]
     fn names_map_to_file_names_that_stay_in_their_folder() {

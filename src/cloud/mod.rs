@@ -5,6 +5,7 @@
 //! produces: without an approved plan such a call cannot be written.
 
 pub mod aws;
+pub mod body;
 pub mod cloudstack;
 pub mod digitalocean;
 pub mod gcp;

@@ -2,7 +2,6 @@
 //! operator, the time, the resource and the outcome. Never a secret.
 
 use serde::{Deserialize, Serialize};
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -56,13 +55,7 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut file = crate::fsutil::open_private_append(&self.path)?;
         file.write_all(&line)?;
         file.sync_data()
     }

@@ -45,12 +45,8 @@ pub fn install() {
 
 /// Sends the log to `run_dir/debug.log` (appending across resumed runs).
 pub fn open(run_dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(run_dir)?;
     let path = run_dir.join("debug.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
+    let file = crate::fsutil::open_private_append(&path)?;
     *SINK.lock().unwrap_or_else(|p| p.into_inner()) = Some((path.clone(), file));
     Ok(path)
 }

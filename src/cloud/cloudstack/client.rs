@@ -8,6 +8,7 @@
 
 use super::signing::{self, Dialect};
 use crate::cloud::CloudError;
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use crate::secret::Secret;
 use serde_json::Value;
 use std::sync::RwLock;
@@ -221,7 +222,7 @@ impl Client {
         };
         let response = request.send().await.map_err(|e| http_error(command, e))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| http_error(command, e))?;
+        let body = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, command).await?;
         unwrap_response(command, status.as_u16(), &body)
     }
 
@@ -397,16 +398,24 @@ pub fn unwrap_response(command: &str, status: u16, body: &str) -> Result<Value, 
         None => {
             return Err(CloudError::Permanent(format!(
                 "cloudstack {command}: answer has no '{wanted}' (keys: {})",
-                outer.keys().cloned().collect::<Vec<_>>().join(", ")
+                crate::cloud::body::clip(&outer.keys().cloned().collect::<Vec<_>>().join(", "))
             )));
         }
     };
-    if let Some(code) = inner.get("errorcode").and_then(as_u64) {
+    if let Some(raw) = inner.get("errorcode") {
         let text = inner
             .get("errortext")
             .and_then(Value::as_str)
             .unwrap_or("no error text");
-        return Err(map_error_code(command, code, text));
+        let text = crate::cloud::body::clip(text);
+        // An error code we cannot read is still an error, never a success.
+        return Err(match as_u64(raw) {
+            Some(code) => map_error_code(command, code, &text),
+            None => CloudError::Permanent(format!(
+                "cloudstack {command}: {text} (errorcode {})",
+                crate::cloud::body::clip(&raw.to_string())
+            )),
+        });
     }
     if !(200..300).contains(&status) {
         let text = format!("cloudstack {command}: HTTP {status}");

@@ -4,6 +4,7 @@
 
 use crate::cloud::CloudError;
 use crate::cloud::http::{Home, error_text};
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use crate::secret::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -177,10 +178,7 @@ impl DoClient {
             };
             let status = response.status();
             let wait = rate_limit_wait(response.headers());
-            let text = response
-                .text()
-                .await
-                .map_err(|e| CloudError::Transient(format!("{what}: {}", error_text(e))))?;
+            let text = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, &what).await?;
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.throttled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -244,14 +242,14 @@ fn rate_limit_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// An error body `{id, message, request_id}` as a [`CloudError`].
 pub fn api_error(what: &str, status: StatusCode, body: &str) -> CloudError {
     let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let id = parsed["id"].as_str().unwrap_or_default();
+    let id = crate::cloud::body::clip(parsed["id"].as_str().unwrap_or_default());
     let message = parsed["message"]
         .as_str()
-        .map(str::to_string)
+        .map(crate::cloud::body::clip)
         .unwrap_or_else(|| body.chars().take(200).collect());
     let request = parsed["request_id"]
         .as_str()
-        .map(|r| format!(", request {r}"))
+        .map(|r| format!(", request {}", crate::cloud::body::clip(r)))
         .unwrap_or_default();
     let text = format!("{what}: {message} (HTTP {}{}{request})", status.as_u16(), {
         if id.is_empty() {

@@ -264,31 +264,21 @@ impl TokenSource {
                 CloudError::Auth(err)
             });
         }
-        let text = Zeroizing::new(response.text().await.map_err(|e| {
-            CloudError::Transient(format!(
-                "token endpoint {}: {}",
-                self.token_uri,
-                crate::cloud::http::error_text(e)
-            ))
-        })?);
+        let text = Zeroizing::new(
+            crate::cloud::body::read_text(
+                response,
+                crate::cloud::body::MAX_ANSWER_BYTES,
+                &format!("token endpoint {}", self.token_uri),
+            )
+            .await?,
+        );
         let parsed: TokenResponse = serde_json::from_str(&text).map_err(|_| {
             CloudError::Auth(format!(
                 "token endpoint {} answered without an access_token",
                 self.token_uri
             ))
         })?;
-        let lifetime = parsed.expires_in.unwrap_or(3600);
-        // Refresh with a margin: 5 minutes, or half the lifetime if shorter.
-        let margin = (lifetime / 2).min(300);
-        let now = SystemTime::now();
-        Ok(Token {
-            value: parsed.access_token,
-            refresh_at: now + Duration::from_secs(lifetime - margin),
-            expires_at: now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() + lifetime)
-                .unwrap_or(0),
-        })
+        Ok(token_from(parsed, SystemTime::now()))
     }
 
     /// Drops the key and the token (both zeroize on drop).
@@ -298,5 +288,55 @@ impl TokenSource {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         self.token.lock().await.take();
+    }
+}
+
+/// Longest token life believed from a token endpoint (Google's last an hour).
+const MAX_TOKEN_SECONDS: u64 = 24 * 3600;
+
+/// The token a response gives, with its refresh and expiry times. A
+/// server's `expires_in` is capped, so an absurd value neither overflows
+/// nor keeps a token forever.
+fn token_from(parsed: TokenResponse, now: SystemTime) -> Token {
+    let lifetime = parsed.expires_in.unwrap_or(3600).min(MAX_TOKEN_SECONDS);
+    // Refresh with a margin: 5 minutes, or half the lifetime if shorter.
+    let margin = (lifetime / 2).min(300);
+    Token {
+        value: parsed.access_token,
+        refresh_at: now
+            .checked_add(Duration::from_secs(lifetime - margin))
+            .unwrap_or(now),
+        expires_at: now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_add(lifetime))
+            .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_expires_in_is_capped_not_an_overflow() {
+        let now = SystemTime::now();
+        let parsed: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"t","expires_in":18446744073709551615}"#)
+                .unwrap();
+        let token = token_from(parsed, now);
+        let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(token.expires_at, unix + MAX_TOKEN_SECONDS);
+        assert!(token.refresh_at > now);
+        assert!(token.refresh_at < now + Duration::from_secs(MAX_TOKEN_SECONDS));
+    }
+
+    #[test]
+    fn an_ordinary_hour_long_token_is_refreshed_five_minutes_early() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let parsed: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"t","expires_in":3600}"#).unwrap();
+        let token = token_from(parsed, now);
+        assert_eq!(token.expires_at, 1_003_600);
+        assert_eq!(token.refresh_at, now + Duration::from_secs(3300));
     }
 }

@@ -5,6 +5,7 @@
 use super::auth::TokenSource;
 use crate::cloud::CloudError;
 use crate::cloud::http::{Home, error_text};
+use crate::cloud::body::MAX_ANSWER_BYTES;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -65,11 +66,12 @@ pub fn error_from(status: u16, body: &str, what: &str) -> CloudError {
     let error = parsed.as_ref().map(|v| &v["error"]);
     let message = error
         .and_then(|e| e["message"].as_str())
-        .map(str::to_string)
+        .map(crate::cloud::body::clip)
         .unwrap_or_else(|| format!("HTTP {status}"));
     let reason = error
         .and_then(|e| e["errors"][0]["reason"].as_str())
-        .unwrap_or("");
+        .map(crate::cloud::body::clip)
+        .unwrap_or_default();
     let text = if reason.is_empty() {
         format!("{what}: {message}")
     } else {
@@ -163,7 +165,9 @@ impl Client {
                 Ok(response) if response.status().as_u16() == 308 => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
+                    let body = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, what)
+                        .await
+                        .unwrap_or_default();
                     if status == 401 && !refreshed {
                         refreshed = true;
                         self.auth.invalidate().await;
@@ -347,10 +351,7 @@ fn page_url(path: &str, token: Option<&str>) -> String {
 }
 
 async fn json(response: reqwest::Response, what: &str) -> Result<Value, CloudError> {
-    let text = response
-        .text()
-        .await
-        .map_err(|e| CloudError::Transient(format!("{what}: {}", error_text(e))))?;
+    let text = crate::cloud::body::read_text(response, MAX_ANSWER_BYTES, what).await?;
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }

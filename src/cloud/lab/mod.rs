@@ -426,7 +426,7 @@ impl Cloud for LabCloud {
         for disk in &spec.disks {
             let file = self.disk_path(&disk.id)?;
             let result = local_disk::qemu_img_check(&file, disk.format)
-                .and_then(|_| local_disk::qemu_img_info(&file).map(|i| i.virtual_size));
+                .and_then(|_| local_disk::inspect(&file, disk.format).map(|i| i.virtual_size));
             let (passed, detail) = match result {
                 Ok(size) if size == disk.virtual_size.0 => {
                     (true, format!("{} {}: consistent", disk.format, disk.id))

@@ -244,8 +244,19 @@ impl JournalState {
 
 pub struct Journal {
     path: PathBuf,
-    /// The file and the number of records (lines) it holds.
-    file: Mutex<(File, usize)>,
+    file: Mutex<Tail>,
+}
+
+/// The open file and what it durably holds so far.
+struct Tail {
+    file: File,
+    /// Records (lines) it holds.
+    lines: usize,
+    /// Bytes of whole records: a failed write is cut back to this.
+    bytes: u64,
+    /// A write failed (disk full, I/O error): the journal takes no more
+    /// records, so nothing half-written follows a gap.
+    failed: bool,
 }
 
 /// This boot's id: equal ids mean the page cache survived since a record was written.
@@ -256,30 +267,43 @@ pub fn boot_id() -> String {
 }
 
 impl Journal {
-    /// Opens (creating) the journal and replays what it holds.
+    /// Opens (creating) the journal and replays what it holds. A new journal
+    /// is made durable in its folder at once (0600, folder 0700), so a crash
+    /// right after the first record cannot lose the file itself.
     pub fn open(path: &Path) -> Result<(Journal, JournalState), JournalError> {
         let io = |source| JournalError::Io {
             path: path.display().to_string(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let state = if path.exists() {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::fsutil::create_private_dir_all(dir).map_err(io)?;
+        let existed = path.exists();
+        let state = if existed {
             replay(path)?
         } else {
             JournalState::default()
         };
-        let lines = cut_torn_tail(path).map_err(io)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
+        let (lines, bytes) = cut_torn_tail(path).map_err(io)?;
+        let file = crate::fsutil::open_private_append(path).map_err(io)?;
+        if !existed {
+            // The new file's entry, and the run folder's own entry.
+            crate::fsutil::sync_dir(dir).map_err(io)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::fsutil::sync_dir(parent).map_err(io)?;
+            }
+        }
         Ok((
             Journal {
                 path: path.to_path_buf(),
-                file: Mutex::new((file, lines)),
+                file: Mutex::new(Tail {
+                    file,
+                    lines,
+                    bytes,
+                    failed: false,
+                }),
             },
             state,
         ))
@@ -289,25 +313,39 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record with a single write.
-    pub fn append(&self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Io {
+    fn io_error(&self, source: std::io::Error) -> JournalError {
+        JournalError::Io {
             path: self.path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
+            source,
+        }
+    }
+
+    /// Appends one record with a single write. When the write fails (ENOSPC
+    /// and the like) whatever part of the line reached the file is cut off
+    /// and the journal refuses further records: the run stops, and the file
+    /// still replays for `apply` (resume) and `cleanup`.
+    pub fn append(&self, record: &Record) -> Result<(), JournalError> {
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| self.io_error(std::io::Error::other(e)))?;
         line.push(b'\n');
-        let mut guard = self
+        let mut tail = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard
-            .0
-            .write_all(&line)
-            .map_err(|source| JournalError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })?;
-        guard.1 += 1;
+        if tail.failed {
+            return Err(self.io_error(std::io::Error::other(
+                "an earlier write failed; the journal takes no more records",
+            )));
+        }
+        if let Err(source) = tail.file.write_all(&line) {
+            tail.failed = true;
+            // Shrinking needs no free space. If it fails too, replay still
+            // ignores a torn last line.
+            let _ = tail.file.set_len(tail.bytes);
+            return Err(self.io_error(source));
+        }
+        tail.lines += 1;
+        tail.bytes += line.len() as u64;
         Ok(())
     }
 
@@ -316,7 +354,7 @@ impl Journal {
         self.file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .1
+            .lines
     }
 
     pub fn is_empty(&self) -> bool {
@@ -330,23 +368,22 @@ impl Journal {
     }
 
     pub fn sync(&self) -> Result<(), JournalError> {
-        let guard = self
+        let tail = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard.0.sync_data().map_err(|source| JournalError::Io {
-            path: self.path.display().to_string(),
-            source,
-        })
+        tail.file
+            .sync_data()
+            .map_err(|source| self.io_error(source))
     }
 }
 
 /// Drops a torn last line so the next record starts on a line of its own;
-/// returns the number of complete lines.
-fn cut_torn_tail(path: &Path) -> std::io::Result<usize> {
+/// returns the number of complete lines and their bytes.
+fn cut_torn_tail(path: &Path) -> std::io::Result<(usize, u64)> {
     let data = match std::fs::read(path) {
         Ok(data) => data,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
     let keep = data
@@ -360,5 +397,8 @@ fn cut_torn_tail(path: &Path) -> std::io::Result<usize> {
             .open(path)?
             .set_len(keep as u64)?;
     }
-    Ok(data[..keep].iter().filter(|&&b| b == b'\n').count())
+    Ok((
+        data[..keep].iter().filter(|&&b| b == b'\n').count(),
+        keep as u64,
+    ))
 }

@@ -5,33 +5,55 @@ use crate::block::BlockDigest;
 use crate::units::BlockIndex;
 use std::path::Path;
 
-/// Reads a journal back. A torn last line (a write cut by a crash) is
-/// ignored; damage anywhere else is an error.
+/// Highest block index a record may name: its byte offset must fit in 64
+/// bits (a hand-edited or damaged journal must not overflow later sums).
+const MAX_BLOCK_INDEX: u64 = u64::MAX / crate::units::BLOCK_SIZE;
+
+/// Reads a journal back. A torn last line (a write cut by a crash or a full
+/// disk) is ignored with a warning; damage anywhere else is an error naming
+/// the file and line.
 pub fn replay(path: &Path) -> Result<JournalState, JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JournalError::Io {
+    let data = std::fs::read(path).map_err(|source| JournalError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let lines: Vec<&str> = text.lines().collect();
+    let corrupt = |line: usize, message: String| JournalError::Corrupt {
+        path: path.display().to_string(),
+        line,
+        message,
+    };
+    let torn = !data.is_empty() && !data.ends_with(b"\n");
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    // `split` yields an empty piece after a final newline.
+    let last = if torn { lines.len() } else { lines.len() - 1 };
     let mut state = JournalState::default();
     let mut same_boot = true;
     // Block records since the last checkpoint: trusted only on the same boot.
     let mut pending: Vec<Pending> = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    for (n, line) in lines.iter().enumerate().take(last) {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record: Record = match serde_json::from_str(line) {
+        let record: Record = match serde_json::from_slice(line) {
             Ok(r) => r,
-            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    path: path.display().to_string(),
-                    line: n + 1,
-                    message: e.to_string(),
-                });
+            Err(e) if torn && n + 1 == last => {
+                tracing::warn!(
+                    journal = %path.display(),
+                    line = n + 1,
+                    "ignoring a torn last record ({e}); it was being written when the run stopped"
+                );
+                break;
             }
+            Err(e) => return Err(corrupt(n + 1, e.to_string())),
         };
+        if let Record::Block { i, .. } | Record::Zero { i, .. } | Record::Zeroed { i, .. } = &record
+            && *i > MAX_BLOCK_INDEX
+        {
+            return Err(corrupt(
+                n + 1,
+                format!("block index {i} is beyond any disk (at most {MAX_BLOCK_INDEX})"),
+            ));
+        }
         state.records += 1;
         match record {
             Record::RunStarted {
@@ -378,5 +400,119 @@ mod tests {
         let state = replay(&path).unwrap().disk("d");
         assert!(state.restarted && state.held.is_empty() && state.passes.is_empty());
         assert_eq!(state.pass, 0);
+    }
+
+    #[test]
+    fn a_short_block_digest_is_an_error_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let ok = "{\"rec\":\"checkpoint\",\"at\":\"t\",\"covers\":0}";
+        std::fs::write(
+            &path,
+            format!("{ok}\n{{\"rec\":\"block\",\"disk\":\"d\",\"i\":1,\"d\":\"abcde\"}}\n"),
+        )
+        .unwrap();
+        let err = replay(&path).unwrap_err().to_string();
+        assert!(err.contains("journal.jsonl:2:"), "{err}");
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn a_short_disk_digest_is_refused_before_anything_shows_a_prefix_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let digest = crate::block::DigestBuilder::default().finish();
+        let record = Record::DiskWritten {
+            disk: "d".into(),
+            written: WrittenDisk {
+                id: "x".into(),
+                format: crate::inventory::DiskFormat::Raw,
+                virtual_size: crate::units::Bytes(1),
+            },
+            digest: digest.clone(),
+        };
+        let line = serde_json::to_string(&record)
+            .unwrap()
+            .replace(&digest.linear_sha256, "abcde");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let err = replay(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(":1:") && err.contains("linear_sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_block_index_beyond_any_disk_is_an_error_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let line = format!(r#"{{"rec":"zero","disk":"d","i":{}}}"#, u64::MAX);
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let err = replay(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(":1:") && err.contains("beyond any disk"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_new_journal_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs/run-x/journal.jsonl");
+        Journal::open(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_journal_and_leaves_it_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        journal.append(&block("d", 1)).unwrap();
+        journal.append(&block("d", 2)).unwrap();
+        // What ENOSPC looks like to the writer: /dev/full fails every write.
+        journal.file.lock().unwrap().file =
+            OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let err = journal.append(&block("d", 3)).unwrap_err().to_string();
+        assert!(err.contains("journal.jsonl"), "{err}");
+        assert!(err.to_lowercase().contains("space"), "{err}");
+        let again = journal.append(&block("d", 4)).unwrap_err().to_string();
+        assert!(again.contains("takes no more records"), "{again}");
+        drop(journal);
+        // apply (resume) and cleanup open it again, with both blocks.
+        let (_, state) = Journal::open(&path).unwrap();
+        assert_eq!(state.disk("d").sent.len(), 2);
+    }
+
+    #[test]
+    fn a_torn_line_cut_by_a_full_disk_does_not_block_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        journal.append(&block("d", 1)).unwrap();
+        drop(journal);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"rec\":\"block\",\"disk\":\"d\",\"i\":2,\"d\":\"ab")
+            .unwrap();
+        drop(file);
+        let (journal, state) = Journal::open(&path).unwrap();
+        assert_eq!(state.disk("d").sent.len(), 1);
+        journal.append(&block("d", 3)).unwrap();
+        assert_eq!(replay(&path).unwrap().disk("d").sent.len(), 2);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let ok = "{\"rec\":\"checkpoint\",\"at\":\"t\",\"covers\":0}";
+        let mut data = format!("{ok}\n{ok}\n").into_bytes();
+        data.extend_from_slice(b"{\"rec\":\"thawed\",\"instance\":\"\xff\"}\n");
+        std::fs::write(&path, data).unwrap();
+        let err = replay(&path).unwrap_err().to_string();
+        assert!(err.contains(":3:"), "{err}");
     }
 }
