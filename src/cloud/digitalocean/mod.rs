@@ -8,6 +8,7 @@ pub mod client;
 pub mod inventory;
 pub mod staging;
 pub mod target;
+mod volumes;
 
 use super::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
 use super::{
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use target::Staging;
+use volumes::{VOLUME_DIR, VOLUME_LINK_PREFIX, parse_snapshot_id, snapshot_id};
 
 /// How droplets are reached when DigitalOcean is the source.
 #[derive(Debug, Clone, Default)]
@@ -271,28 +273,6 @@ impl DigitalOceanCloud {
         lock(&self.sources).insert(key, source.clone());
         Ok(source)
     }
-}
-
-/// Where DigitalOcean documents a volume's device link, and its prefix.
-const VOLUME_DIR: &str = "/dev/disk/by-id";
-const VOLUME_LINK_PREFIX: &str = "scsi-0DO_Volume_";
-
-/// `ssh:ID` for the boot disk (as journals before volumes were read say),
-/// `ssh:ID:DEVICE` for a volume.
-fn snapshot_id(instance: &str, device: &str, boot: &str) -> String {
-    if device == boot {
-        format!("ssh:{instance}")
-    } else {
-        format!("ssh:{instance}:{device}")
-    }
-}
-
-fn parse_snapshot_id<'a>(id: &'a str, boot: &str) -> Option<(&'a str, String)> {
-    let rest = id.strip_prefix("ssh:")?;
-    Some(match rest.split_once(':') {
-        Some((instance, device)) => (instance, device.to_string()),
-        None => (rest, boot.to_string()),
-    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -359,6 +359,24 @@ async fn json(response: reqwest::Response, what: &str) -> Result<Value, CloudErr
         .map_err(|e| CloudError::Permanent(format!("{what}: answer is not JSON ({e})")))
 }
 
+/// A random (version 4) UUID, never the zero UUID the API refuses.
+fn request_id() -> Result<String, CloudError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| CloudError::Permanent("no random bytes for a requestId".into()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,22 +423,4 @@ mod tests {
             "us-central1-a"
         );
     }
-}
-
-/// A random (version 4) UUID, never the zero UUID the API refuses.
-fn request_id() -> Result<String, CloudError> {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b)
-        .map_err(|_| CloudError::Permanent("no random bytes for a requestId".into()))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
 }
