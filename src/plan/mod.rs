@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod build;
 pub mod limits;
+pub mod names;
 pub mod render;
 pub mod signature;
 pub mod size_map;
