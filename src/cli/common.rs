@@ -86,20 +86,24 @@ pub async fn connect(config: &Config, name: &str) -> Result<Arc<dyn Cloud>> {
         .with_context(|| format!("connecting to cloud '{name}'"))
 }
 
-/// The fingerprints of the named clouds in the live config.
-pub fn fingerprints(
+/// The fingerprints of connected clouds: their profiles in the live config
+/// plus the account each provider reports.
+pub async fn fingerprints(
     config: &Config,
-    names: &[&str],
+    clouds: &[(&str, &dyn Cloud)],
 ) -> Result<std::collections::BTreeMap<String, CloudFingerprint>> {
-    names
-        .iter()
-        .map(|name| {
-            Ok((
-                name.to_string(),
-                CloudFingerprint::of_cloud(config, name, None)?,
-            ))
-        })
-        .collect()
+    let mut prints = std::collections::BTreeMap::new();
+    for (name, cloud) in clouds {
+        let account = cloud
+            .account()
+            .await
+            .with_context(|| format!("asking cloud '{name}' which account it acts in"))?;
+        prints.insert(
+            name.to_string(),
+            CloudFingerprint::of_cloud(config, name, account)?,
+        );
+    }
+    Ok(prints)
 }
 
 /// Connects the plan's clouds from the live config and checks that they are
@@ -113,10 +117,14 @@ pub async fn connect_checked(
 ) -> Result<(Arc<dyn Cloud>, Arc<dyn Cloud>)> {
     let (source_name, target_name) = (plan.source.cloud.as_str(), plan.target.cloud.as_str());
     let refused = || format!("{}: refused", file.display());
-    // Settings first: a changed config is refused before anything connects.
-    let prints = fingerprints(config, &[source_name, target_name]).with_context(refused)?;
     let source = connect(config, source_name).await?;
     let target = connect(config, target_name).await?;
+    let prints = fingerprints(
+        config,
+        &[(source_name, source.as_ref()), (target_name, target.as_ref())],
+    )
+    .await
+    .with_context(refused)?;
     let source_inventory = source.inventory().await?;
     let target_inventory = target.inventory().await?;
     let live = Live {

@@ -93,7 +93,11 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         &crate::fsutil::operator(),
     )?;
     // The approval covers what the cloud names mean in today's config.
-    plan.clouds = super::common::fingerprints(&session.config, &[&args.from, &args.to])?;
+    plan.clouds = super::common::fingerprints(
+        &session.config,
+        &[(&args.from, source.as_ref()), (&args.to, target.as_ref())],
+    )
+    .await?;
     // A cutover the source cannot do is refused now, not after approval.
     if plan.cutover.is_some() {
         for item in &plan.items {

@@ -277,6 +277,14 @@ pub trait Cloud: Send + Sync {
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError>;
 
+    /// Read-only: the account the credentials act in, as the provider
+    /// reports it (an AWS account id), so an approval covers it: the same
+    /// profile name resolving to other credentials is refused at apply. None
+    /// when the profile's own settings already say it (a project, a folder).
+    async fn account(&self) -> Result<Option<String>, CloudError> {
+        Ok(None)
+    }
+
     /// Read-only: temporary resources this cloud holds for the plan whose
     /// `tag` (`altishift:plan`, short hash) they carry — what a run killed
     /// between creating one and journaling it leaves behind. Cleanup removes

@@ -176,7 +176,8 @@ async fn connect_and_list(
         .await
         .map_err(|e| e.to_string())?;
     let inventory = connected.inventory().await.map_err(|e| e.to_string())?;
-    let fingerprint = crate::plan::trust::CloudFingerprint::of_cloud(config, name, None)
+    let account = connected.account().await.map_err(|e| e.to_string())?;
+    let fingerprint = crate::plan::trust::CloudFingerprint::of_cloud(config, name, account)
         .map_err(|e| e.to_string())?;
     let loaded = LoadedCloud {
         provider: connected.provider().to_string(),

@@ -189,6 +189,12 @@ impl Cloud for Faulty {
     ) -> Result<Vec<CreatedResource>, CloudError> {
         self.inner().find_leftovers(tag).await
     }
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        self.inner().default_region()
+    }
+    async fn account(&self) -> Result<Option<String>, CloudError> {
+        self.inner().account().await
+    }
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         self.inner().delete(cap, resource).await
     }

@@ -186,6 +186,22 @@ impl Clients {
         })
     }
 
+    /// The account id STS GetCallerIdentity reports for these credentials.
+    pub async fn account(&self) -> Result<Option<String>, CloudError> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| self.wiped())?;
+        let answer = sts_client(&config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify("sts GetCallerIdentity", e))?;
+        Ok(answer.account().map(str::to_string))
+    }
+
     fn wiped(&self) -> CloudError {
         CloudError::Auth(format!(
             "{}: credentials were wiped at the end of the run",

@@ -238,6 +238,10 @@ impl Cloud for AwsCloud {
     /// profile's region and every region this process used (a snapshot left
     /// in another region is not searched: the report of the killed run names
     /// its disks' regions).
+    async fn account(&self) -> Result<Option<String>, CloudError> {
+        self.clients.account().await
+    }
+
     async fn find_leftovers(
         &self,
         tag: &(String, String),
