@@ -502,7 +502,7 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
         options: sshd.options_for_address(true),
         sudo: false,
         device: Some(device.display().to_string()),
-        agent_binary: Some(sshd::altishift_binary()),
+        agent_binary: Some(sshd::agent_binary()),
     }));
     let lab = Lab::new(dir.path());
     let west: Arc<dyn Cloud> = Arc::new(

@@ -45,7 +45,7 @@ fn droplet_cloud(fake: &FakeDo, sshd: &sshd::Sshd, device: &Path) -> DigitalOcea
             options: sshd.options_for_address(true),
             sudo: false,
             device: Some(device.display().to_string()),
-            agent_binary: Some(sshd::altishift_binary()),
+            agent_binary: Some(sshd::agent_binary()),
         })
 }
 
