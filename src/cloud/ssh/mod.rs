@@ -136,6 +136,13 @@ impl SshCloud {
         self
     }
 
+    /// Stops any one remote command after `limit` (the profile's, or a
+    /// test's short one); a stream may be silent that long at most.
+    pub fn with_command_timeout(self, limit: std::time::Duration) -> SshCloud {
+        self.session.set_timeout(limit);
+        self
+    }
+
     /// Wire counters of the readers this provider opened, oldest first.
     pub fn reader_stats(&self) -> Vec<Arc<WireStats>> {
         self.opened

@@ -344,10 +344,23 @@ async fn read_agent(
             StreamError::Bad(e.to_string())
         }
     };
-    wire::read_magic(input).await.map_err(frame_error)?;
+    let idle = shared.session.timeout();
+    let silent = || {
+        StreamError::Broken(format!(
+            "the agent sent nothing for {} s",
+            idle.as_secs_f64()
+        ))
+    };
+    tokio::time::timeout(idle, wire::read_magic(input))
+        .await
+        .map_err(|_| silent())?
+        .map_err(frame_error)?;
     let mut expect = Expect::new(ranges, shared.size, false);
     loop {
-        let frame = wire::next_frame(input).await.map_err(frame_error)?;
+        let frame = tokio::time::timeout(idle, wire::next_frame(input))
+            .await
+            .map_err(|_| silent())?
+            .map_err(frame_error)?;
         if let wire::Frame::Error(message) = frame {
             return Err(StreamError::Remote(message));
         }
@@ -396,9 +409,15 @@ async fn read_dd(
     for index in first..end {
         let len = block_len(shared.size, index);
         let mut bytes = vec![0u8; len];
-        input
-            .read_exact(&mut bytes)
+        let idle = shared.session.timeout();
+        tokio::time::timeout(idle, input.read_exact(&mut bytes))
             .await
+            .map_err(|_| {
+                StreamError::Broken(format!(
+                    "block {index}: dd sent nothing for {} s",
+                    idle.as_secs_f64()
+                ))
+            })?
             .map_err(|e| StreamError::Broken(format!("block {index}: {e}")))?;
         shared
             .stats
@@ -466,7 +485,12 @@ pub async fn remote_digests(
         .iter()
         .map(|r| format!("{} {}\n", r.start, r.end))
         .collect();
-    let output = session.run_with_input(&command, list.into_bytes()).await?;
+    // The agent reads and hashes the whole range list: allow for a slow
+    // disk (10 MB/s) on top of the command timeout.
+    let scan = std::time::Duration::from_secs(device_size / 10_000_000);
+    let output = session
+        .run_with_input(&command, list.into_bytes(), session.timeout() + scan)
+        .await?;
     match wire::parse_digests(&output.stdout, ranges, device_size) {
         Ok(digests) => Ok(digests.into_iter().collect()),
         Err(StreamFault::Cut(e)) => Err(CloudError::Transient(format!(
