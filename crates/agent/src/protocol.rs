@@ -63,6 +63,8 @@ pub enum FrameError {
     MessageTooLong(u32),
     /// The stream ended inside a frame (or before the first one).
     Truncated(&'static str),
+    /// The greeting is not ours (another program, another version).
+    NotOurProtocol,
     Io(std::io::Error),
 }
 
@@ -79,6 +81,9 @@ impl std::fmt::Display for FrameError {
                 "error frame claims a {len}-byte message (at most {MAX_MESSAGE})"
             ),
             FrameError::Truncated(what) => write!(f, "stream cut short inside {what}"),
+            FrameError::NotOurProtocol => {
+                f.write_str("the remote agent does not speak our protocol")
+            }
             FrameError::Io(e) => write!(f, "reading the stream: {e}"),
         }
     }
@@ -208,10 +213,7 @@ pub fn read_magic(input: &mut impl Read) -> Result<(), FrameError> {
     let mut magic = [0u8; MAGIC.len()];
     fill(input, &mut magic, "the protocol greeting")?;
     if magic != MAGIC {
-        return Err(FrameError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the remote agent does not speak our protocol",
-        )));
+        return Err(FrameError::NotOurProtocol);
     }
     Ok(())
 }

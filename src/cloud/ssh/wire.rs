@@ -229,3 +229,7 @@ pub fn parse_digests(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
