@@ -79,14 +79,16 @@ fn digest_stream(bytes: &[u8], ranges: &[Range<u64>], size: u64) -> Result<Vec<u
         })
 }
 
+/// (what the agent does, its bytes, ranges asked for, digest stream?, error)
+type Case = (&'static str, Vec<u8>, Vec<Range<u64>>, bool, &'static str);
+
 #[test]
 fn hostile_agent_streams_are_refused_with_the_reason() {
-    let all = [0..4];
+    let all: Vec<Range<u64>> = std::iter::once(0..4).collect();
     let cat = |parts: &[&[u8]]| parts.concat();
     let mut bad_magic = b"ALTISHIFT-AGENT/9\n".to_vec();
     write_frame(&mut bad_magic, &Frame::End).unwrap();
-    // (what the agent does, its bytes, ranges asked for, digest stream?, error)
-    let cases: Vec<(&str, Vec<u8>, Vec<Range<u64>>, bool, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "says nothing",
             vec![],
@@ -373,7 +375,7 @@ proptest! {
         digests in any::<bool>(),
     ) {
         let size = blocks * BLOCK_SIZE + short;
-        let ranges = vec![start..start + len];
+        let ranges: Vec<Range<u64>> = std::iter::once(start..start + len).collect();
         let bytes = wire(&[], &tail);
         let blocks = if digests {
             digest_stream(&bytes, &ranges, size).map(|b| b.into_iter().map(|i| (i, 0)).collect())
