@@ -3,6 +3,7 @@
 //! → approval → `engine` → events → console (`tui`) or CLI (`cli`).
 
 pub mod block;
+pub mod child;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -117,12 +117,6 @@ enum Commands {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// The SSH source's remote side (copied to the host; not for people).
-    #[command(hide = true)]
-    Agent {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -337,9 +331,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cli::apply::run(&globals, &plan, args).await
         }
         Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
-        Some(Commands::Agent { args }) => {
-            altishift::cloud::ssh::agent::run(&args).map_err(anyhow::Error::from)
-        }
         Some(Commands::Bench {
             command: BenchCommand::Hash,
         }) => {

@@ -55,6 +55,8 @@ impl TryFrom<String> for SecretSource {
             if name.is_empty() {
                 Err("'env:' needs a variable name, e.g. env:CS_API_KEY".into())
             } else {
+                // Children (ssh, qemu-img) must never inherit it.
+                crate::child::register_secret_var(name);
                 Ok(SecretSource::Env(name.to_string()))
             }
         } else {

@@ -506,7 +506,7 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
         sudo: false,
         device: Some(device.display().to_string()),
         volume_dir: None,
-        agent_binary: Some(sshd::altishift_binary()),
+        agent_binary: Some(sshd::agent_binary()),
     }));
     let lab = Lab::new(dir.path());
     let west: Arc<dyn Cloud> = Arc::new(

@@ -57,7 +57,7 @@ fn droplet_with_volumes(
             sudo: false,
             device: Some(device.display().to_string()),
             volume_dir: volume_dir.map(|d| d.display().to_string()),
-            agent_binary: Some(sshd::altishift_binary()),
+            agent_binary: Some(sshd::agent_binary()),
         })
 }
 

@@ -49,7 +49,7 @@ fn source_cloud(gcp: &Gcp, sshd: &sshd::Sshd) -> GcpCloud {
         ssh_options: sshd.options_for_address(false),
         sudo: false,
         ssh_public_key: Some(std::fs::read_to_string(format!("{d}/id_user.pub")).unwrap()),
-        agent_binary: Some(sshd::altishift_binary()),
+        agent_binary: Some(sshd::agent_binary()),
         ..WorkerSettings::default()
     };
     gcp.cloud().with_worker(worker)

@@ -139,7 +139,7 @@ async fn bench_ssh_stream_vs_dd_baseline() {
         full_time / delta_time,
         mib(delta.stats().data_bytes.load(Ordering::Relaxed)),
         mib(total * BLOCK_SIZE),
-        mib(std::fs::metadata(sshd::altishift_binary()).unwrap().len())
+        mib(std::fs::metadata(sshd::agent_binary()).unwrap().len())
     );
     drop(delta);
     cloud.revoke().await.unwrap();

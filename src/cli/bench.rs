@@ -16,7 +16,6 @@ use crate::units::{Bytes, mb_per_s};
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub struct BenchArgs {
@@ -134,7 +133,7 @@ fn external(dir: &Path, program: &str, args: &[&str], source: &Path) -> Result<D
     let target = dir.join(format!("{program}.out"));
     let _ = std::fs::remove_file(&target);
     let started = Instant::now();
-    let status = Command::new(program)
+    let status = crate::child::command(program)
         .args(args)
         .arg(source)
         .arg(&target)

@@ -121,7 +121,10 @@ pub async fn connect_checked(
     let target = connect(config, target_name).await?;
     let prints = fingerprints(
         config,
-        &[(source_name, source.as_ref()), (target_name, target.as_ref())],
+        &[
+            (source_name, source.as_ref()),
+            (target_name, target.as_ref()),
+        ],
     )
     .await
     .with_context(refused)?;

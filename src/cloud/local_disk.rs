@@ -14,7 +14,6 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 /// Byte ranges of a file that hold data, found with `SEEK_DATA`/`SEEK_HOLE`.
@@ -289,9 +288,12 @@ pub fn convert(
 }
 
 fn run_qemu_img(args: &[&str]) -> Result<Vec<u8>, CloudError> {
-    let output = Command::new("qemu-img").args(args).output().map_err(|e| {
-        CloudError::Permanent(format!("cannot run qemu-img ({e}): install qemu-utils"))
-    })?;
+    let output = crate::child::command("qemu-img")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            CloudError::Permanent(format!("cannot run qemu-img ({e}): install qemu-utils"))
+        })?;
     if output.status.success() {
         Ok(output.stdout)
     } else {
@@ -650,7 +652,7 @@ mod tests {
     }
 
     fn qemu(args: &[&str], dir: &Path) {
-        let status = Command::new("qemu-img")
+        let status = std::process::Command::new("qemu-img")
             .args(args)
             .current_dir(dir)
             .status()

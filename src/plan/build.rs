@@ -336,6 +336,14 @@ fn actions(plan: &Plan) -> Vec<Action> {
     };
     let (src, dst) = (&plan.source.cloud, &plan.target.cloud);
     for item in &plan.items {
+        if let Some(detail) = super::limits::agent_detail(&plan.source.provider) {
+            push(
+                src,
+                ActionVerb::InstallAgent,
+                item.instance_name.clone(),
+                detail,
+            );
+        }
         for disk in &item.disks {
             let key = item.disk_key(disk);
             match &disk.source_snapshot {

@@ -37,11 +37,27 @@ pub fn snapshot_detail(provider: &str, device: &str) -> String {
              at cleanup"
         ),
         "digitalocean" | "ssh" => format!(
-            "no cloud snapshot: {device} is read live over SSH by a copy of this tool (removed \
+            "no cloud snapshot: {device} is read live over SSH by the altishift-agent (removed \
              at cleanup); only a cutover's final pass is consistent"
         ),
         _ => format!("point-in-time copy of {device}"),
     }
+}
+
+/// What the run copies to a source host to read its disks, for sources read
+/// over SSH by the agent.
+pub fn agent_detail(provider: &str) -> Option<String> {
+    let host = match provider {
+        "ssh" => "the source host",
+        "digitalocean" => "the droplet",
+        "gcp" => "the worker VM",
+        _ => return None,
+    };
+    Some(format!(
+        "copies the small altishift-agent reader to a private folder on {host}, checked by \
+         SHA-256 there before it runs (or streams with dd where it cannot run); removed at \
+         cleanup"
+    ))
 }
 
 /// Why `item` cannot be deployed on a `provider` target, if it cannot.

@@ -117,6 +117,9 @@ pub enum ActionVerb {
     ThawSource,
     /// Test migration: the validated target instance, image and disks go.
     RemoveTestTarget,
+    /// The small reader copied to a source host (SSH, a droplet, a worker),
+    /// checked by SHA-256 there, removed at cleanup.
+    InstallAgent,
 }
 
 impl std::fmt::Display for ActionVerb {
@@ -133,6 +136,7 @@ impl std::fmt::Display for ActionVerb {
             ActionVerb::PowerOffSource => "power off source",
             ActionVerb::ThawSource => "thaw source",
             ActionVerb::RemoveTestTarget => "remove test target",
+            ActionVerb::InstallAgent => "install agent",
         };
         f.write_str(text)
     }

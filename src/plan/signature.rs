@@ -96,7 +96,7 @@ pub enum SignatureError {
 /// private half the ssh agent holds).
 pub fn sign(key: &Path, hash: &PlanHash) -> Result<String, SignatureError> {
     let output = run_with_input(
-        Command::new("ssh-keygen")
+        crate::child::command("ssh-keygen")
             .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
             .arg(key),
         hash.0.as_bytes(),
@@ -117,7 +117,7 @@ pub fn verify(allowed_signers: &Path, hash: &PlanHash, signature: &str) -> Resul
     let file = dir.path.join("plan.sig");
     crate::fsutil::write_atomic(&file, signature.as_bytes())
         .map_err(|e| format!("writing {}: {e}", file.display()))?;
-    let found = Command::new("ssh-keygen")
+    let found = crate::child::command("ssh-keygen")
         .args(["-Y", "find-principals", "-s"])
         .arg(&file)
         .arg("-f")
@@ -134,7 +134,7 @@ pub fn verify(allowed_signers: &Path, hash: &PlanHash, signature: &str) -> Resul
         ));
     };
     let checked = run_with_input(
-        Command::new("ssh-keygen")
+        crate::child::command("ssh-keygen")
             .args(["-Y", "verify", "-n", NAMESPACE, "-f"])
             .arg(allowed_signers)
             .arg("-I")

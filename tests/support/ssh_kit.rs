@@ -5,7 +5,7 @@
 
 #[allow(unused_imports)]
 pub use crate::run_kit::{approve, throughput};
-use crate::sshd::{Sshd, altishift_binary};
+use crate::sshd::{Sshd, agent_binary};
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::ssh::{AgentPolicy, SshCloud, SshSettings};
@@ -52,7 +52,7 @@ pub fn settings(sshd: &Sshd, device: &Path, agent: AgentPolicy) -> SshSettings {
         device: device.display().to_string(),
         instance_name: Some(NAME.into()),
         agent,
-        agent_binary: Some(altishift_binary()),
+        agent_binary: Some(agent_binary()),
         jurisdiction: Some("DE".into()),
     }
 }

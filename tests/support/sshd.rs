@@ -294,7 +294,52 @@ impl Drop for Sshd {
     }
 }
 
-/// Path of the built `altishift` binary (the agent the tests copy).
-pub fn altishift_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_altishift"))
+/// The `altishift-agent` binary the tests copy to the test host, built once
+/// per test process by the cargo that builds the tests, with their profile
+/// and target folder (integration tests of the root package get no
+/// `CARGO_BIN_EXE_` for another package's binary).
+pub fn agent_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Test binaries live in <target>/<profile>/deps/.
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let target_dir = profile_dir.parent().unwrap();
+            let profile = profile_dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let cargo = std::env::var_os("CARGO")
+                .or_else(|| option_env!("CARGO").map(Into::into))
+                .unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "altishift-agent",
+                    "--manifest-path",
+                ])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(target_dir);
+            match profile.as_str() {
+                "debug" => {}
+                "release" => {
+                    build.arg("--release");
+                }
+                other => {
+                    build.args(["--profile", other]);
+                }
+            }
+            let status = build.status().expect("cargo runs to build the agent");
+            assert!(status.success(), "cargo build -p altishift-agent failed");
+            let agent = profile_dir.join("altishift-agent");
+            assert!(agent.is_file(), "{} was not built", agent.display());
+            agent
+        })
+        .clone()
 }

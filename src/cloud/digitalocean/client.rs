@@ -3,8 +3,8 @@
 //! respected and 429 answered with a bounded backoff.
 
 use crate::cloud::CloudError;
-use crate::cloud::http::{Home, error_text};
 use crate::cloud::body::MAX_ANSWER_BYTES;
+use crate::cloud::http::{Home, error_text};
 use crate::secret::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

@@ -4,8 +4,8 @@
 
 use super::auth::TokenSource;
 use crate::cloud::CloudError;
-use crate::cloud::http::{Home, error_text};
 use crate::cloud::body::MAX_ANSWER_BYTES;
+use crate::cloud::http::{Home, error_text};
 use serde_json::Value;
 use std::time::Duration;
 

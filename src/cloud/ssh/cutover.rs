@@ -32,6 +32,18 @@ impl SshCloud {
             });
         }
         let mounts = self.mounts().await?;
+        if mounts.iter().any(|m| m == "/") {
+            // Freezing / stops the host's own logging, sudo and sshd writes:
+            // the host (and this connection) can hang until someone thaws it.
+            return Err(CloudError::Permanent(format!(
+                "the default quiesce would freeze / on {} ({} holds the root filesystem), \
+                 which can hang the host and this connection: set the cutover's quiesce \
+                 command (e.g. stop the service and sync) or power the source off for the \
+                 final pass; nothing was frozen",
+                self.settings.target.label(),
+                self.settings.device
+            )));
+        }
         let mut frozen = Vec::new();
         for mount in &mounts {
             let done = session
@@ -42,8 +54,10 @@ impl SshCloud {
                 .await;
             if let Err(e) = done {
                 // Leave nothing frozen behind a failure.
-                let _ = self.thaw(&Quiesced::Frozen(frozen)).await;
-                return Err(e);
+                return Err(match self.thaw(&Quiesced::Frozen(frozen)).await {
+                    Ok(()) => e,
+                    Err(thaw) => CloudError::Permanent(format!("{e}; and thawing: {thaw}")),
+                });
             }
             frozen.push(mount.clone());
         }
@@ -61,13 +75,20 @@ impl SshCloud {
             }
             Quiesced::Command { thaw: None } => {}
             Quiesced::Frozen(mounts) => {
+                // Every mount gets its thaw, whatever happened to the others.
+                let mut failed = Vec::new();
                 for mount in mounts.iter().rev() {
-                    session
-                        .run(
-                            &session.remote(&format!("fsfreeze -u {}", quote(mount))),
-                            None,
-                        )
-                        .await?;
+                    let unfreeze = session.remote(&format!("fsfreeze -u {}", quote(mount)));
+                    if let Err(e) = session.run(&unfreeze, None).await {
+                        failed.push(format!("{mount}: {e}"));
+                    }
+                }
+                if !failed.is_empty() {
+                    return Err(CloudError::Permanent(format!(
+                        "could not thaw on {}: {}",
+                        self.settings.target.label(),
+                        failed.join("; ")
+                    )));
                 }
             }
         }

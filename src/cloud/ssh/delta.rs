@@ -55,8 +55,8 @@ impl SshCloud {
             ));
         };
         let ranges = self.ranges(&mode, size).await?;
-        let now =
-            reader::remote_digests(&self.session, path, &self.settings.device, &ranges).await?;
+        let now = reader::remote_digests(&self.session, path, &self.settings.device, size, &ranges)
+            .await?;
         let summary = delta(previous, &now);
         // Blocks that became zero are read too (as zeros): the target holds
         // data there that must be overwritten.

@@ -1,20 +1,22 @@
 //! The SSH source: any host the operator can log in to, its disk streamed
 //! through the system `ssh`.
 //!
-//! Preferred path: our own binary is copied to the host (when OS and
-//! architecture match) and runs as `altishift agent`, which skips zero blocks
-//! there and sends each block with its SHA-256. Fallback: `dd` of the device,
-//! zero detection here. The copied agent is removed when access is revoked.
+//! Preferred path: the small `altishift-agent` binary is copied to the host
+//! (when OS and architecture match), checked by SHA-256 there, and run; it
+//! skips zero blocks there and sends each block with its SHA-256. Fallback:
+//! `dd` of the device, zero detection here. The copied agent is removed when
+//! access is revoked (or by `cleanup`, found by the plan's tag).
 //!
 //! Delta sync: [`SshCloud::open_delta_reader`] asks the agent for per-block
 //! digests only, compares them with a previous pass (the journal's digests)
 //! and reads just the blocks that differ.
 
-pub mod agent;
 pub mod cutover;
 pub mod delta;
+pub mod install;
 pub mod reader;
 pub mod session;
+pub mod wire;
 
 use super::{
     Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
@@ -54,7 +56,8 @@ pub struct SshSettings {
     /// Instance name in inventories and plans (default: the host).
     pub instance_name: Option<String>,
     pub agent: AgentPolicy,
-    /// The binary to copy as the agent (default: this executable).
+    /// The agent binary to copy (default: `$ALTISHIFT_AGENT`, else
+    /// `altishift-agent` next to this executable).
     pub agent_binary: Option<PathBuf>,
     pub jurisdiction: Option<String>,
 }
@@ -84,6 +87,9 @@ pub struct SshCloud {
     power_off_command: Option<String>,
     /// Revocation steps done before a power-off, for `revoke` to report.
     removed_early: std::sync::Mutex<Vec<String>>,
+    /// The approved plan's short hash, once a step under its capability ran:
+    /// agent folders carry it so `cleanup` can find them.
+    plan_tag: std::sync::Mutex<Option<String>>,
 }
 
 impl SshCloud {
@@ -105,7 +111,20 @@ impl SshCloud {
             quiesced: Mutex::new(None),
             power_off_command: None,
             removed_early: std::sync::Mutex::new(Vec::new()),
+            plan_tag: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Remembers the approved plan this provider works for.
+    fn note_plan(&self, cap: &Capability) {
+        *self.plan_tag.lock().unwrap_or_else(|p| p.into_inner()) = Some(cap.tag().1);
+    }
+
+    fn plan_tag(&self) -> Option<String> {
+        self.plan_tag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Powers the host off with `command` instead of `poweroff` (the
@@ -114,6 +133,13 @@ impl SshCloud {
     /// detached because it ends the connection.
     pub fn with_power_off_command(mut self, command: Option<String>) -> SshCloud {
         self.power_off_command = command;
+        self
+    }
+
+    /// Stops any one remote command after `limit` (the profile's, or a
+    /// test's short one); a stream may be silent that long at most.
+    pub fn with_command_timeout(self, limit: std::time::Duration) -> SshCloud {
+        self.session.set_timeout(limit);
         self
     }
 
@@ -219,70 +245,6 @@ impl SshCloud {
         Ok(result)
     }
 
-    /// Copies this binary to a private temp folder on the host and checks it
-    /// runs there. Returns (folder, agent path).
-    async fn install_agent(&self) -> Result<(String, String), CloudError> {
-        let uname = self.session.run("uname -sm", None).await?;
-        let uname = String::from_utf8_lossy(&uname.stdout).trim().to_lowercase();
-        let local = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
-        if uname != local {
-            return Err(CloudError::Unsupported(format!(
-                "the host runs '{uname}', this binary is for '{local}'"
-            )));
-        }
-        let binary = match &self.settings.agent_binary {
-            Some(path) => path.clone(),
-            None => {
-                std::env::current_exe().map_err(|e| CloudError::from_io("this executable", e))?
-            }
-        };
-        let made = self
-            .session
-            .run("mktemp -d /tmp/altishift-agent.XXXXXX", None)
-            .await?;
-        let dir = String::from_utf8_lossy(&made.stdout).trim().to_string();
-        if !dir.starts_with("/tmp/altishift-agent.") {
-            return Err(CloudError::Permanent(format!(
-                "mktemp on the host answered '{dir}'"
-            )));
-        }
-        self.installed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(dir.clone());
-        let path = format!("{dir}/altishift");
-        let copy = format!("cat > {0} && chmod 700 {0}", quote(&path));
-        let installed = async {
-            self.session.run(&copy, Some(&binary)).await?;
-            let probe = self
-                .session
-                .run(
-                    &self
-                        .session
-                        .remote(&format!("{} agent probe", quote(&path))),
-                    None,
-                )
-                .await?;
-            let said = String::from_utf8_lossy(&probe.stdout);
-            if !said.starts_with(&format!("altishift-agent {}", agent::PROTOCOL)) {
-                return Err(CloudError::Unsupported(format!(
-                    "the copied agent answered '{}'",
-                    said.trim()
-                )));
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = installed {
-            let _ = self
-                .session
-                .run(&format!("rm -rf {}", quote(&dir)), None)
-                .await;
-            return Err(e);
-        }
-        Ok((dir, path))
-    }
-
     /// Block ranges that may hold data: the agent's map, or the whole device.
     async fn ranges(&self, mode: &StreamMode, size: u64) -> Result<Vec<Range<u64>>, CloudError> {
         let StreamMode::Agent { path } = mode else {
@@ -290,7 +252,7 @@ impl SshCloud {
             return Ok((blocks > 0).then_some(0..blocks).into_iter().collect());
         };
         let command = self.session.remote(&format!(
-            "{} agent map {}",
+            "{} map {}",
             quote(path),
             quote(&self.settings.device)
         ));
@@ -308,7 +270,8 @@ impl SshCloud {
                 self.settings.device, map.size
             )));
         }
-        Ok(map.ranges.into_iter().map(|[a, b]| a..b).collect())
+        // Never trusted: a range past the end would read (and write) past the disk.
+        Ok(wire::clip_ranges(&map.ranges, size))
     }
 
     /// A full pass's reader (what the engine gets from `open_disk_reader`).
@@ -435,9 +398,12 @@ impl Cloud for SshCloud {
 
     /// A live device has no snapshot here: the pass reads it as it is (a
     /// delta pass after quiescing makes the copy consistent).
+    /// The approved plan's first change on the host happens here: the agent
+    /// is copied (the plan lists it as "install agent"), in a folder named
+    /// after the plan.
     async fn snapshot_disk(
         &self,
-        _cap: &Capability,
+        cap: &Capability,
         disk: &DiskRef,
         _name: &str,
     ) -> Result<SnapshotRef, CloudError> {
@@ -447,7 +413,9 @@ impl Cloud for SshCloud {
                 disk.disk_id, disk.instance_id
             )));
         }
+        self.note_plan(cap);
         let facts = self.facts().await?;
+        self.stream_mode().await?;
         Ok(SnapshotRef {
             id: self.settings.device.clone(),
             virtual_size: Bytes(facts.size),
@@ -498,15 +466,21 @@ impl Cloud for SshCloud {
         Ok(vec![])
     }
 
+    /// Agent folders of this plan that a killed run left on the host.
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.agent_leftovers(&tag.1).await
+    }
+
+    /// The only thing an ssh source creates is the agent's folder.
     async fn delete(
         &self,
         _cap: &Capability,
         resource: &CreatedResource,
     ) -> Result<(), CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "the ssh source creates nothing to delete ({})",
-            resource.id
-        )))
+        self.remove_agent_dir(&resource.id).await
     }
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
@@ -533,6 +507,7 @@ impl Cloud for SshCloud {
         command: Option<&str>,
         thaw: Option<&str>,
     ) -> Result<(), CloudError> {
+        self.note_plan(cap);
         let done = SshCloud::quiesce(self, cap, command, thaw).await?;
         *self.quiesced.lock().await = Some(done);
         Ok(())

@@ -7,8 +7,8 @@
 //! or after the stream broke, restarts the stream at the lowest block still
 //! wanted — that is how a retry after a dropped connection resumes.
 
-use super::agent::{self, Frame};
 use super::session::{Session, quote};
+use super::wire::{self, Block, Checked, Expect, StreamFault, block_len};
 use crate::block::BlockDigest;
 use crate::cloud::{BlockData, CloudError, DiskReader};
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
@@ -122,10 +122,6 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn block_len(size: u64, index: u64) -> usize {
-    size.saturating_sub(index * BLOCK_SIZE).min(BLOCK_SIZE) as usize
-}
-
 #[async_trait]
 impl DiskReader for SshDiskReader {
     fn virtual_size(&self) -> Bytes {
@@ -139,7 +135,7 @@ impl DiskReader for SshDiskReader {
     async fn read_block(&self, index: BlockIndex) -> Result<BlockData, CloudError> {
         let i = index.0;
         let shared = &self.shared;
-        if i * BLOCK_SIZE >= shared.size {
+        if i.checked_mul(BLOCK_SIZE).is_none_or(|o| o >= shared.size) {
             return Err(CloudError::Permanent(format!(
                 "block {i} is beyond the end of {}",
                 shared.device
@@ -245,7 +241,7 @@ async fn produce(shared: &Arc<Shared>, generation: u64, from: u64) -> Result<(),
     let command = match &shared.mode {
         StreamMode::Agent { path } => shared
             .session
-            .remote(&format!("{} agent stream {device}", quote(path))),
+            .remote(&format!("{} stream {device}", quote(path))),
         StreamMode::Dd => {
             let end = ranges.last().map(|r| r.end).unwrap_or(from);
             shared.session.remote(&format!(
@@ -279,7 +275,7 @@ async fn produce(shared: &Arc<Shared>, generation: u64, from: u64) -> Result<(),
     };
     let mut input = BufReader::with_capacity(1 << 20, stdout);
     let streamed = match &shared.mode {
-        StreamMode::Agent { .. } => read_agent(shared, generation, &mut input).await,
+        StreamMode::Agent { .. } => read_agent(shared, generation, &ranges, &mut input).await,
         StreamMode::Dd => read_dd(shared, generation, &ranges, &mut input).await,
     };
     let status = child.wait().await;
@@ -302,6 +298,10 @@ async fn produce(shared: &Arc<Shared>, generation: u64, from: u64) -> Result<(),
                 Some(&command),
             ))
         }
+        Err(StreamError::Bad(message)) => Err(CloudError::Permanent(format!(
+            "the agent on {} sent a bad stream: {message}",
+            shared.session.target().label()
+        ))),
         Err(StreamError::Broken(message)) => {
             let err =
                 super::session::classify(shared.session.target(), code, &stderr, Some(&command));
@@ -324,49 +324,57 @@ async fn produce(shared: &Arc<Shared>, generation: u64, from: u64) -> Result<(),
 enum StreamError {
     /// The agent reported an error.
     Remote(String),
-    /// The byte stream ended early or was garbled.
+    /// The byte stream ended early (a lost connection, worth a retry).
     Broken(String),
+    /// The agent sent something it must not (a block not asked for, a
+    /// length that is not the block's, garbage): not worth a retry.
+    Bad(String),
 }
 
 async fn read_agent(
     shared: &Arc<Shared>,
     generation: u64,
+    ranges: &[Range<u64>],
     input: &mut (impl tokio::io::AsyncRead + Unpin),
 ) -> Result<(), StreamError> {
-    let broken = |e: std::io::Error| StreamError::Broken(e.to_string());
-    let mut magic = [0u8; agent::MAGIC.len()];
-    input.read_exact(&mut magic).await.map_err(broken)?;
-    if magic != agent::MAGIC {
-        return Err(StreamError::Broken(
-            "the remote agent does not speak our protocol".into(),
-        ));
-    }
+    let frame_error = |e: wire::FrameError| {
+        if e.is_truncation() {
+            StreamError::Broken(e.to_string())
+        } else {
+            StreamError::Bad(e.to_string())
+        }
+    };
+    let idle = shared.session.timeout();
+    let silent = || {
+        StreamError::Broken(format!(
+            "the agent sent nothing for {} s",
+            idle.as_secs_f64()
+        ))
+    };
+    tokio::time::timeout(idle, wire::read_magic(input))
+        .await
+        .map_err(|_| silent())?
+        .map_err(frame_error)?;
+    let mut expect = Expect::new(ranges, shared.size, false);
     loop {
-        let tag = input.read_u8().await.map_err(broken)?;
-        // Frames are small headers plus one block: read the rest into memory
-        // and decode synchronously.
-        let frame = read_frame_body(tag, input).await.map_err(broken)?;
-        let (index, block) = match frame {
-            Frame::End => return Ok(()),
-            Frame::Error(message) => return Err(StreamError::Remote(message)),
-            Frame::Digest { index, .. } => {
-                return Err(StreamError::Broken(format!(
-                    "block {index}: digest frame in a data stream"
-                )));
-            }
-            Frame::Zero { index, len } => {
+        let frame = tokio::time::timeout(idle, wire::next_frame(input))
+            .await
+            .map_err(|_| silent())?
+            .map_err(frame_error)?;
+        if let wire::Frame::Error(message) = frame {
+            return Err(StreamError::Remote(message));
+        }
+        let (index, block) = match expect.check(frame).map_err(StreamError::Bad)? {
+            Checked::End => return Ok(()),
+            Checked::Block(index, Block::Zero { len }) => {
                 shared.stats.zero_blocks.fetch_add(1, Ordering::Relaxed);
                 let block = BlockData {
-                    bytes: vec![0; len as usize],
+                    bytes: vec![0; len],
                     provider_digest: None,
                 };
                 (index, block)
             }
-            Frame::Data {
-                index,
-                digest,
-                bytes,
-            } => {
+            Checked::Block(index, Block::Data { bytes, digest }) => {
                 shared
                     .stats
                     .data_bytes
@@ -378,47 +386,16 @@ async fn read_agent(
                 };
                 (index, block)
             }
+            Checked::Block(index, Block::Digest(_)) => {
+                return Err(StreamError::Bad(format!(
+                    "block {index}: digest frame in a data stream"
+                )));
+            }
         };
-        if block.bytes.len() != block_len(shared.size, index) {
-            return Err(StreamError::Broken(format!(
-                "block {index}: {} bytes, expected {}",
-                block.bytes.len(),
-                block_len(shared.size, index)
-            )));
-        }
         if !deliver(shared, generation, index, block).await {
             return Ok(());
         }
     }
-}
-
-/// Reads the body of a frame whose tag was read.
-pub(super) async fn read_frame_body(
-    tag: u8,
-    input: &mut (impl tokio::io::AsyncRead + Unpin),
-) -> std::io::Result<Frame> {
-    // Header sizes per tag, then the payload length from the header.
-    let header_len = match tag {
-        b'E' => 0,
-        b'X' => 4,
-        b'Z' => 12,
-        b'H' | b'D' => 44,
-        _ => return agent::decode(tag, &mut std::io::empty()),
-    };
-    let mut buf = vec![0u8; header_len];
-    input.read_exact(&mut buf).await?;
-    let extra = match tag {
-        b'X' => u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).min(64 * 1024) as usize,
-        b'D' => {
-            let len = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as u64;
-            len.min(BLOCK_SIZE) as usize
-        }
-        _ => 0,
-    };
-    let start = buf.len();
-    buf.resize(start + extra, 0);
-    input.read_exact(&mut buf[start..]).await?;
-    agent::decode(tag, &mut buf.as_slice())
 }
 
 async fn read_dd(
@@ -432,9 +409,15 @@ async fn read_dd(
     for index in first..end {
         let len = block_len(shared.size, index);
         let mut bytes = vec![0u8; len];
-        input
-            .read_exact(&mut bytes)
+        let idle = shared.session.timeout();
+        tokio::time::timeout(idle, input.read_exact(&mut bytes))
             .await
+            .map_err(|_| {
+                StreamError::Broken(format!(
+                    "block {index}: dd sent nothing for {} s",
+                    idle.as_secs_f64()
+                ))
+            })?
             .map_err(|e| StreamError::Broken(format!("block {index}: {e}")))?;
         shared
             .stats
@@ -490,10 +473,11 @@ pub async fn remote_digests(
     session: &Session,
     agent_path: &str,
     device: &str,
+    device_size: u64,
     ranges: &[Range<u64>],
 ) -> Result<BTreeMap<u64, Option<BlockDigest>>, CloudError> {
     let command = session.remote(&format!(
-        "{} agent stream {} --digests",
+        "{} stream {} --digests",
         quote(agent_path),
         quote(device)
     ));
@@ -501,33 +485,22 @@ pub async fn remote_digests(
         .iter()
         .map(|r| format!("{} {}\n", r.start, r.end))
         .collect();
-    let output = session.run_with_input(&command, list.into_bytes()).await?;
-    let mut wire = output.stdout.as_slice();
-    let mut magic = [0u8; agent::MAGIC.len()];
-    std::io::Read::read_exact(&mut wire, &mut magic)
-        .map_err(|e| CloudError::Transient(format!("digest stream cut short: {e}")))?;
-    let mut digests = BTreeMap::new();
-    loop {
-        match agent::read_frame(&mut wire) {
-            Ok(Frame::Digest { index, digest, .. }) => {
-                digests.insert(index, Some(digest));
-            }
-            Ok(Frame::Zero { index, .. }) => {
-                digests.insert(index, None);
-            }
-            Ok(Frame::End) => return Ok(digests),
-            Ok(Frame::Error(message)) => return Err(CloudError::Permanent(message)),
-            Ok(Frame::Data { index, .. }) => {
-                return Err(CloudError::Permanent(format!(
-                    "block {index}: data in a digest stream"
-                )));
-            }
-            Err(e) => {
-                return Err(CloudError::Transient(format!(
-                    "digest stream cut short: {e}"
-                )));
-            }
-        }
+    // The agent reads and hashes the whole range list: allow for a slow
+    // disk (10 MB/s) on top of the command timeout.
+    let scan = std::time::Duration::from_secs(device_size / 10_000_000);
+    let output = session
+        .run_with_input(&command, list.into_bytes(), session.timeout() + scan)
+        .await?;
+    match wire::parse_digests(&output.stdout, ranges, device_size) {
+        Ok(digests) => Ok(digests.into_iter().collect()),
+        Err(StreamFault::Cut(e)) => Err(CloudError::Transient(format!(
+            "digest stream from {} cut short: {e}",
+            session.target().label()
+        ))),
+        Err(StreamFault::Bad(e)) => Err(CloudError::Permanent(format!(
+            "digest stream from {}: {e}",
+            session.target().label()
+        ))),
     }
 }
 

@@ -9,8 +9,13 @@
 use crate::cloud::CloudError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
+
+/// How long one remote command may take unless the profile says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where and how to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +43,8 @@ pub struct Session {
     /// Holds the control socket; removed with the session.
     control_dir: PathBuf,
     master: Mutex<bool>,
+    /// Limit of one remote command (and of a stream's silence), in ms.
+    timeout_ms: AtomicU64,
 }
 
 /// What a finished remote command said.
@@ -65,7 +72,44 @@ impl Session {
             target,
             control_dir,
             master: Mutex::new(false),
+            timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
         })
+    }
+
+    /// How long one remote command may run before it is stopped.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_timeout(&self, limit: Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Runs `work` (a remote `command`, or the login when None) within
+    /// `limit`; past it the local `ssh` is killed (kill on drop) and the
+    /// error names the command.
+    pub async fn within<T>(
+        &self,
+        limit: Duration,
+        command: Option<&str>,
+        work: impl std::future::Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                let host = self.target.label();
+                let what = match command {
+                    Some(command) => format!("'{}' on {host}", short(command)),
+                    None => format!("the ssh login to {host}"),
+                };
+                Err(CloudError::Permanent(format!(
+                    "{what} did not finish within {} s and was stopped (a hung command, \
+                     filesystem or connection)",
+                    limit.as_secs_f64()
+                )))
+            }
+        }
     }
 
     pub fn target(&self) -> &SshTarget {
@@ -79,11 +123,18 @@ impl Session {
     /// `ssh` with the profile's options, the control socket and batch mode
     /// (never a password prompt on the operator's terminal).
     fn base_command(&self, master: bool) -> Command {
-        let mut command = Command::new("ssh");
+        // Our options come after the profile's: ssh takes the first value of
+        // each, so the operator's own ConnectTimeout or keepalives win.
+        let connect = self.timeout().as_secs().clamp(1, 30);
+        let mut command = crate::child::tokio_command("ssh");
         command
             .args(&self.target.options)
             .arg("-o")
             .arg("BatchMode=yes")
+            .arg("-o")
+            .arg(format!("ConnectTimeout={connect}"))
+            .arg("-o")
+            .arg("ServerAliveCountMax=4")
             .arg("-o")
             .arg(format!("ControlPath={}", self.control_path().display()))
             .arg("-o")
@@ -112,17 +163,22 @@ impl Session {
         let log = self.control_dir.join("master.log");
         let stderr =
             std::fs::File::create(&log).map_err(|e| CloudError::from_io("ssh master log", e))?;
-        let status = self
-            .base_command(true)
+        let mut login = self.base_command(true);
+        login
             .args(["-N", "-f", "-o", "ControlPersist=no"])
             .arg(&self.target.host)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
-            .kill_on_drop(false)
-            .status()
-            .await
-            .map_err(|e| CloudError::Permanent(format!("cannot run ssh: {e}")))?;
+            .kill_on_drop(false);
+        let status = self
+            .within(self.timeout(), None, async {
+                login
+                    .status()
+                    .await
+                    .map_err(|e| CloudError::Permanent(format!("cannot run ssh: {e}")))
+            })
+            .await?;
         if !status.success() {
             let stderr = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(classify(&self.target, status.code(), &stderr, None));
@@ -140,8 +196,22 @@ impl Session {
         }
     }
 
-    /// Runs a remote shell command to its end, with `stdin` sent to it.
+    /// Runs a remote shell command to its end, with `stdin` sent to it,
+    /// within the session's timeout.
     pub async fn run(&self, command: &str, stdin: Option<&Path>) -> Result<Output, CloudError> {
+        self.within(
+            self.timeout(),
+            Some(command),
+            self.run_unlimited(command, stdin),
+        )
+        .await
+    }
+
+    async fn run_unlimited(
+        &self,
+        command: &str,
+        stdin: Option<&Path>,
+    ) -> Result<Output, CloudError> {
         self.ensure_master().await?;
         let input = match stdin {
             Some(path) => Stdio::from(
@@ -175,8 +245,23 @@ impl Session {
         })
     }
 
-    /// Runs a remote command to its end with `input` on its stdin.
+    /// Runs a remote command to its end with `input` on its stdin, within
+    /// `limit` (a digest scan of a whole disk takes longer than a command).
     pub async fn run_with_input(
+        &self,
+        command: &str,
+        input: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Output, CloudError> {
+        self.within(
+            limit,
+            Some(command),
+            self.run_with_input_unlimited(command, input),
+        )
+        .await
+    }
+
+    async fn run_with_input_unlimited(
         &self,
         command: &str,
         input: Vec<u8>,
@@ -207,9 +292,11 @@ impl Session {
         })
     }
 
-    /// Starts a remote command with piped stdin, stdout and stderr.
+    /// Starts a remote command with piped stdin, stdout and stderr (a
+    /// stream: its reader bounds each wait with [`Session::timeout`]).
     pub async fn spawn(&self, command: &str) -> Result<Child, CloudError> {
-        self.ensure_master().await?;
+        self.within(self.timeout(), Some(command), self.ensure_master())
+            .await?;
         self.base_command(false)
             .arg(&self.target.host)
             .arg("--")
@@ -225,15 +312,13 @@ impl Session {
     pub async fn close(&self) {
         let mut up = self.master.lock().await;
         if self.control_path().exists() {
-            let _ = self
-                .base_command(false)
-                .args(["-O", "exit"])
+            let mut exit = self.base_command(false);
+            exit.args(["-O", "exit"])
                 .arg(&self.target.host)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .await;
+                .stderr(Stdio::null());
+            let _ = tokio::time::timeout(self.timeout(), exit.status()).await;
         }
         *up = false;
     }
@@ -243,7 +328,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // No runtime here: ask the master to exit synchronously, best effort.
         if self.control_path().exists() {
-            let _ = std::process::Command::new("ssh")
+            let _ = crate::child::command("ssh")
                 .args(&self.target.options)
                 .arg("-o")
                 .arg(format!("ControlPath={}", self.control_path().display()))
