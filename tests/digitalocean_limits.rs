@@ -74,6 +74,28 @@ impl Setup {
             .unwrap()
     }
 
+    /// `altishift approve plan.toml --confirm HASH --ack-cross-border`, with
+    /// the secrets in the environment: approval connects to both clouds to
+    /// check them against the plan.
+    async fn approve(&self) -> Output {
+        let plan_path = self.lab.plan_path();
+        let text = std::fs::read_to_string(&plan_path).unwrap();
+        let plan: altishift::plan::Plan = toml::from_str(&text).unwrap();
+        let mut command = cli::bin();
+        command
+            .arg("--config")
+            .arg(self.lab.config())
+            .env("ALTISHIFT_TEST_DO_TOKEN", TOKEN)
+            .env("ALTISHIFT_TEST_SPACES_KEY", "testing")
+            .env("ALTISHIFT_TEST_SPACES_SECRET", "testing")
+            .arg("approve")
+            .arg(&plan_path)
+            .args(["--confirm", plan.hash().short(), "--ack-cross-border"]);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+
     /// Refused with `reason` on stderr, no plan file, nothing changed in the
     /// API or the bucket (the inventory was read: the refusal is the plan's).
     async fn assert_refused(&self, out: &Output, instance: &str, reason: &str) {
@@ -240,7 +262,7 @@ async fn a_data_disk_writer_is_refused_before_any_request() {
     let setup = Setup::new().await;
     let out = setup.plan("lab-east", "monitor").await;
     assert!(out.status.success(), "{}", cli::text(&out));
-    let approve = setup.lab.approve();
+    let approve = setup.approve().await;
     assert!(approve.status.success(), "{}", cli::text(&approve));
     let text = std::fs::read_to_string(setup.lab.plan_path()).unwrap();
     let plan: altishift::plan::Plan = toml::from_str(&text).unwrap();

@@ -393,7 +393,13 @@ fn malformed_plan_and_missing_instances_are_named() {
     let west = tree(&lab.root().join("lab-west"));
     let out = lab.apply(&[]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("no longer has"), "{}", text(&out));
+    // Named before anything connects to write: the approval's check of the
+    // clouds finds the instance gone.
+    assert!(
+        text(&out).contains("instance 'web-1' is no longer in cloud 'lab-east'"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(west, tree(&lab.root().join("lab-west")));
 }
 
