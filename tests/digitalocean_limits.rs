@@ -56,15 +56,23 @@ impl Setup {
         self.plan_with(from, name, &["--region", "fra1"]).await
     }
 
-    /// `altishift plan --from FROM --to do --select NAME EXTRA… -o plan.toml`.
-    async fn plan_with(&self, from: &str, name: &str, extra: &[&str]) -> Output {
+    /// The binary on the lab's config, with the profile's secrets in the
+    /// environment (where `env:NAME` reads them).
+    fn cli(&self) -> std::process::Command {
         let mut command = cli::bin();
         command
             .arg("--config")
             .arg(self.lab.config())
             .env("ALTISHIFT_TEST_DO_TOKEN", TOKEN)
             .env("ALTISHIFT_TEST_SPACES_KEY", "testing")
-            .env("ALTISHIFT_TEST_SPACES_SECRET", "testing")
+            .env("ALTISHIFT_TEST_SPACES_SECRET", "testing");
+        command
+    }
+
+    /// `altishift plan --from FROM --to do --select NAME EXTRA… -o plan.toml`.
+    async fn plan_with(&self, from: &str, name: &str, extra: &[&str]) -> Output {
+        let mut command = self.cli();
+        command
             .args(["plan", "--from", from, "--to", "do", "--select", name])
             .args(extra)
             .arg("-o")
@@ -81,16 +89,12 @@ impl Setup {
         let plan_path = self.lab.plan_path();
         let text = std::fs::read_to_string(&plan_path).unwrap();
         let plan: altishift::plan::Plan = toml::from_str(&text).unwrap();
-        let mut command = cli::bin();
-        command
-            .arg("--config")
-            .arg(self.lab.config())
-            .env("ALTISHIFT_TEST_DO_TOKEN", TOKEN)
-            .env("ALTISHIFT_TEST_SPACES_KEY", "testing")
-            .env("ALTISHIFT_TEST_SPACES_SECRET", "testing")
-            .arg("approve")
-            .arg(&plan_path)
-            .args(["--confirm", plan.hash().short(), "--ack-cross-border"]);
+        let mut command = self.cli();
+        command.arg("approve").arg(&plan_path).args([
+            "--confirm",
+            plan.hash().short(),
+            "--ack-cross-border",
+        ]);
         tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap()

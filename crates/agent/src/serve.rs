@@ -119,7 +119,8 @@ pub fn allocated(file: &File, size: u64) -> std::io::Result<Vec<Range<u64>>> {
 }
 
 /// Byte ranges of a file that hold data, found with `SEEK_DATA`/`SEEK_HOLE`.
-fn data_extents(file: &File) -> std::io::Result<Vec<Range<u64>>> {
+/// The console's local disks use it too.
+pub fn data_extents(file: &File) -> std::io::Result<Vec<Range<u64>>> {
     let size = file.metadata()?.len();
     let fd = file.as_raw_fd();
     let mut extents = Vec::new();
@@ -146,7 +147,7 @@ fn data_extents(file: &File) -> std::io::Result<Vec<Range<u64>>> {
 }
 
 /// Byte extents to merged, ascending block-index ranges.
-fn extents_to_blocks(extents: &[Range<u64>]) -> Vec<Range<u64>> {
+pub fn extents_to_blocks(extents: &[Range<u64>]) -> Vec<Range<u64>> {
     let mut blocks: Vec<Range<u64>> = Vec::new();
     for extent in extents.iter().filter(|e| e.end > e.start) {
         let first = extent.start / BLOCK_SIZE;

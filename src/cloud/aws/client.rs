@@ -154,12 +154,7 @@ impl Clients {
         if let Some(assumed) = &self.assumed {
             return Ok(assumed.clone());
         }
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| self.wiped())?;
+        let config = self.sdk_config()?;
         let expires_at = match config.credentials_provider() {
             Some(provider) => provider
                 .provide_credentials()
@@ -188,18 +183,22 @@ impl Clients {
 
     /// The account id STS GetCallerIdentity reports for these credentials.
     pub async fn account(&self) -> Result<Option<String>, CloudError> {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| self.wiped())?;
+        let config = self.sdk_config()?;
         let answer = sts_client(&config)
             .get_caller_identity()
             .send()
             .await
             .map_err(|e| classify("sts GetCallerIdentity", e))?;
         Ok(answer.account().map(str::to_string))
+    }
+
+    /// The SDK config while the credentials live (revoke wipes them).
+    fn sdk_config(&self) -> Result<SdkConfig, CloudError> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| self.wiped())
     }
 
     fn wiped(&self) -> CloudError {

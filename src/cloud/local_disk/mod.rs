@@ -15,46 +15,10 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Byte ranges of a file that hold data, found with `SEEK_DATA`/`SEEK_HOLE`.
-pub fn data_extents(file: &File) -> std::io::Result<Vec<Range<u64>>> {
-    let size = file.metadata()?.len();
-    let fd = file.as_raw_fd();
-    let mut extents = Vec::new();
-    let mut offset: u64 = 0;
-    while offset < size {
-        // SAFETY: lseek on a valid, open descriptor; no memory is touched.
-        let data = unsafe { libc::lseek(fd, offset as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break; // no data after `offset`
-            }
-            return Err(err);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        extents.push(data as u64..hole as u64);
-        offset = hole as u64;
-    }
-    Ok(extents)
-}
-
-/// Turns byte extents into merged, ascending block-index ranges.
-pub fn extents_to_blocks(extents: &[Range<u64>]) -> Vec<Range<u64>> {
-    let mut blocks: Vec<Range<u64>> = Vec::new();
-    for extent in extents.iter().filter(|e| e.end > e.start) {
-        let first = extent.start / BLOCK_SIZE;
-        let end = extent.end.div_ceil(BLOCK_SIZE);
-        match blocks.last_mut() {
-            Some(last) if last.end >= first => last.end = last.end.max(end),
-            _ => blocks.push(first..end),
-        }
-    }
-    blocks
-}
+// Finding a file's data (`SEEK_DATA`/`SEEK_HOLE`) and turning it into block
+// ranges is written once, in the agent, which reads source hosts' files the
+// same way.
+pub use altishift_agent::serve::{data_extents, extents_to_blocks};
 
 /// Allocated bytes of a file as the filesystem counts them.
 pub fn allocated_bytes(path: &Path) -> std::io::Result<Bytes> {
