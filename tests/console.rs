@@ -571,3 +571,47 @@ fn a_target_name_already_taken_is_flagged_and_can_be_renamed() {
         "{text}"
     );
 }
+
+#[test]
+fn a_config_that_requires_signatures_never_runs_from_a_typed_hash() {
+    let config: Config =
+        toml::from_str("[approval]\nallowed_signers = \"allowed_signers\"\napprovers = 2\n")
+            .expect("config");
+    let mut h = Harness::new(
+        config,
+        "/nonexistent".into(),
+        "default",
+        ColorDepth::TrueColor,
+    );
+    h.load(
+        SideId::Source,
+        "east",
+        "DE",
+        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
+    );
+    h.load(
+        SideId::Target,
+        "west",
+        "US",
+        synthetic_inventory("west", 6, &[("us-west", "US")]),
+    );
+    h.keys("<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
+    let short = h
+        .app
+        .plan
+        .as_ref()
+        .map(|p| p.plan.hash().short().to_string())
+        .expect("a plan");
+    h.keys(&format!("a{short}<Tab>yes<Enter>"));
+    h.drain();
+    let status = h.app.status.as_ref().map(|(_, text)| text.clone());
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains("requires 2 signed approval(s)")),
+        "{status:?}"
+    );
+    assert_eq!(h.app.screen, Screen::Approve, "no run started");
+    assert!(h.app.run.is_none());
+}

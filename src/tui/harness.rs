@@ -107,6 +107,13 @@ impl Harness {
         self.runtime.perform_all(&mut self.app);
     }
 
+    /// Applies the runtime's answers that are already waiting.
+    pub fn drain(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.send(msg);
+        }
+    }
+
     pub fn engine(&mut self, event: Event) {
         self.send(Msg::Engine(event));
     }

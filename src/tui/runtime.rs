@@ -118,6 +118,17 @@ impl Runtime {
     }
 
     fn start_run(&mut self, approved: crate::plan::Approved) {
+        // Signatures are made with `approve --sign` and checked by `apply`:
+        // a config that asks for them is never run from a typed hash alone.
+        if let Some(policy) = &self.config.approval
+            && policy.required_signers() > 0
+        {
+            let _ = self.tx.send(Msg::RunStartFailed(format!(
+                "this config requires {} signed approval(s): save the plan, sign it with `altishift approve PLAN --sign KEY`, then `altishift apply PLAN`",
+                policy.required_signers()
+            )));
+            return;
+        }
         let plan = approved.plan();
         let (source, target) = {
             let clouds = match self.clouds.lock() {
