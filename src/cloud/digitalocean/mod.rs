@@ -41,6 +41,8 @@ pub struct SshAccess {
     /// DigitalOcean documents `scsi-0DO_Volume_<NAME>`); tests point it at
     /// a folder of files.
     pub volume_dir: Option<String>,
+    /// The agent copied to the droplet (default: `$ALTISHIFT_AGENT`, else
+    /// `altishift-agent` next to this executable).
     pub agent_binary: Option<PathBuf>,
 }
 

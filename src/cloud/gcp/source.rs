@@ -40,7 +40,8 @@ pub struct WorkerSettings {
     pub sudo: bool,
     /// A public key (`ssh-ed25519 AAAA… comment`) for the worker's `ssh-keys` metadata.
     pub ssh_public_key: Option<String>,
-    /// The binary copied to the worker as the SSH agent (default: this executable).
+    /// The agent binary copied to the worker (default: `$ALTISHIFT_AGENT`, else
+    /// `altishift-agent` next to this executable).
     pub agent_binary: Option<PathBuf>,
 }
 
