@@ -26,6 +26,12 @@ fn snap(name: &str, h: &Harness) {
 /// Two synthetic clouds: 12 instances in Germany, 6 in the US.
 fn browsing(theme: &str, depth: ColorDepth) -> Harness {
     let mut h = Harness::offline(theme, depth);
+    load_east_west(&mut h);
+    h
+}
+
+/// A DE source with 12 instances and a US target with 6, loaded by hand.
+fn load_east_west(h: &mut Harness) {
     h.load(
         SideId::Source,
         "east",
@@ -38,7 +44,6 @@ fn browsing(theme: &str, depth: ColorDepth) -> Harness {
         "US",
         synthetic_inventory("west", 6, &[("us-west", "US")]),
     );
-    h
 }
 
 /// Marks two instances and opens the plan, with a fixed creation time so the
@@ -583,18 +588,7 @@ fn a_config_that_requires_signatures_never_runs_from_a_typed_hash() {
         "default",
         ColorDepth::TrueColor,
     );
-    h.load(
-        SideId::Source,
-        "east",
-        "DE",
-        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
-    );
-    h.load(
-        SideId::Target,
-        "west",
-        "US",
-        synthetic_inventory("west", 6, &[("us-west", "US")]),
-    );
+    load_east_west(&mut h);
     h.keys("<Space>p");
     assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
     let short = h

@@ -8,35 +8,11 @@ mod support;
 use std::path::Path;
 use support::{Lab, text, tree};
 
-/// Renames the lab-east instance in `file` (a manifest is a file anyone
-/// with access to the lab folder can edit).
-fn rename(lab: &Lab, file: &str, name: &str) {
-    let path = lab.root().join("lab-east/instances").join(file);
-    let manifest = std::fs::read_to_string(&path).unwrap();
-    let old = file.trim_end_matches(".toml");
-    let escaped: String = name
-        .chars()
-        .map(|c| match c {
-            c if c.is_control() => format!("\\u{:04X}", c as u32),
-            '"' => "\\\"".into(),
-            '\\' => "\\\\".into(),
-            c => c.to_string(),
-        })
-        .collect();
-    let renamed = manifest.replacen(
-        &format!("name = \"{old}\""),
-        &format!("name = \"{escaped}\""),
-        1,
-    );
-    assert_ne!(manifest, renamed, "{file} names '{old}'");
-    std::fs::write(&path, renamed).unwrap();
-}
-
 #[test]
 fn names_that_look_like_paths_stay_inside_the_target_lab() {
     let lab = Lab::new();
-    rename(&lab, "monitor.toml", "../../../escaped/x");
-    rename(&lab, "web-1.toml", "a/b");
+    lab.rename("monitor.toml", "../../../escaped/x");
+    lab.rename("web-1.toml", "a/b");
     let outside = lab.dir.path().join("escaped");
     let before = tree(lab.dir.path());
 
@@ -86,7 +62,7 @@ fn names_that_look_like_paths_stay_inside_the_target_lab() {
 fn two_instances_that_would_become_one_target_are_refused_at_plan_time() {
     let lab = Lab::new();
     // Two source instances with one name (EC2 Name tags need not be unique).
-    rename(&lab, "web-2.toml", "web-1");
+    lab.rename("web-2.toml", "web-1");
     let ids: Vec<String> = ["web-1.toml", "web-2.toml"]
         .iter()
         .map(|f| {

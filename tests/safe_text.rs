@@ -12,30 +12,6 @@ const HOSTILE: &str = "mon\u{1b}[2J\u{1b}]0;x\u{7}itor";
 /// The same name as the operator is shown it.
 const SHOWN: &str = "mon\\x1b[2J\\x1b]0;x\\x07itor";
 
-/// Renames the lab-east instance in `file` (a manifest is a file anyone
-/// with access to the lab folder can edit).
-fn rename(lab: &Lab, file: &str, name: &str) {
-    let path = lab.root().join("lab-east/instances").join(file);
-    let manifest = std::fs::read_to_string(&path).unwrap();
-    let old = file.trim_end_matches(".toml");
-    let escaped: String = name
-        .chars()
-        .map(|c| match c {
-            c if c.is_control() => format!("\\u{:04X}", c as u32),
-            '"' => "\\\"".into(),
-            '\\' => "\\\\".into(),
-            c => c.to_string(),
-        })
-        .collect();
-    let renamed = manifest.replacen(
-        &format!("name = \"{old}\""),
-        &format!("name = \"{escaped}\""),
-        1,
-    );
-    assert_ne!(manifest, renamed, "{file} names '{old}'");
-    std::fs::write(&path, renamed).unwrap();
-}
-
 /// No raw ESC or BEL in what the operator sees.
 fn assert_clean(what: &str, bytes: &[u8]) {
     assert!(
@@ -57,7 +33,7 @@ fn run_folder(lab: &Lab) -> std::path::PathBuf {
 #[test]
 fn a_name_with_control_sequences_is_shown_escaped_from_inventory_to_report() {
     let lab = Lab::new();
-    rename(&lab, "monitor.toml", HOSTILE);
+    lab.rename("monitor.toml", HOSTILE);
 
     let out = lab.run(&["inventory", "lab-east"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -94,6 +94,31 @@ impl Lab {
         ])
     }
 
+    /// Renames the lab-east instance in `file` to `name`, written as a TOML
+    /// string (a manifest is a file anyone with access to the lab folder can
+    /// edit; hostile-name tests use it).
+    pub fn rename(&self, file: &str, name: &str) {
+        let path = self.root().join("lab-east/instances").join(file);
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        let old = file.trim_end_matches(".toml");
+        let escaped: String = name
+            .chars()
+            .map(|c| match c {
+                c if c.is_control() => format!("\\u{:04X}", c as u32),
+                '"' => "\\\"".into(),
+                '\\' => "\\\\".into(),
+                c => c.to_string(),
+            })
+            .collect();
+        let renamed = manifest.replacen(
+            &format!("name = \"{old}\""),
+            &format!("name = \"{escaped}\""),
+            1,
+        );
+        assert_ne!(manifest, renamed, "{file} names '{old}'");
+        std::fs::write(&path, renamed).unwrap();
+    }
+
     pub fn apply(&self, extra: &[&str]) -> Output {
         let plan = self.plan_path();
         let mut args = vec!["apply", plan.to_str().unwrap()];
