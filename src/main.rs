@@ -101,6 +101,33 @@ enum Commands {
         /// Keep the run's debug log even when the run succeeds.
         #[arg(long)]
         keep_debug_log: bool,
+        /// Return once the run's engine is going (`runs`, `attach` watch it).
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List runs: running, paused, finished, failed, abandoned, interrupted.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the console on a running run (the latest when RUN is omitted).
+    Attach {
+        /// Run id (run-…) or run folder.
+        run: Option<String>,
+        /// Watch only: pause, resume, cancel and stop are refused.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// The detached engine of a run (started by `apply` and the console).
+    #[command(hide = true)]
+    Engine {
+        plan: PathBuf,
+        #[arg(long, value_parser = parse_rate)]
+        throttle: Option<Bytes>,
+        #[arg(long)]
+        in_flight: Option<usize>,
+        #[arg(long)]
+        keep_debug_log: bool,
     },
     /// Abandon an interrupted run of an approved plan: remove the snapshots and
     /// staging it kept for resuming, revoke access, write the report.
@@ -247,6 +274,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         theme: cli.theme.clone(),
         throttle: cli.throttle,
         state_dir: session.state_dir,
+        attach: None,
     };
     match cli.command {
         None => tui::run(console(globals.load()?, cli.from, cli.to)).await,
@@ -306,6 +334,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             throttle,
             in_flight,
             keep_debug_log,
+            detach,
         }) => {
             cli::apply::run(
                 &globals,
@@ -316,9 +345,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     in_flight,
                     keep_debug_log,
                     abandon: false,
+                    detach,
                 },
             )
             .await
+        }
+        Some(Commands::Runs { json }) => cli::runs::show(&globals, json).await,
+        Some(Commands::Attach { run, read_only }) => {
+            let session = globals.load()?;
+            let dir = cli::runs::resolve(&session.state_dir, run.as_deref()).await?;
+            let link = altishift::engine::link::connect(&dir, "attach", read_only).await?;
+            let mut args = console(session, None, None);
+            args.attach = Some(tui::Attach { link, read_only });
+            tui::run(args).await
+        }
+        Some(Commands::Engine {
+            plan,
+            throttle,
+            in_flight,
+            keep_debug_log,
+        }) => {
+            let args = cli::detach::EngineArgs {
+                throttle,
+                in_flight,
+                keep_debug_log,
+            };
+            cli::detach::serve(&globals, &plan, args).await
         }
         Some(Commands::Cleanup { plan }) => {
             let args = cli::apply::ApplyArgs {
@@ -327,6 +379,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 in_flight: None,
                 keep_debug_log: false,
                 abandon: true,
+                detach: false,
             };
             cli::apply::run(&globals, &plan, args).await
         }

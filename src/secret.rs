@@ -136,6 +136,21 @@ pub fn core_dumps_disabled() -> bool {
     }
 }
 
+/// The answer to a provider's prompt `label` among `answers`: one recorded
+/// under that very label (a headless prompt), else the profile field whose
+/// words the label contains (`secret_key` answers "staging secret key",
+/// as the console asks by field).
+pub fn answer_for(label: &str, answers: &[(String, Secret)]) -> Option<Secret> {
+    if let Some((_, secret)) = answers.iter().find(|(key, _)| key == label) {
+        return Some(secret.clone());
+    }
+    let label = label.to_lowercase().replace('_', " ");
+    answers
+        .iter()
+        .find(|(field, _)| label.contains(&field.to_lowercase().replace('_', " ")))
+        .map(|(_, secret)| secret.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -427,6 +427,9 @@ async fn lab_migration_driven_by_keys_is_byte_identical() {
         "default",
         ColorDepth::TrueColor,
     );
+    // The run is an engine process of its own: the built binary, not this test.
+    h.runtime
+        .set_engine_exe(env!("CARGO_BIN_EXE_altishift").into());
     let limit = Duration::from_secs(60);
     h.wait_for("both inventories", limit, |app| {
         app.pane(SideId::Source).loaded.is_some() && app.pane(SideId::Target).loaded.is_some()

@@ -43,16 +43,35 @@ impl Session {
         require_tmux();
         let dir = tempfile::tempdir().expect("tempdir");
         let lab = init(&dir.path().join("lab"), LabScale::Small).expect("lab");
+        let args = format!(
+            "--config '{config}' --state-dir '{state}' {extra}",
+            config = lab.config.display(),
+            state = dir.path().join("state").display(),
+        );
+        Session::launch(name, dir, &args)
+    }
+
+    /// Another console (`attach`, say) on the lab and state of `self`, in a
+    /// tmux server of its own.
+    fn beside(&self, name: &str, extra: &str) -> Session {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = format!(
+            "--config '{config}' --state-dir '{state}' {extra}",
+            config = self.path("lab/config.toml").display(),
+            state = self.path("state").display(),
+        );
+        Session::launch(name, dir, &args)
+    }
+
+    fn launch(name: &str, dir: tempfile::TempDir, args: &str) -> Session {
         let script = format!(
             "stty -g > before\n\
-             sh -c 'echo $$ > pid; exec \"$@\"' sh '{bin}' --config '{config}' --state-dir '{state}' {extra} 2> stderr\n\
+             sh -c 'echo $$ > pid; exec \"$@\"' sh '{bin}' {args} 2> stderr\n\
              echo $? > status.tmp\n\
              stty -g > after\n\
              mv status.tmp status\n\
              exec sleep 600\n",
             bin = console_binary(),
-            config = lab.config.display(),
-            state = dir.path().join("state").display(),
         );
         std::fs::write(dir.path().join("run.sh"), script).expect("script");
         let socket = format!("altishift-test-{}-{name}", std::process::id());
@@ -263,4 +282,90 @@ fn quitting_during_a_run_asks_and_explains_resume() {
     s.assert_restored();
     let stderr = s.read("stderr");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Starts a slow run of db-1 from the console and waits until it transfers.
+fn start_slow_run(s: &Session) {
+    s.wait_for("source lab-east (8)");
+    s.send(&["/db-1", "Enter"]);
+    s.send(&["Space"]);
+    s.send(&["p"]);
+    s.send(&["a"]);
+    let screen = s.wait_for("to approve:");
+    let hash = screen
+        .split("type ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("hash")
+        .to_string();
+    s.send(&[&hash, "Enter"]);
+    s.send(&["yes", "Enter"]);
+    s.wait_for("[transfer]");
+}
+
+fn runs_json(s: &Session) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_altishift"))
+        .arg("--config")
+        .arg(s.path("lab/config.toml"))
+        .arg("--state-dir")
+        .arg(s.path("state"))
+        .args(["runs", "--json"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("runs --json")
+}
+
+#[test]
+fn a_run_outlives_its_terminal_and_attach_shows_it() {
+    let s = Session::start("survive", "--throttle 2MiB/s");
+    start_slow_run(&s);
+    // Every terminal gone: the tmux server and the console in it.
+    let status = s.tmux().arg("kill-server").status().expect("kill-server");
+    assert!(status.success());
+    let runs = runs_json(&s);
+    let run = &runs[0];
+    assert!(
+        run["state"] == "running" || run["state"] == "paused",
+        "the run stopped with its terminal: {runs:#}"
+    );
+    let pid = run["pid"].as_u64().expect("a live engine pid");
+    assert!(Path::new("/proc").join(pid.to_string()).exists());
+    let run_id = run["run_id"].as_str().expect("run id").to_string();
+
+    // Two viewers: a controlling one and a read-only one.
+    let viewer = s.beside("attach", "attach");
+    viewer.wait_for(&format!("attached to {run_id}"));
+    viewer.wait_for("db-1/");
+    let watcher = s.beside("watch", &format!("attach {run_id} --read-only"));
+    watcher.wait_for(&format!("attached read-only to {run_id}"));
+    // The read-only viewer's pause is refused by the engine, and audited.
+    watcher.send(&["p"]);
+    watcher.wait_for("read-only");
+    let audit = std::fs::read_to_string(s.path("state/audit.jsonl")).expect("audit log");
+    assert!(
+        audit.contains("refused: read-only viewer"),
+        "no refusal audited:\n{audit}"
+    );
+
+    // The run finishes on its own; both viewers see the end.
+    let start = Instant::now();
+    loop {
+        let runs = runs_json(&s);
+        if runs[0]["state"] == "finished" {
+            break;
+        }
+        assert_ne!(runs[0]["state"], "failed", "{runs:#}");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the run never finished: {runs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    viewer.wait_for("Run succeeded");
+    watcher.wait_for("Run succeeded");
 }

@@ -206,16 +206,14 @@ fn killed_apply_resumes_without_resending_finished_blocks() {
             break;
         }
     }
+    // The engine is a process of its own: killing `apply` would only lose a
+    // viewer. Kill the engine itself, as a crash or an OOM kill would.
+    let run_dir = support::only_run_dir(&lab);
+    support::kill_engine(&run_dir);
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
 
-    let run_dir = std::fs::read_dir(lab.state().join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
     let state = journal::replay(&run_dir.join("journal.jsonl")).unwrap();
     let sent_before: usize = state.disks.values().map(|d| d.sent.len()).sum();
     assert!(sent_before > 0, "the first run journaled some blocks");
@@ -578,6 +576,8 @@ fn an_abandoned_run_leaves_no_temporaries_and_cannot_resume() {
             transferring.insert(disk);
         }
     }
+    // Kill the engine (a crash), and the viewer with it.
+    support::kill_engine(&support::only_run_dir(&lab));
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();

@@ -1,14 +1,20 @@
 //! `altishift apply PLAN`: runs an approved plan headless, printing progress
 //! lines (or JSON events), and resumes a run that was interrupted.
 
-use super::common::{Globals, connect_checked};
+use super::common::{Globals, connect_checked_with};
+use super::detach::{self, EngineArgs};
+use super::prompt::masked_prompt;
 use crate::engine::event::TimedEvent;
+use crate::engine::link::{self, RunLink};
+use crate::engine::lock::RunLock;
+use crate::engine::wire::ServerMessage;
 use crate::engine::{self, Command, EngineOptions, Event, Stage};
 use crate::plan::{Plan, approval};
+use crate::secret::Secret;
 use crate::units::{Bytes, mb_per_s};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -19,8 +25,22 @@ pub struct ApplyArgs {
     pub keep_debug_log: bool,
     /// `altishift cleanup`: abandon the run instead of carrying it out.
     pub abandon: bool,
+    /// Return once the engine runs, instead of watching it to the end.
+    pub detach: bool,
 }
 
+impl ApplyArgs {
+    fn engine(&self) -> EngineArgs {
+        EngineArgs {
+            throttle: self.throttle,
+            in_flight: self.in_flight,
+            keep_debug_log: self.keep_debug_log,
+        }
+    }
+}
+
+/// Carries out (or, for `cleanup`, abandons) the approved plan at `path`.
+/// The run itself is a detached engine process; this one watches it.
 pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> {
     let plan = Plan::load(path)?;
     crate::plan::build::check_names(&plan.items)
@@ -28,59 +48,158 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     let approved =
         approval::verify(plan).with_context(|| format!("{}: refused", path.display()))?;
     let session = globals.load()?;
-    let (source, target) = connect_checked(&session.config, approved.plan(), path).await?;
-    check_signatures(&session, &approved, path)?;
+    let run_dir = engine::run_dir(&session.state_dir, &approved.hash().0);
+    let run_id = engine::run_id(&approved.hash().0);
+    if RunLock::held(&run_dir) {
+        if args.abandon {
+            bail!(
+                "{run_id} is still running: stop it first (`altishift attach {run_id}`, then `q`), then `altishift cleanup {}`",
+                path.display()
+            );
+        }
+        // Re-running apply after a lost session: watch the run that goes on.
+        eprintln!("altishift: {run_id} is already running; watching it");
+        let link = link::connect(&run_dir, "apply", false).await?;
+        return follow(link, &args, path, &run_dir).await;
+    }
+    // Secrets typed at prompts are kept (in memory) for the engine process.
+    let mut answers: Vec<(String, Secret)> = Vec::new();
+    let mut prompt = |label: &str| {
+        let secret = masked_prompt(label)?;
+        answers.push((label.to_string(), secret.clone()));
+        Some(secret)
+    };
+    let (source, target) =
+        connect_checked_with(&session.config, approved.plan(), path, &mut prompt).await?;
+    check_signatures(&session, &approved, path, true)?;
+    if args.abandon {
+        return abandon(approved, source, target, &session, &args).await;
+    }
+    // The engine connects its own; these served the checks above.
+    drop((source, target));
+    let launched = detach::spawn(
+        None,
+        globals.config.as_deref().or(session.config.file.as_deref()),
+        &session.state_dir,
+        path,
+        &run_dir,
+        &args.engine(),
+        &answers,
+        "apply",
+    )
+    .await?;
+    drop(answers);
+    if args.detach {
+        println!(
+            "{run_id}: running in the background (engine pid {}, log {})",
+            launched.pid,
+            run_dir.join("engine.log").display()
+        );
+        println!(
+            "  watch it: altishift attach {run_id}   ·   list runs: altishift runs   ·   wait for it: altishift apply {}",
+            path.display()
+        );
+        return Ok(());
+    }
+    follow(launched.link, &args, path, &run_dir).await
+}
+
+/// `cleanup`: abandons the run in this process (it is short, and no other
+/// engine holds the run).
+async fn abandon(
+    approved: approval::Approved,
+    source: std::sync::Arc<dyn crate::cloud::Cloud>,
+    target: std::sync::Arc<dyn crate::cloud::Cloud>,
+    session: &super::common::Session,
+    args: &ApplyArgs,
+) -> Result<()> {
     let options = EngineOptions {
-        throttle: args.throttle,
-        in_flight: args.in_flight,
-        keep_debug_log: args.keep_debug_log,
-        abandon: args.abandon,
-        ..EngineOptions::default()
+        abandon: true,
+        ..args.engine().options()
     };
     let mut handle = engine::start(approved, source, target, &session.state_dir, options)?;
     let mut printer = Printer::new(args.json);
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            event = handle.events.recv() => match event {
-                Some(event) => printer.print(event),
-                None => break,
-            },
-            _ = interrupt.recv() => shutdown(&handle.commands, "interrupted"),
-            _ = terminate.recv() => shutdown(&handle.commands, "terminated"),
-            _ = hangup.recv() => shutdown(&handle.commands, "hang-up (session lost)"),
-        }
+    while let Some(event) = handle.events.recv().await {
+        printer.print(TimedEvent::now(event));
     }
     let outcome = handle
         .done
         .await
         .context("the engine stopped unexpectedly")??;
-    if args.abandon {
-        println!("run abandoned; report: {}", outcome.report_path.display());
-        return Ok(());
-    }
-    if outcome.ok {
-        if !args.json {
-            println!("report: {}", outcome.report_path.display());
+    println!("run abandoned; report: {}", outcome.report_path.display());
+    Ok(())
+}
+
+/// Prints the run's events until it ends. Ctrl-C asks the engine to stop at
+/// a consistent point; a hang-up or `kill` only ends this viewer — the run
+/// goes on, and `apply` or `attach` find it again.
+async fn follow(mut link: RunLink, args: &ApplyArgs, path: &Path, run_dir: &Path) -> Result<()> {
+    let run_id = link.welcome.run.run_id.clone();
+    let mut printer = Printer::new(args.json);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut finished: Option<(bool, PathBuf)> = None;
+    let left = |why: &str| {
+        eprintln!(
+            "altishift: {why}; {run_id} goes on in the background (`altishift attach {run_id}`)"
+        );
+    };
+    loop {
+        tokio::select! {
+            message = link.messages.recv() => match message {
+                Some(ServerMessage::Event(timed)) => {
+                    if let Event::RunFinished { ok, report, .. } = &timed.event {
+                        finished = Some((*ok, report.clone()));
+                    }
+                    printer.print(timed);
+                }
+                Some(ServerMessage::Refused { reason, .. }) => {
+                    eprintln!("altishift: the engine refused: {}", crate::text::safe(&reason));
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = interrupt.recv() => shutdown(&link.commands, "interrupted"),
+            _ = terminate.recv() => {
+                left("terminated");
+                return Ok(());
+            }
+            _ = hangup.recv() => {
+                left("hang-up (session lost)");
+                return Ok(());
+            }
         }
-        Ok(())
-    } else {
-        bail!(
+    }
+    match finished {
+        Some((true, report)) => {
+            if !args.json {
+                println!("report: {}", report.display());
+            }
+            Ok(())
+        }
+        Some((false, report)) => bail!(
             "run incomplete: see {} — `altishift apply {}` resumes from the journal",
-            outcome.report_path.display(),
+            report.display(),
             path.display()
-        )
+        ),
+        None => bail!(
+            "the engine of {run_id} stopped before the run ended: see {} — `altishift apply {}` resumes from the journal",
+            run_dir.join("engine.log").display(),
+            path.display()
+        ),
     }
 }
 
 /// Signed approvals the config asks for: verified with `ssh-keygen`, each
 /// signer's key fingerprint written to the audit log.
-fn check_signatures(
+/// `record` is false for the engine process, which checks again what its
+/// starter already recorded.
+pub(super) fn check_signatures(
     session: &super::common::Session,
     approved: &approval::Approved,
     path: &Path,
+    record: bool,
 ) -> Result<()> {
     let Some(policy) = &session.config.approval else {
         return Ok(());
@@ -103,6 +222,9 @@ fn check_signatures(
         signatures,
     )
     .with_context(|| format!("{}: refused", path.display()))?;
+    if !record {
+        return Ok(());
+    }
     let audit = crate::engine::audit::AuditLog::new(
         &session.state_dir.join("audit.jsonl"),
         &approved.hash().0,
@@ -149,14 +271,15 @@ impl Printer {
         }
     }
 
-    fn print(&mut self, event: Event) {
+    /// Prints an event, stamped by the engine when it happened.
+    fn print(&mut self, timed: TimedEvent) {
         if self.json {
-            // Stamped on arrival: the engine's channel hands events over at once.
-            if let Ok(line) = serde_json::to_string(&TimedEvent::now(event)) {
+            if let Ok(line) = serde_json::to_string(&timed) {
                 println!("{line}");
             }
             return;
         }
+        let event = timed.event;
         match &event {
             Event::RunStarted {
                 run_id,

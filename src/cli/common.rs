@@ -81,7 +81,16 @@ pub fn lab_config(dir: &Path) -> Config {
 
 pub async fn connect(config: &Config, name: &str) -> Result<Arc<dyn Cloud>> {
     let mut prompt = super::prompt::masked_prompt;
-    crate::cloud::connect(config, name, &mut prompt)
+    connect_with(config, name, &mut prompt).await
+}
+
+/// [`connect`] with the secrets a profile asks for answered by `prompt`.
+pub async fn connect_with(
+    config: &Config,
+    name: &str,
+    prompt: crate::secret::Prompter<'_>,
+) -> Result<Arc<dyn Cloud>> {
+    crate::cloud::connect(config, name, prompt)
         .await
         .with_context(|| format!("connecting to cloud '{name}'"))
 }
@@ -115,10 +124,21 @@ pub async fn connect_checked(
     plan: &Plan,
     file: &Path,
 ) -> Result<(Arc<dyn Cloud>, Arc<dyn Cloud>)> {
+    let mut prompt = super::prompt::masked_prompt;
+    connect_checked_with(config, plan, file, &mut prompt).await
+}
+
+/// [`connect_checked`] with secrets answered by `prompt`.
+pub async fn connect_checked_with(
+    config: &Config,
+    plan: &Plan,
+    file: &Path,
+    prompt: crate::secret::Prompter<'_>,
+) -> Result<(Arc<dyn Cloud>, Arc<dyn Cloud>)> {
     let (source_name, target_name) = (plan.source.cloud.as_str(), plan.target.cloud.as_str());
     let refused = || format!("{}: refused", file.display());
-    let source = connect(config, source_name).await?;
-    let target = connect(config, target_name).await?;
+    let source = connect_with(config, source_name, &mut *prompt).await?;
+    let target = connect_with(config, target_name, prompt).await?;
     let prints = fingerprints(
         config,
         &[

@@ -75,6 +75,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             in_flight: None,
             keep_debug_log: false,
             abandon: false,
+            detach: false,
         },
     )
     .await

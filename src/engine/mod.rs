@@ -9,11 +9,15 @@ pub mod debug_log;
 pub mod estimate;
 pub mod event;
 pub mod journal;
+pub mod link;
+pub mod lock;
 pub mod pipeline;
 pub mod report;
 pub mod retry;
 mod runner;
+pub mod server;
 mod validate;
+pub mod wire;
 
 use crate::cloud::Cloud;
 use crate::plan::Approved;
@@ -64,6 +68,8 @@ impl Default for EngineOptions {
 pub enum EngineError {
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{0}")]
     Preflight(String),
     #[error(
@@ -124,6 +130,8 @@ pub fn start(
 ) -> Result<RunHandle, EngineError> {
     let hash = approved.hash().0.clone();
     let dir = run_dir(state_dir, &hash);
+    // Before the journal is even read: one engine per run folder.
+    let run_lock = lock::RunLock::acquire(&dir)?;
     let (journal, state) = journal::Journal::open(&dir.join("journal.jsonl"))?;
     if let Some(found) = &state.plan_hash
         && found != &hash
@@ -167,7 +175,11 @@ pub fn start(
         event_tx,
         options,
     );
-    let done = tokio::spawn(run.execute(command_rx));
+    let done = tokio::spawn(async move {
+        // Held until the run is over: the kernel frees it if we die.
+        let _run_lock = run_lock;
+        run.execute(command_rx).await
+    });
     Ok(RunHandle {
         run_id: run_id(&hash),
         run_dir: dir,

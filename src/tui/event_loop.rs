@@ -81,7 +81,8 @@ where
             biased;
             signal = signals.next() => {
                 if let Some(name) = signal {
-                    stop_engine(app, runtime, rx).await;
+                    // A lost session or a killed console loses a viewer, not
+                    // the run: the engine is a process of its own.
                     return Ok(Exit::Signal(name));
                 }
                 Redraw::No
@@ -92,10 +93,7 @@ where
                     None => Redraw::No,
                 },
                 Some(Err(err)) => return Err(err),
-                None => {
-                    stop_engine(app, runtime, rx).await;
-                    return Ok(Exit::InputClosed);
-                }
+                None => return Ok(Exit::InputClosed),
             },
             Some(msg) = rx.recv() => app.update(msg),
             _ = tick.tick(), if ticking => app.update(Msg::Tick),
@@ -115,31 +113,6 @@ where
         runtime.perform_all(app);
         if redraw == Redraw::Now {
             dirty = true;
-        }
-    }
-}
-
-/// Asks the engine to stop and waits (bounded) until it has, so its journal
-/// is consistent when the process exits.
-async fn stop_engine(app: &mut App, runtime: &mut Runtime, rx: &mut UnboundedReceiver<Msg>) {
-    if !runtime.shutdown() {
-        return;
-    }
-    app.stopping = true;
-    let deadline = Instant::now() + STOP_GRACE;
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(msg @ Msg::EngineDone(_)) => {
-                    app.update(msg);
-                    return;
-                }
-                Some(msg) => {
-                    app.update(msg);
-                }
-                None => return,
-            },
-            _ = sleep_until(deadline) => return,
         }
     }
 }

@@ -63,6 +63,14 @@ pub struct ConsoleArgs {
     /// Per-disk rate limit, so a demo on a fast machine is watchable.
     pub throttle: Option<Bytes>,
     pub state_dir: PathBuf,
+    /// `altishift attach`: watch this run instead of browsing.
+    pub attach: Option<Attach>,
+}
+
+/// A run the console opens on (`altishift attach`).
+pub struct Attach {
+    pub link: crate::engine::link::RunLink,
+    pub read_only: bool,
 }
 
 /// Where user themes live: `<config dir>/themes/NAME.toml`.
@@ -113,10 +121,18 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let note = format!("config {}", args.config.file_label());
     let (mut runtime, mut rx) =
         runtime::Runtime::new(args.config.clone(), args.state_dir.clone(), args.throttle);
+    // Attached: the panes show the run's own clouds.
+    let (from, to) = match &args.attach {
+        Some(attach) => (
+            Some(attach.link.welcome.run.source.clone()),
+            Some(attach.link.welcome.run.target.clone()),
+        ),
+        None => (args.from, args.to),
+    };
     let mut app = App::new(AppInit {
         config: args.config,
-        from: args.from,
-        to: args.to,
+        from,
+        to,
         theme,
         theme_source: source,
         depth,
@@ -124,6 +140,11 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         operator: crate::fsutil::operator(),
         note: Some(note),
     });
+
+    if let Some(attach) = args.attach {
+        app.attach(&attach.link.welcome.run.run_id, attach.read_only);
+        runtime.attach(attach.link);
+    }
 
     let (guard, mut terminal) =
         terminal::TerminalGuard::enter().context("cannot take over the terminal")?;
@@ -146,8 +167,8 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
                 && !run.run_dir.as_os_str().is_empty()
             {
                 eprintln!(
-                    "altishift: {name}: stopped; `altishift apply` resumes from the journal in {}",
-                    run.run_dir.display()
+                    "altishift: {name}: console closed; {} goes on in the background: `altishift attach {}` (or `altishift runs`)",
+                    run.run_id, run.run_id
                 );
             }
         }

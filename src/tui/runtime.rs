@@ -4,7 +4,9 @@
 
 use crate::cloud::{self, Cloud};
 use crate::config::Config;
-use crate::engine::{self, Command, EngineOptions};
+use crate::engine::link::RunLink;
+use crate::engine::wire::ServerMessage;
+use crate::engine::{self, Command, Event};
 use crate::secret::Secret;
 use crate::tui::app::inventory::{LoadedCloud, SideId};
 use crate::tui::app::{App, Effect, Msg};
@@ -21,6 +23,11 @@ pub struct Runtime {
     state_dir: PathBuf,
     throttle: Option<Bytes>,
     clouds: Clouds,
+    /// Secrets the operator typed, per cloud: the engine process needs them
+    /// too (handed over through a pipe, see `cli::detach`).
+    answers: HashMap<String, Vec<(String, Secret)>>,
+    /// The executable that runs engines (this one unless set).
+    engine_exe: Option<PathBuf>,
     commands: Option<UnboundedSender<Command>>,
     tx: UnboundedSender<Msg>,
 }
@@ -37,6 +44,8 @@ impl Runtime {
             state_dir,
             throttle,
             clouds: Arc::default(),
+            answers: HashMap::new(),
+            engine_exe: None,
             commands: None,
             tx,
         };
@@ -46,6 +55,11 @@ impl Runtime {
     /// A sender for messages from outside (tests, benches).
     pub fn sender(&self) -> UnboundedSender<Msg> {
         self.tx.clone()
+    }
+
+    /// Runs engines with `exe` (tests that drive the console in-process).
+    pub fn set_engine_exe(&mut self, exe: PathBuf) {
+        self.engine_exe = Some(exe);
     }
 
     pub fn engine_running(&self) -> bool {
@@ -65,7 +79,10 @@ impl Runtime {
                 side,
                 cloud,
                 secrets,
-            } => self.connect(side, cloud, secrets),
+            } => {
+                self.answers.insert(cloud.clone(), secrets.clone());
+                self.connect(side, cloud, secrets)
+            }
             Effect::StartRun(approved) => self.start_run(*approved),
             Effect::Engine(command) => {
                 if let Some(commands) = &self.commands {
@@ -129,50 +146,107 @@ impl Runtime {
             )));
             return;
         }
+        // The run is an engine process of its own: the console is one of its
+        // viewers, and closing it (or losing the SSH session) leaves the run going.
         let plan = approved.plan();
-        let (source, target) = {
-            let clouds = match self.clouds.lock() {
-                Ok(clouds) => clouds,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            (
-                clouds.get(&plan.source.cloud).cloned(),
-                clouds.get(&plan.target.cloud).cloned(),
-            )
-        };
-        let (Some(source), Some(target)) = (source, target) else {
-            let _ = self.tx.send(Msg::RunStartFailed(
-                "source or target cloud is not connected".into(),
-            ));
+        let run_dir = engine::run_dir(&self.state_dir, &approved.hash().0);
+        let plan_file = run_dir.join("plan.toml");
+        let saved = crate::fsutil::create_private_dir_all(&run_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| plan.save(&plan_file).map_err(|e| e.to_string()));
+        if let Err(err) = saved {
+            let _ = self.tx.send(Msg::RunStartFailed(format!(
+                "cannot keep the approved plan in {}: {err}",
+                plan_file.display()
+            )));
             return;
-        };
-        let options = EngineOptions {
+        }
+        let answers: Vec<(String, Secret)> = [&plan.source.cloud, &plan.target.cloud]
+            .iter()
+            .flat_map(|cloud| self.answers.get(*cloud).cloned().unwrap_or_default())
+            .collect();
+        let args = crate::cli::detach::EngineArgs {
             throttle: self.throttle,
-            ..EngineOptions::default()
+            ..Default::default()
         };
-        match engine::start(approved, source, target, &self.state_dir, options) {
-            Ok(mut handle) => {
-                self.commands = Some(handle.commands.clone());
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = handle.events.recv().await {
-                        if tx.send(Msg::Engine(event)).is_err() {
-                            break;
-                        }
+        let config_file = self.config.file.clone();
+        let exe = self.engine_exe.clone();
+        let state_dir = self.state_dir.clone();
+        let tx = self.tx.clone();
+        let (command_tx, command_rx) = tokio::sync::mpsc::unbounded_channel();
+        self.commands = Some(command_tx);
+        tokio::spawn(async move {
+            let launched = crate::cli::detach::spawn(
+                exe.as_deref(),
+                config_file.as_deref(),
+                &state_dir,
+                &plan_file,
+                &run_dir,
+                &args,
+                &answers,
+                "console",
+            )
+            .await;
+            drop(answers);
+            match launched {
+                Ok(launched) => follow(launched.link, command_rx, tx).await,
+                Err(err) => {
+                    let _ = tx.send(Msg::RunStartFailed(format!("{err:#}")));
+                }
+            }
+        });
+    }
+
+    /// Watches a run that is already going (`altishift attach`).
+    pub fn attach(&mut self, link: RunLink) {
+        let (command_tx, command_rx) = tokio::sync::mpsc::unbounded_channel();
+        self.commands = Some(command_tx);
+        tokio::spawn(follow(link, command_rx, self.tx.clone()));
+    }
+}
+
+/// Forwards a run's events to the app and the app's commands to the run,
+/// until the engine closes the stream.
+async fn follow(
+    mut link: RunLink,
+    mut commands: UnboundedReceiver<Command>,
+    tx: UnboundedSender<Msg>,
+) {
+    let mut finished = false;
+    loop {
+        tokio::select! {
+            message = link.messages.recv() => match message {
+                Some(ServerMessage::Event(timed)) => {
+                    finished |= matches!(timed.event, Event::RunFinished { .. });
+                    if tx.send(Msg::Engine(timed.event)).is_err() {
+                        return;
                     }
-                    let result = match handle.done.await {
-                        Ok(Ok(_outcome)) => Ok(()),
-                        Ok(Err(err)) => Err(err.to_string()),
-                        Err(join) => Err(format!("engine task ended abnormally: {join}")),
-                    };
-                    let _ = tx.send(Msg::EngineDone(result));
-                });
-            }
-            Err(err) => {
-                let _ = self.tx.send(Msg::RunStartFailed(err.to_string()));
-            }
+                }
+                Some(ServerMessage::Refused { reason, .. }) => {
+                    let _ = tx.send(Msg::Refused(reason));
+                }
+                Some(_) => {}
+                None => break,
+            },
+            command = commands.recv() => match command {
+                // The link's writer is gone only with the engine: the
+                // stream's end says so next.
+                Some(command) => {
+                    let _ = link.commands.send(command);
+                }
+                None => break,
+            },
         }
     }
+    let result = if finished {
+        Ok(())
+    } else {
+        Err(format!(
+            "the engine stopped before the run ended: see {}; `altishift apply` resumes",
+            link.run_dir.join("engine.log").display()
+        ))
+    };
+    let _ = tx.send(Msg::EngineDone(result));
 }
 
 async fn connect_and_list(
@@ -203,14 +277,9 @@ async fn connect_and_list(
     Ok(loaded)
 }
 
-/// The answer for a provider's prompt label: the profile field whose words
-/// the label contains (`secret_key` answers "staging secret key").
+/// The answer for a provider's prompt label (see [`crate::secret::answer_for`]).
 fn secret_for(label: &str, secrets: &[(String, Secret)]) -> Option<Secret> {
-    let label = label.to_lowercase().replace('_', " ");
-    secrets
-        .iter()
-        .find(|(field, _)| label.contains(&field.replace('_', " ")))
-        .map(|(_, secret)| secret.clone())
+    crate::secret::answer_for(label, secrets)
 }
 
 #[cfg(test)]

@@ -168,3 +168,60 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
         .expect("qemu-img runs (run scripts/test: it installs qemu-utils)");
     out.status.success()
 }
+
+/// The one run folder of a lab whose state holds a single run.
+pub fn only_run_dir(lab: &Lab) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(lab.state().join("runs"))
+        .expect("runs folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+/// The pid of the engine process serving `run_dir` (waits for it to say).
+pub fn engine_pid(run_dir: &Path) -> u32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(run_dir.join("engine.json"))
+            && let Ok(info) = serde_json::from_str::<serde_json::Value>(text.trim())
+            && let Some(pid) = info["pid"].as_u64()
+        {
+            return pid as u32;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no engine.json in {}",
+            run_dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// `kill -9` of the run's engine, then waits until the kernel freed its lock.
+pub fn kill_engine(run_dir: &Path) {
+    let pid = engine_pid(run_dir);
+    // SAFETY: plain kill(2) of a process this test started (through apply).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let start = std::time::Instant::now();
+    while altishift::engine::lock::RunLock::held(run_dir) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the killed engine's lock was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -99,6 +99,11 @@ impl App {
                     self.overlay = None;
                     self.confirm(what);
                 }
+                KeyCode::Char('d') | KeyCode::Char('D') if what == Confirm::Quit => {
+                    // The engine is a process of its own: leaving is not stopping.
+                    self.overlay = None;
+                    self.quit = true;
+                }
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
                     self.overlay = None
                 }

@@ -149,6 +149,8 @@ pub enum Msg {
     /// The engine could not start, or its task ended.
     RunStartFailed(String),
     EngineDone(Result<(), String>),
+    /// The engine did not carry out a command (a read-only viewer's, say).
+    Refused(String),
 }
 
 /// How the loop should treat a change.
@@ -390,6 +392,10 @@ impl App {
                 Redraw::Now
             }
             Msg::Engine(event) => self.on_engine_event(event),
+            Msg::Refused(reason) => {
+                self.error(format!("refused by the engine: {reason}"));
+                Redraw::Now
+            }
             Msg::RunStartFailed(err) => {
                 self.error(format!("the run did not start: {err}"));
                 self.run = None;
@@ -481,6 +487,16 @@ impl App {
         self.screen = Screen::Transfers;
         self.status = None;
         self.effects.push(Effect::StartRun(Box::new(approved)));
+    }
+
+    /// Watches a run that an engine process already carries out.
+    pub fn attach(&mut self, run_id: &str, read_only: bool) {
+        self.run = Some(RunState::default());
+        self.screen = Screen::Transfers;
+        let mode = if read_only { " read-only" } else { "" };
+        self.info(format!(
+            "attached{mode} to {run_id}; q then d leaves it running"
+        ));
     }
 
     /// Quit now, or ask first when work is running.

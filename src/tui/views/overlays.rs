@@ -102,13 +102,14 @@ pub fn draw_confirm(frame: &mut Frame, app: &App, what: &Confirm, area: Rect) {
         Confirm::Quit => (
             " quit while work runs? ",
             vec![
-                "Transfers are still running.".to_string(),
-                "Quitting stops every disk at a consistent point; the journal keeps what"
+                "Transfers are still running, in their own engine process.".to_string(),
+                "d: leave the run going and close the console (`altishift attach` shows it)."
                     .to_string(),
-                "is done, and `altishift apply` resumes from it without resending blocks."
+                "y: stop every disk at a consistent point; the journal keeps what is done,"
                     .to_string(),
+                "   and `altishift apply` resumes from it without resending blocks.".to_string(),
                 String::new(),
-                "Quit now? y / n".to_string(),
+                "Stop it? y / d / n".to_string(),
             ],
         ),
         Confirm::Cancel(disk) => (
