@@ -15,6 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 pub struct ApplyArgs {
     pub json: bool,
     pub throttle: Option<Bytes>,
+    /// One rate for the whole run, shared by every disk.
+    pub bandwidth: Option<Bytes>,
     pub in_flight: Option<usize>,
     pub keep_debug_log: bool,
     /// `altishift cleanup`: abandon the run instead of carrying it out.
@@ -32,6 +34,7 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     check_signatures(&session, &approved, path)?;
     let options = EngineOptions {
         throttle: args.throttle,
+        bandwidth: args.bandwidth,
         in_flight: args.in_flight,
         keep_debug_log: args.keep_debug_log,
         abandon: args.abandon,

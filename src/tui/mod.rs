@@ -62,6 +62,8 @@ pub struct ConsoleArgs {
     pub theme: Option<String>,
     /// Per-disk rate limit, so a demo on a fast machine is watchable.
     pub throttle: Option<Bytes>,
+    /// One rate for a run's disks together (`+`/`-` on the transfers screen).
+    pub bandwidth: Option<Bytes>,
     pub state_dir: PathBuf,
 }
 
@@ -111,8 +113,9 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     );
 
     let note = format!("config {}", args.config.file_label());
-    let (mut runtime, mut rx) =
+    let (runtime, mut rx) =
         runtime::Runtime::new(args.config.clone(), args.state_dir.clone(), args.throttle);
+    let mut runtime = runtime.with_bandwidth(args.bandwidth);
     let mut app = App::new(AppInit {
         config: args.config,
         from: args.from,
@@ -121,6 +124,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         theme_source: source,
         depth,
         throttle: args.throttle,
+        bandwidth: args.bandwidth,
         operator: crate::fsutil::operator(),
         note: Some(note),
     });

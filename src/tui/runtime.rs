@@ -20,6 +20,7 @@ pub struct Runtime {
     config: Config,
     state_dir: PathBuf,
     throttle: Option<Bytes>,
+    bandwidth: Option<Bytes>,
     clouds: Clouds,
     commands: Option<UnboundedSender<Command>>,
     tx: UnboundedSender<Msg>,
@@ -36,11 +37,17 @@ impl Runtime {
             config,
             state_dir,
             throttle,
+            bandwidth: None,
             clouds: Arc::default(),
             commands: None,
             tx,
         };
         (runtime, rx)
+    }
+
+    /// The run-wide bandwidth budget a run starts with.
+    pub fn with_bandwidth(self, bandwidth: Option<Bytes>) -> Runtime {
+        Runtime { bandwidth, ..self }
     }
 
     /// A sender for messages from outside (tests, benches).
@@ -148,6 +155,7 @@ impl Runtime {
         };
         let options = EngineOptions {
             throttle: self.throttle,
+            bandwidth: self.bandwidth,
             ..EngineOptions::default()
         };
         match engine::start(approved, source, target, &self.state_dir, options) {

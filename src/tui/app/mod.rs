@@ -169,6 +169,8 @@ pub struct AppInit {
     pub theme_source: ThemeSource,
     pub depth: ColorDepth,
     pub throttle: Option<Bytes>,
+    /// The run-wide budget a run starts with.
+    pub bandwidth: Option<Bytes>,
     pub operator: String,
     /// Shown in the status bar at start (where the lab lives, …).
     pub note: Option<String>,
@@ -191,6 +193,7 @@ pub struct App {
     pub theme_source: ThemeSource,
     pub depth: ColorDepth,
     pub throttle: Option<Bytes>,
+    pub bandwidth: Option<Bytes>,
     pub operator: String,
     pub config: Config,
     /// The loop exits when set.
@@ -234,6 +237,7 @@ impl App {
             theme_source: init.theme_source,
             depth: init.depth,
             throttle: init.throttle,
+            bandwidth: init.bandwidth,
             operator: init.operator,
             config: init.config,
             quit: false,
@@ -477,7 +481,10 @@ impl App {
                 approved.operator()
             ),
         );
-        self.run = Some(RunState::default());
+        self.run = Some(RunState {
+            budget: self.bandwidth,
+            ..RunState::default()
+        });
         self.screen = Screen::Transfers;
         self.status = None;
         self.effects.push(Effect::StartRun(Box::new(approved)));
