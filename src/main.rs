@@ -3,6 +3,7 @@
 use altishift::cli::{self, common::Globals};
 use altishift::cloud::lab::generate::LabScale;
 use altishift::inventory::DiskFormat;
+use altishift::plan::waves;
 use altishift::tui::{self, ColorMode};
 use altishift::units::{Bytes, parse_bytes, parse_rate};
 use clap::{Parser, Subcommand};
@@ -37,11 +38,18 @@ struct Cli {
     /// Per-disk rate limit in the console, e.g. 40MiB/s, so a demo is watchable.
     #[arg(long, global = true, value_parser = parse_rate)]
     throttle: Option<Bytes>,
+    /// One rate for the whole run in the console and demo, e.g. 200MiB/s,
+    /// shared fairly by every disk (`+`/`-` change it live).
+    #[arg(long, global = true, value_parser = parse_rate)]
+    bandwidth: Option<Bytes>,
     #[command(subcommand)]
     command: Option<Commands>,
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the plan builder's many flags make that variant big,
+// and boxing it would only complicate clap's flattening.
+#[allow(clippy::large_enum_variant)]
 enum Commands {
     /// Open the console on a fresh lab (no account needed).
     Demo {
@@ -95,6 +103,10 @@ enum Commands {
         /// Per-disk rate limit, e.g. 40MiB/s.
         #[arg(long, value_parser = parse_rate)]
         throttle: Option<Bytes>,
+        /// One rate for the whole run, e.g. 200MiB/s, shared fairly by every
+        /// disk (the per-disk --throttle still applies).
+        #[arg(long, value_parser = parse_rate)]
+        bandwidth: Option<Bytes>,
         /// Blocks in flight per disk.
         #[arg(long)]
         in_flight: Option<usize>,
@@ -124,6 +136,8 @@ enum Commands {
         plan: PathBuf,
         #[arg(long, value_parser = parse_rate)]
         throttle: Option<Bytes>,
+        #[arg(long, value_parser = parse_rate)]
+        bandwidth: Option<Bytes>,
         #[arg(long)]
         in_flight: Option<usize>,
         #[arg(long)]
@@ -207,6 +221,18 @@ struct PlanBuild {
     /// Cutover: delta passes while the source runs, at most.
     #[arg(long, requires = "cutover")]
     max_delta_passes: Option<u32>,
+    /// Put an instance in wave N (repeatable). Wave N+1 starts once every
+    /// instance of wave N is validated; unnamed instances are in wave 1.
+    #[arg(long = "wave", value_name = "NAME=N", value_parser = waves::parse_assignment)]
+    waves: Vec<(String, u32)>,
+    /// Waves from a source tag's values in natural order (numbers by
+    /// value); instances without the tag make the last wave.
+    #[arg(long, value_name = "TAG", conflicts_with = "waves")]
+    waves_from_tag: Option<String>,
+    /// A wave's window (repeatable): its start, or in a cutover its final
+    /// pass, waits until TIME (UTC RFC 3339, e.g. 2=2026-12-05T02:00:00Z).
+    #[arg(long = "not-before", value_name = "N=TIME", value_parser = waves::parse_window)]
+    not_before: Vec<waves::WaveWindow>,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -273,6 +299,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         color: cli.color,
         theme: cli.theme.clone(),
         throttle: cli.throttle,
+        bandwidth: cli.bandwidth,
         state_dir: session.state_dir,
         attach: None,
     };
@@ -281,7 +308,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Demo { dir, headless }) => {
             let session = cli::demo::prepare(dir)?;
             if headless {
-                cli::demo::headless(&session, cli.throttle).await
+                cli::demo::headless(&session, cli.throttle, cli.bandwidth).await
             } else {
                 let (from, to) = (Some("lab-east".to_string()), Some("lab-west".to_string()));
                 tui::run(console(session, from, to)).await
@@ -315,6 +342,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         .max_delta_passes
                         .unwrap_or(altishift::plan::Cutover::DEFAULT_DELTA_PASSES),
                 }),
+                waves: waves::WaveRequest {
+                    assign: b.waves,
+                    from_tag: b.waves_from_tag,
+                    windows: b.not_before,
+                },
                 output: b.output,
             };
             cli::plan::make(&globals, args).await
@@ -332,6 +364,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             plan,
             json,
             throttle,
+            bandwidth,
             in_flight,
             keep_debug_log,
             detach,
@@ -342,6 +375,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 cli::apply::ApplyArgs {
                     json,
                     throttle,
+                    bandwidth: bandwidth.or(cli.bandwidth),
                     in_flight,
                     keep_debug_log,
                     abandon: false,
@@ -362,11 +396,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Engine {
             plan,
             throttle,
+            bandwidth,
             in_flight,
             keep_debug_log,
         }) => {
             let args = cli::detach::EngineArgs {
                 throttle,
+                bandwidth,
                 in_flight,
                 keep_debug_log,
             };
@@ -376,6 +412,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let args = cli::apply::ApplyArgs {
                 json: false,
                 throttle: None,
+                bandwidth: None,
                 in_flight: None,
                 keep_debug_log: false,
                 abandon: true,

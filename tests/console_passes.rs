@@ -244,3 +244,49 @@ fn credentials_running_out_mid_run_are_flagged_above_the_disks() {
     h.keys("t");
     assert!(!text(&h, 80, 24).contains("credentials"));
 }
+
+#[test]
+fn plus_and_minus_set_the_runs_budget_and_the_header_shows_it() {
+    use altishift::engine::event::Command;
+    use altishift::tui::app::Effect;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut h = cutting_over();
+    // Keys straight to the app, so the effects it asks for can be read.
+    let press = |h: &mut Harness, c: char| {
+        h.app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+        h.app.take_effects()
+    };
+    let budget_sent = |effects: &[Effect]| -> Vec<Option<Bytes>> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Engine(Command::SetBandwidth { rate }) => Some(*rate),
+                _ => None,
+            })
+            .collect()
+    };
+    // Unlimited: `+` has nothing to raise, and says so.
+    assert!(budget_sent(&press(&mut h, '+')).is_empty());
+    assert!(
+        h.app
+            .status
+            .as_ref()
+            .is_some_and(|(_, s)| s.contains("unlimited"))
+    );
+    // `-` starts from the last second's rate of all disks: 2 + 30 + 50 MiB/s.
+    let measured = Bytes::mib(82).0;
+    let lowered = Bytes(measured / 5 * 4);
+    assert_eq!(budget_sent(&press(&mut h, '-')), vec![Some(lowered)]);
+    assert_eq!(h.app.run.as_ref().and_then(|r| r.budget), Some(lowered));
+    let header = text(&h, 120, 40);
+    assert!(header.contains(&format!("budget {lowered}/s")), "{header}");
+    let raised = Bytes(lowered.0 * 5 / 4);
+    assert_eq!(budget_sent(&press(&mut h, '+')), vec![Some(raised)]);
+    assert!(text(&h, 120, 40).contains(&format!("budget {raised}/s")));
+    // The keys are in the bar and in `?`.
+    assert!(h.app.hints().iter().any(|k| k.key == "+/-"));
+    assert!(h.app.help().iter().any(|k| k.key == "+ -"));
+}

@@ -245,3 +245,46 @@ fn x_makes_the_plan_a_cutover_and_its_steps_are_approved_with_it() {
     assert!(plan.cutover.is_none());
     assert_eq!(plan.hash(), plain, "back to the plain plan, same hash");
 }
+
+// ------------------------------------------------------------ waves
+
+#[test]
+fn w_moves_the_selected_item_to_the_next_wave_and_the_hash_follows() {
+    let mut h = planned_with_access(None, None);
+    let plan = |h: &Harness| h.app.plan.as_ref().expect("plan").plan.clone();
+    let plain = plan(&h);
+    assert!(plain.items.iter().all(|i| i.wave == 1));
+    h.keys("jw");
+    let waved = plan(&h);
+    let waves: Vec<u32> = waved.items.iter().map(|i| i.wave).collect();
+    assert_eq!(waves, vec![1, 2]);
+    assert_ne!(waved.hash(), plain.hash(), "waves are in the hash");
+    // The moved item's actions now come after the other's.
+    let first_deploy = waved
+        .actions
+        .iter()
+        .find(|a| a.verb == altishift::plan::ActionVerb::DeployInstance)
+        .expect("a deploy");
+    assert_eq!(first_deploy.resource, waved.items[0].target_name);
+    let narrow = text(&h, 80, 24);
+    assert!(
+        narrow.contains("2 wave(s), each validated before the next starts"),
+        "{narrow}"
+    );
+    assert!(
+        h.app
+            .status
+            .as_ref()
+            .is_some_and(|(_, s)| s.contains("wave 2 of 2")),
+        "{:?}",
+        h.app.status
+    );
+    // The approval screen shows the new hash: the old one is no more.
+    h.keys("a");
+    assert!(text(&h, 120, 40).contains(waved.hash().short()));
+    // Two items make two waves at most: the next `w` brings it back.
+    h.keys("<Esc>w");
+    assert_eq!(plan(&h).hash(), plain.hash());
+    assert!(h.app.hints().iter().any(|k| k.key == "w"));
+    assert!(h.app.help().iter().any(|k| k.key == "w"));
+}

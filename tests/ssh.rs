@@ -376,6 +376,7 @@ async fn a_delta_pass_sends_exactly_the_changed_blocks() {
         counters: &counters,
         control: &control,
         throttle: None,
+        budget: None,
         journal: &journal,
         retry: RetryPolicy::default(),
         in_flight: 8,

@@ -21,6 +21,8 @@ use tokio::signal::unix::{SignalKind, signal};
 pub struct ApplyArgs {
     pub json: bool,
     pub throttle: Option<Bytes>,
+    /// One rate for the whole run, shared by every disk.
+    pub bandwidth: Option<Bytes>,
     pub in_flight: Option<usize>,
     pub keep_debug_log: bool,
     /// `altishift cleanup`: abandon the run instead of carrying it out.
@@ -33,6 +35,7 @@ impl ApplyArgs {
     fn engine(&self) -> EngineArgs {
         EngineArgs {
             throttle: self.throttle,
+            bandwidth: self.bandwidth,
             in_flight: self.in_flight,
             keep_debug_log: self.keep_debug_log,
         }

@@ -113,6 +113,7 @@ fn ours(dir: &Path, source: &Path, virtual_size: Bytes, in_flight: usize) -> Res
                 counters: &counters,
                 control: &DiskControl::default(),
                 throttle: None,
+                budget: None,
                 journal: &journal,
                 retry: RetryPolicy::default(),
                 in_flight,

@@ -34,7 +34,11 @@ pub fn prepare(dir: Option<PathBuf>) -> Result<Session> {
 }
 
 /// Plans web-1 from lab-east to lab-west, approves it and applies it.
-pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> {
+pub async fn headless(
+    session: &Session,
+    throttle: Option<Bytes>,
+    bandwidth: Option<Bytes>,
+) -> Result<()> {
     let config = session
         .config
         .file
@@ -57,6 +61,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             keep_access: false,
             test_migration: false,
             cutover: None,
+            waves: Default::default(),
             output: Some(plan.clone()),
         },
     )
@@ -72,6 +77,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
         super::apply::ApplyArgs {
             json: false,
             throttle,
+            bandwidth,
             in_flight: None,
             keep_debug_log: false,
             abandon: false,

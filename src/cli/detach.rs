@@ -32,6 +32,8 @@ const MAX_ANSWERS: usize = 64 << 10;
 #[derive(Debug, Clone, Default)]
 pub struct EngineArgs {
     pub throttle: Option<Bytes>,
+    /// One budget for the whole run (every disk together).
+    pub bandwidth: Option<Bytes>,
     pub in_flight: Option<usize>,
     pub keep_debug_log: bool,
 }
@@ -41,6 +43,9 @@ impl EngineArgs {
         let mut argv = Vec::new();
         if let Some(rate) = self.throttle {
             argv.extend(["--throttle".to_string(), format!("{}B/s", rate.0)]);
+        }
+        if let Some(rate) = self.bandwidth {
+            argv.extend(["--bandwidth".to_string(), format!("{}B/s", rate.0)]);
         }
         if let Some(n) = self.in_flight {
             argv.extend(["--in-flight".to_string(), n.to_string()]);
@@ -54,6 +59,7 @@ impl EngineArgs {
     pub fn options(&self) -> EngineOptions {
         EngineOptions {
             throttle: self.throttle,
+            bandwidth: self.bandwidth,
             in_flight: self.in_flight,
             keep_debug_log: self.keep_debug_log,
             ..EngineOptions::default()

@@ -20,6 +20,8 @@ pub struct PlanArgs {
     pub test_migration: bool,
     /// Make the run a cutover.
     pub cutover: Option<crate::plan::Cutover>,
+    /// `--wave`, `--waves-from-tag`, `--not-before`.
+    pub waves: crate::plan::waves::WaveRequest,
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -73,6 +75,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         keep_access: args.keep_access,
         test_migration: args.test_migration,
         cutover: args.cutover,
+        waves: args.waves,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);
     let mut plan = crate::plan::build::build(

@@ -201,6 +201,10 @@ pub enum Command {
     },
     /// Stop every disk at a consistent point; the journal lets `apply` resume.
     Shutdown,
+    /// The run's bandwidth budget, shared by every disk (None: unlimited).
+    SetBandwidth {
+        rate: Option<Bytes>,
+    },
 }
 
 #[cfg(test)]

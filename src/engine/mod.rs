@@ -4,6 +4,7 @@
 //! Work and its record (journal, audit log, report) live here.
 
 pub mod audit;
+pub mod budget;
 pub mod control;
 pub mod debug_log;
 pub mod estimate;
@@ -36,6 +37,9 @@ pub struct EngineOptions {
     pub in_flight: Option<usize>,
     /// Per-disk rate limit (scanned bytes per second).
     pub throttle: Option<Bytes>,
+    /// One rate for the whole run, shared fairly by its disks; changed live
+    /// by `Command::SetBandwidth`. Both limits apply.
+    pub bandwidth: Option<Bytes>,
     /// Disks transferred at the same time.
     pub parallel_disks: usize,
     pub retry: RetryPolicy,
@@ -54,6 +58,7 @@ impl Default for EngineOptions {
         EngineOptions {
             in_flight: None,
             throttle: None,
+            bandwidth: None,
             parallel_disks: 4,
             retry: RetryPolicy::default(),
             checkpoint_every: Duration::from_secs(1),

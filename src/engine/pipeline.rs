@@ -3,6 +3,7 @@
 //! memory stays at `in_flight` blocks whatever the disk's size. Each block is
 //! journaled once written; periodic checkpoints flush the target first.
 
+use super::budget::Share;
 use super::control::{DiskControl, DiskCounters, Throttle};
 use super::journal::{DiskState, Journal, JournalError, Record};
 use super::retry::RetryPolicy;
@@ -35,6 +36,8 @@ pub struct DiskTransfer<'a> {
     pub counters: &'a DiskCounters,
     pub control: &'a DiskControl,
     pub throttle: Option<&'a Throttle>,
+    /// This disk's share of the run's bandwidth budget.
+    pub budget: Option<&'a Share>,
     pub journal: &'a Journal,
     pub retry: RetryPolicy,
     pub in_flight: usize,
@@ -189,6 +192,10 @@ impl DiskTransfer<'_> {
             .map_err(|_| TransferError::Cancelled)?;
         if let Some(throttle) = self.throttle {
             throttle.acquire(BLOCK_SIZE).await;
+        }
+        // The per-disk limit first, then the run's: both hold.
+        if let Some(budget) = self.budget {
+            budget.acquire(BLOCK_SIZE).await;
         }
         let block = self
             .retry

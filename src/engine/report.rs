@@ -69,6 +69,10 @@ pub struct RunReport {
     /// What became of the run's verbose log (purged unless kept).
     #[serde(default)]
     pub debug_log: Option<String>,
+    /// A plan in waves: the wave that did not validate, so the run stopped
+    /// before the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_wave: Option<u32>,
 }
 
 impl RunReport {
@@ -124,6 +128,13 @@ impl RunReport {
         );
         if self.resumed {
             let _ = writeln!(md, "- **Resumed** from the journal of an interrupted run");
+        }
+        if let Some(wave) = self.failed_wave {
+            let _ = writeln!(
+                md,
+                "- **Stopped at wave {wave}:** it did not validate, so the waves after it did \
+                 not start (their disks are \"not started\"); `altishift apply` resumes from wave {wave}"
+            );
         }
         let _ = writeln!(md, "\n## Disks\n");
         let _ = writeln!(

@@ -356,6 +356,11 @@ fn describe(command: &Command) -> (&'static str, String) {
         Command::Resume { disk } => ("command_resume", disk.clone()),
         Command::Cancel { disk } => ("command_cancel", disk.clone()),
         Command::Shutdown => ("command_shutdown", "run".into()),
+        Command::SetBandwidth { rate } => (
+            "command_set_bandwidth",
+            rate.map(|r| format!("{r}/s"))
+                .unwrap_or_else(|| "unlimited".into()),
+        ),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Request {
     pub test_migration: bool,
     /// Make the run a cutover (passes, quiesce, final pass, power-off).
     pub cutover: Option<Cutover>,
+    /// Waves and their windows.
+    pub waves: super::waves::WaveRequest,
 }
 
 /// Throughput behind the time estimate and where it was measured.
@@ -58,6 +60,8 @@ pub struct Throughput {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    #[error(transparent)]
+    Waves(#[from] super::waves::WaveError),
     #[error("nothing selected: name at least one instance (--select NAME)")]
     NothingSelected,
     #[error("no instance '{name}' in {cloud} (instances: {known})")]
@@ -256,6 +260,15 @@ pub fn build(
     }
 
     check_names(&items)?;
+    let tag_of = |id: &str, tag: &str| {
+        let instance = source.inventory.instance(id)?;
+        instance.tags.get(tag).cloned()
+    };
+    let tags_of = |id: &str| {
+        let instance = source.inventory.instance(id);
+        instance.map_or(Vec::new(), |i| i.tags.keys().cloned().collect())
+    };
+    let waves = super::waves::assign(&mut items, &request.waves, tag_of, tags_of)?;
     let mut plan = Plan {
         version: PLAN_VERSION,
         created_at: crate::fsutil::now_rfc3339(),
@@ -282,6 +295,7 @@ pub fn build(
         },
         cross_border: None,
         cutover: request.cutover.clone(),
+        waves,
         clouds: BTreeMap::new(),
         items,
         actions: Vec::new(),
@@ -335,7 +349,10 @@ fn actions(plan: &Plan) -> Vec<Action> {
         });
     };
     let (src, dst) = (&plan.source.cloud, &plan.target.cloud);
-    for item in &plan.items {
+    // In the order the run takes them: wave by wave.
+    let mut in_waves: Vec<&PlanItem> = plan.items.iter().collect();
+    in_waves.sort_by_key(|i| i.wave);
+    for item in in_waves {
         if let Some(detail) = super::limits::agent_detail(&plan.source.provider) {
             push(
                 src,

@@ -9,6 +9,7 @@ pub mod render;
 pub mod signature;
 pub mod size_map;
 pub mod trust;
+pub mod waves;
 
 use crate::block::to_hex;
 use crate::inventory::{DiskFormat, Platform};
@@ -218,6 +219,10 @@ pub struct Plan {
     /// Present when the run is a cutover (several passes, then the source stops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cutover: Option<Cutover>,
+    /// Where the waves came from and their cutover windows (the items carry
+    /// their wave numbers).
+    #[serde(default, skip_serializing_if = "waves::Waves::is_empty")]
+    pub waves: waves::Waves,
     /// The settings of each cloud the plan touches (endpoint, bucket, path,
     /// host, commands…, never a secret), so the approval covers what the
     /// names meant at plan time: approve and apply refuse a config that
@@ -345,6 +350,7 @@ pub(crate) mod tests {
                 bytes: Bytes::mib(10),
             }),
             cutover: None,
+            waves: Default::default(),
             clouds: Default::default(),
             items: vec![PlanItem {
                 instance_id: "i-1".into(),

@@ -92,6 +92,7 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    render_waves(plan, &mut out);
     let _ = writeln!(
         out,
         "\nChanges this plan makes (nothing changes before approval)"
@@ -155,4 +156,57 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// The waves in order, when there is more than one or a window: what
+/// waits for what, and which instances had no tag to order them by.
+fn render_waves(plan: &Plan, out: &mut String) {
+    let groups = super::waves::groups(&plan.items);
+    if groups.len() < 2 && plan.waves.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nWaves (wave N+1 starts once every instance of wave N is validated; a failed wave stops the run)"
+    );
+    if let Some(tag) = &plan.waves.from_tag {
+        let _ = writeln!(
+            out,
+            "  ordered by the source tag '{}' (values in natural order)",
+            safe(tag)
+        );
+    }
+    let waits_for = if plan.cutover.is_some() {
+        "its final pass"
+    } else {
+        "its start"
+    };
+    for (wave, items) in &groups {
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| safe(&i.instance_name).into_owned())
+            .collect();
+        let _ = writeln!(out, "  wave {wave}: {}", names.join(", "));
+        if let Some(window) = plan.waves.window(*wave) {
+            let _ = writeln!(
+                out,
+                "    not before {} ({waits_for} waits until then)",
+                safe(&window.not_before)
+            );
+        }
+    }
+    if !plan.waves.untagged.is_empty() {
+        let names: Vec<String> = plan
+            .waves
+            .untagged
+            .iter()
+            .map(|n| safe(n).into_owned())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  without the tag '{}', so in the last wave: {}",
+            safe(plan.waves.from_tag.as_deref().unwrap_or("")),
+            names.join(", ")
+        );
+    }
 }

@@ -44,6 +44,7 @@ impl Harness {
             theme_source: source,
             depth,
             throttle: None,
+            bandwidth: None,
             operator: "ops@test".into(),
             note: None,
         });

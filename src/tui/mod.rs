@@ -62,6 +62,8 @@ pub struct ConsoleArgs {
     pub theme: Option<String>,
     /// Per-disk rate limit, so a demo on a fast machine is watchable.
     pub throttle: Option<Bytes>,
+    /// One rate for a run's disks together (`+`/`-` on the transfers screen).
+    pub bandwidth: Option<Bytes>,
     pub state_dir: PathBuf,
     /// `altishift attach`: watch this run instead of browsing.
     pub attach: Option<Attach>,
@@ -119,7 +121,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     );
 
     let note = format!("config {}", args.config.file_label());
-    let (mut runtime, mut rx) =
+    let (runtime, mut rx) =
         runtime::Runtime::new(args.config.clone(), args.state_dir.clone(), args.throttle);
     // Attached: the panes show the run's own clouds.
     let (from, to) = match &args.attach {
@@ -129,6 +131,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         ),
         None => (args.from, args.to),
     };
+    let mut runtime = runtime.with_bandwidth(args.bandwidth);
     let mut app = App::new(AppInit {
         config: args.config,
         from,
@@ -137,6 +140,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         theme_source: source,
         depth,
         throttle: args.throttle,
+        bandwidth: args.bandwidth,
         operator: crate::fsutil::operator(),
         note: Some(note),
     });

@@ -22,6 +22,7 @@ pub struct Runtime {
     config: Config,
     state_dir: PathBuf,
     throttle: Option<Bytes>,
+    bandwidth: Option<Bytes>,
     clouds: Clouds,
     /// Secrets the operator typed, per cloud: the engine process needs them
     /// too (handed over through a pipe, see `cli::detach`).
@@ -43,6 +44,7 @@ impl Runtime {
             config,
             state_dir,
             throttle,
+            bandwidth: None,
             clouds: Arc::default(),
             answers: HashMap::new(),
             engine_exe: None,
@@ -50,6 +52,11 @@ impl Runtime {
             tx,
         };
         (runtime, rx)
+    }
+
+    /// The run-wide bandwidth budget a run starts with.
+    pub fn with_bandwidth(self, bandwidth: Option<Bytes>) -> Runtime {
+        Runtime { bandwidth, ..self }
     }
 
     /// A sender for messages from outside (tests, benches).
@@ -167,6 +174,7 @@ impl Runtime {
             .collect();
         let args = crate::cli::detach::EngineArgs {
             throttle: self.throttle,
+            bandwidth: self.bandwidth,
             ..Default::default()
         };
         let config_file = self.config.file.clone();

@@ -39,11 +39,18 @@ pub struct Faulty {
     /// The run's audit log: once an instance is deployed, a folder takes
     /// its place, so the next audit write fails.
     pub break_audit_after_deploy: Option<std::path::PathBuf>,
+    /// Every call that changes a cloud (and `probe`, the last step of
+    /// validation), in order: `snapshot_disk NAME`, `write_block NAME`…
+    pub calls: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Faulty {
     fn inner(&self) -> &Arc<dyn Cloud> {
         self.inner.as_ref().expect("a wrapped cloud")
+    }
+
+    fn note(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
     }
 }
 
@@ -56,6 +63,9 @@ pub struct FaultyWriter {
     written: Arc<std::sync::Mutex<Vec<u64>>>,
     calls: AtomicU32,
     failures: Arc<AtomicU32>,
+    /// The target disk's name and the wrapper's call log.
+    name: String,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[async_trait]
@@ -75,6 +85,10 @@ impl DiskWriter for FaultyWriter {
         data: &[u8],
         digest: BlockDigest,
     ) -> Result<(), CloudError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("write_block {}", self.name));
         if self.broken {
             return Err(CloudError::Permanent(
                 "403 quota exceeded for this volume".into(),
@@ -96,6 +110,10 @@ impl DiskWriter for FaultyWriter {
         self.inner.flush().await
     }
     async fn finish(self: Box<Self>, blocks: u64) -> Result<WrittenDisk, CloudError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("finish {}", self.name));
         self.inner.finish(blocks).await
     }
 }
@@ -129,6 +147,7 @@ impl Cloud for Faulty {
         disk: &DiskRef,
         name: &str,
     ) -> Result<SnapshotRef, CloudError> {
+        self.note(format!("snapshot_disk {name}"));
         self.inner().snapshot_disk(cap, disk, name).await
     }
     async fn open_disk_reader(
@@ -142,6 +161,7 @@ impl Cloud for Faulty {
         cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        self.note(format!("open_disk_writer {}", spec.name));
         let mut restarted = false;
         if let (Some(staging), Some(id)) = (&self.forget_on_reopen, &spec.resume) {
             std::fs::remove_file(staging.join(id)).unwrap();
@@ -156,6 +176,8 @@ impl Cloud for Faulty {
             written: self.written.clone(),
             calls: AtomicU32::new(0),
             failures: self.transient_failures.clone(),
+            name: spec.name.clone(),
+            log: self.calls.clone(),
         }))
     }
     async fn deploy(
@@ -163,6 +185,7 @@ impl Cloud for Faulty {
         cap: &Capability,
         spec: &DeploySpec,
     ) -> Result<DeployedInstance, CloudError> {
+        self.note(format!("deploy {}", spec.name));
         let deployed = self.inner().deploy(cap, spec).await?;
         if let Some(audit) = &self.break_audit_after_deploy {
             std::fs::remove_file(audit).unwrap();
@@ -181,6 +204,7 @@ impl Cloud for Faulty {
         instance: &DeployedInstance,
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError> {
+        self.note(format!("probe {}", spec.name));
         self.inner().probe(instance, spec).await
     }
     async fn find_leftovers(
@@ -196,9 +220,11 @@ impl Cloud for Faulty {
         self.inner().account().await
     }
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
+        self.note(format!("delete {}", resource.id));
         self.inner().delete(cap, resource).await
     }
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.note("revoke".into());
         self.inner().revoke().await
     }
     async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
@@ -218,6 +244,7 @@ impl Cloud for Faulty {
         command: Option<&str>,
         thaw: Option<&str>,
     ) -> Result<(), CloudError> {
+        self.note(format!("quiesce {instance}"));
         self.inner().quiesce(cap, instance, command, thaw).await
     }
     async fn thaw(
@@ -226,9 +253,11 @@ impl Cloud for Faulty {
         instance: &str,
         command: Option<&str>,
     ) -> Result<(), CloudError> {
+        self.note(format!("thaw {instance}"));
         self.inner().thaw(cap, instance, command).await
     }
     async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
+        self.note(format!("power_off {instance}"));
         self.inner().power_off(cap, instance).await
     }
 }

@@ -221,6 +221,10 @@ impl Run {
         let powered_off = self.resume.powered_off.contains(instance);
         let needs_final = live.iter().any(|d| !d.final_done());
         if needs_final && !self.resume.quiesced.contains(instance) && !powered_off {
+            // The wave's window holds the final pass (and the quiesce before it).
+            if !self.wait_for_window(item.wave, "its final pass").await {
+                return Err(TransferError::Cancelled);
+            }
             self.audited(
                 source,
                 "quiesce_source",

@@ -300,6 +300,7 @@ impl Run {
             counters: &slot.counters,
             control: &slot.control,
             throttle: slot.throttle.as_ref(),
+            budget: Some(&slot.share),
             journal: &self.journal,
             retry: self.options.retry,
             in_flight: self

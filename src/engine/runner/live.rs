@@ -40,7 +40,9 @@ impl Run {
                 self.slots[&disk].control.cancel();
                 self.log(Level::Warn, format!("{disk}: cancel requested"));
             }
+            Command::SetBandwidth { rate } => self.set_bandwidth(rate),
             Command::Shutdown => {
+                self.shutdown.send_replace(true);
                 for slot in self.slots.values() {
                     slot.control.cancel();
                 }
@@ -49,6 +51,26 @@ impl Run {
                     "shutting down: finished blocks are journaled; `apply` resumes".into(),
                 );
             }
+        }
+    }
+
+    /// A new run-wide budget, at once for the next block of every disk;
+    /// logged and written to the audit log.
+    fn set_bandwidth(&self, rate: Option<Bytes>) {
+        self.budget.set_rate(rate);
+        let text = match rate {
+            Some(rate) => format!("{rate}/s"),
+            None => "unlimited".to_string(),
+        };
+        self.log(
+            Level::Info,
+            format!("bandwidth budget set to {text} for the whole run"),
+        );
+        if let Err(e) = self.audit.record("-", "set_bandwidth", &text, "ok") {
+            self.log(
+                Level::Warn,
+                format!("cannot write the bandwidth change to the audit log: {e}"),
+            );
         }
     }
 

@@ -11,9 +11,11 @@ mod cutover;
 mod disk;
 mod live;
 mod preflight;
+mod waves;
 mod wrap_up;
 
 use super::audit::AuditLog;
+use super::budget::{Budget, Share};
 use super::control::{DiskControl, DiskCounters, Throttle};
 use super::journal::{self, Journal, JournalState, PassRecord, Record};
 use super::pipeline::TransferError;
@@ -31,7 +33,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 /// Live state of one disk during the run.
 struct DiskSlot {
@@ -39,6 +41,8 @@ struct DiskSlot {
     counters: DiskCounters,
     control: DiskControl,
     throttle: Option<Throttle>,
+    /// Its share of the run's bandwidth budget.
+    share: Share,
     stage: Mutex<Stage>,
     result: Mutex<DiskResult>,
     /// Cutover passes finished so far (journaled ones included).
@@ -50,6 +54,8 @@ struct DiskResult {
     error: Option<String>,
     source_digest: Option<DiskDigest>,
     target_digest: Option<DiskDigest>,
+    /// Its wave never started (why).
+    not_started: Option<String>,
 }
 
 pub(super) struct Run {
@@ -66,6 +72,10 @@ pub(super) struct Run {
     audit: AuditLog,
     slots: BTreeMap<String, DiskSlot>,
     disk_permits: Semaphore,
+    budget: Arc<Budget>,
+    /// Set by `Command::Shutdown`: no wave starts after it, a window's
+    /// wait ends.
+    shutdown: watch::Sender<bool>,
     started: Instant,
     started_at: String,
 }
@@ -91,6 +101,7 @@ impl Run {
             &approved.hash().0,
             approved.operator(),
         );
+        let budget = Budget::new(options.bandwidth);
         let slots = approved
             .plan()
             .disks()
@@ -105,6 +116,7 @@ impl Run {
                     counters: DiskCounters::default(),
                     control: DiskControl::default(),
                     throttle: options.throttle.map(Throttle::new),
+                    share: budget.share(),
                     stage: Mutex::new(Stage::Queued),
                     result: Mutex::new(DiskResult::default()),
                     passes: Mutex::new(resume.disk(&key).passes),
@@ -127,6 +139,8 @@ impl Run {
             audit,
             slots,
             disk_permits,
+            budget,
+            shutdown: watch::channel(false).0,
             started: Instant::now(),
             started_at: crate::fsutil::now_rfc3339(),
         }
@@ -259,6 +273,7 @@ impl Run {
             return self.abandon(resumed).await;
         }
         self.preflight().await?;
+        self.check_windows()?;
         if !resumed {
             self.journal.append_durable(&Record::RunStarted {
                 plan_hash: self.approved.hash().0.clone(),
@@ -274,13 +289,13 @@ impl Run {
             run_dir: self.dir.clone(),
             disks: self.slots.values().map(|s| s.info.clone()).collect(),
         });
-        let items = self
-            .approved
-            .plan()
-            .items
-            .iter()
-            .map(|item| self.migrate_instance(item));
-        let instances = futures::future::join_all(items).await;
+        if let Some(rate) = self.options.bandwidth {
+            self.log(
+                Level::Info,
+                format!("bandwidth budget: {rate}/s for the whole run, shared by every disk"),
+            );
+        }
+        let (instances, failed_wave) = self.migrate_waves().await;
         let healthy: BTreeSet<String> = self
             .approved
             .plan()
@@ -295,7 +310,7 @@ impl Run {
             cleanup.extend(self.remove_test_targets().await?);
         }
         let revoked = self.revoke().await?;
-        self.finish(instances, cleanup, revoked, resumed)
+        self.finish(instances, cleanup, revoked, resumed, failed_wave)
     }
 
     async fn migrate_instance(&self, item: &PlanItem) -> InstanceReport {

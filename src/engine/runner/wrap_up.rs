@@ -39,7 +39,7 @@ impl Run {
                 validated: false,
             })
             .collect();
-        self.finish(instances, cleanup, revoked, resumed)
+        self.finish(instances, cleanup, revoked, resumed, None)
     }
 
     /// Removes temporary resources of disks that made it; keeps those of
@@ -231,6 +231,7 @@ impl Run {
         cleanup: Vec<CleanupReport>,
         revoked: Vec<String>,
         resumed: bool,
+        failed_wave: Option<u32>,
     ) -> Result<RunOutcome, EngineError> {
         let plan = self.approved.plan();
         let disks: Vec<DiskReport> = plan
@@ -261,6 +262,7 @@ impl Run {
             revoked,
             access_kept: plan.keep_access,
             debug_log,
+            failed_wave,
         };
         let io = |what: &str| {
             let what = what.to_string();
@@ -283,7 +285,7 @@ impl Run {
             ok,
             at: report.finished_at.clone(),
         })?;
-        let summary = format!(
+        let mut summary = format!(
             "{} of {} disks migrated, {} sent, {} of {} instances validated",
             report.disks.iter().filter(|d| d.status == "done").count(),
             report.disks.len(),
@@ -291,6 +293,11 @@ impl Run {
             report.instances.iter().filter(|i| i.validated).count(),
             report.instances.len()
         );
+        if let Some(wave) = failed_wave {
+            summary.push_str(&format!(
+                "; stopped at wave {wave} (the waves after it did not start)"
+            ));
+        }
         self.send(Event::RunFinished {
             ok,
             report: report_path.clone(),
@@ -312,6 +319,7 @@ impl Run {
         DiskReport {
             disk: slot.info.disk.clone(),
             status: match (&result.error, stage) {
+                _ if result.not_started.is_some() => "not started".into(),
                 (Some(e), _) if e == "cancelled" => "cancelled".into(),
                 (Some(_), _) => "failed".into(),
                 (None, Stage::Done) => "done".into(),

@@ -275,6 +275,12 @@ impl App {
             KeyCode::Char('K') | KeyCode::PageUp => state.scroll_actions(-3),
             KeyCode::Char('e') => state.begin_edit(),
             KeyCode::Char('n') => state.begin_rename(),
+            KeyCode::Char('w') => {
+                if let Some(done) = state.cycle_wave() {
+                    self.approve = super::ApproveState::new();
+                    self.info(format!("{done}; the plan hash changed"));
+                }
+            }
             KeyCode::Char('x') => {
                 let done = state.cycle_cutover();
                 self.approve = super::ApproveState::new();
@@ -374,6 +380,18 @@ impl App {
                     self.overlay = Some(Overlay::Confirm(Confirm::Cancel(disk)));
                 }
             }
+            KeyCode::Char('+') | KeyCode::Char('-') if !run.active() => {
+                self.error("the run has ended: no budget to change");
+            }
+            KeyCode::Char(c @ ('+' | '-')) => match run.budget_step(c == '+') {
+                Ok(rate) => {
+                    run.budget = Some(rate);
+                    self.engine(Command::SetBandwidth { rate: Some(rate) });
+                    self.info(format!("bandwidth budget for the run: {rate}/s"));
+                }
+                // Nothing to change (unlimited, or nothing measured): a note.
+                Err(why) => self.info(why),
+            },
             KeyCode::Char('v') | KeyCode::Tab => self.screen = Screen::Report,
             _ => return false,
         }
@@ -445,6 +463,7 @@ impl App {
                 hint("j/k", "item"),
                 hint("e", "resize"),
                 hint("n", "rename"),
+                hint("w", "wave"),
                 hint("x", "cutover"),
                 hint("a", "approve"),
                 hint("Esc", "back"),
@@ -467,6 +486,7 @@ impl App {
                 hint("p", "pause"),
                 hint("r", "resume"),
                 hint("c", "cancel"),
+                hint("+/-", "budget"),
                 hint("v", "results"),
             ],
             Screen::Report => {
@@ -511,6 +531,10 @@ impl App {
                     "rename the target instance (when the target has that name)",
                 ),
                 hint(
+                    "w",
+                    "move the item to the next wave (wave N+1 starts once N is validated)",
+                ),
+                hint(
                     "x",
                     "cutover: off → source powered off → kept running → off",
                 ),
@@ -530,6 +554,10 @@ impl App {
                 hint("p", "pause the selected disk"),
                 hint("r", "resume it"),
                 hint("c", "cancel it (asks first)"),
+                hint(
+                    "+ -",
+                    "raise / lower the run's bandwidth budget (×1.25 / ÷1.25; - starts from the measured rate)",
+                ),
                 hint("v Tab", "validation, cleanup and report"),
             ],
             Screen::Report => vec![

@@ -171,6 +171,8 @@ pub struct AppInit {
     pub theme_source: ThemeSource,
     pub depth: ColorDepth,
     pub throttle: Option<Bytes>,
+    /// The run-wide budget a run starts with.
+    pub bandwidth: Option<Bytes>,
     pub operator: String,
     /// Shown in the status bar at start (where the lab lives, …).
     pub note: Option<String>,
@@ -193,6 +195,7 @@ pub struct App {
     pub theme_source: ThemeSource,
     pub depth: ColorDepth,
     pub throttle: Option<Bytes>,
+    pub bandwidth: Option<Bytes>,
     pub operator: String,
     pub config: Config,
     /// The loop exits when set.
@@ -236,6 +239,7 @@ impl App {
             theme_source: init.theme_source,
             depth: init.depth,
             throttle: init.throttle,
+            bandwidth: init.bandwidth,
             operator: init.operator,
             config: init.config,
             quit: false,
@@ -483,7 +487,10 @@ impl App {
                 approved.operator()
             ),
         );
-        self.run = Some(RunState::default());
+        self.run = Some(RunState {
+            budget: self.bandwidth,
+            ..RunState::default()
+        });
         self.screen = Screen::Transfers;
         self.status = None;
         self.effects.push(Effect::StartRun(Box::new(approved)));

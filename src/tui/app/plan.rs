@@ -171,6 +171,18 @@ impl PlanState {
         done.to_string()
     }
 
+    /// Moves the selected item to the next wave (a new last wave after the
+    /// last, then back to wave 1); the action list follows and the hash
+    /// changes. Returns what happened.
+    pub fn cycle_wave(&mut self) -> Option<String> {
+        let wave = crate::plan::waves::cycle(&mut self.plan, self.selected)?;
+        self.plan.approval = None;
+        refresh(&mut self.plan, &self.throughput);
+        let waves = self.plan.items.iter().map(|i| i.wave).max().unwrap_or(1);
+        let name = &self.plan.items.get(self.selected)?.instance_name;
+        Some(format!("{name} is in wave {wave} of {waves}"))
+    }
+
     pub fn move_by(&mut self, delta: isize) {
         let last = self.plan.items.len().saturating_sub(1);
         self.selected = self.selected.saturating_add_signed(delta).min(last);

@@ -179,6 +179,8 @@ pub struct RunState {
     pub engine_error: Option<String>,
     /// First line shown on the results screen.
     pub results_scroll: usize,
+    /// The run's bandwidth budget as last set from here (None: unlimited).
+    pub budget: Option<Bytes>,
 }
 
 /// What an event changed, so the loop knows how soon to redraw.
@@ -383,6 +385,28 @@ impl RunState {
             .filter(|d| matches!(d.stage, Stage::Failed | Stage::Cancelled))
             .count();
         (done, failed, self.disks.len())
+    }
+
+    /// The budget one `+` (up) or `-` (down) step away: ×1.25 or ÷1.25, never
+    /// below 1 MiB/s. Without a budget, `-` starts from the rate measured
+    /// over the last second (all disks together); `+` has nothing to raise.
+    pub fn budget_step(&self, up: bool) -> Result<Bytes, String> {
+        let floor = Bytes::mib(1).0;
+        match (self.budget, up) {
+            (Some(rate), true) => Ok(Bytes((rate.0.saturating_mul(5) / 4).max(floor))),
+            (Some(rate), false) => Ok(Bytes((rate.0 / 5 * 4).max(floor))),
+            (None, true) => Err("no bandwidth budget: the run is unlimited already".into()),
+            (None, false) => {
+                let (_, _, current, average) = self.aggregate();
+                let measured = if current > 0 { current } else { average };
+                if measured == 0 {
+                    return Err(
+                        "nothing measured yet to lower from: wait for a second of transfer".into(),
+                    );
+                }
+                Ok(Bytes((measured / 5 * 4).max(floor)))
+            }
+        }
     }
 
     /// Every validation check passed (and there was at least one).

@@ -134,6 +134,22 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
             theme.plan.warning,
         ));
     }
+    let waves = plan.items.iter().map(|i| i.wave).max().unwrap_or(1);
+    if waves > 1 || !plan.waves.windows.is_empty() {
+        let windows: Vec<String> = plan
+            .waves
+            .windows
+            .iter()
+            .map(|w| format!("; wave {} not before {}", w.wave, safe(&w.not_before)))
+            .collect();
+        lines.push(Line::styled(
+            format!(
+                " {waves} wave(s), each validated before the next starts{}",
+                windows.concat()
+            ),
+            theme.plan.item,
+        ));
+    }
     if let Some(cutover) = &plan.cutover {
         lines.extend(cutover_lines(app, cutover));
     }

@@ -150,6 +150,13 @@ fn aggregate_line(app: &App, run: &RunState) -> Line<'static> {
             ),
             theme.plan.total,
         ),
+        Span::styled(
+            match run.budget {
+                Some(budget) => format!(" · budget {budget}/s"),
+                None => String::new(),
+            },
+            theme.plan.total,
+        ),
     ])
 }
 

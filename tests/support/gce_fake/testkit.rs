@@ -274,6 +274,7 @@ pub fn capability() -> Capability {
         },
         cross_border: None,
         cutover: None,
+        waves: Default::default(),
         clouds: Default::default(),
         items: vec![],
         actions: vec![],
