@@ -41,6 +41,8 @@ struct Cli {
     command: Option<Commands>,
 }
 
+// Parsed once per process: a boxed variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Commands {
     /// Open the console on a fresh lab (no account needed).
@@ -80,6 +82,10 @@ enum Commands {
         /// Acknowledge that the plan moves data across borders.
         #[arg(long)]
         ack_cross_border: bool,
+        /// Acknowledge the configuration the plan cannot carry exactly (its
+        /// LOSSY lines).
+        #[arg(long)]
+        ack_lossy: bool,
         /// Sign the approval with this SSH key (`ssh-keygen -Y sign`; a
         /// public key file uses the ssh agent). A second person's signature
         /// is added to the first's.
@@ -180,6 +186,20 @@ struct PlanBuild {
     /// Cutover: delta passes while the source runs, at most.
     #[arg(long, requires = "cutover")]
     max_delta_passes: Option<u32>,
+    /// Source network (name, subnet or CIDR) → target network or subnet
+    /// (name or id), SRC=DST (repeatable).
+    #[arg(long = "network-map")]
+    network_map: Vec<String>,
+    /// Create no firewalls / security groups from the source's rules.
+    #[arg(long)]
+    no_firewall: bool,
+    /// Carry no tags or labels (altishift's own are still written).
+    #[arg(long)]
+    no_tags: bool,
+    /// Give every instance a public address (yes) or none (no), whatever
+    /// the source had.
+    #[arg(long, value_parser = ["yes", "no"])]
+    public_ip: Option<String>,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -287,6 +307,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         .max_delta_passes
                         .unwrap_or(altishift::plan::Cutover::DEFAULT_DELTA_PASSES),
                 }),
+                configuration: cli::plan::ConfigFlags {
+                    network_map: b.network_map,
+                    no_firewall: b.no_firewall,
+                    no_tags: b.no_tags,
+                    public_ip: b.public_ip.map(|v| v == "yes"),
+                },
                 output: b.output,
             };
             cli::plan::make(&globals, args).await
@@ -298,8 +324,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             plan,
             confirm,
             ack_cross_border,
+            ack_lossy,
             sign,
-        }) => cli::plan::approve(&globals, &plan, confirm, ack_cross_border, sign.as_deref()).await,
+        }) => {
+            let acks = altishift::plan::approval::Acks {
+                cross_border: ack_cross_border,
+                lossy: ack_lossy,
+            };
+            cli::plan::approve(&globals, &plan, confirm, acks, sign.as_deref()).await
+        }
         Some(Commands::Apply {
             plan,
             json,

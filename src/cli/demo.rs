@@ -57,6 +57,7 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
             keep_access: false,
             test_migration: false,
             cutover: None,
+            configuration: Default::default(),
             output: Some(plan.clone()),
         },
     )
@@ -65,7 +66,11 @@ pub async fn headless(session: &Session, throttle: Option<Bytes>) -> Result<()> 
     println!(
         "\ndemo: approving with the short hash {hash} and acknowledging the DE → US transfer\n"
     );
-    super::plan::approve(&globals, &plan, Some(hash), true, None).await?;
+    let acks = crate::plan::approval::Acks {
+        cross_border: true,
+        lossy: false,
+    };
+    super::plan::approve(&globals, &plan, Some(hash), acks, None).await?;
     super::apply::run(
         &globals,
         &plan,

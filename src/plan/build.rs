@@ -47,6 +47,9 @@ pub struct Request {
     pub test_migration: bool,
     /// Make the run a cutover (passes, quiesce, final pass, power-off).
     pub cutover: Option<Cutover>,
+    /// Overrides of the configuration translation (network map, no
+    /// firewall, no tags, public address).
+    pub configuration: super::configuration::ConfigRequest,
 }
 
 /// Throughput behind the time estimate and where it was measured.
@@ -58,6 +61,8 @@ pub struct Throughput {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    #[error(transparent)]
+    Configuration(#[from] super::configuration::ConfigError),
     #[error("nothing selected: name at least one instance (--select NAME)")]
     NothingSelected,
     #[error("no instance '{name}' in {cloud} (instances: {known})")]
@@ -245,6 +250,7 @@ pub fn build(
             wave: 1,
             disks,
             platform: instance.platform.clone(),
+            configuration: Default::default(),
         });
         if let Some(reason) = items.last().and_then(|i| refusal(&target.provider, i)) {
             return Err(PlanError::TargetRefuses {
@@ -256,6 +262,23 @@ pub fn build(
     }
 
     check_names(&items)?;
+    // Configuration after selection: a rule naming another group of the
+    // plan names the group the plan creates for it.
+    let selected: Vec<&crate::inventory::Instance> = items
+        .iter()
+        .filter_map(|i| source.inventory.instance(&i.instance_id))
+        .collect();
+    let groups = super::configuration::firewall_names(&selected, source.cloud, target.inventory);
+    for (item, instance) in items.iter_mut().zip(&selected) {
+        item.configuration = super::configuration::translate(
+            instance,
+            source.cloud,
+            target.cloud,
+            target.inventory,
+            &request.configuration,
+            &groups,
+        )?;
+    }
     let mut plan = Plan {
         version: PLAN_VERSION,
         created_at: crate::fsutil::now_rfc3339(),
@@ -335,6 +358,11 @@ fn actions(plan: &Plan) -> Vec<Action> {
         });
     };
     let (src, dst) = (&plan.source.cloud, &plan.target.cloud);
+    // Firewalls and keys exist before any instance that uses them.
+    for object in super::configuration::objects(plan) {
+        let (verb, resource, detail) = super::config_text::object_action(&object);
+        push(dst, verb, resource, detail);
+    }
     for item in &plan.items {
         if let Some(detail) = super::limits::agent_detail(&plan.source.provider) {
             push(
@@ -389,7 +417,12 @@ fn actions(plan: &Plan) -> Vec<Action> {
             dst,
             ActionVerb::DeployInstance,
             item.target_name.clone(),
-            format!("size {} in {}", item.target_size, item.target_region),
+            format!(
+                "size {} in {}{}",
+                item.target_size,
+                item.target_region,
+                super::config_text::deploy_detail(&item.configuration)
+            ),
         );
     }
     for item in &plan.items {

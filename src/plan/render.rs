@@ -92,6 +92,7 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    out.push_str(&super::config_text::section(plan));
     let _ = writeln!(
         out,
         "\nChanges this plan makes (nothing changes before approval)"

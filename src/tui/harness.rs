@@ -263,6 +263,7 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
                 }],
                 tags,
                 platform: Default::default(),
+                config: Default::default(),
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 
 use super::client::{Client, as_u64, id_string};
 use crate::cloud::CloudError;
+use crate::inventory::config::{ConfigRules, FirewallRules, PeerKind, TagRules};
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
 use crate::units::Bytes;
 use serde_json::Value;
@@ -101,6 +102,7 @@ pub fn instance_of(vm: &Value, volumes: &[&Value]) -> Instance {
         nics,
         tags,
         platform: Default::default(),
+        config: Default::default(),
     }
 }
 
@@ -156,8 +158,46 @@ pub async fn read(
                 jurisdiction: jurisdiction.to_string(),
             })
             .collect(),
+        config_rules: Some(config_rules()),
         ..Default::default()
     })
+}
+
+/// What a CloudStack target takes (security groups with ingress and
+/// egress rules by CIDR or another group, ICMP type and code; key pairs;
+/// userdata; no per-instance choice of a public address in a basic zone).
+/// altishift does not create any of it on CloudStack yet (`creates: false`).
+pub fn config_rules() -> ConfigRules {
+    ConfigRules {
+        creates: false,
+        tags: TagRules {
+            word: "tags".into(),
+            max_count: usize::MAX,
+            own_tags: 1,
+            key_max: 255,
+            value_max: 255,
+            lowercase: false,
+            extra_chars: " +-=._:/@".into(),
+            unicode_letters: true,
+            key_starts_with_letter: false,
+            reserved_prefixes: Vec::new(),
+            reserved_keys: Vec::new(),
+            joined: None,
+        },
+        firewall: FirewallRules {
+            word: "security group".into(),
+            egress: true,
+            icmp_types: true,
+            any_protocol: true,
+            peers: vec![PeerKind::Cidr, PeerKind::Group],
+            max_rules: None,
+        },
+        network_kind: "network".into(),
+        max_keys: None,
+        ssh_keys: true,
+        user_data_max: Some(32 * 1024),
+        public_ip: false,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! the clouds before any change; `wrap_up.rs` cleans up, revokes, abandons
 //! and writes the report.
 
+mod configure;
 mod cutover;
 mod disk;
 mod live;
@@ -274,6 +275,8 @@ impl Run {
             run_dir: self.dir.clone(),
             disks: self.slots.values().map(|s| s.info.clone()).collect(),
         });
+        // Firewalls and keys before any instance that uses them.
+        self.create_configuration().await?;
         let items = self
             .approved
             .plan()
@@ -360,7 +363,8 @@ impl Run {
         disks: &[DiskOutput],
         report: &mut InstanceReport,
     ) -> Result<(), TransferError> {
-        let mut tags = BTreeMap::new();
+        let config = self.deploy_config(item)?;
+        let mut tags = config.tags.clone();
         tags.insert(
             "altishift:source".to_string(),
             format!("{}/{}", self.source.name(), item.instance_name),
@@ -372,6 +376,7 @@ impl Run {
             disks: disks.iter().map(|(w, _)| w.clone()).collect(),
             tags,
             platform: item.platform.clone(),
+            config,
         };
         let deployed = match self.resume.deployed.get(&item.target_name) {
             Some(deployed) => deployed.clone(),
