@@ -168,8 +168,18 @@ pub async fn fill(
                 public: i.public_ip_address().is_some_and(|a| !a.is_empty()),
             });
         }
-        for g in i.security_groups() {
-            if let Some(group) = g.group_id().and_then(|id| by_id.get(id)) {
+        let mut ids: Vec<&str> = Vec::new();
+        for g in i
+            .security_groups()
+            .iter()
+            .chain(i.network_interfaces().iter().flat_map(|n| n.groups()))
+        {
+            if let Some(id) = g.group_id().filter(|id| !ids.contains(id)) {
+                ids.push(id);
+            }
+        }
+        for id in ids {
+            if let Some(group) = by_id.get(id) {
                 out.config.rule_sets.push(rule_set(group));
             }
         }
@@ -504,9 +514,12 @@ pub async fn found(c: &RegionClients, i: &ec2::Instance) -> Result<FoundConfig, 
     Ok(FoundConfig {
         network: i.subnet_id().map(str::to_string),
         public_ip: Some(i.public_ip_address().is_some_and(|a| !a.is_empty())),
+        // The instance's groups are its interfaces' (moto lists those of an
+        // interface given at launch only on the interface).
         firewalls: i
             .security_groups()
             .iter()
+            .chain(i.network_interfaces().iter().flat_map(|n| n.groups()))
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
         ssh_keys: i.key_name().map(str::to_string).into_iter().collect(),
