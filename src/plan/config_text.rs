@@ -74,7 +74,7 @@ pub fn deploy_detail(config: &ItemConfig) -> String {
     }
     let tags = config.tags.iter().filter(|t| t.key.is_some()).count();
     if tags > 0 {
-        parts.push(format!("{tags} tags"));
+        parts.push(format!("{tags} tag(s)"));
     }
     if !config.ssh_keys.is_empty() {
         let names: Vec<&str> = config.ssh_keys.iter().map(|k| k.name.as_str()).collect();
@@ -153,6 +153,94 @@ pub fn lines(c: &ItemConfig) -> Vec<String> {
     }
     if let Some(data) = &c.user_data {
         out.push(format!("user-data {} bytes, carried unchanged", data.len()));
+    }
+    out
+}
+
+/// One row of the side-by-side view: source, target, and whether the row
+/// is lossy (not carried exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub source: String,
+    pub target: String,
+    pub lossy: bool,
+}
+
+fn pair(source: impl Into<String>, target: impl Into<String>, lossy: bool) -> Pair {
+    Pair {
+        source: source.into(),
+        target: target.into(),
+        lossy,
+    }
+}
+
+/// The configuration of one item as source → target rows, lossy reasons last.
+pub fn pairs(c: &ItemConfig) -> Vec<Pair> {
+    let mut out = Vec::new();
+    if let Some(n) = &c.network {
+        out.push(pair(
+            format!("network {}", n.source),
+            format!(
+                "{} ({})",
+                n.target.as_deref().unwrap_or("default network"),
+                n.how
+            ),
+            false,
+        ));
+    }
+    if let Some(public) = c.public_ip {
+        out.push(pair(
+            "public address",
+            if public { "yes" } else { "no" },
+            false,
+        ));
+    }
+    for f in &c.firewalls {
+        out.push(pair(
+            format!("rule set {}", f.source),
+            format!("firewall {}", f.name),
+            false,
+        ));
+        for r in &f.rules {
+            match &r.target {
+                Some(t) => out.push(pair(format!("  {}", r.source), format!("  {t}"), false)),
+                None => out.push(pair(format!("  {}", r.source), "  ✗ not carried", true)),
+            }
+        }
+    }
+    for t in &c.tags {
+        let source = if t.source_value.is_empty() {
+            format!("tag {}", t.source_key)
+        } else {
+            format!("tag {}={}", t.source_key, t.source_value)
+        };
+        let target = match &t.key {
+            Some(k) if t.value.is_empty() => k.clone(),
+            Some(k) => format!("{k}={}", t.value),
+            None => "✗ not written".into(),
+        };
+        let target = match &t.note {
+            Some(note) => format!("{target} ({note})"),
+            None => target,
+        };
+        out.push(pair(source, target, t.lossy));
+    }
+    for k in &c.ssh_keys {
+        out.push(pair(
+            format!("key {}", k.source),
+            format!("imported as {}", k.name),
+            false,
+        ));
+    }
+    if let Some(data) = &c.user_data {
+        out.push(pair(
+            format!("user-data {} bytes", data.len()),
+            "carried unchanged",
+            false,
+        ));
+    }
+    for reason in &c.lossy {
+        out.push(pair("", format!("✗ {reason}"), true));
     }
     out
 }
