@@ -288,3 +288,51 @@ async fn a_rule_naming_a_group_left_behind_is_lossy_and_needs_ack_lossy() {
     let plan: Plan = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(plan.approval.unwrap().lossy_acknowledged);
 }
+
+#[tokio::test]
+async fn a_test_migration_removes_the_group_and_key_it_made() {
+    let moto = Moto::start();
+    let (lab, ec2, _) = setup(&moto).await;
+    let path = lab.plan_path();
+    let out = altishift(
+        &lab.config(),
+        &[
+            "plan",
+            "--from",
+            "lab-east",
+            "--to",
+            "aws-target",
+            "-o",
+            path.to_str().unwrap(),
+            "--format",
+            "raw",
+            "--test-migration",
+            "--select",
+            "web-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", cli::text(&out));
+    let out = approve(&lab, &path, &[]);
+    assert!(out.status.success(), "{}", cli::text(&out));
+    let out = altishift(&lab.config(), &["apply", path.to_str().unwrap()]);
+    let said = cli::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("firewall"), "{said}");
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("web")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.security_groups().is_empty(), "the group is left");
+    let keys = ec2.describe_key_pairs().send().await.unwrap();
+    assert!(
+        keys.key_pairs().iter().all(|k| k.key_name() != Some("ops")),
+        "the key pair is left"
+    );
+}
