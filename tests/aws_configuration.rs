@@ -265,8 +265,9 @@ async fn a_rule_naming_a_group_left_behind_is_lossy_and_needs_ack_lossy() {
     let moto = Moto::start();
     let (lab, _ec2, _) = setup(&moto).await;
     let path = lab.plan_path();
-    // db-1's rule lets in ssh from the web group, which this plan leaves behind.
-    let out = plan(&lab, "db-1", &path);
+    // legacy-app's rule lets in its port from the web group, which this plan
+    // leaves behind.
+    let out = plan(&lab, "legacy-app", &path);
     let shown = cli::text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("LOSSY"), "{shown}");

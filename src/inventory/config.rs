@@ -23,6 +23,10 @@ pub struct InstanceConfig {
     /// base64-encoded behind a `base64:` prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
+    /// Parts the provider could not read (a refused call), with why: the
+    /// plan lists them as not carried rather than guessing "none".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
 }
 
 impl InstanceConfig {
@@ -316,6 +320,7 @@ mod tests {
                 fingerprint: None,
             }],
             user_data: Some("#cloud-config\n".into()),
+            unread: Vec::new(),
         };
         let text = toml::to_string(&config).unwrap();
         let back: InstanceConfig = toml::from_str(&text).unwrap();

@@ -142,13 +142,19 @@ pub async fn fill(
         .iter()
         .filter_map(|g| Some((g.group_id()?, g)))
         .collect();
-    let keys = c
-        .ec2
-        .describe_key_pairs()
-        .include_public_key(true)
-        .send()
-        .await
-        .map_err(|e| classify("ec2 DescribeKeyPairs", e))?;
+    // Key pairs and user-data are read when allowed: a policy without
+    // ec2:DescribeKeyPairs or ec2:DescribeInstanceAttribute still lists
+    // instances, and the plan says what could not be read.
+    let keys = if raw.iter().any(|i| i.key_name().is_some()) {
+        c.ec2
+            .describe_key_pairs()
+            .include_public_key(true)
+            .send()
+            .await
+            .map_err(|e| classify("ec2 DescribeKeyPairs", e).to_string())
+    } else {
+        Err(String::new())
+    };
     for (i, out) in raw.iter().zip(instances.iter_mut()) {
         let subnet = i.subnet_id().map(str::to_string);
         let cidr = subnet
@@ -184,7 +190,13 @@ pub async fn fill(
             }
         }
         if let Some(name) = i.key_name() {
-            let pair = keys.key_pairs().iter().find(|k| k.key_name() == Some(name));
+            let pair = match &keys {
+                Ok(keys) => keys.key_pairs().iter().find(|k| k.key_name() == Some(name)),
+                Err(why) => {
+                    out.config.unread.push(format!("ssh key '{name}': {why}"));
+                    None
+                }
+            };
             out.config.ssh_keys.push(KeyRef {
                 name: name.to_string(),
                 public_key: pair.and_then(|k| k.public_key()).map(str::to_string),
@@ -192,7 +204,10 @@ pub async fn fill(
             });
         }
         if let Some(id) = i.instance_id() {
-            out.config.user_data = user_data(c, id).await?;
+            match user_data(c, id).await {
+                Ok(data) => out.config.user_data = data,
+                Err(e) => out.config.unread.push(format!("user-data: {e}")),
+            }
         }
     }
     Ok(())

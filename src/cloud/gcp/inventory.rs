@@ -209,6 +209,7 @@ fn config_of(item: &Value) -> crate::inventory::InstanceConfig {
         rule_sets: Vec::new(),
         ssh_keys,
         user_data: metadata("user-data"),
+        unread: Vec::new(),
     }
 }
 

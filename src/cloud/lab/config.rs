@@ -119,8 +119,29 @@ pub fn seed(root: &Path, net: u8) -> Result<Vec<Network>, String> {
                     Direction::In,
                     "tcp",
                     Some(22),
+                    Peer::Cidr("10.0.0.0/8".into()),
+                    "ssh from inside",
+                ),
+                all_out.clone(),
+            ],
+        },
+        FirewallManifest {
+            name: "legacy".into(),
+            tags: BTreeMap::new(),
+            rules: vec![
+                rule(
+                    Direction::In,
+                    "tcp",
+                    Some(8080),
                     Peer::Group("web".into()),
-                    "ssh from the web servers",
+                    "the app, behind the web proxies",
+                ),
+                rule(
+                    Direction::In,
+                    "tcp",
+                    Some(22),
+                    Peer::Cidr("10.0.0.0/8".into()),
+                    "ssh from inside",
                 ),
                 all_out.clone(),
             ],
@@ -169,6 +190,8 @@ pub fn placement(instance: &str) -> (&'static str, u8, &'static str, bool) {
         ("web-net", 1, "web", true)
     } else if instance.starts_with("db") {
         ("db-net", 2, "db", false)
+    } else if instance.starts_with("legacy") {
+        ("app-net", 3, "legacy", false)
     } else {
         ("app-net", 3, "base", false)
     }
