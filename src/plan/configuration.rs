@@ -304,7 +304,10 @@ pub fn translate(
         } else if !rules.creates {
             Some(not_yet("key"))
         } else if key.public_key.is_none() {
-            Some("only its fingerprint is known: a key cannot be imported from that".into())
+            Some(
+                "its public key is not known (the source gives its name or fingerprint only)"
+                    .into(),
+            )
         } else if rules.max_keys.is_some_and(|max| out.ssh_keys.len() >= max) {
             Some(format!(
                 "{target_cloud} gives an instance {} key(s) at launch",
