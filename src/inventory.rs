@@ -4,6 +4,9 @@ use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod config;
+pub use config::{ConfigRules, InstanceConfig};
+
 /// Disk image formats the engine reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,6 +117,10 @@ pub struct Instance {
     /// OS, boot mode, architecture: what the target image must carry over.
     #[serde(default, skip_serializing_if = "Platform::is_unknown")]
     pub platform: Platform,
+    /// Networks, firewall rules, SSH keys, user-data: what makes it
+    /// reachable, as far as its provider says.
+    #[serde(default, skip_serializing_if = "InstanceConfig::is_empty")]
+    pub config: InstanceConfig,
 }
 
 /// How an instance boots and what it runs, as far as its provider says.
@@ -290,6 +297,10 @@ pub struct Inventory {
     pub ssh_keys: Vec<SshKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// What this cloud, as a target, can take of an instance's
+    /// configuration (declared by its provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rules: Option<ConfigRules>,
 }
 
 impl Inventory {

@@ -88,6 +88,10 @@ enum Commands {
         /// Acknowledge that the plan moves data across borders.
         #[arg(long)]
         ack_cross_border: bool,
+        /// Acknowledge the configuration the plan cannot carry exactly (its
+        /// LOSSY lines).
+        #[arg(long)]
+        ack_lossy: bool,
         /// Sign the approval with this SSH key (`ssh-keygen -Y sign`; a
         /// public key file uses the ssh agent). A second person's signature
         /// is added to the first's.
@@ -233,6 +237,20 @@ struct PlanBuild {
     /// pass, waits until TIME (UTC RFC 3339, e.g. 2=2026-12-05T02:00:00Z).
     #[arg(long = "not-before", value_name = "N=TIME", value_parser = waves::parse_window)]
     not_before: Vec<waves::WaveWindow>,
+    /// Source network (name, subnet or CIDR) → target network or subnet
+    /// (name or id), SRC=DST (repeatable).
+    #[arg(long = "network-map")]
+    network_map: Vec<String>,
+    /// Create no firewalls / security groups from the source's rules.
+    #[arg(long)]
+    no_firewall: bool,
+    /// Carry no tags or labels (altishift's own are still written).
+    #[arg(long)]
+    no_tags: bool,
+    /// Give every instance a public address (yes) or none (no), whatever
+    /// the source had.
+    #[arg(long, value_parser = ["yes", "no"])]
+    public_ip: Option<String>,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -347,6 +365,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     from_tag: b.waves_from_tag,
                     windows: b.not_before,
                 },
+                configuration: cli::plan::ConfigFlags {
+                    network_map: b.network_map,
+                    no_firewall: b.no_firewall,
+                    no_tags: b.no_tags,
+                    public_ip: b.public_ip.map(|v| v == "yes"),
+                },
                 output: b.output,
             };
             cli::plan::make(&globals, args).await
@@ -358,8 +382,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             plan,
             confirm,
             ack_cross_border,
+            ack_lossy,
             sign,
-        }) => cli::plan::approve(&globals, &plan, confirm, ack_cross_border, sign.as_deref()).await,
+        }) => {
+            let acks = altishift::plan::approval::Acks {
+                cross_border: ack_cross_border,
+                lossy: ack_lossy,
+            };
+            cli::plan::approve(&globals, &plan, confirm, acks, sign.as_deref()).await
+        }
         Some(Commands::Apply {
             plan,
             json,

@@ -130,6 +130,7 @@ fn spec(name: &str, snapshot: &str, platform: Platform) -> DeploySpec {
         }],
         tags: BTreeMap::new(),
         platform,
+        config: Default::default(),
     }
 }
 

@@ -136,6 +136,21 @@ async fn recorded_answers_become_the_neutral_inventory_with_the_right_values() {
         (inv.cloud.as_str(), inv.provider.as_str()),
         ("aws-recorded", "aws")
     );
+    // The recording holds no DescribeInstanceAttribute answer: the call is
+    // refused, the inventory stands, and each instance says its user-data
+    // could not be read (the plan lists that as not carried, not as "none").
+    for instance in &inv.instances {
+        assert!(
+            instance
+                .config
+                .unread
+                .iter()
+                .any(|u| u.starts_with("user-data:")),
+            "{:?}",
+            instance.config
+        );
+        assert_eq!(instance.config.user_data, None);
+    }
 
     // Regions: the profile's first, each with its jurisdiction.
     let regions: Vec<(&str, &str)> = inv

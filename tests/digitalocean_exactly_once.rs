@@ -44,6 +44,7 @@ async fn a_droplet_create_whose_answer_is_lost_leaves_exactly_one_droplet() {
         }],
         tags: BTreeMap::from([("altishift:source".into(), "lab-east/app".into())]),
         platform: Default::default(),
+        config: Default::default(),
     };
     fake.lose_answer("POST /v2/droplets");
     let deployed = target::deploy(&client, &spec).await.unwrap();

@@ -94,6 +94,8 @@ impl Setup {
             "--confirm",
             plan.hash().short(),
             "--ack-cross-border",
+            // altishift creates no configuration on DigitalOcean yet: lossy.
+            "--ack-lossy",
         ]);
         tokio::task::spawn_blocking(move || command.output().unwrap())
             .await

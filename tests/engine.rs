@@ -573,8 +573,12 @@ async fn a_test_migration_validates_then_removes_the_target() {
         .filter(|c| c.outcome == "removed (test migration)")
         .map(|c| c.resource.as_str())
         .collect();
-    // The instance and its two written disks.
-    assert_eq!(removed.len(), 3, "{:?}", report.cleanup);
+    // The instance, the key and firewall made for it, its two written disks.
+    assert_eq!(removed.len(), 5, "{:?}", report.cleanup);
+    assert!(
+        removed.contains(&"firewall web-lab-east") && removed.contains(&"sshkey ops-lab-east"),
+        "{removed:?}"
+    );
     assert!(
         removed[0].starts_with("instance"),
         "instances go first: {removed:?}"
@@ -585,6 +589,14 @@ async fn a_test_migration_validates_then_removes_the_target() {
         "the test target is still there"
     );
     assert_eq!(after.instances.len(), ti.instances.len());
+    assert_eq!(
+        after.firewalls, ti.firewalls,
+        "the firewall made for it is gone"
+    );
+    assert_eq!(
+        after.ssh_keys, ti.ssh_keys,
+        "the key imported for it is gone"
+    );
     let disks = lab._dir.path().join("lab/lab-west/disks");
     let left: Vec<String> = std::fs::read_dir(&disks)
         .unwrap()

@@ -88,6 +88,18 @@ impl Cloud for Spy {
     ) -> Result<Box<dyn DiskWriter>, CloudError> {
         self.unused("open_disk_writer")
     }
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &altishift::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        self.note(format!(
+            "create_config_object {} for {}",
+            object.describe(),
+            cap.plan_hash().short()
+        ));
+        Ok("fw-1".into())
+    }
     async fn deploy(&self, _: &Capability, _: &DeploySpec) -> Result<DeployedInstance, CloudError> {
         self.unused("deploy")
     }
@@ -255,6 +267,15 @@ async fn every_method_the_wrapper_does_not_fault_reaches_the_wrapped_cloud() {
         .power_off(&cap, "web-1")
         .await
         .expect("the spy powers off; the default refuses");
+    let key = altishift::cloud::configure::ConfigObject::SshKey {
+        name: "ops".into(),
+        public_key: "ssh-ed25519 AAAA ops".into(),
+    };
+    assert_eq!(
+        wrapper.create_config_object(&cap, &key).await.unwrap(),
+        "fw-1",
+        "the spy's id; the default refuses"
+    );
 
     assert_eq!(
         *spy.calls.lock().unwrap(),
@@ -267,6 +288,7 @@ async fn every_method_the_wrapper_does_not_fault_reaches_the_wrapped_cloud() {
             format!("quiesce web-1 Some(\"sync\") Some(\"true\") for {short}"),
             format!("thaw web-1 Some(\"true\") for {short}"),
             format!("power_off web-1 for {short}"),
+            format!("create_config_object ssh key 'ops' for {short}"),
         ]
     );
 }

@@ -161,6 +161,7 @@ async fn deploy_waits_for_running_and_probe_checks_the_machine_type() {
         disks: vec![disk],
         tags: BTreeMap::from([("Owner".to_string(), "ops team".to_string())]),
         platform: Default::default(),
+        config: Default::default(),
     };
     let deployed = cloud.deploy(&capability(), &spec).await.unwrap();
     let vm = gcp.fake.instance("app").unwrap();
@@ -210,6 +211,7 @@ async fn a_one_gib_disk_boots_from_a_disk_of_the_documented_minimum_size() {
         disks: vec![disk],
         tags: BTreeMap::new(),
         platform: Default::default(),
+        config: Default::default(),
     };
     cloud.deploy(&capability(), &spec).await.unwrap();
     assert_eq!(gcp.fake.instance("small").unwrap()["status"], "RUNNING");
@@ -235,6 +237,7 @@ async fn an_insert_whose_answer_is_lost_is_repeated_with_its_request_id_and_acts
         disks: vec![disk],
         tags: BTreeMap::new(),
         platform: Default::default(),
+        config: Default::default(),
     };
     gcp.fake.lose_answer(&format!("zones/{ZONE}/instances"));
     cloud.deploy(&capability(), &spec).await.unwrap();

@@ -235,6 +235,17 @@ fn killed_apply_resumes_without_resending_finished_blocks() {
         "second run sent {resent} blocks; {total} in all, {sent_before} already journaled"
     );
     assert!(resent < total, "the second run must not start over");
+    // The firewall and key, made before the kill, were reused from the
+    // journal: each was asked of the target once.
+    let audit = std::fs::read_to_string(lab.state().join("audit.jsonl")).unwrap();
+    for action in ["create_firewall", "import_key"] {
+        let asked = audit
+            .lines()
+            .filter(|l| l.contains(&format!("\"action\":\"{action}\"")))
+            .filter(|l| l.contains("\"outcome\":\"started\""))
+            .count();
+        assert_eq!(asked, 1, "{action} asked {asked} times:\n{audit}");
+    }
     let journal_after = journal::replay(&run_dir.join("journal.jsonl")).unwrap();
     assert!(
         journal_after

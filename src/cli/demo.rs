@@ -62,6 +62,7 @@ pub async fn headless(
             test_migration: false,
             cutover: None,
             waves: Default::default(),
+            configuration: Default::default(),
             output: Some(plan.clone()),
         },
     )
@@ -70,7 +71,11 @@ pub async fn headless(
     println!(
         "\ndemo: approving with the short hash {hash} and acknowledging the DE → US transfer\n"
     );
-    super::plan::approve(&globals, &plan, Some(hash), true, None).await?;
+    let acks = crate::plan::approval::Acks {
+        cross_border: true,
+        lossy: false,
+    };
+    super::plan::approve(&globals, &plan, Some(hash), acks, None).await?;
     super::apply::run(
         &globals,
         &plan,

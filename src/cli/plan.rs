@@ -22,7 +22,37 @@ pub struct PlanArgs {
     pub cutover: Option<crate::plan::Cutover>,
     /// `--wave`, `--waves-from-tag`, `--not-before`.
     pub waves: crate::plan::waves::WaveRequest,
+    pub configuration: ConfigFlags,
     pub output: Option<std::path::PathBuf>,
+}
+
+/// How configuration is translated (`plan --network-map … --no-firewall`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFlags {
+    /// `SRC=DST` pairs as typed.
+    pub network_map: Vec<String>,
+    pub no_firewall: bool,
+    pub no_tags: bool,
+    pub public_ip: Option<bool>,
+}
+
+impl ConfigFlags {
+    fn request(&self) -> Result<crate::plan::configuration::ConfigRequest> {
+        let mut network_map = BTreeMap::new();
+        for pair in &self.network_map {
+            let (from, to) = pair
+                .split_once('=')
+                .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+                .with_context(|| format!("--network-map '{pair}': expected SRC=DST"))?;
+            network_map.insert(from.to_string(), to.to_string());
+        }
+        Ok(crate::plan::configuration::ConfigRequest {
+            network_map,
+            no_firewall: self.no_firewall,
+            no_tags: self.no_tags,
+            public_ip: self.public_ip,
+        })
+    }
 }
 
 pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
@@ -76,6 +106,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         test_migration: args.test_migration,
         cutover: args.cutover,
         waves: args.waves,
+        configuration: args.configuration.request()?,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);
     let mut plan = crate::plan::build::build(
@@ -138,7 +169,7 @@ pub async fn approve(
     globals: &Globals,
     path: &Path,
     confirm: Option<String>,
-    ack_cross_border: bool,
+    acks: approval::Acks,
     sign: Option<&Path>,
 ) -> Result<()> {
     let mut plan = Plan::load(path)?;
@@ -158,7 +189,7 @@ pub async fn approve(
         ))
         .context("no answer on standard input: nothing approved (use --confirm HASH in scripts)")?,
     };
-    let mut acknowledged = ack_cross_border;
+    let mut acknowledged = acks.cross_border;
     if let Some(cross) = &plan.cross_border
         && !acknowledged
     {
@@ -169,8 +200,21 @@ pub async fn approve(
         );
         acknowledged = super::prompt::ask(&question).is_some_and(|a| a.eq_ignore_ascii_case("yes"));
     }
+    let mut lossy = acks.lossy;
+    let lossy_lines = crate::plan::configuration::lossy_lines(&plan);
+    if !lossy_lines.is_empty() && !lossy {
+        let question = format!(
+            "{} part(s) of the configuration cannot be carried exactly (listed above as LOSSY). Type 'yes' to acknowledge: ",
+            lossy_lines.len()
+        );
+        lossy = super::prompt::ask(&question).is_some_and(|a| a.eq_ignore_ascii_case("yes"));
+    }
     let operator = crate::fsutil::operator();
-    let record = approval::approve(&mut plan, &typed, acknowledged, &operator)?;
+    let acks = approval::Acks {
+        cross_border: acknowledged,
+        lossy,
+    };
+    let record = approval::approve_with(&mut plan, &typed, acks, &operator)?;
     let signer = match sign {
         Some(key) => Some(add_signature(&session.config, &mut plan, key, &operator)?),
         None => None,

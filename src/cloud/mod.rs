@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod body;
 pub mod cloudstack;
+pub mod configure;
 pub mod digitalocean;
 pub mod gcp;
 pub mod http;
@@ -174,6 +175,10 @@ pub struct DeploySpec {
     /// The source's boot mode, architecture and ENA, for the image to carry over.
     #[serde(default)]
     pub platform: crate::inventory::Platform,
+    /// Network, firewalls, keys, user-data and public address from the
+    /// plan's configuration, with the ids of what the run created.
+    #[serde(default)]
+    pub config: configure::DeployConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +205,10 @@ pub enum ResourceKind {
     Image,
     Instance,
     AccessKey,
+    /// A firewall / security group made from a source rule set.
+    Firewall,
+    /// An imported SSH public key (AWS key pair).
+    SshKey,
 }
 
 /// A resource a run created, journaled the moment it exists.
@@ -259,6 +268,21 @@ pub trait Cloud: Send + Sync {
         cap: &Capability,
         spec: &TargetDiskSpec,
     ) -> Result<Box<dyn DiskWriter>, CloudError>;
+    /// Target: creates a firewall or imports a key the approved plan lists,
+    /// tagged with the plan; one this plan already created (same name, same
+    /// plan tag) is found and returned. Returns its id on the target.
+    async fn create_config_object(
+        &self,
+        _cap: &Capability,
+        object: &configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "{} ({}) cannot create {} yet",
+            self.name(),
+            self.provider(),
+            object.describe()
+        )))
+    }
     /// Target: creates the instance from written disks.
     async fn deploy(
         &self,

@@ -19,6 +19,10 @@ pub struct ApprovalRecord {
     pub approved_at: String,
     #[serde(default)]
     pub cross_border_acknowledged: bool,
+    /// The operator acknowledged the configuration the plan cannot carry
+    /// exactly (its lossy lines).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy_acknowledged: bool,
     /// SSH signatures over the plan hash (`approve --sign KEY`), checked at
     /// apply against the config's allowed signers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -39,15 +43,56 @@ pub enum ApprovalError {
         "this plan moves data from {from} to {to}: acknowledge the cross-border transfer (--ack-cross-border, or answer 'yes' when asked)"
     )]
     CrossBorderNotAcknowledged { from: String, to: String },
+    #[error(
+        "{count} part(s) of the configuration cannot be carried exactly (first: {first}): acknowledge them (--ack-lossy, or the console's lossy field)"
+    )]
+    LossyNotAcknowledged { count: usize, first: String },
 }
 
-/// Records the operator's approval in the plan after checking what they typed.
+/// What the operator acknowledged along with the hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acks {
+    pub cross_border: bool,
+    /// Configuration the plan lists as lossy.
+    pub lossy: bool,
+}
+
+fn lossy_refusal(plan: &Plan) -> Option<ApprovalError> {
+    let lines = super::configuration::lossy_lines(plan);
+    let first = lines.first()?.clone();
+    Some(ApprovalError::LossyNotAcknowledged {
+        count: lines.len(),
+        first,
+    })
+}
+
+/// Records the operator's approval in the plan after checking what they
+/// typed; a plan with lossy configuration is refused (see [`approve_with`]).
 pub fn approve(
     plan: &mut Plan,
     typed: &str,
     ack_cross_border: bool,
     operator: &str,
 ) -> Result<ApprovalRecord, ApprovalError> {
+    approve_with(
+        plan,
+        typed,
+        Acks {
+            cross_border: ack_cross_border,
+            lossy: false,
+        },
+        operator,
+    )
+}
+
+/// Records the operator's approval with everything they acknowledged.
+pub fn approve_with(
+    plan: &mut Plan,
+    typed: &str,
+    acks: Acks,
+    operator: &str,
+) -> Result<ApprovalRecord, ApprovalError> {
+    let ack_cross_border = acks.cross_border;
     let hash = plan.hash();
     let typed = typed.trim();
     if typed.len() < hash.short().len() || !hash.0.starts_with(&typed.to_ascii_lowercase()) {
@@ -63,6 +108,11 @@ pub fn approve(
             to: cross.to.clone(),
         });
     }
+    if !acks.lossy
+        && let Some(refusal) = lossy_refusal(plan)
+    {
+        return Err(refusal);
+    }
     // A second approver signing the same plan keeps the first's signatures.
     let signatures = match &plan.approval {
         Some(earlier) if earlier.plan_hash == hash => earlier.signatures.clone(),
@@ -73,6 +123,7 @@ pub fn approve(
         operator: operator.to_string(),
         approved_at: crate::fsutil::now_rfc3339(),
         cross_border_acknowledged: plan.cross_border.is_some() && ack_cross_border,
+        lossy_acknowledged: acks.lossy && lossy_refusal(plan).is_some(),
         signatures,
     };
     plan.approval = Some(record.clone());
@@ -104,6 +155,11 @@ pub fn verify(plan: Plan) -> Result<Approved, ApprovalError> {
             from: cross.from.clone(),
             to: cross.to.clone(),
         });
+    }
+    if !record.lossy_acknowledged
+        && let Some(refusal) = lossy_refusal(&plan)
+    {
+        return Err(refusal);
     }
     Ok(Approved {
         plan,
@@ -214,6 +270,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lossy_plan_needs_its_own_acknowledgement() {
+        let mut plan = sample_plan(false);
+        plan.items[0]
+            .configuration
+            .lossy
+            .push("rule 'in tcp 22 from group bastion' of 'db': names group 'bastion', which this plan does not migrate".into());
+        let short = plan.hash().short().to_string();
+        let err = approve(&mut plan, &short, true, "ops@host").unwrap_err();
+        assert!(
+            matches!(&err, ApprovalError::LossyNotAcknowledged { count: 1, first } if first.starts_with("web: rule")),
+            "{err}"
+        );
+        assert!(plan.approval.is_none());
+        let acks = Acks {
+            cross_border: false,
+            lossy: true,
+        };
+        let record = approve_with(&mut plan, &short, acks, "ops@host").unwrap();
+        assert!(record.lossy_acknowledged);
+        assert!(verify(plan.clone()).is_ok());
+        // An approval on file without the acknowledgement does not pass apply.
+        if let Some(a) = plan.approval.as_mut() {
+            a.lossy_acknowledged = false;
+        }
+        assert!(matches!(
+            verify(plan).unwrap_err(),
+            ApprovalError::LossyNotAcknowledged { .. }
+        ));
+    }
+
+    #[test]
     fn hand_written_approval_without_acknowledgement_is_refused() {
         let mut plan = sample_plan(true);
         plan.approval = Some(ApprovalRecord {
@@ -221,6 +308,7 @@ mod tests {
             operator: "x".into(),
             approved_at: "now".into(),
             cross_border_acknowledged: false,
+            lossy_acknowledged: false,
             signatures: Vec::new(),
         });
         assert!(matches!(

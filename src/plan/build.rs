@@ -49,6 +49,9 @@ pub struct Request {
     pub cutover: Option<Cutover>,
     /// Waves and their windows.
     pub waves: super::waves::WaveRequest,
+    /// Overrides of the configuration translation (network map, no
+    /// firewall, no tags, public address).
+    pub configuration: super::configuration::ConfigRequest,
 }
 
 /// Throughput behind the time estimate and where it was measured.
@@ -62,6 +65,7 @@ pub struct Throughput {
 pub enum PlanError {
     #[error(transparent)]
     Waves(#[from] super::waves::WaveError),
+    Configuration(#[from] super::configuration::ConfigError),
     #[error("nothing selected: name at least one instance (--select NAME)")]
     NothingSelected,
     #[error("no instance '{name}' in {cloud} (instances: {known})")]
@@ -249,6 +253,7 @@ pub fn build(
             wave: 1,
             disks,
             platform: instance.platform.clone(),
+            configuration: Default::default(),
         });
         if let Some(reason) = items.last().and_then(|i| refusal(&target.provider, i)) {
             return Err(PlanError::TargetRefuses {
@@ -269,6 +274,23 @@ pub fn build(
         instance.map_or(Vec::new(), |i| i.tags.keys().cloned().collect())
     };
     let waves = super::waves::assign(&mut items, &request.waves, tag_of, tags_of)?;
+    // Configuration after selection: a rule naming another group of the
+    // plan names the group the plan creates for it.
+    let selected: Vec<&crate::inventory::Instance> = items
+        .iter()
+        .filter_map(|i| source.inventory.instance(&i.instance_id))
+        .collect();
+    let groups = super::configuration::firewall_names(&selected, source.cloud, target.inventory);
+    for (item, instance) in items.iter_mut().zip(&selected) {
+        item.configuration = super::configuration::translate(
+            instance,
+            source.cloud,
+            target.cloud,
+            target.inventory,
+            &request.configuration,
+            &groups,
+        )?;
+    }
     let mut plan = Plan {
         version: PLAN_VERSION,
         created_at: crate::fsutil::now_rfc3339(),
@@ -349,6 +371,11 @@ fn actions(plan: &Plan) -> Vec<Action> {
         });
     };
     let (src, dst) = (&plan.source.cloud, &plan.target.cloud);
+    // Firewalls and keys exist before any instance that uses them.
+    for object in super::configuration::objects(plan) {
+        let (verb, resource, detail) = super::config_text::object_action(&object);
+        push(dst, verb, resource, detail);
+    }
     // In the order the run takes them: wave by wave.
     let mut in_waves: Vec<&PlanItem> = plan.items.iter().collect();
     in_waves.sort_by_key(|i| i.wave);
@@ -406,7 +433,12 @@ fn actions(plan: &Plan) -> Vec<Action> {
             dst,
             ActionVerb::DeployInstance,
             item.target_name.clone(),
-            format!("size {} in {}", item.target_size, item.target_region),
+            format!(
+                "size {} in {}{}",
+                item.target_size,
+                item.target_region,
+                super::config_text::deploy_detail(&item.configuration)
+            ),
         );
     }
     for item in &plan.items {

@@ -151,6 +151,7 @@ mod tests {
             wave: 1,
             disks,
             platform: Platform::default(),
+            configuration: Default::default(),
         }
     }
 

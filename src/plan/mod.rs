@@ -3,11 +3,14 @@
 
 pub mod approval;
 pub mod build;
+pub mod config_text;
+pub mod configuration;
 pub mod limits;
 pub mod names;
 pub mod render;
 pub mod signature;
 pub mod size_map;
+pub mod tags;
 pub mod trust;
 pub mod waves;
 
@@ -86,6 +89,10 @@ pub struct PlanItem {
     /// The source's OS, boot mode and architecture, carried to the target image.
     #[serde(default, skip_serializing_if = "Platform::is_unknown")]
     pub platform: Platform,
+    /// Network, firewalls, tags, keys and user-data on the target, and what
+    /// of the source's cannot be carried (see [`configuration`]).
+    #[serde(default, skip_serializing_if = "configuration::ItemConfig::is_empty")]
+    pub configuration: configuration::ItemConfig,
 }
 
 impl PlanItem {
@@ -121,6 +128,10 @@ pub enum ActionVerb {
     /// The small reader copied to a source host (SSH, a droplet, a worker),
     /// checked by SHA-256 there, removed at cleanup.
     InstallAgent,
+    /// A firewall / security group made on the target from a source rule set.
+    CreateFirewall,
+    /// An SSH public key imported into the target (AWS key pair).
+    ImportKey,
 }
 
 impl std::fmt::Display for ActionVerb {
@@ -138,6 +149,8 @@ impl std::fmt::Display for ActionVerb {
             ActionVerb::ThawSource => "thaw source",
             ActionVerb::RemoveTestTarget => "remove test target",
             ActionVerb::InstallAgent => "install agent",
+            ActionVerb::CreateFirewall => "create firewall",
+            ActionVerb::ImportKey => "import ssh key",
         };
         f.write_str(text)
     }
@@ -373,6 +386,7 @@ pub(crate) mod tests {
                     source_snapshot: None,
                 }],
                 platform: Platform::default(),
+                configuration: Default::default(),
             }],
             actions: vec![],
             approval: None,

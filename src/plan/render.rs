@@ -93,6 +93,7 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     render_waves(plan, &mut out);
+    out.push_str(&super::config_text::section(plan));
     let _ = writeln!(
         out,
         "\nChanges this plan makes (nothing changes before approval)"

@@ -264,6 +264,7 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
                 }],
                 tags,
                 platform: Default::default(),
+                config: Default::default(),
             }
         })
         .collect();
@@ -279,6 +280,8 @@ pub fn synthetic_inventory(cloud: &str, count: usize, regions: &[(&str, &str)]) 
                 jurisdiction: j.to_string(),
             })
             .collect(),
+        // A lab's: its tags carry over as they are.
+        config_rules: Some(crate::cloud::lab::config::config_rules()),
         ..Default::default()
     }
 }

@@ -156,6 +156,13 @@ impl Cloud for Faulty {
     ) -> Result<Box<dyn DiskReader>, CloudError> {
         self.inner().open_disk_reader(snapshot).await
     }
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &altishift::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        self.inner().create_config_object(cap, object).await
+    }
     async fn open_disk_writer(
         &self,
         cap: &Capability,

@@ -10,10 +10,16 @@ use altishift::plan::{Approved, Plan, approval};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Approves a plan by its short hash, as an operator does.
+/// Approves a plan by its short hash, as an operator does who read it and
+/// acknowledged its cross-border transfer and lossy configuration (targets
+/// that create no configuration yet list every part as lossy).
 pub fn approve(mut plan: Plan) -> Approved {
     let short = plan.hash().short().to_string();
-    approval::approve(&mut plan, &short, true, "tester@localhost").unwrap();
+    let acks = approval::Acks {
+        cross_border: true,
+        lossy: true,
+    };
+    approval::approve_with(&mut plan, &short, acks, "tester@localhost").unwrap();
     approval::verify(plan).unwrap()
 }
 

@@ -8,9 +8,11 @@ use super::{join_region, split_region};
 use crate::cloud::{Capability, Check, CloudError, DeploySpec, DeployedInstance};
 use crate::inventory::Platform;
 use aws_sdk_ec2::types::{
-    ArchitectureValues, BlockDeviceMapping, BootModeValues, EbsBlockDevice, InstanceStateName,
-    InstanceType, ResourceType, Tag, TagSpecification, VolumeType,
+    ArchitectureValues, BlockDeviceMapping, BootModeValues, EbsBlockDevice,
+    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, ResourceType, Tag,
+    TagSpecification, VolumeType,
 };
+use base64::Engine as _;
 
 /// Tag on a deployed instance naming the AMI it was launched from.
 pub const IMAGE_TAG: &str = "altishift:image";
@@ -137,15 +139,47 @@ pub(super) async fn deploy(
     for (k, v) in &spec.tags {
         instance_tags = instance_tags.tags(tag(k, v));
     }
-    let run = c
+    // The plan's configuration: its subnet, and the groups this run created
+    // beside the profile's.
+    let config = &spec.config;
+    let subnet = config.network.clone().or(placement.subnet);
+    let mut groups = placement.security_groups.unwrap_or_default();
+    for id in &config.firewalls {
+        if !groups.contains(id) {
+            groups.push(id.clone());
+        }
+    }
+    let groups = (!groups.is_empty()).then_some(groups);
+    let user_data = config
+        .user_data
+        .as_ref()
+        .map(|text| match text.strip_prefix("base64:") {
+            Some(encoded) => encoded.to_string(),
+            None => base64::engine::general_purpose::STANDARD.encode(text),
+        });
+    let mut run = c
         .ec2
         .run_instances()
         .image_id(&image_id)
         .instance_type(InstanceType::from(spec.size.as_str()))
         .min_count(1)
         .max_count(1)
-        .set_subnet_id(placement.subnet)
-        .set_security_group_ids(placement.security_groups)
+        .set_key_name(config.ssh_keys.first().cloned())
+        .set_user_data(user_data);
+    run = match config.public_ip {
+        // A public address is asked for on the interface, which then
+        // carries the subnet and groups too.
+        Some(public) => run.network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .associate_public_ip_address(public)
+                .set_subnet_id(subnet)
+                .set_groups(groups)
+                .build(),
+        ),
+        None => run.set_subnet_id(subnet).set_security_group_ids(groups),
+    };
+    let run = run
         .client_token(client_token(
             &cap.plan_hash().0,
             &format!("instance {}", spec.name),
@@ -349,7 +383,7 @@ pub(super) async fn probe(
             .map_or("missing".to_string(), |s| s.as_str().to_string()),
         Err(e) => format!("unreadable ({})", classify("ec2 DescribeImages", e)),
     };
-    Ok(vec![
+    let mut checks = vec![
         Check {
             name: "instance running".into(),
             passed: state == "running",
@@ -365,7 +399,12 @@ pub(super) async fn probe(
             passed: image_state == "available",
             detail: format!("{image} is {image_state}"),
         },
-    ])
+    ];
+    if !spec.config.is_empty() {
+        let found = super::config::found(c, &instance).await?;
+        checks.extend(crate::cloud::configure::checks(&spec.config, &found));
+    }
+    Ok(checks)
 }
 
 /// Terminates an instance and deregisters the AMI it was made from (named

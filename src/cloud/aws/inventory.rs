@@ -152,7 +152,7 @@ pub async fn read(
         Ok((list, page.next_token().map(str::to_string)))
     })
     .await?;
-    let instances = raw_instances
+    let mut instances = raw_instances
         .iter()
         .map(|i| neutral::instance(i, region, &by_type, &volume_gib))
         .collect::<Result<Vec<_>, _>>()?;
@@ -190,7 +190,7 @@ pub async fn read(
     })
     .await?;
     networks.extend(subnets);
-    let firewalls = collect_pages("ec2 DescribeSecurityGroups", |token| async move {
+    let groups = collect_pages("ec2 DescribeSecurityGroups", |token| async move {
         let page = ec2
             .describe_security_groups()
             .set_next_token(token)
@@ -198,14 +198,17 @@ pub async fn read(
             .send()
             .await
             .map_err(|e| classify("ec2 DescribeSecurityGroups", e))?;
-        let list = page
-            .security_groups()
-            .iter()
-            .map(neutral::firewall)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((list, page.next_token().map(str::to_string)))
+        Ok((
+            page.security_groups().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
     })
     .await?;
+    let firewalls = groups
+        .iter()
+        .map(neutral::firewall)
+        .collect::<Result<Vec<_>, _>>()?;
+    super::config::fill(c, &raw_instances, &mut instances, &groups, &networks).await?;
     let images = collect_pages("ec2 DescribeImages", |token| async move {
         let page = ec2
             .describe_images()
@@ -232,6 +235,7 @@ pub async fn read(
         networks,
         firewalls,
         images,
+        config_rules: Some(super::config::config_rules()),
         ..Default::default()
     })
 }

@@ -5,6 +5,7 @@
 //! (`us-west-2/snap-0abc…`); ids in the profile's region are plain.
 
 pub mod client;
+pub mod config;
 mod deploy;
 pub mod inventory;
 pub mod neutral;
@@ -211,6 +212,31 @@ impl Cloud for AwsCloud {
         self.open_writer(cap, spec).await
     }
 
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        use crate::cloud::configure::ConfigObject;
+        // Objects go where instances go: the profile's region.
+        let c = self.clients.get(None)?;
+        match object {
+            ConfigObject::Firewall {
+                name,
+                network,
+                rules,
+                source,
+            } => {
+                // The plan's subnet, else the profile's (instances land there).
+                let subnet = network.as_deref().or(self.subnet.as_deref());
+                config::create_group(&c, cap, name, subnet, rules, source).await
+            }
+            ConfigObject::SshKey { name, public_key } => {
+                config::import_key(&c, cap, name, public_key).await
+            }
+        }
+    }
+
     async fn deploy(
         &self,
         cap: &Capability,
@@ -331,6 +357,8 @@ impl Cloud for AwsCloud {
             ResourceKind::Instance => deploy::remove_instance(&c, id).await,
             // This provider creates no access keys of its own.
             ResourceKind::AccessKey => Ok(()),
+            ResourceKind::Firewall => config::remove_group(&c, id).await,
+            ResourceKind::SshKey => config::remove_key(&c, id).await,
         }
     }
 

@@ -147,6 +147,8 @@ pub fn instance(
         nics,
         tags,
         platform: platform_of(i),
+        // Filled by `config::fill`, which needs the groups and key pairs.
+        config: Default::default(),
     })
 }
 

@@ -3,6 +3,7 @@
 
 use super::client::{Client, as_u64, id_string};
 use crate::cloud::CloudError;
+use crate::inventory::config::{ConfigRules, FirewallRules, PeerKind, TagRules};
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
 use crate::units::Bytes;
 use serde_json::Value;
@@ -101,6 +102,91 @@ pub fn instance_of(vm: &Value, volumes: &[&Value]) -> Instance {
         nics,
         tags,
         platform: Default::default(),
+        config: config_of(vm),
+    }
+}
+
+/// What the VM answer says of its configuration: its security groups with
+/// their ingress and egress rules (`protocol`, `startport`/`endport`,
+/// `icmptype`/`icmpcode`, `cidr` or `securitygroupname`) and its key pair
+/// names (`keypair`, comma-separated in newer releases). The answer holds no
+/// public key and no userdata: keys are named only (the plan says they
+/// cannot be imported) and user-data is not read.
+fn config_of(vm: &Value) -> crate::inventory::InstanceConfig {
+    use crate::inventory::config::{Direction, KeyRef, Peer, PortRange, Rule, RuleSet};
+    let port = |r: &Value, key: &str| {
+        r.get(key)
+            .and_then(as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+    };
+    let rules_of = |list: Option<&Value>, direction: Direction| -> Vec<Rule> {
+        list.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let protocol = text(r, "protocol").to_ascii_lowercase();
+                let ports = if protocol == "icmp" {
+                    port(r, "icmptype").map(|t| PortRange {
+                        from: t,
+                        to: port(r, "icmpcode").unwrap_or(u16::MAX),
+                    })
+                } else {
+                    port(r, "startport").map(|from| PortRange {
+                        from,
+                        to: port(r, "endport").unwrap_or(from),
+                    })
+                };
+                let peer = match (
+                    r.get("cidr").and_then(Value::as_str),
+                    r.get("securitygroupname").and_then(Value::as_str),
+                ) {
+                    (Some(cidr), _) if !cidr.is_empty() => Peer::Cidr(cidr.to_string()),
+                    (_, Some(group)) if !group.is_empty() => Peer::Group(group.to_string()),
+                    _ => return None,
+                };
+                Some(Rule {
+                    direction,
+                    protocol: if protocol.is_empty() {
+                        "all".into()
+                    } else {
+                        protocol
+                    },
+                    ports,
+                    peer,
+                    description: None,
+                })
+            })
+            .collect()
+    };
+    let rule_sets = vm
+        .get("securitygroup")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let mut rules = rules_of(g.get("ingressrule"), Direction::In);
+            rules.extend(rules_of(g.get("egressrule"), Direction::Out));
+            RuleSet {
+                name: text(g, "name"),
+                id: g.get("id").and_then(Value::as_str).map(str::to_string),
+                rules,
+            }
+        })
+        .collect();
+    let ssh_keys = text(vm, "keypair")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|name| KeyRef {
+            name: name.to_string(),
+            public_key: None,
+            fingerprint: None,
+        })
+        .collect();
+    crate::inventory::InstanceConfig {
+        rule_sets,
+        ssh_keys,
+        ..Default::default()
     }
 }
 
@@ -156,14 +242,88 @@ pub async fn read(
                 jurisdiction: jurisdiction.to_string(),
             })
             .collect(),
+        config_rules: Some(config_rules()),
         ..Default::default()
     })
+}
+
+/// What a CloudStack target takes (security groups with ingress and
+/// egress rules by CIDR or another group, ICMP type and code; key pairs;
+/// userdata; no per-instance choice of a public address in a basic zone).
+/// altishift does not create any of it on CloudStack yet (`creates: false`).
+pub fn config_rules() -> ConfigRules {
+    ConfigRules {
+        creates: false,
+        tags: TagRules {
+            word: "tags".into(),
+            max_count: usize::MAX,
+            own_tags: 1,
+            key_max: 255,
+            value_max: 255,
+            lowercase: false,
+            extra_chars: " +-=._:/@".into(),
+            unicode_letters: true,
+            key_starts_with_letter: false,
+            reserved_prefixes: Vec::new(),
+            reserved_keys: Vec::new(),
+            joined: None,
+        },
+        firewall: FirewallRules {
+            word: "security group".into(),
+            egress: true,
+            icmp_types: true,
+            any_protocol: true,
+            peers: vec![PeerKind::Cidr, PeerKind::Group],
+            max_rules: None,
+        },
+        network_kind: "network".into(),
+        max_keys: None,
+        ssh_keys: true,
+        user_data_max: Some(32 * 1024),
+        public_ip: false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cloud::cloudstack::client::unwrap_response;
+
+    #[test]
+    fn security_group_rules_and_key_names_come_from_the_vm_answer() {
+        // Field names as listVirtualMachines' securitygroup(*) and its
+        // ingressrule(*)/egressrule(*) responses give them.
+        let vm = serde_json::json!({
+            "id": "vm-1", "name": "web",
+            "keypair": "ops,deploy",
+            "securitygroup": [{
+                "id": "sg-1", "name": "web",
+                "ingressrule": [
+                    {"ruleid": "r1", "protocol": "tcp", "startport": 80, "endport": 80, "cidr": "0.0.0.0/0"},
+                    {"ruleid": "r2", "protocol": "icmp", "icmptype": 8, "icmpcode": 0, "cidr": "10.0.0.0/8"},
+                    {"ruleid": "r3", "protocol": "tcp", "startport": 22, "endport": 22, "securitygroupname": "bastion", "account": "admin"}
+                ],
+                "egressrule": []
+            }]
+        });
+        let config = config_of(&vm);
+        let rules: Vec<String> = config.rule_sets[0]
+            .rules
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                "in tcp 80 from 0.0.0.0/0",
+                "in icmp 8:0 from 10.0.0.0/8",
+                "in tcp 22 from group bastion",
+            ]
+        );
+        let keys: Vec<&str> = config.ssh_keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(keys, vec!["ops", "deploy"]);
+        assert!(config.ssh_keys.iter().all(|k| k.public_key.is_none()));
+    }
 
     fn fixture(command: &str, name: &str) -> Value {
         let path = format!(

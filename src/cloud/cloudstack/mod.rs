@@ -332,6 +332,9 @@ impl Cloud for CloudStackCloud {
         let _ = cap;
         match resource.kind {
             ResourceKind::AccessKey => Ok(()),
+            ResourceKind::Firewall | ResourceKind::SshKey => Err(CloudError::Unsupported(
+                "this tool creates no CloudStack security groups or key pairs yet".into(),
+            )),
             kind => self.delete_resource(kind, &resource.id).await,
         }
     }

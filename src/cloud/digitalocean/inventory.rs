@@ -3,6 +3,7 @@
 
 use super::client::DoClient;
 use crate::cloud::CloudError;
+use crate::inventory::config::{ConfigRules, FirewallRules, PeerKind, TagRules};
 use crate::inventory::{
     Access, Disk, DiskFormat, Firewall, Image, Instance, InstanceState, Inventory, Network, Nic,
     Platform, Region, Size, SshKey,
@@ -58,6 +59,7 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
         images: images.iter().filter_map(image).collect(),
         ssh_keys: keys.iter().filter_map(ssh_key).collect(),
         networks: vpcs.iter().filter_map(vpc).collect(),
+        config_rules: Some(config_rules()),
         firewalls: firewalls.iter().filter_map(firewall).collect(),
         access: access(&account["account"]),
     })
@@ -303,7 +305,47 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
             os: os_text(&d["image"]),
             ..Platform::default()
         },
+        // The droplet answer names neither its firewalls nor its keys.
+        config: Default::default(),
     })
+}
+
+/// What a DigitalOcean target takes (tags: single words of letters,
+/// digits, `:`, `-`, `_`, ≤ 255 characters, so `key:value`; cloud firewalls
+/// by address or tag, tcp/udp/icmp without ICMP types; every droplet has a
+/// public address; user_data ≤ 64 KiB). altishift does not create any of it
+/// on DigitalOcean yet (`creates: false`).
+pub fn config_rules() -> ConfigRules {
+    ConfigRules {
+        creates: false,
+        tags: TagRules {
+            word: "tags".into(),
+            max_count: usize::MAX,
+            own_tags: 1,
+            key_max: 255,
+            value_max: 255,
+            lowercase: false,
+            extra_chars: ":-_".into(),
+            unicode_letters: false,
+            key_starts_with_letter: false,
+            reserved_prefixes: Vec::new(),
+            reserved_keys: Vec::new(),
+            joined: Some(":".into()),
+        },
+        firewall: FirewallRules {
+            word: "cloud firewall".into(),
+            egress: true,
+            icmp_types: false,
+            any_protocol: false,
+            peers: vec![PeerKind::Cidr, PeerKind::Tag],
+            max_rules: None,
+        },
+        network_kind: "vpc".into(),
+        max_keys: None,
+        ssh_keys: true,
+        user_data_max: Some(64 * 1024),
+        public_ip: false,
+    }
 }
 
 #[cfg(test)]

@@ -539,9 +539,11 @@ impl Cloud for DigitalOceanCloud {
                     .await
             }
             ResourceKind::Snapshot => Ok(()),
-            ResourceKind::AccessKey => Err(CloudError::Unsupported(
-                "this tool creates no DigitalOcean keys".into(),
-            )),
+            ResourceKind::AccessKey | ResourceKind::SshKey | ResourceKind::Firewall => {
+                Err(CloudError::Unsupported(
+                    "this tool creates no DigitalOcean keys or firewalls".into(),
+                ))
+            }
         }
     }
 

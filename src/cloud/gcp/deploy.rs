@@ -154,6 +154,11 @@ impl GcpCloud {
     ) -> Result<(), CloudError> {
         let path = match resource.kind {
             ResourceKind::AccessKey => return Ok(()),
+            ResourceKind::Firewall | ResourceKind::SshKey => {
+                return Err(CloudError::Unsupported(
+                    "this tool creates no Compute Engine firewalls or keys yet".into(),
+                ));
+            }
             ResourceKind::StagingDisk => {
                 // Every object under the disk's staging prefix.
                 let bucket = self.bucket()?;

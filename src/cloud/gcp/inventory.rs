@@ -5,6 +5,7 @@
 
 use super::client::{Client, int64, last_segment};
 use crate::cloud::CloudError;
+use crate::inventory::config::{ConfigRules, FirewallRules, PeerKind, TagRules};
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
 use crate::units::Bytes;
 use serde_json::Value;
@@ -156,6 +157,59 @@ pub fn instance(
         nics,
         tags,
         platform: super::catalog::platform(item),
+        config: config_of(item),
+    }
+}
+
+/// What the instance answer itself says of its configuration: interfaces
+/// (network, subnetwork, address, an external address), the metadata's
+/// `ssh-keys` (`user:ssh-ed25519 AAAA… comment` per line) and `user-data`.
+/// Firewalls apply by network and target tag: they are listed separately
+/// (`firewalls.list`), not per instance.
+fn config_of(item: &Value) -> crate::inventory::InstanceConfig {
+    use crate::inventory::config::{Attachment, KeyRef};
+    let networks = item["networkInterfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| Attachment {
+            network: last_segment(n["network"].as_str().unwrap_or_default()).to_string(),
+            subnet: n["subnetwork"]
+                .as_str()
+                .map(|s| last_segment(s).to_string()),
+            cidr: None,
+            private_address: n["networkIP"].as_str().map(str::to_string),
+            public: n["accessConfigs"].as_array().is_some_and(|a| !a.is_empty()),
+        })
+        .collect();
+    let metadata = |key: &str| {
+        item["metadata"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["key"].as_str() == Some(key))
+            .and_then(|i| i["value"].as_str())
+            .map(str::to_string)
+    };
+    let ssh_keys = metadata("ssh-keys")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (user, key) = line.split_once(':').unwrap_or(("", line));
+            KeyRef {
+                name: user.to_string(),
+                public_key: Some(key.trim().to_string()),
+                fingerprint: None,
+            }
+        })
+        .collect();
+    crate::inventory::InstanceConfig {
+        networks,
+        rule_sets: Vec::new(),
+        ssh_keys,
+        user_data: metadata("user-data"),
+        unread: Vec::new(),
     }
 }
 
@@ -227,7 +281,46 @@ pub async fn read(
         images,
         ssh_keys: Vec::new(),
         access,
+        config_rules: Some(config_rules()),
     })
+}
+
+/// What a Compute Engine target takes (labels: at most 64, keys and values
+/// ≤ 63 characters of lowercase letters, digits, `_` and `-`, keys start
+/// with a letter; firewall rules by address range, network tag or service
+/// account, ICMP without types; metadata values ≤ 256 KB). altishift does
+/// not create any of it on Compute Engine yet (`creates: false`).
+pub fn config_rules() -> ConfigRules {
+    ConfigRules {
+        creates: false,
+        tags: TagRules {
+            word: "labels".into(),
+            max_count: 64,
+            own_tags: 1,
+            key_max: 63,
+            value_max: 63,
+            lowercase: true,
+            extra_chars: "_-".into(),
+            unicode_letters: false,
+            key_starts_with_letter: true,
+            reserved_prefixes: vec!["goog".into()],
+            reserved_keys: Vec::new(),
+            joined: None,
+        },
+        firewall: FirewallRules {
+            word: "firewall rule".into(),
+            egress: true,
+            icmp_types: false,
+            any_protocol: true,
+            peers: vec![PeerKind::Cidr, PeerKind::Tag, PeerKind::ServiceAccount],
+            max_rules: None,
+        },
+        network_kind: "subnetwork".into(),
+        max_keys: None,
+        ssh_keys: true,
+        user_data_max: Some(256 * 1024),
+        public_ip: true,
+    }
 }
 
 #[cfg(test)]

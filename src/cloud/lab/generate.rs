@@ -199,6 +199,7 @@ fn east_catalogue() -> CloudManifest {
                 jurisdiction: "FR".into(),
             },
         ],
+        networks: Vec::new(),
         sizes: vec![
             size("e1.micro", 1, 1024),
             size("e1.small", 1, 2048),
@@ -226,6 +227,7 @@ fn west_catalogue() -> CloudManifest {
             size("w.mem4", 4, 32768),
             size("w.xlarge", 8, 32768),
         ],
+        networks: Vec::new(),
     }
 }
 
@@ -256,10 +258,26 @@ fn create_cloud(
     specs: &[InstanceSpec],
     scale: LabScale,
 ) -> Result<Bytes, LabError> {
-    for folder in ["instances", "disks", "snapshots", "staging"] {
+    for folder in [
+        "instances",
+        "disks",
+        "snapshots",
+        "staging",
+        "firewalls",
+        "keys",
+    ] {
         let path = root.join(folder);
         std::fs::create_dir_all(&path).map_err(io(&path))?;
     }
+    // 10.1.x.0/24 in the east, 10.2.x.0/24 in the west.
+    let net = if catalogue.name.ends_with("east") {
+        1
+    } else {
+        2
+    };
+    let mut catalogue = catalogue.clone();
+    catalogue.networks = super::config::seed(root, net).map_err(LabError::Other)?;
+    let catalogue = &catalogue;
     manifest::save(&root.join("cloud.toml"), catalogue).map_err(LabError::Other)?;
     let mut total = Bytes::ZERO;
     for (n, spec) in specs.iter().enumerate() {
@@ -307,6 +325,7 @@ fn create_cloud(
                 .to_string(),
         );
         tags.insert("env".to_string(), "lab".to_string());
+        let (network, subnet, firewall, public) = super::config::placement(spec.name);
         let instance = InstanceManifest {
             id: format!("{}-i{:04}", &catalogue.name[4..], n + 1),
             name: spec.name.to_string(),
@@ -316,19 +335,15 @@ fn create_cloud(
             tags,
             nics: vec![NicManifest {
                 name: "eth0".into(),
-                network: "lab-net".into(),
-                address: Some(format!(
-                    "10.{}.0.{}",
-                    if catalogue.name.ends_with("east") {
-                        1
-                    } else {
-                        2
-                    },
-                    n + 10
-                )),
+                network: network.into(),
+                address: Some(format!("10.{net}.{subnet}.{}", n + 10)),
+                public,
             }],
             disks,
             platform: platform_of(&catalogue.name, spec.name),
+            firewalls: vec![firewall.into()],
+            ssh_keys: vec!["ops".into()],
+            user_data: Some(super::config::user_data(spec.name)),
         };
         let path = root.join("instances").join(format!("{}.toml", spec.name));
         manifest::save(&path, &instance).map_err(LabError::Other)?;

@@ -1,7 +1,8 @@
 //! The lab's files: `cloud.toml` (catalogue) and `instances/NAME.toml`.
 
 use crate::config::parse_toml;
-use crate::inventory::{DiskFormat, InstanceState, Platform, Region, Size};
+use crate::inventory::config::Rule;
+use crate::inventory::{DiskFormat, InstanceState, Network, Platform, Region, Size};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,6 +14,30 @@ pub struct CloudManifest {
     pub name: String,
     pub regions: Vec<Region>,
     pub sizes: Vec<Size>,
+    /// Networks instances attach to (kind `network`, with a CIDR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Network>,
+}
+
+/// `firewalls/NAME.toml`: a named rule set instances refer to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallManifest {
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// `keys/NAME.toml`: an SSH public key instances refer to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyManifest {
+    pub name: String,
+    pub public_key: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +60,9 @@ pub struct NicManifest {
     pub network: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The interface has a public address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +81,14 @@ pub struct InstanceManifest {
     /// OS, boot mode and architecture the lab says the guest has.
     #[serde(default, skip_serializing_if = "Platform::is_unknown")]
     pub platform: Platform,
+    /// Names of `firewalls/*.toml` that apply to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<String>,
+    /// Names of `keys/*.toml` that may log in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
 }
 
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {

@@ -6,6 +6,7 @@
 //! Layout of one lab cloud: `cloud.toml`, `instances/*.toml`, `disks/`,
 //! `snapshots/`, `staging/`.
 
+pub mod config;
 pub mod generate;
 pub mod manifest;
 pub mod writer;
@@ -222,14 +223,20 @@ impl Cloud for LabCloud {
                     .collect(),
                 tags: m.tags.clone(),
                 platform: m.platform.clone(),
+                config: config::instance_config(&self.root, &self.manifest.networks, &m)?,
             });
         }
+        let (firewalls, ssh_keys) = config::lists(&self.root)?;
         Ok(Inventory {
             cloud: self.name.clone(),
             provider: "lab".into(),
             instances,
             sizes: self.manifest.sizes.clone(),
             regions: self.manifest.regions.clone(),
+            networks: self.manifest.networks.clone(),
+            firewalls,
+            ssh_keys,
+            config_rules: Some(config::config_rules()),
             ..Default::default()
         })
     }
@@ -314,6 +321,22 @@ impl Cloud for LabCloud {
         Ok(Box::new(writer::open(&self.root, spec)?))
     }
 
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &super::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        use super::configure::ConfigObject;
+        match object {
+            ConfigObject::Firewall { name, rules, .. } => {
+                config::create_firewall(&self.root, &cap.tag(), name, rules)
+            }
+            ConfigObject::SshKey { name, public_key } => {
+                config::import_key(&self.root, &cap.tag(), name, public_key)
+            }
+        }
+    }
+
     async fn deploy(
         &self,
         cap: &Capability,
@@ -367,11 +390,19 @@ impl Cloud for LabCloud {
             tags,
             nics: vec![NicManifest {
                 name: "eth0".into(),
-                network: "lab-net".into(),
+                network: spec
+                    .config
+                    .network
+                    .clone()
+                    .unwrap_or_else(|| "lab-net".into()),
                 address: None,
+                public: spec.config.public_ip.unwrap_or(false),
             }],
             disks,
             platform: spec.platform.clone(),
+            firewalls: spec.config.firewalls.clone(),
+            ssh_keys: spec.config.ssh_keys.clone(),
+            user_data: spec.config.user_data.clone(),
         };
         manifest::save(&path, &manifest).map_err(CloudError::Permanent)?;
         Ok(DeployedInstance {
@@ -446,6 +477,12 @@ impl Cloud for LabCloud {
                 detail,
             });
         }
+        if !spec.config.is_empty() {
+            checks.extend(super::configure::checks(
+                &spec.config,
+                &config::found(&manifest),
+            ));
+        }
         Ok(checks)
     }
 
@@ -477,6 +514,8 @@ impl Cloud for LabCloud {
                 self.resource_path("disks", resource.id.trim_start_matches("disks/"))?
             }
             ResourceKind::AccessKey => return Ok(()),
+            ResourceKind::Firewall => config::file(&self.root, "firewalls", &resource.id)?,
+            ResourceKind::SshKey => config::file(&self.root, "keys", &resource.id)?,
         };
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

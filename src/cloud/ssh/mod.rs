@@ -374,6 +374,8 @@ impl Cloud for SshCloud {
             }],
             tags: Default::default(),
             platform: Default::default(),
+            // Read-only hosts: their firewall (nft/iptables) is not read yet.
+            config: Default::default(),
         };
         Ok(Inventory {
             cloud: self.name.clone(),

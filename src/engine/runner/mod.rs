@@ -7,6 +7,7 @@
 //! the clouds before any change; `wrap_up.rs` cleans up, revokes, abandons
 //! and writes the report.
 
+mod configure;
 mod cutover;
 mod disk;
 mod live;
@@ -295,6 +296,8 @@ impl Run {
                 format!("bandwidth budget: {rate}/s for the whole run, shared by every disk"),
             );
         }
+        // Firewalls and keys before any instance that uses them.
+        self.create_configuration().await?;
         let (instances, failed_wave) = self.migrate_waves().await;
         let healthy: BTreeSet<String> = self
             .approved
@@ -375,7 +378,8 @@ impl Run {
         disks: &[DiskOutput],
         report: &mut InstanceReport,
     ) -> Result<(), TransferError> {
-        let mut tags = BTreeMap::new();
+        let config = self.deploy_config(item)?;
+        let mut tags = config.tags.clone();
         tags.insert(
             "altishift:source".to_string(),
             format!("{}/{}", self.source.name(), item.instance_name),
@@ -387,6 +391,7 @@ impl Run {
             disks: disks.iter().map(|(w, _)| w.clone()).collect(),
             tags,
             platform: item.platform.clone(),
+            config,
         };
         let deployed = match self.resume.deployed.get(&item.target_name) {
             Some(deployed) => deployed.clone(),

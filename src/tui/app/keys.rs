@@ -281,6 +281,7 @@ impl App {
                     self.info(format!("{done}; the plan hash changed"));
                 }
             }
+            KeyCode::Char('c') => state.show_config = !state.show_config,
             KeyCode::Char('x') => {
                 let done = state.cycle_cutover();
                 self.approve = super::ApproveState::new();
@@ -301,16 +302,17 @@ impl App {
             .plan
             .as_ref()
             .is_some_and(|p| p.plan.cross_border.is_some());
+        let lossy = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| !crate::plan::configuration::lossy_lines(&p.plan).is_empty());
         match key.code {
             KeyCode::Esc => {
                 self.screen = Screen::Plan;
                 return true;
             }
-            KeyCode::Tab | KeyCode::BackTab if cross_border => {
-                self.approve.field = match self.approve.field {
-                    ApproveField::Hash => ApproveField::CrossBorder,
-                    ApproveField::CrossBorder => ApproveField::Hash,
-                };
+            KeyCode::Tab | KeyCode::BackTab if cross_border || lossy => {
+                self.approve.field = self.approve.field.next(cross_border, lossy);
                 return true;
             }
             KeyCode::PageDown => self.approve.scroll += 5,
@@ -340,6 +342,7 @@ impl App {
         }
         let field = match self.approve.field {
             ApproveField::CrossBorder if cross_border => &mut self.approve.ack,
+            ApproveField::Lossy if lossy => &mut self.approve.ack_lossy,
             _ => &mut self.approve.hash,
         };
         // Typing goes to the field; `q` and `?` are letters here only when
@@ -465,17 +468,17 @@ impl App {
                 hint("n", "rename"),
                 hint("w", "wave"),
                 hint("x", "cutover"),
+                hint("c", "config"),
                 hint("a", "approve"),
                 hint("Esc", "back"),
                 hint("J/K", "scroll"),
             ],
             Screen::Approve => {
                 let mut hints = vec![hint("type", "short hash"), hint("Enter", "approve")];
-                if self
-                    .plan
-                    .as_ref()
-                    .is_some_and(|p| p.plan.cross_border.is_some())
-                {
+                if self.plan.as_ref().is_some_and(|p| {
+                    p.plan.cross_border.is_some()
+                        || !crate::plan::configuration::lossy_lines(&p.plan).is_empty()
+                }) {
                     hints.push(hint("Tab", "next field"));
                 }
                 hints.push(hint("Esc", "back"));
@@ -538,6 +541,11 @@ impl App {
                     "x",
                     "cutover: off → source powered off → kept running → off",
                 ),
+                hint(
+                    "c",
+                    "configuration of the item: network, firewall rules, tags, keys, \
+                     user-data, source → target; ✗ marks what is lossy (c: actions)",
+                ),
                 hint("J/K", "scroll the action list"),
                 hint("a Enter", "review and approve"),
                 hint("Esc", "back to the inventory (the plan is kept)"),
@@ -545,6 +553,10 @@ impl App {
             Screen::Approve => vec![
                 hint("0-9 a-f", "type the plan's short hash"),
                 hint("Tab", "cross-border field: type 'yes' to acknowledge"),
+                hint(
+                    "Tab",
+                    "lossy field: type 'yes' to acknowledge what is not carried exactly",
+                ),
                 hint("Enter", "approve and start; a wrong hash changes nothing"),
                 hint("PgDn/PgUp", "scroll the plan"),
                 hint("Esc", "back to the plan"),

@@ -23,6 +23,9 @@ pub struct PlanState {
     /// Open while `e` edits the selected item's target size (or `n` its name).
     pub edit: Option<LineInput>,
     pub edit_field: EditField,
+    /// `c`: the lower half shows the selected item's configuration
+    /// (source → target) instead of the action list.
+    pub show_config: bool,
 }
 
 /// What the plan's edit line changes.
@@ -41,6 +44,7 @@ impl PlanState {
             action_scroll: 0,
             edit: None,
             edit_field: EditField::Size,
+            show_config: false,
         }
     }
 
@@ -199,6 +203,24 @@ impl PlanState {
 pub enum ApproveField {
     Hash,
     CrossBorder,
+    /// `yes` acknowledges the plan's lossy configuration.
+    Lossy,
+}
+
+impl ApproveField {
+    /// The next field with Tab, among those the plan needs.
+    pub fn next(self, cross_border: bool, lossy: bool) -> ApproveField {
+        let order = [
+            (ApproveField::Hash, true),
+            (ApproveField::CrossBorder, cross_border),
+            (ApproveField::Lossy, lossy),
+        ];
+        let at = order.iter().position(|(f, _)| *f == self).unwrap_or(0);
+        (1..=order.len())
+            .map(|step| order[(at + step) % order.len()])
+            .find(|(_, shown)| *shown)
+            .map_or(ApproveField::Hash, |(f, _)| f)
+    }
 }
 
 #[derive(Debug)]
@@ -206,6 +228,8 @@ pub struct ApproveState {
     pub hash: LineInput,
     /// `yes` acknowledges a cross-border transfer.
     pub ack: LineInput,
+    /// `yes` acknowledges configuration the plan cannot carry exactly.
+    pub ack_lossy: LineInput,
     pub field: ApproveField,
     /// Result of the last attempt: refused with why.
     pub refused: Option<String>,
@@ -217,6 +241,7 @@ impl ApproveState {
         ApproveState {
             hash: LineInput::new("type the short hash"),
             ack: LineInput::new("type 'yes' to acknowledge"),
+            ack_lossy: LineInput::new("type 'yes' to acknowledge"),
             field: ApproveField::Hash,
             refused: None,
             scroll: 0,
@@ -232,13 +257,12 @@ impl ApproveState {
     /// plan is untouched.
     pub fn submit(&mut self, plan: &mut Plan, operator: &str) -> Option<Approved> {
         let mut candidate = plan.clone();
-        let result = approval::approve(
-            &mut candidate,
-            self.hash.value(),
-            self.acknowledged(),
-            operator,
-        )
-        .and_then(|_| approval::verify(candidate.clone()));
+        let acks = approval::Acks {
+            cross_border: self.acknowledged(),
+            lossy: self.ack_lossy.value().trim().eq_ignore_ascii_case("yes"),
+        };
+        let result = approval::approve_with(&mut candidate, self.hash.value(), acks, operator)
+            .and_then(|_| approval::verify(candidate.clone()));
         match result {
             Ok(approved) => {
                 *plan = candidate;
@@ -248,6 +272,9 @@ impl ApproveState {
             Err(err) => {
                 if matches!(err, ApprovalError::CrossBorderNotAcknowledged { .. }) {
                     self.field = ApproveField::CrossBorder;
+                }
+                if matches!(err, ApprovalError::LossyNotAcknowledged { .. }) {
+                    self.field = ApproveField::Lossy;
                 }
                 if matches!(err, ApprovalError::WrongHash { .. }) {
                     self.hash.set("");

@@ -6,6 +6,7 @@ mod configuration;
 mod inventory;
 mod overlays;
 mod plan;
+mod plan_config;
 mod transfers;
 
 use crate::engine::event::Level;

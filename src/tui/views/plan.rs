@@ -103,7 +103,18 @@ pub fn draw_plan(frame: &mut Frame, app: &App, area: Rect) {
         input_line(frame, app, edit, &format!("{}: ", input.label), input);
     }
     frame.render_widget(Paragraph::new(summary_lines(app, plan, true)), summary);
-    draw_actions(frame, app, plan, state.action_scroll, actions);
+    if state.show_config {
+        super::plan_config::draw(
+            frame,
+            app,
+            plan,
+            state.selected,
+            state.action_scroll,
+            actions,
+        );
+    } else {
+        draw_actions(frame, app, plan, state.action_scroll, actions);
+    }
 }
 
 /// Totals, estimate, cross-border and credential warnings; on the plan
@@ -148,6 +159,15 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
                 windows.concat()
             ),
             theme.plan.item,
+        ));
+    }
+    let lossy = crate::plan::configuration::lossy_lines(plan).len();
+    if lossy > 0 {
+        lines.push(Line::styled(
+            format!(
+                " ⚠ LOSSY: {lossy} part(s) of the configuration cannot be carried exactly (c shows them); approval must acknowledge it"
+            ),
+            theme.plan.warning,
         ));
     }
     if let Some(cutover) = &plan.cutover {
@@ -295,7 +315,8 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
     let theme = &app.theme;
     let hash = plan.hash();
     let cross = plan.cross_border.is_some();
-    let form_height = 4 + 2 * u16::from(cross);
+    let lossy = !crate::plan::configuration::lossy_lines(plan).is_empty();
+    let form_height = 4 + 2 * u16::from(cross) + u16::from(lossy);
     let summary_text = summary_lines(app, plan, false);
     let [head, summary, actions, form] = Layout::vertical([
         Constraint::Length(2),
@@ -340,7 +361,12 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(block, form);
     let rows =
         Layout::vertical(vec![Constraint::Length(1); usize::from(inner.height)]).split(inner);
-    let hash_focus = app.approve.field == ApproveField::Hash || !cross;
+    let field = match app.approve.field {
+        ApproveField::CrossBorder if cross => ApproveField::CrossBorder,
+        ApproveField::Lossy if lossy => ApproveField::Lossy,
+        _ => ApproveField::Hash,
+    };
+    let hash_focus = field == ApproveField::Hash;
     let mut row = 0;
     if let Some(r) = rows.get(row) {
         let label = format!(
@@ -351,9 +377,10 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
     }
     row += 1;
     if cross && let Some(r) = rows.get(row) {
+        let here = field == ApproveField::CrossBorder;
         let label = format!(
             "{} acknowledge {} → {}: type yes: ",
-            if hash_focus { " " } else { "›" },
+            if here { "›" } else { " " },
             plan.cross_border
                 .as_ref()
                 .map(|c| safe(&c.from))
@@ -363,7 +390,16 @@ pub fn draw_approve(frame: &mut Frame, app: &App, area: Rect) {
                 .map(|c| safe(&c.to))
                 .unwrap_or_default()
         );
-        input_line_maybe(frame, app, *r, &label, &app.approve.ack, !hash_focus);
+        input_line_maybe(frame, app, *r, &label, &app.approve.ack, here);
+        row += 1;
+    }
+    if lossy && let Some(r) = rows.get(row) {
+        let here = field == ApproveField::Lossy;
+        let label = format!(
+            "{} acknowledge the LOSSY configuration (c on the plan lists it): type yes: ",
+            if here { "›" } else { " " }
+        );
+        input_line_maybe(frame, app, *r, &label, &app.approve.ack_lossy, here);
         row += 1;
     }
     if let Some(r) = rows.get(row..) {

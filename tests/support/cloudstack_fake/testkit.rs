@@ -209,6 +209,7 @@ pub fn deploy_spec(name: &str, size: &str, disks: Vec<WrittenDisk>) -> DeploySpe
         disks,
         tags: BTreeMap::new(),
         platform: Default::default(),
+        config: Default::default(),
     }
 }
 
