@@ -134,6 +134,12 @@ enum Commands {
         #[arg(long)]
         read_only: bool,
     },
+    /// Set a running run's bandwidth budget (every disk together), e.g. 100MiB/s or unlimited.
+    Throttle {
+        /// Run id (run-…) or run folder.
+        run: String,
+        rate: String,
+    },
     /// The detached engine of a run (started by `apply` and the console).
     #[command(hide = true)]
     Engine {
@@ -414,6 +420,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await
+        }
+        Some(Commands::Throttle { run, rate }) => {
+            let rate = match rate.as_str() {
+                "unlimited" | "none" | "off" => None,
+                text => Some(
+                    parse_rate(text).map_err(|e| anyhow::anyhow!("throttle RATE '{text}': {e}"))?,
+                ),
+            };
+            cli::runs::throttle(&globals, &run, rate).await
         }
         Some(Commands::Runs { json }) => cli::runs::show(&globals, json).await,
         Some(Commands::Attach { run, read_only }) => {

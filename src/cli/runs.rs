@@ -182,3 +182,45 @@ pub fn rate_text(rate: Option<Bytes>) -> String {
     rate.map(|r| format!("{r}/s"))
         .unwrap_or_else(|| "unlimited".into())
 }
+
+/// `altishift throttle RUN RATE`: sets a running run's bandwidth budget
+/// (`unlimited` lifts it) and waits for the engine to confirm.
+pub async fn throttle(globals: &Globals, run: &str, rate: Option<Bytes>) -> Result<()> {
+    use crate::engine::event::{Command, Event};
+    use crate::engine::wire::ServerMessage;
+    let session = globals.load()?;
+    let dir = resolve(&session.state_dir, Some(run)).await?;
+    let mut link = link::connect(&dir, "throttle", false).await?;
+    let run_id = link.welcome.run.run_id.clone();
+    // The catch-up may hold an earlier, identical change: only a
+    // confirmation stamped from now on counts (same clock, same format).
+    let sent_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    link.commands
+        .send(Command::SetBandwidth { rate })
+        .map_err(|_| anyhow::anyhow!("{run_id}: the engine went away"))?;
+    let want = format!("bandwidth budget set to {}", rate_text(rate));
+    let confirmed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(message) = link.messages.recv().await {
+            match message {
+                ServerMessage::Event(timed) => {
+                    if let Event::Log { message, .. } = &timed.event
+                        && message.starts_with(&want)
+                        && timed.time >= sent_at
+                    {
+                        return Ok(());
+                    }
+                }
+                ServerMessage::Refused { reason, .. } => bail!("{run_id}: refused: {reason}"),
+                _ => {}
+            }
+        }
+        bail!("{run_id}: the run ended before the change was confirmed")
+    })
+    .await;
+    match confirmed {
+        Ok(result) => result?,
+        Err(_) => bail!("{run_id}: the engine did not confirm the change in 30 s"),
+    }
+    println!("{run_id}: bandwidth budget {}", rate_text(rate));
+    Ok(())
+}

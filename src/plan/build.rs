@@ -65,6 +65,7 @@ pub struct Throughput {
 pub enum PlanError {
     #[error(transparent)]
     Waves(#[from] super::waves::WaveError),
+    #[error(transparent)]
     Configuration(#[from] super::configuration::ConfigError),
     #[error("nothing selected: name at least one instance (--select NAME)")]
     NothingSelected,
