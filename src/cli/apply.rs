@@ -53,7 +53,7 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
     let session = globals.load()?;
     let run_dir = engine::run_dir(&session.state_dir, &approved.hash().0);
     let run_id = engine::run_id(&approved.hash().0);
-    if RunLock::held(&run_dir) {
+    if RunLock::held(&run_dir) && !ended_engine_leaves(&run_dir).await {
         if args.abandon {
             bail!(
                 "{run_id} is still running: stop it first (`altishift attach {run_id}`, then `q`), then `altishift cleanup {}`",
@@ -105,6 +105,28 @@ pub async fn run(globals: &Globals, path: &Path, args: ApplyArgs) -> Result<()> 
         return Ok(());
     }
     follow(launched.link, &args, path, &run_dir).await
+}
+
+/// Whether the engine holding `run_dir` has finished its run and is only
+/// waiting for its viewers: then this waits (bounded) until it is gone, so a
+/// new engine resumes or reports the run instead of replaying its end.
+async fn ended_engine_leaves(run_dir: &Path) -> bool {
+    use crate::engine::wire::RunState;
+    let ended = match link::connect(run_dir, "apply", true).await {
+        Ok(link) => matches!(
+            link.welcome.status.state,
+            RunState::Finished | RunState::Failed
+        ),
+        Err(_) => false,
+    };
+    if !ended {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while RunLock::held(run_dir) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    !RunLock::held(run_dir)
 }
 
 /// `cleanup`: abandons the run in this process (it is short, and no other
