@@ -322,7 +322,7 @@ fn runs_json(s: &Session) -> serde_json::Value {
 
 #[test]
 fn a_run_outlives_its_terminal_and_attach_shows_it() {
-    let s = Session::start("survive", "--throttle 2MiB/s");
+    let s = Session::start("survive", "--throttle 256KiB/s");
     start_slow_run(&s);
     // Every terminal gone: the tmux server and the console in it.
     let status = s.tmux().arg("kill-server").status().expect("kill-server");
@@ -345,10 +345,10 @@ fn a_run_outlives_its_terminal_and_attach_shows_it() {
     watcher.wait_for(&format!("attached read-only to {run_id}"));
     // The read-only viewer's pause is refused by the engine, and audited.
     watcher.send(&["p"]);
-    watcher.wait_for("read-only");
+    watcher.wait_for("refused by the engine");
     let audit = std::fs::read_to_string(s.path("state/audit.jsonl")).expect("audit log");
     assert!(
-        audit.contains("refused: read-only viewer"),
+        audit.contains("refused: read-only viewer attach"),
         "no refusal audited:\n{audit}"
     );
 

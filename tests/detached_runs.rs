@@ -79,7 +79,6 @@ fn detach_returns_at_once_and_apply_then_watches_the_run_to_its_end() {
     assert!(text(&out).contains("report:"), "{}", text(&out));
     let runs = runs_json(&lab);
     assert_eq!(runs[0]["state"], "finished", "{runs:#}");
-    assert!(runs[0]["pid"].is_null(), "{runs:#}");
     let report = report(&run_dir);
     assert_eq!(report["ok"], true);
     assert_eq!(
@@ -92,7 +91,14 @@ fn detach_returns_at_once_and_apply_then_watches_the_run_to_its_end() {
         assert!(start.elapsed() < LIMIT, "socket left behind");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!alive(pid), "the engine exits after its run");
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the engine never exits after its run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

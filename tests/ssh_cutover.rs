@@ -375,6 +375,9 @@ async fn a_run_killed_in_its_final_pass_resumes_there_and_ends_identical() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     handle.done.abort();
+    // The killed run's folder lock goes with its task and its handle.
+    let _ = (&mut handle.done).await;
+    drop(handle);
     assert!(
         !powered_off.exists(),
         "powered off before the final pass ended"

@@ -389,6 +389,12 @@ fn plan_flags_set_waves_and_windows_and_name_themselves_in_errors() {
         .map(|i| (i.instance_name.as_str(), i.wave))
         .collect();
     assert_eq!(waves, vec![("web-1", 2), ("db-1", 1), ("web-2", 2)]);
-    // The action list follows the waves: db-1's steps come first.
-    assert_eq!(plan.actions[0].resource, "db-1/root");
+    // The action list follows the waves: db-1's steps come first (after the
+    // firewalls and keys, which exist before any instance).
+    let first_disk_step = plan
+        .actions
+        .iter()
+        .find(|a| a.resource.contains('/'))
+        .expect("disk steps");
+    assert_eq!(first_disk_step.resource, "db-1/root");
 }

@@ -112,6 +112,10 @@ pub struct RunHandle {
     pub events: mpsc::UnboundedReceiver<Event>,
     pub commands: mpsc::UnboundedSender<Command>,
     pub done: tokio::task::JoinHandle<Result<RunOutcome, EngineError>>,
+    /// The run folder's lock, shared with the run's task: it is free only
+    /// once both the run and this handle are gone, so a run server that
+    /// still answers its viewers after the run keeps its folder.
+    pub lock: std::sync::Arc<lock::RunLock>,
 }
 
 /// Folder of a plan's run: one per plan hash, so re-applying resumes.
@@ -136,7 +140,8 @@ pub fn start(
     let hash = approved.hash().0.clone();
     let dir = run_dir(state_dir, &hash);
     // Before the journal is even read: one engine per run folder.
-    let run_lock = lock::RunLock::acquire(&dir)?;
+    let run_lock = std::sync::Arc::new(lock::RunLock::acquire(&dir)?);
+    let handle_lock = run_lock.clone();
     let (journal, state) = journal::Journal::open(&dir.join("journal.jsonl"))?;
     if let Some(found) = &state.plan_hash
         && found != &hash
@@ -191,5 +196,6 @@ pub fn start(
         events: event_rx,
         commands: command_tx,
         done,
+        lock: handle_lock,
     })
 }

@@ -156,6 +156,21 @@ impl Runtime {
         // The run is an engine process of its own: the console is one of its
         // viewers, and closing it (or losing the SSH session) leaves the run going.
         let plan = approved.plan();
+        // The approve screen checked both clouds as connected here; the
+        // engine connects its own, with the same secrets.
+        let connected = {
+            let clouds = match self.clouds.lock() {
+                Ok(clouds) => clouds,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            clouds.contains_key(&plan.source.cloud) && clouds.contains_key(&plan.target.cloud)
+        };
+        if !connected {
+            let _ = self.tx.send(Msg::RunStartFailed(
+                "source or target cloud is not connected".into(),
+            ));
+            return;
+        }
         let run_dir = engine::run_dir(&self.state_dir, &approved.hash().0);
         let plan_file = run_dir.join("plan.toml");
         let saved = crate::fsutil::create_private_dir_all(&run_dir)
