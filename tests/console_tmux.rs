@@ -322,7 +322,7 @@ fn runs_json(s: &Session) -> serde_json::Value {
 
 #[test]
 fn a_run_outlives_its_terminal_and_attach_shows_it() {
-    let s = Session::start("survive", "--throttle 256KiB/s");
+    let s = Session::start("survive", "--throttle 64KiB/s");
     start_slow_run(&s);
     // Every terminal gone: the tmux server and the console in it.
     let status = s.tmux().arg("kill-server").status().expect("kill-server");
@@ -342,7 +342,7 @@ fn a_run_outlives_its_terminal_and_attach_shows_it() {
     viewer.wait_for(&format!("attached to {run_id}"));
     viewer.wait_for("db-1/");
     let watcher = s.beside("watch", &format!("attach {run_id} --read-only"));
-    watcher.wait_for(&format!("attached read-only to {run_id}"));
+    watcher.wait_for("attached read-only to run-");
     // The read-only viewer's pause is refused by the engine, and audited.
     watcher.send(&["p"]);
     watcher.wait_for("refused by the engine");
@@ -352,20 +352,29 @@ fn a_run_outlives_its_terminal_and_attach_shows_it() {
         "no refusal audited:\n{audit}"
     );
 
-    // The run finishes on its own; both viewers see the end.
+    // The controlling viewer stops it at a consistent point (q, then y):
+    // the engine ends the run, and `runs` reads it from the journal.
+    viewer.send(&["q"]);
+    viewer.wait_for("Stop it? y / d / n");
+    viewer.send(&["y"]);
     let start = Instant::now();
     loop {
         let runs = runs_json(&s);
-        if runs[0]["state"] == "finished" {
+        let state = runs[0]["state"].as_str().unwrap_or("").to_string();
+        if !["running", "paused", "starting"].contains(&state.as_str()) && runs[0]["pid"].is_null()
+        {
+            assert_ne!(state, "finished", "stopped long before its end: {runs:#}");
             break;
         }
-        assert_ne!(runs[0]["state"], "failed", "{runs:#}");
         assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the run never finished: {runs:#}"
+            start.elapsed() < Duration::from_secs(120),
+            "the run never stopped: {runs:#}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    viewer.wait_for("Run succeeded");
-    watcher.wait_for("Run succeeded");
+    let audit = std::fs::read_to_string(s.path("state/audit.jsonl")).expect("audit log");
+    assert!(
+        audit.contains("command_shutdown") && audit.contains("from attach (uid"),
+        "the viewer's stop is not audited:\n{audit}"
+    );
 }
