@@ -261,21 +261,7 @@ fn sighup_restores_the_terminal() {
 fn quitting_during_a_run_asks_and_explains_resume() {
     // Slow enough to still be running when q is pressed.
     let s = Session::start("quit-run", "--throttle 256KiB/s");
-    s.wait_for("source lab-east (8)");
-    s.send(&["/db-1", "Enter"]);
-    s.send(&["Space"]);
-    s.send(&["p"]);
-    s.send(&["a"]);
-    let screen = s.wait_for("to approve:");
-    let hash = screen
-        .split("type ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("hash")
-        .to_string();
-    s.send(&[&hash, "Enter"]);
-    s.send(&["yes", "Enter"]);
-    s.wait_for("[transfer]");
+    start_slow_run(&s);
     s.send(&["q"]);
     s.wait_for("altishift apply");
     s.send(&["y"]);

@@ -275,23 +275,12 @@ pub fn build(
         instance.map_or(Vec::new(), |i| i.tags.keys().cloned().collect())
     };
     let waves = super::waves::assign(&mut items, &request.waves, tag_of, tags_of)?;
-    // Configuration after selection: a rule naming another group of the
-    // plan names the group the plan creates for it.
-    let selected: Vec<&crate::inventory::Instance> = items
-        .iter()
-        .filter_map(|i| source.inventory.instance(&i.instance_id))
-        .collect();
-    let groups = super::configuration::firewall_names(&selected, source.cloud, target.inventory);
-    for (item, instance) in items.iter_mut().zip(&selected) {
-        item.configuration = super::configuration::translate(
-            instance,
-            source.cloud,
-            target.cloud,
-            target.inventory,
-            &request.configuration,
-            &groups,
-        )?;
-    }
+    super::configuration::translate_items(
+        &mut items,
+        (source.cloud, source.inventory),
+        (target.cloud, target.inventory),
+        &request.configuration,
+    )?;
     let mut plan = Plan {
         version: PLAN_VERSION,
         created_at: crate::fsutil::now_rfc3339(),

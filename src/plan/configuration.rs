@@ -173,6 +173,26 @@ fn object_name<'a>(
     }
 }
 
+/// Translates the configuration of every selected item. After selection,
+/// all at once: a rule naming another group of the plan names the group the
+/// plan creates for it. `source` and `target` are (cloud name, inventory).
+pub fn translate_items(
+    items: &mut [super::PlanItem],
+    source: (&str, &Inventory),
+    target: (&str, &Inventory),
+    request: &ConfigRequest,
+) -> Result<(), ConfigError> {
+    let selected: Vec<&Instance> = items
+        .iter()
+        .filter_map(|i| source.1.instance(&i.instance_id))
+        .collect();
+    let groups = firewall_names(&selected, source.0, target.1);
+    for (item, instance) in items.iter_mut().zip(&selected) {
+        item.configuration = translate(instance, source.0, target.0, target.1, request, &groups)?;
+    }
+    Ok(())
+}
+
 /// Translates one instance's configuration for `target`.
 pub fn translate(
     instance: &Instance,
