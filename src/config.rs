@@ -160,6 +160,9 @@ pub struct Config {
     pub approval: Option<crate::plan::signature::ApprovalPolicy>,
     #[serde(default)]
     pub clouds: BTreeMap<String, CloudProfile>,
+    /// Console keys rebound: `"plan.wave" = "W"` (see tui/keymap.rs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
     /// The file this came from (relative paths resolve against its folder).
     #[serde(skip)]
     pub file: Option<PathBuf>,

@@ -288,5 +288,13 @@ fn plus_and_minus_set_the_runs_budget_and_the_header_shows_it() {
     assert!(text(&h, 120, 40).contains(&format!("budget {raised}/s")));
     // The keys are in the bar and in `?`.
     assert!(h.app.hints().iter().any(|k| k.key == "+/-"));
-    assert!(h.app.help().iter().any(|k| k.key == "+ -"));
+    let help = h.app.help();
+    assert!(
+        help.iter()
+            .any(|k| k.key == "+" && k.action.contains("raise"))
+    );
+    assert!(
+        help.iter()
+            .any(|k| k.key == "-" && k.action.contains("lower"))
+    );
 }

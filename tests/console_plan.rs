@@ -285,3 +285,53 @@ fn w_moves_the_selected_item_to_the_next_wave_and_the_hash_follows() {
     assert!(h.app.hints().iter().any(|k| k.key == "w"));
     assert!(h.app.help().iter().any(|k| k.key == "w"));
 }
+
+#[test]
+fn keys_rebound_in_the_config_drive_handling_bar_and_help() {
+    let mut config = altishift::config::Config::default();
+    config.keys.insert("plan.wave".into(), "W".into());
+    let mut h = Harness::new(
+        config,
+        "/nonexistent".into(),
+        "default",
+        ColorDepth::TrueColor,
+    );
+    h.load(
+        SideId::Source,
+        "east",
+        "DE",
+        synthetic_inventory("east", 4, &[("eu-central", "DE")]),
+    );
+    h.load(
+        SideId::Target,
+        "west",
+        "US",
+        synthetic_inventory("west", 4, &[("us-west", "US")]),
+    );
+    h.keys("<Space>j<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "{:?}", h.app.overlay);
+    let waves = |h: &Harness| -> Vec<u32> {
+        let plan = &h.app.plan.as_ref().expect("plan").plan;
+        plan.items.iter().map(|i| i.wave).collect()
+    };
+    // `w` no longer moves the item; `W` does.
+    h.keys("jw");
+    assert_eq!(waves(&h), vec![1, 1]);
+    h.keys("W");
+    assert_eq!(waves(&h), vec![1, 2]);
+    // The bar and the help say the new key, from the same table.
+    assert!(
+        h.app
+            .hints()
+            .iter()
+            .any(|k| k.key == "W" && k.action == "wave")
+    );
+    assert!(!h.app.hints().iter().any(|k| k.key == "w"));
+    assert!(
+        h.app
+            .help()
+            .iter()
+            .any(|k| k.key == "W" && k.action.contains("next wave"))
+    );
+    assert!(text(&h, 120, 40).contains("W wave"));
+}

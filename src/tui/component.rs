@@ -1,6 +1,8 @@
 //! The contract every panel keeps: it answers a key with [`Handled`] and lists
 //! the keys it offers, which feed the always-visible bottom bar and `?` help.
 
+use std::borrow::Cow;
+
 /// What a component did with a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled<T = ()> {
@@ -18,15 +20,18 @@ impl<T> Handled<T> {
     }
 }
 
-/// One key and what it does here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One key and what it does here (rebound keys are not `'static`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyHint {
-    pub key: &'static str,
-    pub action: &'static str,
+    pub key: Cow<'static, str>,
+    pub action: Cow<'static, str>,
 }
 
 pub const fn hint(key: &'static str, action: &'static str) -> KeyHint {
-    KeyHint { key, action }
+    KeyHint {
+        key: Cow::Borrowed(key),
+        action: Cow::Borrowed(action),
+    }
 }
 
 /// A panel that takes keys and says which ones.

@@ -36,6 +36,10 @@ impl Harness {
             .load(theme, depth)
             .unwrap_or_else(|_| Theme::default());
         let (runtime, rx) = Runtime::new(config.clone(), state_dir, None);
+        // Test harness: a bad [keys] in a test's config is that test's bug.
+        #[allow(clippy::expect_used)]
+        let keymap = crate::tui::keymap::KeyMap::with_overrides(&config.keys)
+            .expect("the test config's [keys] section is valid");
         let app = App::new(AppInit {
             config,
             from: None,
@@ -47,6 +51,7 @@ impl Harness {
             bandwidth: None,
             operator: "ops@test".into(),
             note: None,
+            keymap,
         });
         let mut harness = Harness { app, runtime, rx };
         harness.runtime.perform_all(&mut harness.app);

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod component;
 pub mod event_loop;
 pub mod harness;
+pub mod keymap;
 pub mod runtime;
 pub mod terminal;
 pub mod theme;
@@ -132,6 +133,14 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         None => (args.from, args.to),
     };
     let mut runtime = runtime.with_bandwidth(args.bandwidth);
+    // A bad [keys] section is said before the terminal is taken over.
+    let keymap = keymap::KeyMap::with_overrides(&args.config.keys).with_context(|| {
+        args.config
+            .file
+            .as_deref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "the config".into())
+    })?;
     let mut app = App::new(AppInit {
         config: args.config,
         from,
@@ -143,6 +152,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         bandwidth: args.bandwidth,
         operator: crate::fsutil::operator(),
         note: Some(note),
+        keymap,
     });
 
     if let Some(attach) = args.attach {

@@ -9,6 +9,7 @@ use super::{App, Confirm, LineKind, Overlay, Screen};
 use crate::engine::event::Command;
 use crate::secret::Secret;
 use crate::tui::component::{Component, Handled, KeyHint, hint};
+use crate::tui::keymap::{Action, Scope};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 impl App {
@@ -33,21 +34,47 @@ impl App {
             self.on_line_key(key);
             return;
         }
-        let consumed = match self.screen {
-            Screen::Inventory => self.on_inventory_key(key),
-            Screen::Plan => self.on_plan_key(key),
-            Screen::Approve => self.on_approve_key(key),
-            Screen::Transfers => self.on_transfers_key(key),
-            Screen::Report => self.on_report_key(key),
-        };
-        if consumed {
+        // Typing goes to the approve screen's fields first.
+        if self.screen == Screen::Approve && self.on_approve_key(key) {
             return;
         }
-        match key.code {
-            KeyCode::Char('q') => self.request_quit(),
-            KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
-            KeyCode::Char('L') => self.show_log = !self.show_log,
-            KeyCode::Char(':') => self.line = Some((LineKind::Command, super::LineInput::new(":"))),
+        let scope = match self.screen {
+            Screen::Inventory => Scope::Inventory,
+            Screen::Plan => Scope::Plan,
+            Screen::Transfers => Scope::Transfers,
+            Screen::Report => Scope::Report,
+            Screen::Approve => Scope::Global,
+        };
+        if self.screen == Screen::Inventory && self.on_pane_key(key) {
+            return;
+        }
+        if self.screen == Screen::Plan && self.on_plan_edit_key(key) {
+            return;
+        }
+        let Some(action) = self.keymap.action(scope, key.code) else {
+            return;
+        };
+        let done = match scope {
+            Scope::Inventory => self.inventory_action(action),
+            Scope::Plan => self.plan_action(action),
+            Scope::Transfers => self.transfers_action(action),
+            Scope::Report => self.report_action(action),
+            Scope::Global => false,
+        };
+        if !done {
+            self.global_action(action);
+        }
+    }
+
+    /// The keys every screen shares (unless its own took the key).
+    fn global_action(&mut self, action: Action) {
+        match action {
+            Action::Quit => self.request_quit(),
+            Action::Help => self.overlay = Some(Overlay::Help),
+            Action::ToggleLog => self.show_log = !self.show_log,
+            Action::CommandLine => {
+                self.line = Some((LineKind::Command, super::LineInput::new(":")))
+            }
             _ => {}
         }
     }
@@ -193,105 +220,109 @@ impl App {
             .join(", ")
     }
 
-    fn on_inventory_key(&mut self, key: &KeyEvent) -> bool {
+    /// The focused pane's own keys (cursor, mark, details, lists).
+    fn on_pane_key(&mut self, key: &KeyEvent) -> bool {
         let focus = self.focus;
         match self.pane_mut(focus).handle_key(key) {
             Handled::Action(PaneAction::Details) => {
                 self.overlay = Some(Overlay::Details(focus));
-                return true;
+                true
             }
             Handled::Action(PaneAction::Mark) => {
                 self.pane_mut(focus).toggle_mark();
-                return true;
+                true
             }
-            Handled::Consumed => return true,
-            Handled::NotConsumed => {}
+            Handled::Consumed => true,
+            Handled::NotConsumed => false,
         }
-        match key.code {
-            KeyCode::Tab
-            | KeyCode::BackTab
-            | KeyCode::Char('h')
-            | KeyCode::Char('l')
-            | KeyCode::Left
-            | KeyCode::Right => {
-                self.focus = match key.code {
-                    KeyCode::Char('h') | KeyCode::Left => SideId::Source,
-                    KeyCode::Char('l') | KeyCode::Right => SideId::Target,
-                    _ => focus.other(),
-                };
-            }
-            KeyCode::Char('/') => {
+    }
+
+    fn inventory_action(&mut self, action: Action) -> bool {
+        let focus = self.focus;
+        match action {
+            Action::NextPane => self.focus = focus.other(),
+            Action::SourcePane => self.focus = SideId::Source,
+            Action::TargetPane => self.focus = SideId::Target,
+            Action::Filter => {
                 let current = self.pane(focus).filter.clone();
                 self.line = Some((
                     LineKind::Filter(focus),
                     super::LineInput::new("/").with_value(&current),
                 ));
             }
-            KeyCode::Esc => self.pane_mut(focus).set_filter(""),
-            KeyCode::Char('p') => self.open_plan(),
+            Action::ClearFilter => self.pane_mut(focus).set_filter(""),
+            Action::OpenPlan => self.open_plan(),
             _ => return false,
         }
         true
     }
 
-    fn on_plan_key(&mut self, key: &KeyEvent) -> bool {
+    /// The size or name being edited takes every key while it is open.
+    fn on_plan_edit_key(&mut self, key: &KeyEvent) -> bool {
         let Some(state) = &mut self.plan else {
             self.screen = Screen::Inventory;
             return false;
         };
-        if let Some(edit) = &mut state.edit {
-            match edit.handle_key(key) {
-                Handled::Action(InputAction::Submit(value)) => {
-                    let target = self.panes[SideId::Target.index()]
-                        .loaded
-                        .as_ref()
-                        .map(|l| &l.inventory);
-                    let result = match target {
-                        Some(target) => state.apply_edit(&value, target),
-                        None => Err("the target cloud is not connected".into()),
-                    };
-                    match result {
-                        Ok(done) => {
-                            state.edit = None;
-                            self.approve = super::ApproveState::new();
-                            self.info(format!("{done}; the plan hash changed"));
-                        }
-                        Err(err) => {
-                            if let Some(edit) = &mut state.edit {
-                                edit.error = Some(err);
-                            }
+        let Some(edit) = &mut state.edit else {
+            return false;
+        };
+        match edit.handle_key(key) {
+            Handled::Action(InputAction::Submit(value)) => {
+                let target = self.panes[SideId::Target.index()]
+                    .loaded
+                    .as_ref()
+                    .map(|l| &l.inventory);
+                let result = match target {
+                    Some(target) => state.apply_edit(&value, target),
+                    None => Err("the target cloud is not connected".into()),
+                };
+                match result {
+                    Ok(done) => {
+                        state.edit = None;
+                        self.approve = super::ApproveState::new();
+                        self.info(format!("{done}; the plan hash changed"));
+                    }
+                    Err(err) => {
+                        if let Some(edit) = &mut state.edit {
+                            edit.error = Some(err);
                         }
                     }
                 }
-                Handled::Action(InputAction::Cancel) => state.edit = None,
-                _ => {}
             }
-            return true;
+            Handled::Action(InputAction::Cancel) => state.edit = None,
+            _ => {}
         }
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => state.move_by(1),
-            KeyCode::Up | KeyCode::Char('k') => state.move_by(-1),
-            KeyCode::Char('J') | KeyCode::PageDown => state.scroll_actions(3),
-            KeyCode::Char('K') | KeyCode::PageUp => state.scroll_actions(-3),
-            KeyCode::Char('e') => state.begin_edit(),
-            KeyCode::Char('n') => state.begin_rename(),
-            KeyCode::Char('w') => {
+        true
+    }
+
+    fn plan_action(&mut self, action: Action) -> bool {
+        let Some(state) = &mut self.plan else {
+            return false;
+        };
+        match action {
+            Action::Down => state.move_by(1),
+            Action::Up => state.move_by(-1),
+            Action::PageDown => state.scroll_actions(3),
+            Action::PageUp => state.scroll_actions(-3),
+            Action::Resize => state.begin_edit(),
+            Action::Rename => state.begin_rename(),
+            Action::NextWave => {
                 if let Some(done) = state.cycle_wave() {
                     self.approve = super::ApproveState::new();
                     self.info(format!("{done}; the plan hash changed"));
                 }
             }
-            KeyCode::Char('c') => state.show_config = !state.show_config,
-            KeyCode::Char('x') => {
+            Action::ToggleConfig => state.show_config = !state.show_config,
+            Action::Cutover => {
                 let done = state.cycle_cutover();
                 self.approve = super::ApproveState::new();
                 self.info(format!("{done}; the plan hash changed"));
             }
-            KeyCode::Char('a') | KeyCode::Enter => {
+            Action::Approve => {
                 self.screen = Screen::Approve;
                 self.approve.refused = None;
             }
-            KeyCode::Esc => self.screen = Screen::Inventory,
+            Action::Back => self.screen = Screen::Inventory,
             _ => return false,
         }
         true
@@ -356,68 +387,67 @@ impl App {
         field.handle_key(key).consumed()
     }
 
-    fn on_transfers_key(&mut self, key: &KeyEvent) -> bool {
+    fn transfers_action(&mut self, action: Action) -> bool {
         let Some(run) = &mut self.run else {
             return false;
         };
         let disk = run.selected_disk().map(|d| d.key.clone());
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => {
-                run.selected = (run.selected + 1).min(run.disks.len().saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => run.selected = run.selected.saturating_sub(1),
-            KeyCode::Home | KeyCode::Char('g') => run.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => run.selected = run.disks.len().saturating_sub(1),
-            KeyCode::Char('p') => {
+        let last = run.disks.len().saturating_sub(1);
+        match action {
+            Action::Down => run.selected = (run.selected + 1).min(last),
+            Action::Up => run.selected = run.selected.saturating_sub(1),
+            Action::First => run.selected = 0,
+            Action::Last => run.selected = last,
+            Action::Pause => {
                 if let Some(disk) = disk {
                     self.engine(Command::Pause { disk });
                 }
             }
-            KeyCode::Char('r') => {
+            Action::Resume => {
                 if let Some(disk) = disk {
                     self.engine(Command::Resume { disk });
                 }
             }
-            KeyCode::Char('c') => {
+            Action::CancelDisk => {
                 if let Some(disk) = disk {
                     self.overlay = Some(Overlay::Confirm(Confirm::Cancel(disk)));
                 }
             }
-            KeyCode::Char('+') | KeyCode::Char('-') if !run.active() => {
+            Action::BudgetUp | Action::BudgetDown if !run.active() => {
                 self.error("the run has ended: no budget to change");
             }
-            KeyCode::Char(c @ ('+' | '-')) => match run.budget_step(c == '+') {
-                Ok(rate) => {
-                    run.budget = Some(rate);
-                    self.engine(Command::SetBandwidth { rate: Some(rate) });
-                    self.info(format!("bandwidth budget for the run: {rate}/s"));
+            Action::BudgetUp | Action::BudgetDown => {
+                match run.budget_step(action == Action::BudgetUp) {
+                    Ok(rate) => {
+                        run.budget = Some(rate);
+                        self.engine(Command::SetBandwidth { rate: Some(rate) });
+                        self.info(format!("bandwidth budget for the run: {rate}/s"));
+                    }
+                    // Nothing to change (unlimited, or nothing measured): a note.
+                    Err(why) => self.info(why),
                 }
-                // Nothing to change (unlimited, or nothing measured): a note.
-                Err(why) => self.info(why),
-            },
-            KeyCode::Char('v') | KeyCode::Tab => self.screen = Screen::Report,
+            }
+            Action::Results => self.screen = Screen::Report,
             _ => return false,
         }
         true
     }
 
-    fn on_report_key(&mut self, key: &KeyEvent) -> bool {
-        let scroll = self.run.as_mut().map(|r| &mut r.results_scroll);
-        match (key.code, scroll) {
-            (KeyCode::Down | KeyCode::Char('j'), Some(scroll)) => *scroll += 1,
-            (KeyCode::Up | KeyCode::Char('k'), Some(scroll)) => *scroll = scroll.saturating_sub(1),
-            (KeyCode::PageDown, Some(scroll)) => *scroll += 10,
-            (KeyCode::PageUp, Some(scroll)) => *scroll = scroll.saturating_sub(10),
-            (KeyCode::Home | KeyCode::Char('g'), Some(scroll)) => *scroll = 0,
-            _ => return self.on_report_nav(key),
+    fn report_action(&mut self, action: Action) -> bool {
+        if let Some(scroll) = self.run.as_mut().map(|r| &mut r.results_scroll) {
+            match action {
+                Action::Down => *scroll += 1,
+                Action::Up => *scroll = scroll.saturating_sub(1),
+                Action::PageDown => *scroll += 10,
+                Action::PageUp => *scroll = scroll.saturating_sub(10),
+                Action::First => *scroll = 0,
+                _ => {}
+            }
         }
-        true
-    }
-
-    fn on_report_nav(&mut self, key: &KeyEvent) -> bool {
-        match key.code {
-            KeyCode::Char('t') | KeyCode::Tab | KeyCode::Esc => self.screen = Screen::Transfers,
-            KeyCode::Char('i') if !self.run_active() => {
+        match action {
+            Action::Down | Action::Up | Action::PageDown | Action::PageUp | Action::First => {}
+            Action::Transfers => self.screen = Screen::Transfers,
+            Action::Inventory if !self.run_active() => {
                 // Back to browsing: the target inventory now lists what was deployed.
                 self.screen = Screen::Inventory;
                 let cloud = self.pane(SideId::Target).cloud.clone();
@@ -447,32 +477,12 @@ impl App {
             }
             return hints;
         }
-        let mut hints = match self.screen {
-            Screen::Inventory => {
-                let mut hints = self.pane(self.focus).hints();
-                hints.extend([
-                    hint("Tab", "pane"),
-                    hint("/", "filter"),
-                    hint("p", "plan"),
-                    hint("j/k", "move"),
-                    hint(":", "command"),
-                ]);
-                hints
-            }
+        let scope = match self.screen {
+            Screen::Inventory => Scope::Inventory,
             Screen::Plan if self.plan.as_ref().is_some_and(|p| p.edit.is_some()) => {
                 return vec![hint("Enter", "set size"), hint("Esc", "cancel")];
             }
-            Screen::Plan => vec![
-                hint("j/k", "item"),
-                hint("e", "resize"),
-                hint("n", "rename"),
-                hint("w", "wave"),
-                hint("x", "cutover"),
-                hint("c", "config"),
-                hint("a", "approve"),
-                hint("Esc", "back"),
-                hint("J/K", "scroll"),
-            ],
+            Screen::Plan => Scope::Plan,
             Screen::Approve => {
                 let mut hints = vec![hint("type", "short hash"), hint("Enter", "approve")];
                 if self.plan.as_ref().is_some_and(|p| {
@@ -484,106 +494,47 @@ impl App {
                 hints.push(hint("Esc", "back"));
                 return hints;
             }
-            Screen::Transfers => vec![
-                hint("j/k", "disk"),
-                hint("p", "pause"),
-                hint("r", "resume"),
-                hint("c", "cancel"),
-                hint("+/-", "budget"),
-                hint("v", "results"),
-            ],
-            Screen::Report => {
-                let mut hints = vec![hint("j/k", "scroll"), hint("t", "transfers")];
-                if !self.run_active() {
-                    hints.push(hint("i", "inventory"));
-                }
-                hints
-            }
+            Screen::Transfers => Scope::Transfers,
+            Screen::Report => Scope::Report,
         };
-        hints.extend([hint("L", "log"), hint("?", "help"), hint("q", "quit")]);
+        let mut hints = match scope {
+            Scope::Inventory => self.pane(self.focus).hints(),
+            _ => Vec::new(),
+        };
+        let active = self.run_active();
+        hints.extend(
+            self.keymap
+                .bar(scope)
+                .into_iter()
+                // Back to the inventory only once the run is over.
+                .filter(|h| !(active && scope == Scope::Report && h.action == "inventory")),
+        );
         hints
     }
 
-    /// Every key of the current screen, for the `?` overlay.
+    /// Every key of the current screen, for the `?` overlay: the keymap's
+    /// (rebound keys included) and the approve screen's fields.
     pub fn help(&self) -> Vec<KeyHint> {
-        let mut all = match self.screen {
-            Screen::Inventory => vec![
-                hint("j/k ↓/↑", "move the cursor"),
-                hint("g/G", "first / last row"),
-                hint("PgDn/PgUp", "page down / up"),
-                hint("Tab h/l", "switch pane (source / target)"),
-                hint("Space", "mark an instance for the plan (source)"),
-                hint("Enter", "details: disks, NICs, tags (or the entry's)"),
-                hint("c", "show networks, firewalls, images, SSH keys (c: back)"),
-                hint("[ ]", "previous / next configuration list"),
-                hint("/", "filter (substring, any case); Esc clears"),
-                hint("p", "plan the marked instances"),
-                hint(":from NAME", "source cloud"),
-                hint(":to NAME", "target cloud"),
-                hint(":theme NAME", "default, light, high-contrast, ansi16, mono"),
-                hint(":plan", "same as p"),
-            ],
-            Screen::Plan => vec![
-                hint("j/k", "select an item"),
-                hint(
-                    "e",
-                    "edit the item's target size (checked against the catalogue)",
-                ),
-                hint(
-                    "n",
-                    "rename the target instance (when the target has that name)",
-                ),
-                hint(
-                    "w",
-                    "move the item to the next wave (wave N+1 starts once N is validated)",
-                ),
-                hint(
-                    "x",
-                    "cutover: off → source powered off → kept running → off",
-                ),
-                hint(
-                    "c",
-                    "configuration of the item: network, firewall rules, tags, keys, \
-                     user-data, source → target; ✗ marks what is lossy (c: actions)",
-                ),
-                hint("J/K", "scroll the action list"),
-                hint("a Enter", "review and approve"),
-                hint("Esc", "back to the inventory (the plan is kept)"),
-            ],
-            Screen::Approve => vec![
-                hint("0-9 a-f", "type the plan's short hash"),
-                hint("Tab", "cross-border field: type 'yes' to acknowledge"),
-                hint(
-                    "Tab",
-                    "lossy field: type 'yes' to acknowledge what is not carried exactly",
-                ),
-                hint("Enter", "approve and start; a wrong hash changes nothing"),
-                hint("PgDn/PgUp", "scroll the plan"),
-                hint("Esc", "back to the plan"),
-            ],
-            Screen::Transfers => vec![
-                hint("j/k", "select a disk (panes scroll)"),
-                hint("p", "pause the selected disk"),
-                hint("r", "resume it"),
-                hint("c", "cancel it (asks first)"),
-                hint(
-                    "+ -",
-                    "raise / lower the run's bandwidth budget (×1.25 / ÷1.25; - starts from the measured rate)",
-                ),
-                hint("v Tab", "validation, cleanup and report"),
-            ],
-            Screen::Report => vec![
-                hint("j/k PgDn/PgUp", "scroll"),
-                hint("t Tab Esc", "back to the transfer panes"),
-                hint("i", "back to the inventory when done"),
-            ],
-        };
-        all.extend([
-            hint(":quit", "quit"),
-            hint("L", "show or hide the log"),
-            hint("?", "this help"),
-            hint("q Ctrl-C", "quit (asks while work runs)"),
-        ]);
-        all
+        match self.screen {
+            Screen::Inventory => self.keymap.help(Scope::Inventory),
+            Screen::Plan => self.keymap.help(Scope::Plan),
+            Screen::Transfers => self.keymap.help(Scope::Transfers),
+            Screen::Report => self.keymap.help(Scope::Report),
+            Screen::Approve => {
+                let mut all = vec![
+                    hint("0-9 a-f", "type the plan's short hash"),
+                    hint("Tab", "cross-border field: type 'yes' to acknowledge"),
+                    hint(
+                        "Tab",
+                        "lossy field: type 'yes' to acknowledge what is not carried exactly",
+                    ),
+                    hint("Enter", "approve and start; a wrong hash changes nothing"),
+                    hint("PgDn/PgUp", "scroll the plan"),
+                    hint("Esc", "back to the plan"),
+                ];
+                all.extend(self.keymap.help(Scope::Global));
+                all
+            }
+        }
     }
 }

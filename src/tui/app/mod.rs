@@ -176,6 +176,8 @@ pub struct AppInit {
     pub operator: String,
     /// Shown in the status bar at start (where the lab lives, …).
     pub note: Option<String>,
+    /// The keys, with the config's `[keys]` applied.
+    pub keymap: crate::tui::keymap::KeyMap,
 }
 
 pub struct App {
@@ -198,6 +200,7 @@ pub struct App {
     pub bandwidth: Option<Bytes>,
     pub operator: String,
     pub config: Config,
+    pub keymap: crate::tui::keymap::KeyMap,
     /// The loop exits when set.
     pub quit: bool,
     /// Shutdown asked; waiting for the engine to stop.
@@ -242,6 +245,7 @@ impl App {
             bandwidth: init.bandwidth,
             operator: init.operator,
             config: init.config,
+            keymap: init.keymap,
             quit: false,
             stopping: false,
             clock: Clock::System,

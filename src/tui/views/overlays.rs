@@ -25,7 +25,7 @@ pub fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
         .map(|k| {
             Line::from(vec![
                 Span::styled(format!(" {:<key_width$}  ", k.key), theme.ui.bar_key),
-                Span::styled(k.action, theme.ui.popup),
+                Span::styled(k.action.clone(), theme.ui.popup),
             ])
         })
         .collect();
