@@ -177,6 +177,10 @@ enum LabCommand {
         dir: PathBuf,
         #[arg(long, value_enum, default_value = "standard")]
         scale: LabScale,
+        /// Add `tiny-1` to lab-east, a guest that really boots (built from
+        /// this machine's Debian kernel and busybox; needs root).
+        #[arg(long)]
+        guest: bool,
     },
 }
 
@@ -339,8 +343,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Some(Commands::Lab {
-            command: LabCommand::Init { dir, scale },
-        }) => cli::lab::init(&dir, scale),
+            command: LabCommand::Init { dir, scale, guest },
+        }) => cli::lab::init(&dir, scale, guest),
         Some(Commands::Inventory { cloud, json }) => {
             cli::inventory::run(&globals, &cloud, json).await
         }
