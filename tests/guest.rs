@@ -90,6 +90,8 @@ async fn the_lab_guest_boots_to_its_login_prompt_and_its_disk_is_not_written() {
     // The boot loader and the getty both wrote to the captured console.
     let tail = rehearse::serial_tail(&log, 50);
     assert!(tail.contains("SYSLINUX"), "{tail}");
+    // Without console=ttyS0 the system console is the screen, not the log.
+    assert!(!tail.contains("altishift-guest:"), "{tail}");
     assert_eq!(sha256(guest()), before, "the rehearsal wrote the disk");
 }
 
@@ -143,4 +145,142 @@ async fn lab_init_with_the_guest_lists_a_bootable_tiny_1() {
     assert!(added.disk.is_file());
     // A second time is refused, not a second guest.
     assert!(altishift::cloud::lab::guest::add_guest(&lab).is_err());
+}
+
+use altishift::config::ProviderKind;
+use altishift::guest::inspect::{self, Inspection};
+use altishift::guest::prepare::{self, Change};
+
+/// The shared guest's inspection (one libguestfs appliance for all).
+fn inspection() -> &'static Inspection {
+    static FOUND: OnceLock<Inspection> = OnceLock::new();
+    FOUND.get_or_init(|| inspect::inspect(guest(), DiskFormat::Raw).unwrap())
+}
+
+fn driver(found: &Inspection, name: &str) -> String {
+    found
+        .drivers
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.state.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn inspection_finds_what_ties_the_lab_guest_to_its_source() {
+    let found = inspection();
+    eprintln!("{}", found.summary().join("\n"));
+    assert_eq!(found.os_type, "linux");
+    assert_eq!(found.distro, "debian");
+    assert_eq!(found.hostname, "tiny-1");
+    assert_eq!(found.partition_table, "msdos");
+    assert_eq!(found.boot_mode, "bios");
+    assert_eq!(found.kernels.len(), 1, "{:?}", found.kernels);
+    assert!(found.kernels[0].starts_with("vmlinuz-"));
+    assert_eq!(found.initramfs.len(), 1);
+    assert_eq!(found.fstab.len(), 1);
+    assert_eq!(found.fstab[0].spec, "/dev/vda1");
+    assert!(found.fstab[0].by_device);
+    assert_eq!(found.static_addresses(), ["10.1.3.40/24"]);
+    assert_eq!(found.network[0].kind, "netplan");
+    assert_eq!(found.datasources, ["NoCloud", "ConfigDrive", "None"]);
+    assert!(found.agents.is_empty());
+    assert!(!found.serial_console());
+    assert_eq!(
+        found.bootloader_config.as_deref(),
+        Some("/boot/extlinux/extlinux.conf")
+    );
+    // The cloud kernel: virtio and ena as module files the guest really
+    // holds, nvme built in, gve's module not copied into the guest.
+    assert_eq!(driver(found, "virtio_blk"), "module");
+    assert_eq!(driver(found, "ena"), "module");
+    assert_eq!(driver(found, "nvme"), "built-in");
+    assert_eq!(driver(found, "gve"), "missing");
+    assert!(found.backups.is_empty());
+}
+
+#[test]
+fn a_guest_without_a_driver_the_target_needs_or_not_linux_is_refused() {
+    let mut found = inspection().clone();
+    assert!(prepare::changes(&found, ProviderKind::Gcp).is_ok());
+    for d in &mut found.drivers {
+        if d.name == "virtio_net" {
+            d.state = "missing".into();
+        }
+    }
+    let refused = prepare::changes(&found, ProviderKind::Gcp).unwrap_err();
+    assert!(refused.reason.contains("virtio_net or gve"), "{refused}");
+    // AWS needs nvme and ena, which the guest has.
+    assert!(prepare::changes(&found, ProviderKind::Aws).is_ok());
+    found.os_type = "windows".into();
+    let refused = prepare::changes(&found, ProviderKind::Aws).unwrap_err();
+    assert!(refused.reason.contains("only Linux"), "{refused}");
+}
+
+#[tokio::test]
+async fn preparation_changes_the_copy_only_and_the_prepared_copy_boots_with_a_serial_console() {
+    let before = sha256(guest());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = copy_of_guest(dir.path());
+    let changes = prepare::changes(inspection(), ProviderKind::Aws).unwrap();
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Change::FstabByUuid { .. } => "fstab",
+            Change::NetworkDhcp { .. } => "network",
+            Change::Datasource { .. } => "datasource",
+            Change::SerialConsole { .. } => "serial",
+        })
+        .collect();
+    assert_eq!(kinds, ["fstab", "network", "datasource", "serial"]);
+    for change in &changes {
+        eprintln!("{change}");
+    }
+    let (path, applied) = (copy.clone(), changes.clone());
+    tokio::task::spawn_blocking(move || prepare::apply(&path, DiskFormat::Raw, &applied))
+        .await
+        .unwrap()
+        .unwrap();
+    // Read back through a fresh appliance.
+    let path = copy.clone();
+    let after = tokio::task::spawn_blocking(move || inspect::inspect(&path, DiskFormat::Raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.fstab[0].spec.starts_with("UUID="),
+        "{:?}",
+        after.fstab
+    );
+    assert!(!after.fstab[0].by_device);
+    assert!(after.static_addresses().is_empty(), "{:?}", after.network);
+    assert!(after.network.iter().any(|n| n.dhcp));
+    assert_eq!(after.datasources, ["Ec2", "None"]);
+    assert!(after.serial_console());
+    for kept in [
+        "/etc/fstab.altishift-orig",
+        "/etc/netplan/50-cloud-init.yaml.altishift-orig",
+        "/boot/extlinux/extlinux.conf.altishift-orig",
+    ] {
+        assert!(
+            after.backups.iter().any(|b| b == kept),
+            "{:?}",
+            after.backups
+        );
+    }
+    assert_eq!(
+        prepare::changes(&after, ProviderKind::Aws).unwrap(),
+        [],
+        "nothing is left to prepare"
+    );
+    assert_eq!(sha256(guest()), before, "the source disk was written");
+    // The prepared copy still boots, and now the system console is the
+    // serial port: the init's own line reaches the log.
+    let log = dir.path().join("serial.log");
+    let rehearsal = rehearse::rehearse(&RehearsalSpec::new(&copy, DiskFormat::Raw, &log))
+        .await
+        .unwrap();
+    let tail = rehearse::serial_tail(&log, 400);
+    assert!(rehearsal.booted, "{}\n{tail}", rehearsal.detail);
+    assert!(tail.contains("altishift-guest: tiny-1 up"), "{tail}");
 }

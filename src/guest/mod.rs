@@ -5,6 +5,9 @@
 
 pub mod build;
 pub mod cpio;
+pub mod fish;
+pub mod inspect;
+pub mod prepare;
 pub mod rehearse;
 
 use std::path::{Path, PathBuf};
