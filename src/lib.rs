@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod config;
 pub mod engine;
 pub mod fsutil;
+pub mod guest;
 pub mod inventory;
 pub mod plan;
 pub mod secret;

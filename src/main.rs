@@ -65,6 +65,11 @@ enum Commands {
         #[command(subcommand)]
         command: LabCommand,
     },
+    /// Boot, inspect or prepare one local disk image.
+    Guest {
+        #[command(subcommand)]
+        command: GuestCommand,
+    },
     /// List a cloud's instances, disks, sizes and regions.
     Inventory {
         cloud: String,
@@ -177,6 +182,52 @@ enum LabCommand {
         dir: PathBuf,
         #[arg(long, value_enum, default_value = "standard")]
         scale: LabScale,
+        /// Add `tiny-1` to lab-east, a guest that really boots (built from
+        /// this machine's Debian kernel and busybox; needs root).
+        #[arg(long)]
+        guest: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuestCommand {
+    /// Boot a copy-on-write view of DISK in QEMU (no network) until the
+    /// marker shows on its serial console.
+    Rehearse {
+        disk: PathBuf,
+        #[arg(long, default_value = "raw")]
+        format: DiskFormat,
+        /// Success marker (default: a login prompt or cloud-init finished).
+        #[arg(long, value_name = "REGEX")]
+        expect: Option<String>,
+        /// Seconds to wait for the marker.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: altishift::guest::rehearse::Accel,
+        /// Where the serial console goes (default: beside DISK).
+        #[arg(long)]
+        serial_log: Option<PathBuf>,
+    },
+    /// What is in DISK (read-only, through libguestfs).
+    Inspect {
+        disk: PathBuf,
+        #[arg(long, default_value = "raw")]
+        format: DiskFormat,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prepare DISK (a copy for the target, never the source) for a provider.
+    Prepare {
+        disk: PathBuf,
+        #[arg(long, default_value = "raw")]
+        format: DiskFormat,
+        /// lab, aws, gcp, digitalocean, cloudstack or ssh.
+        #[arg(long = "for", value_name = "PROVIDER")]
+        target: String,
+        /// List the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -339,8 +390,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Some(Commands::Lab {
-            command: LabCommand::Init { dir, scale },
-        }) => cli::lab::init(&dir, scale),
+            command: LabCommand::Init { dir, scale, guest },
+        }) => cli::lab::init(&dir, scale, guest),
+        Some(Commands::Guest { command }) => match command {
+            GuestCommand::Rehearse {
+                disk,
+                format,
+                expect,
+                timeout,
+                accel,
+                serial_log,
+            } => {
+                cli::guest::rehearse(cli::guest::RehearseArgs {
+                    disk,
+                    format,
+                    expect,
+                    timeout,
+                    accel,
+                    serial_log,
+                })
+                .await
+            }
+            GuestCommand::Inspect { disk, format, json } => {
+                cli::guest::inspect(&disk, format, json)
+            }
+            GuestCommand::Prepare {
+                disk,
+                format,
+                target,
+                dry_run,
+            } => cli::guest::prepare(&disk, format, &target, dry_run),
+        },
         Some(Commands::Inventory { cloud, json }) => {
             cli::inventory::run(&globals, &cloud, json).await
         }

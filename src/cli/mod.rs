@@ -5,6 +5,7 @@ pub mod bench;
 pub mod common;
 pub mod demo;
 pub mod detach;
+pub mod guest;
 pub mod inventory;
 pub mod lab;
 pub mod plan;

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod guest;
 pub mod manifest;
 mod source;
 mod target;

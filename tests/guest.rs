@@ -1,0 +1,286 @@
+//! The lab's bootable guest, built once per test binary from this machine's
+//! Debian packages (root, `linux-image-cloud-amd64`, `busybox-static`,
+//! `extlinux`, `syslinux-common`), booted in QEMU (`qemu-system-x86`, TCG),
+//! inspected and prepared through libguestfs (`libguestfs-tools`).
+//! scripts/test installs them; a test fails (never skips) without them.
+
+use altishift::guest::build::{self, GuestSpec};
+use altishift::guest::rehearse::{self, RehearsalSpec};
+use altishift::inventory::DiskFormat;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// One built guest for every test here: QEMU boots and libguestfs starts
+/// are slow, the image is never written (tests copy it to change it).
+fn guest() -> &'static Path {
+    static GUEST: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &GUEST
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = dir.path().join("tiny.raw");
+            let spec = GuestSpec::new("tiny-1", "10.1.3.40/24", "10.1.3.1");
+            build::build(&spec, &disk).unwrap();
+            (dir, disk)
+        })
+        .1
+}
+
+fn sha256(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// A copy of the shared guest to change.
+fn copy_of_guest(dir: &Path) -> PathBuf {
+    let copy = dir.join("copy.raw");
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(guest())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+/// Runs `f` on the partition of `image`, mounted read-write (as root).
+fn with_mounted(image: &Path, f: impl FnOnce(&Path)) {
+    let mnt = image.with_extension("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = std::process::Command::new("losetup")
+        .args(["-f", "--show", "-o", "1048576"])
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let device = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+    };
+    run(&["mount", &device, mnt.to_str().unwrap()]);
+    f(&mnt);
+    run(&["umount", mnt.to_str().unwrap()]);
+    run(&["losetup", "-d", &device]);
+}
+
+#[tokio::test]
+async fn the_lab_guest_boots_to_its_login_prompt_and_its_disk_is_not_written() {
+    let before = sha256(guest());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serial.log");
+    let spec = RehearsalSpec::new(guest(), DiskFormat::Raw, &log);
+    let rehearsal = rehearse::rehearse(&spec).await.unwrap();
+    eprintln!(
+        "rehearsal ({:?}): {:.1}s",
+        rehearsal.accel,
+        rehearsal.elapsed.as_secs_f64()
+    );
+    assert!(
+        rehearsal.booted,
+        "{}\n{}",
+        rehearsal.detail,
+        rehearse::serial_tail(&log, 20)
+    );
+    assert_eq!(rehearsal.matched.as_deref(), Some("tiny-1 login: "));
+    // The boot loader and the getty both wrote to the captured console.
+    let tail = rehearse::serial_tail(&log, 50);
+    assert!(tail.contains("SYSLINUX"), "{tail}");
+    // Without console=ttyS0 the system console is the screen, not the log.
+    assert!(!tail.contains("altishift-guest:"), "{tail}");
+    assert_eq!(sha256(guest()), before, "the rehearsal wrote the disk");
+}
+
+#[tokio::test]
+async fn a_disk_whose_kernel_is_removed_never_reaches_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = copy_of_guest(dir.path());
+    with_mounted(&copy, |root| {
+        for entry in std::fs::read_dir(root.join("boot")).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+            {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    });
+    let log = dir.path().join("serial.log");
+    let mut spec = RehearsalSpec::new(&copy, DiskFormat::Raw, &log);
+    spec.timeout = Duration::from_secs(20);
+    let rehearsal = rehearse::rehearse(&spec).await.unwrap();
+    assert!(!rehearsal.booted);
+    assert!(
+        rehearsal.detail.contains("within 20s"),
+        "{}",
+        rehearsal.detail
+    );
+    // The boot loader ran and said what it could not load.
+    let tail = rehearse::serial_tail(&log, 20);
+    assert!(tail.contains("vmlinuz"), "{tail}");
+}
+
+#[tokio::test]
+async fn lab_init_with_the_guest_lists_a_bootable_tiny_1() {
+    use altishift::cloud::Cloud;
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    altishift::cloud::lab::generate::init(&lab, altishift::cloud::lab::generate::LabScale::Small)
+        .unwrap();
+    let added = altishift::cloud::lab::guest::add_guest(&lab).unwrap();
+    let east =
+        altishift::cloud::lab::LabCloud::open("lab-east", &lab.join("lab-east"), None).unwrap();
+    let inventory = east.inventory().await.unwrap();
+    let tiny = inventory.instance("tiny-1").unwrap();
+    assert!(tiny.disks[0].boot);
+    assert_eq!(tiny.nics[0].address.as_deref(), Some("10.1.3.40"));
+    assert_eq!(tiny.platform.boot_mode.as_deref(), Some("legacy-bios"));
+    assert!(added.disk.is_file());
+    // A second time is refused, not a second guest.
+    assert!(altishift::cloud::lab::guest::add_guest(&lab).is_err());
+}
+
+use altishift::config::ProviderKind;
+use altishift::guest::inspect::{self, Inspection};
+use altishift::guest::prepare::{self, Change};
+
+/// The shared guest's inspection (one libguestfs appliance for all).
+fn inspection() -> &'static Inspection {
+    static FOUND: OnceLock<Inspection> = OnceLock::new();
+    FOUND.get_or_init(|| inspect::inspect(guest(), DiskFormat::Raw).unwrap())
+}
+
+fn driver(found: &Inspection, name: &str) -> String {
+    found
+        .drivers
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.state.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn inspection_finds_what_ties_the_lab_guest_to_its_source() {
+    let found = inspection();
+    eprintln!("{}", found.summary().join("\n"));
+    assert_eq!(found.os_type, "linux");
+    assert_eq!(found.distro, "debian");
+    assert_eq!(found.hostname, "tiny-1");
+    assert_eq!(found.partition_table, "msdos");
+    assert_eq!(found.boot_mode, "bios");
+    assert_eq!(found.kernels.len(), 1, "{:?}", found.kernels);
+    assert!(found.kernels[0].starts_with("vmlinuz-"));
+    assert_eq!(found.initramfs.len(), 1);
+    assert_eq!(found.fstab.len(), 1);
+    assert_eq!(found.fstab[0].spec, "/dev/vda1");
+    assert!(found.fstab[0].by_device);
+    assert_eq!(found.static_addresses(), ["10.1.3.40/24"]);
+    assert_eq!(found.network[0].kind, "netplan");
+    assert_eq!(found.datasources, ["NoCloud", "ConfigDrive", "None"]);
+    assert!(found.agents.is_empty());
+    assert!(!found.serial_console());
+    assert_eq!(
+        found.bootloader_config.as_deref(),
+        Some("/boot/extlinux/extlinux.conf")
+    );
+    // The cloud kernel: virtio and ena as module files the guest really
+    // holds, nvme built in, gve's module not copied into the guest.
+    assert_eq!(driver(found, "virtio_blk"), "module");
+    assert_eq!(driver(found, "ena"), "module");
+    assert_eq!(driver(found, "nvme"), "built-in");
+    assert_eq!(driver(found, "gve"), "missing");
+    assert!(found.backups.is_empty());
+}
+
+#[test]
+fn a_guest_without_a_driver_the_target_needs_or_not_linux_is_refused() {
+    let mut found = inspection().clone();
+    assert!(prepare::changes(&found, ProviderKind::Gcp).is_ok());
+    for d in &mut found.drivers {
+        if d.name == "virtio_net" {
+            d.state = "missing".into();
+        }
+    }
+    let refused = prepare::changes(&found, ProviderKind::Gcp).unwrap_err();
+    assert!(refused.reason.contains("virtio_net or gve"), "{refused}");
+    // AWS needs nvme and ena, which the guest has.
+    assert!(prepare::changes(&found, ProviderKind::Aws).is_ok());
+    found.os_type = "windows".into();
+    let refused = prepare::changes(&found, ProviderKind::Aws).unwrap_err();
+    assert!(refused.reason.contains("only Linux"), "{refused}");
+}
+
+#[tokio::test]
+async fn preparation_changes_the_copy_only_and_the_prepared_copy_boots_with_a_serial_console() {
+    let before = sha256(guest());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = copy_of_guest(dir.path());
+    let changes = prepare::changes(inspection(), ProviderKind::Aws).unwrap();
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Change::FstabByUuid { .. } => "fstab",
+            Change::NetworkDhcp { .. } => "network",
+            Change::Datasource { .. } => "datasource",
+            Change::SerialConsole { .. } => "serial",
+        })
+        .collect();
+    assert_eq!(kinds, ["fstab", "network", "datasource", "serial"]);
+    for change in &changes {
+        eprintln!("{change}");
+    }
+    let (path, applied) = (copy.clone(), changes.clone());
+    tokio::task::spawn_blocking(move || prepare::apply(&path, DiskFormat::Raw, &applied))
+        .await
+        .unwrap()
+        .unwrap();
+    // Read back through a fresh appliance.
+    let path = copy.clone();
+    let after = tokio::task::spawn_blocking(move || inspect::inspect(&path, DiskFormat::Raw))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.fstab[0].spec.starts_with("UUID="),
+        "{:?}",
+        after.fstab
+    );
+    assert!(!after.fstab[0].by_device);
+    assert!(after.static_addresses().is_empty(), "{:?}", after.network);
+    assert!(after.network.iter().any(|n| n.dhcp));
+    assert_eq!(after.datasources, ["Ec2", "None"]);
+    assert!(after.serial_console());
+    for kept in [
+        "/etc/fstab.altishift-orig",
+        "/etc/netplan/50-cloud-init.yaml.altishift-orig",
+        "/boot/extlinux/extlinux.conf.altishift-orig",
+    ] {
+        assert!(
+            after.backups.iter().any(|b| b == kept),
+            "{:?}",
+            after.backups
+        );
+    }
+    assert_eq!(
+        prepare::changes(&after, ProviderKind::Aws).unwrap(),
+        [],
+        "nothing is left to prepare"
+    );
+    assert_eq!(sha256(guest()), before, "the source disk was written");
+    // The prepared copy still boots, and now the system console is the
+    // serial port: the init's own line reaches the log.
+    let log = dir.path().join("serial.log");
+    let rehearsal = rehearse::rehearse(&RehearsalSpec::new(&copy, DiskFormat::Raw, &log))
+        .await
+        .unwrap();
+    let tail = rehearse::serial_tail(&log, 400);
+    assert!(rehearsal.booted, "{}\n{tail}", rehearsal.detail);
+    assert!(tail.contains("altishift-guest: tiny-1 up"), "{tail}");
+}
