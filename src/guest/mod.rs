@@ -7,6 +7,7 @@ pub mod build;
 pub mod cpio;
 pub mod fish;
 pub mod inspect;
+mod parse;
 pub mod prepare;
 pub mod rehearse;
 
