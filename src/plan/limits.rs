@@ -44,6 +44,23 @@ pub fn snapshot_detail(provider: &str, device: &str) -> String {
     }
 }
 
+/// How a cutover quiesces a source when the operator names no command: a
+/// cloud that reaches no guest stops the instance through its API instead.
+pub fn default_quiesce(provider: &str) -> &'static str {
+    match provider {
+        "aws" => "stops the instance (EC2 StopInstances) so the final snapshot holds every write",
+        _ => "freezes the filesystems mounted from its disks (fsfreeze)",
+    }
+}
+
+/// [`default_quiesce`] in a word or two, for the plan's summary line.
+pub fn default_quiesce_short(provider: &str) -> &'static str {
+    match provider {
+        "aws" => "EC2 StopInstances",
+        _ => "fsfreeze",
+    }
+}
+
 /// What the run copies to a source host to read its disks, for sources read
 /// over SSH by the agent.
 pub fn agent_detail(provider: &str) -> Option<String> {

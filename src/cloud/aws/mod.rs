@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod inventory;
 pub mod neutral;
