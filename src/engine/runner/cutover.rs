@@ -225,6 +225,7 @@ impl Run {
             if !self.wait_for_window(item.wave, "its final pass").await {
                 return Err(TransferError::Cancelled);
             }
+            lock(&self.quiesced_at).insert(instance.clone(), Instant::now());
             self.audited(
                 source,
                 "quiesce_source",
