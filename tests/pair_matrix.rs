@@ -7,6 +7,10 @@
 //! the target's disk, read back through an independent path (see
 //! support/matrix/targets.rs), has the source's bytes.
 //!
+//! Seeding, planning and approving go one pair at a time (so each pair's
+//! quiet check is its own); the applies then run in one lane per target,
+//! the lanes side by side (each finds its results as what its target gained).
+//!
 //! Pairs that cannot work yet are listed in `CANNOT` with the reason; the
 //! test checks that the binary still refuses them, so a pair that starts
 //! working must move into the matrix. The wall time of each pair and of the
@@ -39,15 +43,37 @@ use std::time::{Duration, Instant};
 /// Pairs the binary refuses today, and why (checked: `plan` must fail).
 const CANNOT: &[(Kind, Kind, &str)] = &[];
 
+/// Kinds that are never a target, and why (no pair is attempted).
+const NOT_TARGETS: &[(Kind, &str)] = &[(
+    Kind::Ssh,
+    "an SSH host is a source only: there is no SSH target role (nothing to deploy an instance on)",
+)];
+
+/// A pair approved in the first phase, waiting for its `apply`.
+struct Approved {
+    source: Kind,
+    target: Kind,
+    n: u64,
+    plan: std::path::PathBuf,
+    expected: std::path::PathBuf,
+    /// Seeding, planning and approving.
+    before_apply: Duration,
+}
+
+type Row = (Kind, Kind, Result<String, String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
     let started = Instant::now();
     let peers = Peers::start().await;
     let setup = started.elapsed();
-    let mut rows: Vec<(Kind, Kind, Duration, Result<String, String>)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut approved: Vec<Approved> = Vec::new();
     let mut n = 0;
     // PAIR_MATRIX_ONLY=aws:digitalocean,ssh:lab runs just those pairs (debugging).
     let only = std::env::var("PAIR_MATRIX_ONLY").unwrap_or_default();
+    // Phase 1, one pair at a time so that each pair's "nothing mutating
+    // before approval" is its own: seed, plan, approve, check every peer.
     for source in Kind::SOURCES {
         for target in Kind::TARGETS {
             let name = format!("{}:{}", source.label(), target.label());
@@ -55,34 +81,64 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
                 continue;
             }
             n += 1;
-            let began = Instant::now();
-            let outcome = match CANNOT.iter().find(|(s, t, _)| *s == source && *t == target) {
-                Some((_, _, why)) => refused(&peers, source, target, n, why).await,
-                None => pair(&peers, source, target, n).await,
-            };
-            eprintln!(
-                "{:>12} → {:<12} {:>6.1} s  {}",
-                source.label(),
-                target.label(),
-                began.elapsed().as_secs_f64(),
-                match &outcome {
-                    Ok(steps) => format!("ok ({steps})"),
-                    Err(e) => format!("FAILED: {e}"),
-                }
-            );
-            rows.push((source, target, began.elapsed(), outcome));
+            match CANNOT.iter().find(|(s, t, _)| *s == source && *t == target) {
+                Some((_, _, why)) => rows.push((
+                    source,
+                    target,
+                    refused(&peers, source, target, n, why).await,
+                )),
+                None => match approve_pair(&peers, source, target, n).await {
+                    Ok(pair) => approved.push(pair),
+                    Err(e) => rows.push((source, target, Err(e))),
+                },
+            }
         }
     }
+    let planned = started.elapsed();
+    // Phase 2: the applies, one lane per target (each lane finds its
+    // results as what its target gained), the lanes side by side.
+    let lanes = Kind::TARGETS.map(|target| {
+        let pairs: Vec<&Approved> = approved.iter().filter(|p| p.target == target).collect();
+        let peers = &peers;
+        async move {
+            let mut done = Vec::new();
+            for pair in pairs {
+                done.push((pair.source, pair.target, apply_pair(peers, pair).await));
+            }
+            done
+        }
+    });
+    for lane in futures::future::join_all(lanes).await {
+        rows.extend(lane);
+    }
+    rows.sort_by_key(|(s, t, _)| (*s, *t));
+    for (source, target, outcome) in &rows {
+        eprintln!(
+            "{:>12} → {:<12} {}",
+            source.label(),
+            target.label(),
+            match outcome {
+                Ok(steps) => format!("ok ({steps})"),
+                Err(e) => format!("FAILED: {e}"),
+            }
+        );
+    }
+    for (kind, why) in NOT_TARGETS {
+        eprintln!("{:>12}   * → {}: not a target: {why}", "", kind.label());
+    }
     eprintln!(
-        "pair matrix: {} pairs ({} refused as listed) in {:.1} s, peers started in {:.1} s",
+        "pair matrix: {} pairs ({} refused as listed) in {:.1} s: peers started in {:.1} s, \
+         seeded, planned and approved one by one in {:.1} s, applied and read back in {:.1} s",
         rows.len(),
         CANNOT.len(),
         started.elapsed().as_secs_f64(),
-        setup.as_secs_f64()
+        setup.as_secs_f64(),
+        (planned - setup).as_secs_f64(),
+        (started.elapsed() - planned).as_secs_f64()
     );
     let failed: Vec<String> = rows
         .iter()
-        .filter_map(|(s, t, _, outcome)| {
+        .filter_map(|(s, t, outcome)| {
             outcome
                 .as_ref()
                 .err()
@@ -92,8 +148,14 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
     assert!(failed.is_empty(), "failed pairs:\n{}", failed.join("\n"));
 }
 
-/// One pair, plan to byte check.
-async fn pair(peers: &Peers, source: Kind, target: Kind, n: u64) -> Result<String, String> {
+/// Seeds the pair's source, plans and approves it through the binary, and
+/// checks that no peer received a mutating request meanwhile.
+async fn approve_pair(
+    peers: &Peers,
+    source: Kind,
+    target: Kind,
+    n: u64,
+) -> Result<Approved, String> {
     let clock = Instant::now();
     let Source {
         profile,
@@ -101,7 +163,6 @@ async fn pair(peers: &Peers, source: Kind, target: Kind, n: u64) -> Result<Strin
         expected,
         snapshot,
     } = sources::prepare(peers, source, target, n).await;
-    let before = targets::mark(peers).await;
     let plan_path = peers.work.path().join(format!("plan-{n}.toml"));
     let plan_arg = plan_path.to_str().unwrap();
     let quiet = peers.quiet_mark();
@@ -123,7 +184,6 @@ async fn pair(peers: &Peers, source: Kind, target: Kind, n: u64) -> Result<Strin
     if !out.status.success() {
         return Err(format!("plan: {}", cli::text(&out)));
     }
-    let planned = clock.elapsed();
     let mut plan: Plan = toml::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
     if let Some(id) = snapshot {
         plan.items[0].disks[0].source_snapshot = Some(id);
@@ -147,34 +207,47 @@ async fn pair(peers: &Peers, source: Kind, target: Kind, n: u64) -> Result<Strin
     if !early.is_empty() {
         return Err(format!("mutating before approval: {early:?}"));
     }
-    let approved = clock.elapsed();
-    let out = peers.run(&["apply", plan_arg]).await;
+    Ok(Approved {
+        source,
+        target,
+        n,
+        plan: plan_path,
+        expected,
+        before_apply: clock.elapsed(),
+    })
+}
+
+/// Applies an approved pair and compares what its target gained with the
+/// source's bytes.
+async fn apply_pair(peers: &Peers, pair: &Approved) -> Result<String, String> {
+    let clock = Instant::now();
+    let before = targets::mark(peers).await;
+    let out = peers.run(&["apply", pair.plan.to_str().unwrap()]).await;
     if !out.status.success() {
         return Err(format!("apply: {}", cli::text(&out)));
     }
     let applied = clock.elapsed();
     let copies = targets::read_back(
         peers,
-        target,
+        pair.target,
         &before,
-        &peers.work.path().join(format!("back-{n}")),
+        &peers.work.path().join(format!("back-{}", pair.n)),
     )
     .await?;
     if copies.len() != 1 {
         return Err(format!(
             "expected one disk on {}, found {copies:?}",
-            target.label()
+            pair.target.label()
         ));
     }
-    if let Some(difference) = compare(&expected, &copies[0]) {
+    if let Some(difference) = compare(&pair.expected, &copies[0]) {
         return Err(difference);
     }
     let secs = |d: Duration| d.as_secs_f64();
     Ok(format!(
-        "seed+plan {:.1} s, approve {:.1} s, apply {:.1} s, read back {:.1} s",
-        secs(planned),
-        secs(approved - planned),
-        secs(applied - approved),
+        "seed+plan+approve {:.1} s, apply {:.1} s, read back {:.1} s",
+        secs(pair.before_apply),
+        secs(applied),
         secs(clock.elapsed() - applied)
     ))
 }
