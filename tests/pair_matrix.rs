@@ -43,6 +43,18 @@ use std::time::{Duration, Instant};
 /// Pairs the binary refuses today, and why (checked: `plan` must fail).
 const CANNOT: &[(Kind, Kind, &str)] = &[];
 
+/// The cutover variant of these pairs runs too (sources with delta passes;
+/// an AWS cutover needs a volume with a body: tests/aws_cutover.rs). The
+/// quiesce command writes a block the final pass must carry; the SSH host
+/// is this machine, so it is thawed, never powered off.
+const CUTOVER: &[(Kind, Kind)] = &[
+    (Kind::DigitalOcean, Kind::Lab),
+    (Kind::Ssh, Kind::CloudStack),
+];
+
+/// The block the cutover variants' quiesce command writes.
+const QUIESCE_BLOCK: u64 = 700;
+
 /// Kinds that are never a target, and why (no pair is attempted).
 const NOT_TARGETS: &[(Kind, &str)] = &[(
     Kind::Ssh,
@@ -53,6 +65,7 @@ const NOT_TARGETS: &[(Kind, &str)] = &[(
 struct Approved {
     source: Kind,
     target: Kind,
+    cutover: bool,
     n: u64,
     plan: std::path::PathBuf,
     expected: std::path::PathBuf,
@@ -60,7 +73,7 @@ struct Approved {
     before_apply: Duration,
 }
 
-type Row = (Kind, Kind, Result<String, String>);
+type Row = (Kind, Kind, bool, Result<String, String>);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
@@ -85,12 +98,20 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
                 Some((_, _, why)) => rows.push((
                     source,
                     target,
+                    false,
                     refused(&peers, source, target, n, why).await,
                 )),
-                None => match approve_pair(&peers, source, target, n).await {
+                None => match approve_pair(&peers, source, target, n, false).await {
                     Ok(pair) => approved.push(pair),
-                    Err(e) => rows.push((source, target, Err(e))),
+                    Err(e) => rows.push((source, target, false, Err(e))),
                 },
+            }
+            if CUTOVER.contains(&(source, target)) {
+                n += 1;
+                match approve_pair(&peers, source, target, n, true).await {
+                    Ok(pair) => approved.push(pair),
+                    Err(e) => rows.push((source, target, true, Err(e))),
+                }
             }
         }
     }
@@ -103,7 +124,12 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
         async move {
             let mut done = Vec::new();
             for pair in pairs {
-                done.push((pair.source, pair.target, apply_pair(peers, pair).await));
+                done.push((
+                    pair.source,
+                    pair.target,
+                    pair.cutover,
+                    apply_pair(peers, pair).await,
+                ));
             }
             done
         }
@@ -111,12 +137,13 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
     for lane in futures::future::join_all(lanes).await {
         rows.extend(lane);
     }
-    rows.sort_by_key(|(s, t, _)| (*s, *t));
-    for (source, target, outcome) in &rows {
+    rows.sort_by_key(|(s, t, c, _)| (*s, *t, *c));
+    for (source, target, cutover, outcome) in &rows {
         eprintln!(
-            "{:>12} → {:<12} {}",
+            "{:>12} → {:<12} {}{}",
             source.label(),
             target.label(),
+            if *cutover { "cutover: " } else { "" },
             match outcome {
                 Ok(steps) => format!("ok ({steps})"),
                 Err(e) => format!("FAILED: {e}"),
@@ -138,11 +165,11 @@ async fn every_source_to_every_other_target_through_the_cli_byte_for_byte() {
     );
     let failed: Vec<String> = rows
         .iter()
-        .filter_map(|(s, t, outcome)| {
-            outcome
-                .as_ref()
-                .err()
-                .map(|e| format!("{} → {}: {e}", s.label(), t.label()))
+        .filter_map(|(s, t, c, outcome)| {
+            outcome.as_ref().err().map(|e| {
+                let kind = if *c { " (cutover)" } else { "" };
+                format!("{} → {}{kind}: {e}", s.label(), t.label())
+            })
         })
         .collect();
     assert!(failed.is_empty(), "failed pairs:\n{}", failed.join("\n"));
@@ -155,14 +182,16 @@ async fn approve_pair(
     source: Kind,
     target: Kind,
     n: u64,
+    cutover: bool,
 ) -> Result<Approved, String> {
     let clock = Instant::now();
+    let variant = if cutover { "-cut" } else { "" };
     let Source {
         profile,
         instance,
         expected,
         snapshot,
-    } = sources::prepare(peers, source, target, n).await;
+    } = sources::prepare(peers, source, target, n, variant).await;
     let plan_path = peers.work.path().join(format!("plan-{n}.toml"));
     let plan_arg = plan_path.to_str().unwrap();
     let quiet = peers.quiet_mark();
@@ -179,6 +208,26 @@ async fn approve_pair(
     ];
     if target == Kind::DigitalOcean {
         args.extend(["--region", "fra1"]);
+    }
+    // The guest's last write, made by the quiesce itself.
+    let block = peers.work.path().join(format!("quiesce-{n}.bin"));
+    std::fs::write(&block, aws_kit::pattern(n, QUIESCE_BLOCK)).unwrap();
+    let quiesce = format!(
+        "dd if={} of={} bs=524288 seek={QUIESCE_BLOCK} count=1 conv=notrunc status=none",
+        block.display(),
+        expected.display()
+    );
+    if cutover {
+        args.extend([
+            "--cutover",
+            "--quiesce",
+            &quiesce,
+            "--max-delta-passes",
+            "1",
+        ]);
+        if source == Kind::Ssh {
+            args.extend(["--no-power-off", "--thaw", "true"]);
+        }
     }
     let out = peers.run(&args).await;
     if !out.status.success() {
@@ -210,6 +259,7 @@ async fn approve_pair(
     Ok(Approved {
         source,
         target,
+        cutover,
         n,
         plan: plan_path,
         expected,
@@ -243,6 +293,17 @@ async fn apply_pair(peers: &Peers, pair: &Approved) -> Result<String, String> {
     if let Some(difference) = compare(&pair.expected, &copies[0]) {
         return Err(difference);
     }
+    if pair.cutover {
+        use std::os::unix::fs::FileExt as _;
+        let mut written = vec![0u8; 524288];
+        std::fs::File::open(&pair.expected)
+            .unwrap()
+            .read_exact_at(&mut written, QUIESCE_BLOCK * 524288)
+            .unwrap();
+        if written != aws_kit::pattern(pair.n, QUIESCE_BLOCK) {
+            return Err("the quiesce command's write is not on the source disk".into());
+        }
+    }
     let secs = |d: Duration| d.as_secs_f64();
     Ok(format!(
         "seed+plan+approve {:.1} s, apply {:.1} s, read back {:.1} s",
@@ -262,7 +323,7 @@ async fn refused(
 ) -> Result<String, String> {
     let Source {
         profile, instance, ..
-    } = sources::prepare(peers, source, target, n).await;
+    } = sources::prepare(peers, source, target, n, "").await;
     let plan_path = peers.work.path().join(format!("plan-{n}.toml"));
     let out = peers
         .run(&[

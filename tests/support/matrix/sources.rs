@@ -31,9 +31,10 @@ fn blocks(seed: u64) -> Vec<u64> {
     vec![0, 1, 2 + seed % 7, 300 + seed, 2047]
 }
 
-/// Seeds the source side of pair `n` (`kind` → `target`).
-pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64) -> Source {
-    let name = format!("{}-to-{}", short(kind), short(target));
+/// Seeds the source side of pair `n` (`kind` → `target`; `variant` tells
+/// two pairs between the same kinds apart).
+pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &str) -> Source {
+    let name = format!("{}-to-{}{variant}", short(kind), short(target));
     let work = peers.work.path();
     let seed = 1000 + n;
     match kind {
