@@ -7,7 +7,7 @@ mod cloudstack_fake;
 #[path = "support/run_kit.rs"]
 mod run_kit;
 
-use altishift::cloud::{Cloud, DiskRef};
+use altishift::cloud::{Cloud, DiskRef, Source};
 use altishift::units::{BLOCK_SIZE, BlockIndex};
 use cloudstack_fake::FakeCloudStack;
 use cloudstack_fake::testkit::*;

@@ -13,7 +13,7 @@ mod sshd;
 
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing, Staging};
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Cloud, CloudError, TargetDiskSpec};
+use altishift::cloud::{Cloud, CloudError, Target, TargetDiskSpec};
 use altishift::engine::{self, EngineOptions, RunReport};
 use altishift::inventory::{DiskFormat, Inventory};
 use altishift::plan::build::{Request, Side, Throughput, build};

@@ -53,7 +53,7 @@ pub fn render(plan: &Plan) -> String {
                 cutover
                     .quiesce
                     .as_deref()
-                    .unwrap_or(super::limits::default_quiesce_short(&plan.source.provider))
+                    .unwrap_or(plan.source.rules.source.quiesce_word())
             ),
             if cutover.power_off {
                 "power the source OFF".to_string()

@@ -12,7 +12,8 @@ use super::paging::collect_pages;
 use super::source::{EbsReader, note_block_size, to_ranges};
 use super::{AwsCloud, split_region};
 use crate::block::BlockDigest;
-use crate::cloud::{BlockData, Capability, CloudError, DiskReader, SnapshotRef};
+use crate::cloud::{BlockData, Capability, CloudError, CutoverSource, DiskReader, SnapshotRef};
+use crate::inventory::declared::{ProviderRules, SourceRules};
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
 use aws_sdk_ebs::error::SdkError;
@@ -20,6 +21,21 @@ use aws_sdk_ec2::types::InstanceStateName;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::AtomicBool;
+
+/// What AWS declares for plans: a cutover stops the instance through EC2
+/// (nothing reaches the guest to freeze its filesystems).
+pub fn rules() -> ProviderRules {
+    ProviderRules {
+        source: SourceRules {
+            quiesce: Some(
+                "stops the instance (EC2 StopInstances) so the final snapshot holds every write"
+                    .into(),
+            ),
+            ..SourceRules::default()
+        },
+        ..ProviderRules::default()
+    }
+}
 
 /// How a delta pass found its blocks (for the log and the tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +121,14 @@ impl AwsCloud {
     }
 
     /// Source: stops the instance and waits until EC2 says `stopped`, so
-    /// the next snapshot holds everything it wrote. Stopping a stopped
-    /// instance is no error.
+    /// the next snapshot holds everything it wrote. A stopped instance (the
+    /// quiesce stopped it before the power-off) is left alone.
     pub async fn stop_instance(&self, _cap: &Capability, instance: &str) -> Result<(), CloudError> {
         let (region, id) = split_region(instance);
         let c = self.clients.get(region)?;
+        if self.instance_state(&c, id).await? == Some(InstanceStateName::Stopped) {
+            return Ok(());
+        }
         c.ec2
             .stop_instances()
             .instance_ids(id)
@@ -154,6 +173,28 @@ impl AwsCloud {
         self.wait_instance(&c, id, InstanceStateName::Running).await
     }
 
+    async fn instance_state(
+        &self,
+        c: &RegionClients,
+        id: &str,
+    ) -> Result<Option<InstanceStateName>, CloudError> {
+        let answer = c
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("ec2 DescribeInstances {id}"), e))?;
+        Ok(answer
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id))
+            .and_then(|i| i.state())
+            .and_then(|s| s.name())
+            .cloned())
+    }
+
     async fn wait_instance(
         &self,
         c: &RegionClients,
@@ -162,21 +203,7 @@ impl AwsCloud {
     ) -> Result<(), CloudError> {
         let mut waiter = self.poll.waiter();
         loop {
-            let answer = c
-                .ec2
-                .describe_instances()
-                .instance_ids(id)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("ec2 DescribeInstances {id}"), e))?;
-            let state = answer
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find(|i| i.instance_id() == Some(id))
-                .and_then(|i| i.state())
-                .and_then(|s| s.name())
-                .cloned();
+            let state = self.instance_state(c, id).await?;
             if state.as_ref() == Some(&wanted) {
                 return Ok(());
             }
@@ -314,6 +341,64 @@ impl DiskReader for Delta {
 
     async fn read_block(&self, index: BlockIndex) -> Result<BlockData, CloudError> {
         self.inner.read_block(index).await
+    }
+}
+
+/// The cutover role: each delta pass reads a fresh EBS snapshot, the stop
+/// is EC2's.
+#[async_trait]
+impl CutoverSource for AwsCloud {
+    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
+        self.cutover_check(instance).await
+    }
+
+    /// A snapshot holds a point in time, never the running disk: deltas come
+    /// from [`CutoverSource::open_snapshot_delta`] between snapshots.
+    async fn open_delta_reader(
+        &self,
+        _snapshot: &SnapshotRef,
+        _previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        Ok(None)
+    }
+
+    fn delta_snapshots(&self) -> bool {
+        true
+    }
+
+    async fn open_snapshot_delta(
+        &self,
+        base: Option<&SnapshotRef>,
+        fresh: &SnapshotRef,
+        held: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let (reader, method) = self.open_changed_reader(base, fresh, held).await?;
+        tracing::info!(snapshot = %fresh.id, ?method, "aws: delta pass");
+        Ok(reader)
+    }
+
+    async fn quiesce(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        command: Option<&str>,
+        _thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.quiesce_by_stopping(cap, instance, command).await
+    }
+
+    async fn thaw(
+        &self,
+        cap: &Capability,
+        instance: &str,
+        _command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.start_instance(cap, instance).await
+    }
+
+    async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
+        // Stopped at the quiesce already; stopping a stopped instance is no error.
+        self.stop_instance(cap, instance).await
     }
 }
 

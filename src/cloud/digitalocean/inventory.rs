@@ -60,6 +60,7 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
         ssh_keys: keys.iter().filter_map(ssh_key).collect(),
         networks: vpcs.iter().filter_map(vpc).collect(),
         config_rules: Some(config_rules()),
+        rules: super::rules(),
         firewalls: firewalls.iter().filter_map(firewall).collect(),
         access: access(&account["account"]),
     })

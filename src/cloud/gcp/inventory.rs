@@ -282,6 +282,7 @@ pub async fn read(
         ssh_keys: Vec::new(),
         access,
         config_rules: Some(config_rules()),
+        rules: super::rules(),
     })
 }
 
