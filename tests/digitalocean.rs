@@ -70,7 +70,7 @@ async fn inventory_reads_every_page_and_backs_off_on_429() {
     let inventory = cloud.inventory().await.unwrap();
     assert_eq!(inventory.instances.len(), 450);
     assert_eq!(inventory.instances[449].name, "web-449");
-    assert_eq!(inventory.sizes.len(), 4);
+    assert_eq!(inventory.sizes.len(), 5);
     // Listed as the API lists them: nyc1 first.
     assert_eq!(inventory.regions[0].name, "nyc1");
     assert_eq!(inventory.region("fra1").unwrap().jurisdiction, "DE");

@@ -150,6 +150,11 @@ async fn a_droplet_cutover_sends_the_quiesced_changes_and_shuts_the_droplet_down
     }
     let report = handle.done.await.unwrap().unwrap().report;
     assert!(report.ok, "{report:#?}");
+    // The source was down from the quiesce to the validation, and the report says how long.
+    let downtime = report.instances[0]
+        .downtime_ms
+        .expect("a cutover reports its downtime");
+    eprintln!("droplet cutover downtime: {downtime} ms");
     // Full: the four data blocks; one delta pass while running finds
     // nothing; final: exactly the changed, the filled and the zeroed block.
     assert_eq!(

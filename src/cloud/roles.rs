@@ -203,6 +203,29 @@ pub trait CutoverSource: Source {
         snapshot: &SnapshotRef,
         previous: &BTreeMap<BlockIndex, BlockDigest>,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError>;
+    /// Read-only: true when each delta pass reads a new snapshot (taken by
+    /// the engine with [`Source::snapshot_disk`], journaled and removed at
+    /// cleanup) rather than the live disk: a cloud snapshot is a point in
+    /// time. Such a source answers [`CutoverSource::open_snapshot_delta`].
+    fn delta_snapshots(&self) -> bool {
+        false
+    }
+    /// Read-only: with [`CutoverSource::delta_snapshots`], a reader of the
+    /// blocks of `fresh` that differ from what the target holds (`held`,
+    /// which is the content of `base` when `base` is given: the snapshot the
+    /// previous pass of this process sent whole). Blocks that became zero
+    /// are included and read as zeros.
+    async fn open_snapshot_delta(
+        &self,
+        _base: Option<&SnapshotRef>,
+        fresh: &SnapshotRef,
+        _held: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        Err(CloudError::Unsupported(format!(
+            "no delta between snapshots here (snapshot {})",
+            fresh.id
+        )))
+    }
     /// Quiesces a running instance before the final delta pass (the
     /// operator's `command`, or the provider's own way, e.g. fsfreeze);
     /// `thaw` is the command that undoes `command`.

@@ -39,6 +39,10 @@ pub struct InstanceReport {
     pub target_id: Option<String>,
     pub checks: Vec<Check>,
     pub validated: bool,
+    /// Cutover: how long the source was down, from its quiesce (or stop) to
+    /// the target's validation, measured by the process that did both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +215,13 @@ impl RunReport {
                 cell(&instance.instance),
                 cell(id)
             );
+            if let Some(ms) = instance.downtime_ms {
+                let _ = writeln!(
+                    md,
+                    "Source down {:.1} s (quiesce to validation).\n",
+                    ms as f64 / 1000.0
+                );
+            }
             for check in &instance.checks {
                 let mark = if check.passed { "✓" } else { "✗" };
                 let _ = writeln!(

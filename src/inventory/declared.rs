@@ -29,6 +29,11 @@ pub struct SourceRules {
     /// when this provider reads them with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_host: Option<String>,
+    /// How a cutover quiesces this source when the plan names no command (a
+    /// cloud that reaches no guest stops the instance through its API);
+    /// None: fsfreeze of the filesystems mounted from its disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<String>,
 }
 
 /// What a target cannot take, and what it does with a disk that the
@@ -67,6 +72,22 @@ impl SourceRules {
         match &self.snapshot {
             Some(text) => text.replace("{device}", device),
             None => format!("point-in-time copy of {device}"),
+        }
+    }
+
+    /// The plan's wording of the default quiesce.
+    pub fn quiesce_detail(&self) -> String {
+        self.quiesce
+            .clone()
+            .unwrap_or_else(|| "freezes the filesystems mounted from its disks (fsfreeze)".into())
+    }
+
+    /// The default quiesce in a word, for the plan's summary line.
+    pub fn quiesce_word(&self) -> &'static str {
+        if self.quiesce.is_some() {
+            "stop the instance"
+        } else {
+            "fsfreeze"
         }
     }
 
@@ -158,6 +179,7 @@ mod tests {
         let rules = SourceRules {
             snapshot: Some("copy of {device} through a worker".into()),
             agent_host: Some("the worker VM".into()),
+            quiesce: None,
         };
         assert_eq!(rules.snapshot_detail("sda"), "copy of sda through a worker");
         assert!(

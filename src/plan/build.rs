@@ -432,7 +432,8 @@ fn actions(plan: &Plan) -> Vec<Action> {
             );
         }
         if let Some(cutover) = &plan.cutover {
-            for (verb, resource, detail) in cutover_steps(cutover, item) {
+            for (verb, resource, detail) in cutover_steps(cutover, item, &plan.source.rules.source)
+            {
                 push(src, verb, resource, detail);
             }
         }
@@ -490,13 +491,17 @@ fn actions(plan: &Plan) -> Vec<Action> {
 
 /// The cutover steps of one instance, in the order the run takes them: what
 /// the engine checks the approved action list against.
-pub fn cutover_steps(cutover: &Cutover, item: &PlanItem) -> Vec<(ActionVerb, String, String)> {
+pub fn cutover_steps(
+    cutover: &Cutover,
+    item: &PlanItem,
+    source: &crate::inventory::declared::SourceRules,
+) -> Vec<(ActionVerb, String, String)> {
     let mut steps = vec![(
         ActionVerb::QuiesceSource,
         item.instance_name.clone(),
         match &cutover.quiesce {
             Some(command) => format!("runs `{command}` on the source"),
-            None => "freezes the filesystems mounted from its disks (fsfreeze)".into(),
+            None => source.quiesce_detail(),
         },
     )];
     for disk in &item.disks {

@@ -49,7 +49,12 @@ pub fn render(plan: &Plan) -> String {
             out,
             "\n  CUTOVER: copy while the source runs, up to {} delta passes, then quiesce ({}), final delta pass, {}.",
             cutover.max_delta_passes,
-            safe(cutover.quiesce.as_deref().unwrap_or("fsfreeze")),
+            safe(
+                cutover
+                    .quiesce
+                    .as_deref()
+                    .unwrap_or(plan.source.rules.source.quiesce_word())
+            ),
             if cutover.power_off {
                 "power the source OFF".to_string()
             } else {

@@ -149,11 +149,21 @@ pub fn seed_image(dir: &Path, seed: u64, blocks: &[u64]) -> PathBuf {
 
 /// An instance with one 1 GiB root volume, named `name`.
 pub async fn seed_instance(ec2: &aws_sdk_ec2::Client, name: &str, size: &str) -> (String, String) {
+    seed_instance_where(ec2, name, size, |_| true).await
+}
+
+/// The same, from the first of moto's default images that `wanted` accepts.
+pub async fn seed_instance_where(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+    size: &str,
+    wanted: impl Fn(&aws_sdk_ec2::types::Image) -> bool,
+) -> (String, String) {
     let images = ec2.describe_images().send().await.unwrap();
     let image = images
         .images()
         .iter()
-        .find(|i| i.root_device_name().is_some())
+        .find(|i| i.root_device_name().is_some() && wanted(i))
         .and_then(|i| i.image_id())
         .expect("moto ships default images")
         .to_string();

@@ -236,6 +236,7 @@ pub async fn read(
         firewalls,
         images,
         config_rules: Some(super::config::config_rules()),
+        rules: super::cutover::rules(),
         ..Default::default()
     })
 }

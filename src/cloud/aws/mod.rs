@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod inventory;
 pub mod neutral;
@@ -14,7 +15,9 @@ pub mod source;
 pub mod target;
 mod whole_xml;
 
-use crate::cloud::{Capability, Cloud, CloudError, CreatedResource, ResourceKind, Source, Target};
+use crate::cloud::{
+    Capability, Cloud, CloudError, CreatedResource, CutoverSource, ResourceKind, Source, Target,
+};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
 use crate::secret::Prompter;
@@ -148,6 +151,9 @@ impl Cloud for AwsCloud {
         Some(self)
     }
 
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
+        Some(self)
+    }
     fn as_target(&self) -> Option<&dyn Target> {
         Some(self)
     }

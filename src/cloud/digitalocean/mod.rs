@@ -42,6 +42,7 @@ pub fn rules() -> ProviderRules {
         source: SourceRules {
             snapshot: Some(LIVE_READ.into()),
             agent_host: Some("the droplet".into()),
+            quiesce: None,
         },
         target: TargetRules {
             image_kind: "DigitalOcean custom".into(),

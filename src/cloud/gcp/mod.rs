@@ -55,6 +55,7 @@ pub fn rules() -> ProviderRules {
                     .into(),
             ),
             agent_host: Some("the worker VM".into()),
+            quiesce: None,
         },
         target: TargetRules::default(),
     }

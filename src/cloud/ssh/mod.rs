@@ -397,6 +397,7 @@ impl Cloud for SshCloud {
                 source: SourceRules {
                     snapshot: Some(super::digitalocean::LIVE_READ.into()),
                     agent_host: Some("the source host".into()),
+                    quiesce: None,
                 },
                 ..Default::default()
             },

@@ -11,7 +11,7 @@
 use super::disk::OpenDisk;
 use super::{DiskOutput, DiskSlot, Run, lock};
 use crate::block::{BlockDigest, DigestBuilder};
-use crate::cloud::{CloudError, DiskReader, SnapshotRef, WriteOrder};
+use crate::cloud::{CloudError, DiskReader, DiskRef, ResourceKind, SnapshotRef, WriteOrder};
 use crate::engine::event::PassKind;
 use crate::engine::journal::{DiskState, PassRecord, Record};
 use crate::engine::pipeline::{PassContext, TransferError};
@@ -31,6 +31,11 @@ struct LiveDisk {
     held: BTreeMap<BlockIndex, BlockDigest>,
     /// Passes finished, journaled ones included.
     passes: Vec<PassRecord>,
+    /// For sources whose delta passes read fresh snapshots: the snapshot
+    /// the target holds all of (the last pass this process finished), so
+    /// the next delta can be listed between snapshots. None after a resume:
+    /// the delta is then found by hashing.
+    base: Option<SnapshotRef>,
 }
 
 impl LiveDisk {
@@ -152,6 +157,7 @@ impl Run {
             held: open.resume.held.clone(),
             passes: open.resume.passes.clone(),
             open,
+            base: None,
         };
         if live.open.resume.restarted && live.passes.is_empty() {
             // The writer lost the earlier passes: they no longer count.
@@ -225,6 +231,7 @@ impl Run {
             if !self.wait_for_window(item.wave, "its final pass").await {
                 return Err(TransferError::Cancelled);
             }
+            lock(&self.quiesced_at).insert(instance.clone(), Instant::now());
             self.audited(
                 source,
                 "quiesce_source",
@@ -356,6 +363,49 @@ impl Run {
         }
     }
 
+    /// A new snapshot of a disk for delta pass `pass`, journaled (removed at
+    /// cleanup) like the first.
+    async fn pass_snapshot(
+        &self,
+        disk: &LiveDisk,
+        pass: u32,
+    ) -> Result<SnapshotRef, TransferError> {
+        let source = &*self.source;
+        let key = &disk.key;
+        let name = format!(
+            "altishift-{}-{}-p{pass}",
+            self.cap.plan_hash().short(),
+            disk.key.replace('/', "-")
+        );
+        let at = DiskRef {
+            instance_id: disk.instance_id.clone(),
+            disk_id: disk.plan.disk_id.clone(),
+        };
+        self.audited_create(
+            source,
+            "snapshot_disk",
+            key,
+            source.source_role()?.snapshot_disk(&self.cap, &at, &name),
+            |snapshot| {
+                if snapshot.created_by_run {
+                    self.journal_created(
+                        Some(key),
+                        ResourceKind::Snapshot,
+                        source,
+                        &snapshot.id,
+                        true,
+                    )?;
+                }
+                self.journal.append_durable(&Record::SnapshotReady {
+                    disk: key.to_string(),
+                    snapshot: snapshot.clone(),
+                })?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
     /// Runs pass `pass` over a disk: a full copy, or the blocks that differ
     /// from what the target holds. Journals and announces its end.
     async fn pass(
@@ -386,6 +436,19 @@ impl Run {
                     .cutover_role()?
                     .cutover_support(&disk.instance_id)
                     .await?;
+                reader
+            }
+            PassKind::Delta | PassKind::Final if self.source.cutover_role()?.delta_snapshots() => {
+                // A snapshot is a point in time: each delta reads a new one.
+                let fresh = self.pass_snapshot(disk, pass).await?;
+                let source = self.source.cutover_role()?;
+                let (base, held) = (disk.base.as_ref(), &disk.held);
+                let reader = self
+                    .options
+                    .retry
+                    .run(|| source.open_snapshot_delta(base, &fresh, held), |_, _| {})
+                    .await?;
+                disk.snapshot = fresh;
                 reader
             }
             PassKind::Delta | PassKind::Final => {
@@ -479,6 +542,8 @@ impl Run {
         passes.push(record.clone());
         drop(passes);
         disk.passes.push(record);
+        // The target now holds this pass's snapshot, block for block.
+        disk.base = Some(disk.snapshot.clone());
         // The next pass of this process starts clean.
         disk.open.resume = DiskState {
             pass,

@@ -79,6 +79,8 @@ pub(super) struct Run {
     shutdown: watch::Sender<bool>,
     started: Instant,
     started_at: String,
+    /// Cutover: when this process quiesced each instance (for its downtime).
+    quiesced_at: Mutex<BTreeMap<String, Instant>>,
 }
 
 type DiskOutput = (WrittenDisk, DigestBuilder);
@@ -144,6 +146,7 @@ impl Run {
             shutdown: watch::channel(false).0,
             started: Instant::now(),
             started_at: crate::fsutil::now_rfc3339(),
+            quiesced_at: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -332,6 +335,7 @@ impl Run {
             target_id: None,
             checks: Vec::new(),
             validated: false,
+            downtime_ms: None,
         };
         if failed > 0 {
             report.checks.push(Check {
@@ -353,6 +357,9 @@ impl Run {
                 detail: e.to_string(),
             }),
         }
+        report.downtime_ms = lock(&self.quiesced_at)
+            .get(&item.instance_name)
+            .map(|at| at.elapsed().as_millis() as u64);
         let _ = self.journal.append_durable(&Record::Validated {
             instance: item.instance_name.clone(),
             checks: report.checks.clone(),

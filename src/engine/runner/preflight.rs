@@ -89,7 +89,7 @@ impl Run {
     async fn preflight_cutover(&self, cutover: &Cutover) -> Result<(), EngineError> {
         let plan = self.approved.plan();
         for item in &plan.items {
-            for (verb, resource, _) in cutover_steps(cutover, item) {
+            for (verb, resource, _) in cutover_steps(cutover, item, &plan.source.rules.source) {
                 let approved = plan.actions.iter().any(|a| {
                     a.verb == verb && a.resource == resource && a.cloud == plan.source.cloud
                 });

@@ -108,6 +108,7 @@ impl Run {
                 detail: reason.to_string(),
             }],
             validated: false,
+            downtime_ms: None,
         }
     }
 

@@ -37,6 +37,7 @@ impl Run {
                         .into(),
                 }],
                 validated: false,
+                downtime_ms: None,
             })
             .collect();
         self.finish(instances, cleanup, revoked, resumed, None)

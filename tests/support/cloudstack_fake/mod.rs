@@ -254,6 +254,9 @@ impl FakeCloudStack {
             ("Small Instance", 1, 1024),
             ("Medium Instance", 2, 4096),
             ("Large Instance", 4, 8192),
+            // Offerings are the operator's; a big one fits the machine the
+            // tests run on, read over SSH as a source.
+            ("Memory Instance", 8, 32768),
         ] {
             let id = state.new_id();
             state.offerings.push(Offering {

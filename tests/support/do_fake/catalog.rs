@@ -20,7 +20,7 @@ pub(super) fn seed(s: &mut FakeState) {
     for (slug, name) in [("nyc1", "New York 1"), ("fra1", "Frankfurt 1")] {
         s.regions.push(json!({
             "slug": slug, "name": name, "available": true,
-            "sizes": ["s-1vcpu-1gb", "s-2vcpu-4gb", "s-4vcpu-8gb", "s-8vcpu-16gb"],
+            "sizes": ["s-1vcpu-1gb", "s-2vcpu-4gb", "s-4vcpu-8gb", "s-8vcpu-16gb", "s-8vcpu-32gb"],
             "features": ["backups", "ipv6", "metadata", "install_agent"]
         }));
     }
@@ -29,6 +29,8 @@ pub(super) fn seed(s: &mut FakeState) {
         ("s-2vcpu-4gb", 2, 4096, 80),
         ("s-4vcpu-8gb", 4, 8192, 160),
         ("s-8vcpu-16gb", 8, 16384, 320),
+        // Big enough for the machine the tests run on, read over SSH as a source.
+        ("s-8vcpu-32gb", 8, 32768, 640),
     ] {
         s.sizes.push(json!({
             "slug": slug, "memory": memory, "vcpus": vcpus, "disk": disk,
