@@ -49,9 +49,13 @@ impl CloudStackCloud {
             ("name", host_name(&spec.name)),
             ("displayname", spec.name.clone()),
         ];
-        if let Some(network) = self.network_id(&zone.id).await? {
+        let config = super::config::deploy_params(&spec.config);
+        if spec.config.network.is_none()
+            && let Some(network) = self.network_id(&zone.id).await?
+        {
             params.push(("networkids", network));
         }
+        params.extend(config);
         // deployVirtualMachine returns the VM id at once; a failed job can
         // leave a VM in Error state, which must go too.
         let started = self.client.call("deployVirtualMachine", &params).await?;
@@ -88,6 +92,10 @@ impl CloudStackCloud {
                 self.destroy_quietly(&vm_id).await;
                 return Err(err);
             }
+        }
+        if let Err(err) = super::config::tag_vm(&self.client, &vm_id, &spec.tags).await {
+            self.destroy_quietly(&vm_id).await;
+            return Err(err);
         }
         if text(&vm, "state") != "Running"
             && let Err(err) = self
@@ -175,7 +183,13 @@ impl CloudStackCloud {
         };
         let state = text(vm, "state");
         let offering = text(vm, "serviceofferingname");
-        Ok(vec![
+        let config = if spec.config.is_empty() {
+            Vec::new()
+        } else {
+            let found = super::config::found(&self.client, vm).await?;
+            crate::cloud::configure::checks(&spec.config, &found)
+        };
+        let mut checks = vec![
             Check {
                 name: "running".into(),
                 passed: state == "Running",
@@ -186,7 +200,9 @@ impl CloudStackCloud {
                 passed: offering == spec.size,
                 detail: format!("offering {offering}, planned {}", spec.size),
             },
-        ])
+        ];
+        checks.extend(config);
+        Ok(checks)
     }
 
     pub(super) async fn delete_resource(

@@ -249,10 +249,12 @@ pub async fn read(
 
 /// What a CloudStack target takes (security groups with ingress and
 /// egress rules by CIDR or another group, ICMP type and code; key pairs;
-/// userdata; no per-instance choice of a public address in a basic zone).
-/// altishift does not create any of it on CloudStack yet (`creates: false`).
+/// base64 userdata up to 32 KiB by POST; no per-instance choice of a public
+/// address in a basic zone).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
+        // The creation code is in config.rs; it is wired into the target
+        // role after the role-trait split, and this turns true then.
         creates: false,
         tags: TagRules {
             word: "tags".into(),
@@ -274,6 +276,8 @@ pub fn config_rules() -> ConfigRules {
             icmp_types: true,
             any_protocol: true,
             peers: vec![PeerKind::Cidr, PeerKind::Group],
+            all_as: Vec::new(),
+            egress_peers: None,
             max_rules: None,
         },
         network_kind: "network".into(),

@@ -3,6 +3,7 @@
 //! disks in through qemu-img → upload parameters → signed POST, then deploy.
 
 pub mod client;
+pub mod config;
 mod deploy;
 pub mod download;
 pub mod inventory;

@@ -312,11 +312,12 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
 
 /// What a DigitalOcean target takes (tags: single words of letters,
 /// digits, `:`, `-`, `_`, ≤ 255 characters, so `key:value`; cloud firewalls
-/// by address or tag, tcp/udp/icmp without ICMP types; every droplet has a
-/// public address; user_data ≤ 64 KiB). altishift does not create any of it
-/// on DigitalOcean yet (`creates: false`).
+/// by address or tag, tcp/udp/icmp without ICMP types, `all` made of those
+/// three; every droplet has a public address; user_data ≤ 64 KiB).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
+        // The creation code is in config.rs; it is wired into the target
+        // role after the role-trait split, and this turns true then.
         creates: false,
         tags: TagRules {
             word: "tags".into(),
@@ -338,6 +339,8 @@ pub fn config_rules() -> ConfigRules {
             icmp_types: false,
             any_protocol: false,
             peers: vec![PeerKind::Cidr, PeerKind::Tag],
+            all_as: vec!["tcp".into(), "udp".into(), "icmp".into()],
+            egress_peers: None,
             max_rules: None,
         },
         network_kind: "vpc".into(),

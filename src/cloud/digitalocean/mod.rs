@@ -5,6 +5,7 @@
 //! over SSH (DigitalOcean has no snapshot download).
 
 pub mod client;
+pub mod config;
 pub mod inventory;
 pub mod staging;
 pub mod target;

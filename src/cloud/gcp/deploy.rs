@@ -69,13 +69,26 @@ impl GcpCloud {
             .map(|(k, v)| (label(k), Value::from(label(v))))
             .filter(|(k, _)| !k.is_empty())
             .collect();
-        let body = json!({
+        let nic = match &spec.config.network {
+            // The plan's subnetwork, in its own network.
+            Some(id) => {
+                let sub = self.subnetwork(id).await?;
+                json!({
+                    "network": format!("global/networks/{}",
+                        last_segment(sub["network"].as_str().unwrap_or_default())),
+                    "subnetwork": sub["selfLink"],
+                })
+            }
+            None => json!({"network": format!("global/networks/{}", self.network)}),
+        };
+        let mut body = json!({
             "name": name,
             "machineType": format!("zones/{zone}/machineTypes/{}", spec.size),
             "disks": disks,
-            "networkInterfaces": [{"network": format!("global/networks/{}", self.network)}],
+            "networkInterfaces": [nic],
             "labels": labels,
         });
+        super::config::instance_parts(&spec.config, &mut body);
         let op = self
             .client
             .post(&format!("zones/{zone}/instances"), &body)
@@ -128,7 +141,25 @@ impl GcpCloud {
         let status = instance["status"].as_str().unwrap_or("?").to_string();
         let machine = last_segment(instance["machineType"].as_str().unwrap_or_default());
         let disks = instance["disks"].as_array().map(Vec::len).unwrap_or(0);
-        Ok(vec![
+        let mut checks = Vec::new();
+        if !spec.config.is_empty() {
+            // The subnetwork's id, as the plan names it.
+            let network = match (
+                &spec.config.network,
+                instance["networkInterfaces"][0]["subnetwork"].as_str(),
+            ) {
+                (Some(id), Some(link)) => {
+                    let sub = self.subnetwork(id).await?;
+                    (sub["selfLink"].as_str().map(last_segment) == Some(last_segment(link)))
+                        .then(|| id.clone())
+                        .or_else(|| Some(last_segment(link).to_string()))
+                }
+                _ => None,
+            };
+            let found = super::config::found(&instance, network);
+            checks = crate::cloud::configure::checks(&spec.config, &found);
+        }
+        let mut out = vec![
             Check {
                 name: "running".into(),
                 passed: status == "RUNNING",
@@ -144,7 +175,9 @@ impl GcpCloud {
                 passed: disks == spec.disks.len(),
                 detail: format!("{disks} attached (planned {})", spec.disks.len()),
             },
-        ])
+        ];
+        out.extend(checks);
+        Ok(out)
     }
 
     pub(super) async fn delete_resource(
@@ -154,11 +187,9 @@ impl GcpCloud {
     ) -> Result<(), CloudError> {
         let path = match resource.kind {
             ResourceKind::AccessKey => return Ok(()),
-            ResourceKind::Firewall | ResourceKind::SshKey => {
-                return Err(CloudError::Unsupported(
-                    "this tool creates no Compute Engine firewalls or keys yet".into(),
-                ));
-            }
+            ResourceKind::Firewall => return self.remove_firewall(cap, &resource.id).await,
+            // A key lives in the instance's metadata: nothing of its own.
+            ResourceKind::SshKey => return Ok(()),
             ResourceKind::StagingDisk => {
                 // Every object under the disk's staging prefix.
                 let bucket = self.bucket()?;

@@ -6,6 +6,7 @@
 pub mod auth;
 mod catalog;
 pub mod client;
+pub mod config;
 mod deploy;
 pub mod inventory;
 mod pipe;
