@@ -523,7 +523,8 @@ fn translate_rule(
     })
 }
 
-/// Every lossy line of a plan, `instance: reason`.
+/// Every lossy line of a plan, `instance: reason`, including those its
+/// shape shows when the list lost them ([`super::lossy::unlisted`]).
 pub fn lossy_lines(plan: &super::Plan) -> Vec<String> {
     plan.items
         .iter()
@@ -531,6 +532,8 @@ pub fn lossy_lines(plan: &super::Plan) -> Vec<String> {
             i.configuration
                 .lossy
                 .iter()
+                .cloned()
+                .chain(super::lossy::unlisted(i))
                 .map(move |l| format!("{}: {l}", i.instance_name))
         })
         .collect()
