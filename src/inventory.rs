@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub mod config;
+pub mod declared;
 pub use config::{ConfigRules, InstanceConfig};
 
 /// Disk image formats the engine reads and writes.
@@ -301,6 +302,13 @@ pub struct Inventory {
     /// configuration (declared by its provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_rules: Option<ConfigRules>,
+    /// Limits and disclosures its provider declares (for the plan).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rules: declared::ProviderRules,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Inventory {

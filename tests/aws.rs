@@ -30,7 +30,9 @@ mod run_kit;
 use altishift::block::BlockDigest;
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Cloud, CloudError, CreatedResource, DiskRef, ResourceKind, SnapshotRef};
+use altishift::cloud::{
+    Cloud, CloudError, CreatedResource, DiskRef, ResourceKind, SnapshotRef, Source,
+};
 use altishift::engine::RunReport;
 use altishift::inventory::DiskFormat;
 use altishift::plan::Plan;

@@ -5,7 +5,7 @@
 #[path = "support/aws_replay.rs"]
 mod replay;
 
-use altishift::cloud::{Cloud, CloudError, SnapshotRef};
+use altishift::cloud::{Cloud, CloudError, SnapshotRef, Source};
 use altishift::inventory::{DiskFormat, InstanceState};
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use replay::{Answer, Replay, fixture, provider, recorded_account};

@@ -55,7 +55,13 @@ async fn abandoning_removes_a_tagged_snapshot_the_journal_never_recorded() {
                 disk_id: instance.disks[0].id.clone(),
             };
             let label = format!("altishift-{short}-{name}-root");
-            source.snapshot_disk(&cap, &at, &label).await.unwrap().id
+            source
+                .source_role()
+                .unwrap()
+                .snapshot_disk(&cap, &at, &label)
+                .await
+                .unwrap()
+                .id
         }
     };
     // Taken as a run takes them, then "killed" before any journal line.

@@ -19,7 +19,7 @@ mod run_kit;
 
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Capability, Cloud, CloudError, DeploySpec, WrittenDisk};
+use altishift::cloud::{Capability, Cloud, CloudError, DeploySpec, Target, WrittenDisk};
 use altishift::inventory::{DiskFormat, Platform};
 use altishift::secret::Secret;
 use altishift::units::Bytes;

@@ -7,7 +7,7 @@
 #[path = "support/aws_replay.rs"]
 mod replay;
 
-use altishift::cloud::{Cloud, SnapshotRef};
+use altishift::cloud::{Cloud, SnapshotRef, Source};
 use altishift::inventory::{DiskFormat, InstanceState, Platform};
 use altishift::units::Bytes;
 use replay::{Answer, Replay, chain, fixture, provider, recorded_account};

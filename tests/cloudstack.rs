@@ -7,7 +7,7 @@ mod cloudstack_fake;
 #[path = "support/run_kit.rs"]
 mod run_kit;
 
-use altishift::cloud::{Cloud, CloudError, DiskRef};
+use altishift::cloud::{Cloud, CloudError, DiskRef, Source, Target};
 use altishift::units::{BLOCK_SIZE, Bytes};
 use cloudstack_fake::testkit::*;
 use cloudstack_fake::{FakeCloudStack, fixture};

@@ -63,13 +63,10 @@ fn to_digitalocean(boot: Bytes, os: Option<&str>) -> Harness {
         ..Platform::default()
     };
     h.load(SideId::Source, "east", "DE", east);
-    h.load_as(
-        SideId::Target,
-        "do-ams",
-        "digitalocean",
-        "NL",
-        synthetic_inventory("do-ams", 2, &[("ams3", "NL")]),
-    );
+    // What DigitalOcean's inventory carries: the rules it declares.
+    let mut target = synthetic_inventory("do-ams", 2, &[("ams3", "NL")]);
+    target.rules = altishift::cloud::digitalocean::rules();
+    h.load_as(SideId::Target, "do-ams", "digitalocean", "NL", target);
     h
 }
 

@@ -13,8 +13,8 @@ mod ssh_kit;
 #[path = "support/sshd.rs"]
 mod sshd;
 
-use altishift::cloud::Cloud;
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing, SshAccess};
+use altishift::cloud::{Cloud, CutoverSource};
 use altishift::engine::event::PassKind;
 use altishift::engine::{self, EngineOptions, Event};
 use altishift::plan::Cutover;

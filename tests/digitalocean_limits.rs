@@ -12,6 +12,7 @@ mod do_fake;
 #[path = "support/do_moto.rs"]
 mod do_moto;
 
+use altishift::cloud::Target;
 use do_fake::{FakeDo, TOKEN};
 use do_moto::Moto;
 use std::process::Output;
@@ -263,7 +264,7 @@ async fn the_profiles_region_is_where_a_plan_goes_without_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_disk_writer_is_refused_before_any_request() {
     use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Staging};
-    use altishift::cloud::{Cloud, CloudError, TargetDiskSpec};
+    use altishift::cloud::{CloudError, TargetDiskSpec};
     use altishift::secret::Secret;
     let setup = Setup::new().await;
     let out = setup.plan("lab-east", "monitor").await;

@@ -462,7 +462,12 @@ async fn abandoning_removes_a_snapshot_the_journal_never_recorded() {
                 disk_id: i.disks[0].id.clone(),
             };
             let name = format!("altishift-{short}-{}-{}", i.name, at.disk_id);
-            east.snapshot_disk(&cap, &at, &name).await.unwrap().id
+            east.source_role()
+                .unwrap()
+                .snapshot_disk(&cap, &at, &name)
+                .await
+                .unwrap()
+                .id
         }
     };
     // Made as a run would, then "killed" before any journal line.

@@ -1,6 +1,6 @@
 //! The fault-injecting wrapper (tests/support/faulty.rs) stands in for the
-//! cloud it wraps: every `Cloud` method it does not fault reaches the wrapped
-//! cloud — the ones with default bodies too — so a test through the wrapper
+//! cloud it wraps: every method of every role it does not fault reaches the
+//! wrapped cloud — the ones with default bodies too — so a test through the wrapper
 //! exercises that cloud, never the trait's defaults.
 
 #[path = "support/faulty.rs"]
@@ -11,9 +11,9 @@ mod run_kit;
 use altishift::block::BlockDigest;
 use altishift::cloud::lab::generate::{self, LabScale};
 use altishift::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WriteOrder,
-    WrittenDisk,
+    Capability, Check, Cloud, CloudError, CreatedResource, CutoverSource, DeploySpec,
+    DeployedInstance, DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, Source,
+    Target, TargetDiskSpec, WriteOrder, WrittenDisk,
 };
 use altishift::config::ProviderKind;
 use altishift::inventory::{DiskFormat, Inventory};
@@ -50,12 +50,6 @@ impl Cloud for Spy {
     fn provider(&self) -> ProviderKind {
         ProviderKind::Lab
     }
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
     fn jurisdiction(&self) -> Option<String> {
         None
     }
@@ -63,13 +57,40 @@ impl Cloud for Spy {
         self.note("default_in_flight".into());
         3
     }
-    fn write_order(&self, format: DiskFormat) -> Option<WriteOrder> {
-        self.note(format!("write_order {format:?}"));
-        Some(WriteOrder::Sequential)
-    }
     async fn inventory(&self) -> Result<Inventory, CloudError> {
         self.unused("inventory")
     }
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.note(format!("find_leftovers {}={}", tag.0, tag.1));
+        Ok(vec![CreatedResource {
+            cloud: "spy".into(),
+            kind: ResourceKind::Snapshot,
+            id: format!("altishift-{}-left", tag.1),
+            temporary: true,
+        }])
+    }
+    async fn delete(&self, _: &Capability, _: &CreatedResource) -> Result<(), CloudError> {
+        self.unused("delete")
+    }
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.unused("revoke")
+    }
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Source for Spy {
     async fn snapshot_disk(
         &self,
         _cap: &Capability,
@@ -80,6 +101,14 @@ impl Cloud for Spy {
     }
     async fn open_disk_reader(&self, _: &SnapshotRef) -> Result<Box<dyn DiskReader>, CloudError> {
         self.unused("open_disk_reader")
+    }
+}
+
+#[async_trait]
+impl Target for Spy {
+    fn write_order(&self, format: DiskFormat) -> Option<WriteOrder> {
+        self.note(format!("write_order {format:?}"));
+        Some(WriteOrder::Sequential)
     }
     async fn open_disk_writer(
         &self,
@@ -113,24 +142,10 @@ impl Cloud for Spy {
     ) -> Result<Vec<Check>, CloudError> {
         self.unused("probe")
     }
-    async fn find_leftovers(
-        &self,
-        tag: &(String, String),
-    ) -> Result<Vec<CreatedResource>, CloudError> {
-        self.note(format!("find_leftovers {}={}", tag.0, tag.1));
-        Ok(vec![CreatedResource {
-            cloud: "spy".into(),
-            kind: ResourceKind::Snapshot,
-            id: format!("altishift-{}-left", tag.1),
-            temporary: true,
-        }])
-    }
-    async fn delete(&self, _: &Capability, _: &CreatedResource) -> Result<(), CloudError> {
-        self.unused("delete")
-    }
-    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
-        self.unused("revoke")
-    }
+}
+
+#[async_trait]
+impl CutoverSource for Spy {
     async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
         self.note(format!("cutover_support {instance}"));
         Ok(())
@@ -231,6 +246,15 @@ async fn every_method_the_wrapper_does_not_fault_reaches_the_wrapped_cloud() {
     };
 
     assert_eq!(wrapper.default_in_flight(), 3);
+    // The wrapper takes the roles of the cloud it wraps, no more, no less.
+    assert_eq!(
+        wrapper.roles(),
+        Roles {
+            source: true,
+            target: true
+        }
+    );
+    assert!(wrapper.as_cutover().is_some());
     assert_eq!(
         wrapper.write_order(DiskFormat::Raw),
         Some(WriteOrder::Sequential)

@@ -12,7 +12,7 @@ mod run_kit;
 
 use altishift::cloud::gcp::GcpCloud;
 use altishift::cloud::gcp::auth::ServiceAccount;
-use altishift::cloud::{Cloud, CloudError, DeploySpec};
+use altishift::cloud::{Cloud, CloudError, DeploySpec, Target};
 use altishift::units::{BLOCK_SIZE, Bytes};
 use gce_fake::PROJECT;
 use gce_fake::testkit::*;

@@ -8,7 +8,7 @@ mod gce_fake;
 mod run_kit;
 
 use altishift::block::BlockDigest;
-use altishift::cloud::{Cloud, TargetDiskSpec};
+use altishift::cloud::{Target, TargetDiskSpec};
 use altishift::inventory::DiskFormat;
 use altishift::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use gce_fake::testkit::*;

@@ -13,8 +13,8 @@ mod run_kit;
 #[path = "support/sshd.rs"]
 mod sshd;
 
-use altishift::cloud::Cloud;
 use altishift::cloud::gcp::{GcpCloud, WorkerSettings};
+use altishift::cloud::{Cloud, Source};
 use altishift::plan::build::{Request, Side, Throughput, build};
 use gce_fake::testkit::*;
 use std::os::unix::fs::FileExt as _;

@@ -292,7 +292,7 @@ async fn quiesce_and_thaw_run_the_operators_commands() {
         .await
         .capability();
     let quiesced = cloud
-        .quiesce(
+        .quiesce_guest(
             &cap,
             Some(&format!("touch {}", marker.display())),
             Some(&format!("rm {}", marker.display())),
@@ -300,9 +300,12 @@ async fn quiesce_and_thaw_run_the_operators_commands() {
         .await
         .unwrap();
     assert!(marker.exists(), "the quiesce command did not run");
-    cloud.thaw(&quiesced).await.unwrap();
+    cloud.thaw_guest(&quiesced).await.unwrap();
     assert!(!marker.exists(), "the thaw command did not run");
-    let err = cloud.quiesce(&cap, Some("exit 3"), None).await.unwrap_err();
+    let err = cloud
+        .quiesce_guest(&cap, Some("exit 3"), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("exit 3"), "{err}");
 }
 
@@ -353,7 +356,7 @@ async fn a_delta_pass_sends_exactly_the_changed_blocks() {
         Journal::open(&engine::run_dir(&state, &hash).join("journal.jsonl")).unwrap();
     let key = format!("{NAME}/disk-0");
     let previous = journal_state.disk(&key).sent;
-    let (reader, summary) = source.open_delta_reader(&previous).await.unwrap();
+    let (reader, summary) = source.open_delta_stream(&previous).await.unwrap();
     assert_eq!(summary.changed, changed.to_vec());
     assert!(summary.zeroed.is_empty());
     let stats = reader.stats();

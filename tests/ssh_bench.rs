@@ -129,7 +129,7 @@ async fn bench_ssh_stream_vs_dd_baseline() {
     let full_time = t.elapsed().as_secs_f64();
     drop(full);
     let t = Instant::now();
-    let (delta, summary) = cloud.open_delta_reader(&previous).await.unwrap();
+    let (delta, summary) = cloud.open_delta_stream(&previous).await.unwrap();
     let scan = t.elapsed().as_secs_f64();
     read_all(&delta).await;
     let delta_time = t.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ mod ssh_kit;
 mod sshd;
 
 use altishift::cloud::ssh::{AgentPolicy, Session, SshCloud};
-use altishift::cloud::{Cloud, DiskRef};
+use altishift::cloud::{Cloud, CutoverSource, DiskRef, Source};
 use altishift::plan::ActionVerb;
 use ssh_kit::*;
 use sshd::Sshd;
@@ -135,7 +135,7 @@ async fn the_default_quiesce_refuses_to_freeze_the_root_filesystem() {
     let source = SshCloud::new("ssh-src", settings(&sshd, &device, AgentPolicy::Require)).unwrap();
     let lab = Lab::new(dir.path());
     let cap = approve(plan_for_lab(&source, &lab, None).await).capability();
-    let err = Cloud::quiesce(&source, &cap, NAME, None, None)
+    let err = CutoverSource::quiesce(&source, &cap, NAME, None, None)
         .await
         .unwrap_err()
         .to_string();
@@ -166,7 +166,7 @@ async fn a_freeze_that_fails_half_way_thaws_what_it_froze() {
     let source = SshCloud::new("ssh-src", settings(&sshd, &device, AgentPolicy::Require)).unwrap();
     let lab = Lab::new(dir.path());
     let cap = approve(plan_for_lab(&source, &lab, None).await).capability();
-    let err = Cloud::quiesce(&source, &cap, NAME, None, None)
+    let err = CutoverSource::quiesce(&source, &cap, NAME, None, None)
         .await
         .unwrap_err()
         .to_string();

@@ -99,7 +99,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         // The target profile's region unless --region names one.
         target_region: match args.region {
             Some(region) => Some(region),
-            None => target.default_region()?,
+            None => target.target_role()?.default_region()?,
         },
         target_format: args.format,
         keep_access: args.keep_access,
@@ -135,7 +135,11 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
     // A cutover the source cannot do is refused now, not after approval.
     if plan.cutover.is_some() {
         for item in &plan.items {
-            if let Err(e) = source.cutover_support(&item.instance_id).await {
+            let support = match source.cutover_role() {
+                Ok(source) => source.cutover_support(&item.instance_id).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = support {
                 bail!("--cutover refused for '{}': {e}", item.instance_name);
             }
         }

@@ -1,4 +1,6 @@
-//! The `Cloud` trait: what a provider can do, in one shape for every cloud.
+//! What a provider can do, in one shape for every cloud: `Cloud` (identity,
+//! inventory, cleanup) and the roles it takes where it can (`Source`,
+//! `Target`, `CutoverSource`, in `roles.rs`).
 //!
 //! Browsing (`inventory`, reading a snapshot) is free. Every method that
 //! changes a cloud takes a [`Capability`], which only the approval of a plan
@@ -14,20 +16,20 @@ pub mod http;
 pub mod lab;
 pub mod local_disk;
 pub mod registry;
+mod roles;
 pub mod ssh;
 pub mod staging;
 
 use crate::block::BlockDigest;
-use crate::config::ProviderKind;
-use crate::inventory::{DiskFormat, Inventory};
+use crate::inventory::DiskFormat;
 pub use crate::plan::approval::Capability;
 use crate::units::{BlockIndex, Bytes};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 pub use registry::connect;
+pub use roles::{Cloud, CutoverSource, Source, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
@@ -219,170 +221,4 @@ pub struct CreatedResource {
     pub id: String,
     /// Temporary resources are removed at cleanup; the rest is the result.
     pub temporary: bool,
-}
-
-#[async_trait]
-pub trait Cloud: Send + Sync {
-    /// The profile name (`lab-east`, `prod`).
-    fn name(&self) -> &str;
-    fn provider(&self) -> ProviderKind;
-    fn roles(&self) -> Roles;
-    /// Jurisdiction from the profile, when it sets one for the whole cloud.
-    fn jurisdiction(&self) -> Option<String>;
-    /// Target: the region a plan deploys into when the operator names none
-    /// (the profile's). `Ok(None)`: the provider's inventory decides; `Err`:
-    /// no safe default exists (an API's first-listed region is none).
-    fn default_region(&self) -> Result<Option<String>, CloudError> {
-        Ok(None)
-    }
-    /// Blocks in flight per disk this provider works well with.
-    fn default_in_flight(&self) -> usize {
-        16
-    }
-    /// Target, read-only: the order its writers for `format` take blocks in,
-    /// when known before opening one (a cutover needs `Any`: delta passes
-    /// write blocks again). None: only an opened writer can tell.
-    fn write_order(&self, _format: DiskFormat) -> Option<WriteOrder> {
-        None
-    }
-
-    /// Read-only: instances, disks, sizes, regions, paginated to the end.
-    async fn inventory(&self) -> Result<Inventory, CloudError>;
-
-    /// Source: takes a point-in-time copy of a disk.
-    async fn snapshot_disk(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError>;
-    /// Source: opens a snapshot for reading (read-only).
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError>;
-
-    /// Target: opens (or reopens, when `spec.resume` is set) a disk writer.
-    async fn open_disk_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError>;
-    /// Target: creates a firewall or imports a key the approved plan lists,
-    /// tagged with the plan; one this plan already created (same name, same
-    /// plan tag) is found and returned. Returns its id on the target.
-    async fn create_config_object(
-        &self,
-        _cap: &Capability,
-        object: &configure::ConfigObject,
-    ) -> Result<String, CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{} ({}) cannot create {} yet",
-            self.name(),
-            self.provider(),
-            object.describe()
-        )))
-    }
-    /// Target: creates the instance from written disks.
-    async fn deploy(
-        &self,
-        cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError>;
-    /// Target: reads a written disk back for digest comparison, when the cloud can.
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError>;
-    /// Target: checks the deployed instance (state, size, image health).
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError>;
-
-    /// Read-only: the account the credentials act in, as the provider
-    /// reports it (an AWS account id), so an approval covers it: the same
-    /// profile name resolving to other credentials is refused at apply. None
-    /// when the profile's own settings already say it (a project, a folder).
-    async fn account(&self) -> Result<Option<String>, CloudError> {
-        Ok(None)
-    }
-
-    /// Read-only: temporary resources this cloud holds for the plan whose
-    /// `tag` (`altishift:plan`, short hash) they carry — what a run killed
-    /// between creating one and journaling it leaves behind. Cleanup removes
-    /// those its journal does not list.
-    async fn find_leftovers(
-        &self,
-        _tag: &(String, String),
-    ) -> Result<Vec<CreatedResource>, CloudError> {
-        Ok(Vec::new())
-    }
-
-    /// Removes a resource this run created.
-    async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError>;
-    /// Ends the temporary access this tool created and wipes held secrets.
-    /// Returns what was revoked, for the report.
-    async fn revoke(&self) -> Result<Vec<String>, CloudError>;
-
-    // Cutover (a source that keeps running while it is copied). The defaults
-    // say "cannot", so a provider without these hooks is refused at preflight.
-
-    /// Source, read-only: Ok when this instance can take part in a cutover
-    /// (delta passes, quiesce, power-off); otherwise why not.
-    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{} ({}) cannot send only changed blocks, so it cannot be a cutover source (instance {instance})",
-            self.name(),
-            self.provider()
-        )))
-    }
-    /// Source, read-only: a reader of the blocks that differ from `previous`
-    /// (block → digest of what the target holds). Its `allocated_blocks` are
-    /// exactly those blocks, including blocks that became zero (they read as
-    /// zeros). None when the provider cannot compute a delta.
-    async fn open_delta_reader(
-        &self,
-        _snapshot: &SnapshotRef,
-        _previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        Ok(None)
-    }
-    /// Source: quiesces a running instance before the final delta pass (the
-    /// operator's `command`, or the provider's own way, e.g. fsfreeze);
-    /// `thaw` is the command that undoes `command`.
-    async fn quiesce(
-        &self,
-        _cap: &Capability,
-        instance: &str,
-        _command: Option<&str>,
-        _thaw: Option<&str>,
-    ) -> Result<(), CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{} cannot quiesce {instance}",
-            self.name()
-        )))
-    }
-    /// Source: undoes [`Cloud::quiesce`] (the source keeps running).
-    /// `command` is the plan's thaw command, for a quiesce that an earlier,
-    /// interrupted process did.
-    async fn thaw(
-        &self,
-        _cap: &Capability,
-        instance: &str,
-        _command: Option<&str>,
-    ) -> Result<(), CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{} cannot thaw {instance}",
-            self.name()
-        )))
-    }
-    /// Source: powers the instance off after the final pass.
-    async fn power_off(&self, _cap: &Capability, instance: &str) -> Result<(), CloudError> {
-        Err(CloudError::Unsupported(format!(
-            "{} cannot power off {instance}",
-            self.name()
-        )))
-    }
 }

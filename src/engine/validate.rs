@@ -14,7 +14,7 @@ pub async fn read_back_digests(
     in_flight: usize,
     retry: RetryPolicy,
 ) -> Result<Option<DigestBuilder>, CloudError> {
-    let Some(reader) = target.read_back(disk).await? else {
+    let Some(reader) = target.target_role()?.read_back(disk).await? else {
         return Ok(None);
     };
     let reader = &*reader;

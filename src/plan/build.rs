@@ -6,6 +6,7 @@ use super::{
     Action, ActionVerb, CloudSide, CrossBorder, Cutover, PLAN_VERSION, Plan, PlanDisk, PlanItem,
     Summary,
 };
+use crate::inventory::declared::ProviderRules;
 use crate::inventory::{DiskFormat, Inventory};
 use crate::units::Bytes;
 use std::collections::BTreeMap;
@@ -256,7 +257,10 @@ pub fn build(
             platform: instance.platform.clone(),
             configuration: Default::default(),
         });
-        if let Some(reason) = items.last().and_then(|i| refusal(&target.provider, i)) {
+        if let Some(reason) = items
+            .last()
+            .and_then(|i| refusal(&target.inventory.rules.target, i))
+        {
             return Err(PlanError::TargetRefuses {
                 cloud: target.cloud.to_string(),
                 instance: instance.name.clone(),
@@ -289,11 +293,19 @@ pub fn build(
             cloud: source.cloud.into(),
             provider: source.provider.clone(),
             jurisdiction: String::new(),
+            rules: ProviderRules {
+                source: source.inventory.rules.source.clone(),
+                ..Default::default()
+            },
         },
         target: CloudSide {
             cloud: target.cloud.into(),
             provider: target.provider.clone(),
             jurisdiction: target.jurisdiction_of(&target_region),
+            rules: ProviderRules {
+                target: target.inventory.rules.target.clone(),
+                ..Default::default()
+            },
         },
         keep_access: request.keep_access,
         test_migration: request.test_migration,
@@ -370,7 +382,7 @@ fn actions(plan: &Plan) -> Vec<Action> {
     let mut in_waves: Vec<&PlanItem> = plan.items.iter().collect();
     in_waves.sort_by_key(|i| i.wave);
     for item in in_waves {
-        if let Some(detail) = super::limits::agent_detail(&plan.source.provider) {
+        if let Some(detail) = plan.source.rules.source.agent_detail() {
             push(
                 src,
                 ActionVerb::InstallAgent,
@@ -391,7 +403,7 @@ fn actions(plan: &Plan) -> Vec<Action> {
                     src,
                     ActionVerb::SnapshotDisk,
                     key.clone(),
-                    super::limits::snapshot_detail(&plan.source.provider, &disk.device),
+                    plan.source.rules.source.snapshot_detail(&disk.device),
                 ),
             }
             let passes = match &plan.cutover {
@@ -401,7 +413,12 @@ fn actions(plan: &Plan) -> Vec<Action> {
                 ),
                 None => String::new(),
             };
-            let disclosure = super::limits::write_disclosure(&plan.target.provider)
+            let disclosure = plan
+                .target
+                .rules
+                .target
+                .write_disclosure
+                .as_deref()
                 .map(|d| format!("; {d}"))
                 .unwrap_or_default();
             push(

@@ -16,6 +16,7 @@ pub mod trust;
 pub mod waves;
 
 use crate::block::to_hex;
+use crate::inventory::declared::ProviderRules;
 use crate::inventory::{DiskFormat, Platform};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,11 @@ pub struct CloudSide {
     pub cloud: String,
     pub provider: String,
     pub jurisdiction: String,
+    /// What its provider declared for this side's role (what a source's
+    /// snapshot is, what a target's write exposes), so the actions say it
+    /// and the approved hash covers it.
+    #[serde(default, skip_serializing_if = "ProviderRules::is_empty")]
+    pub rules: ProviderRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,11 +348,13 @@ pub(crate) mod tests {
                 cloud: "a".into(),
                 provider: "lab".into(),
                 jurisdiction: "DE".into(),
+                rules: Default::default(),
             },
             target: CloudSide {
                 cloud: "b".into(),
                 provider: "lab".into(),
                 jurisdiction: if cross_border { "US" } else { "DE" }.into(),
+                rules: Default::default(),
             },
             keep_access: false,
             test_migration: false,

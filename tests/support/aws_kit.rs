@@ -9,9 +9,9 @@ use super::moto::{ACCESS_KEY, Moto, SECRET_KEY};
 #[allow(unused_imports)]
 pub use crate::run_kit::{approve, run, throughput};
 use altishift::block::BlockDigest;
-use altishift::cloud::Cloud;
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;
+use altishift::cloud::{Cloud, Target};
 use altishift::config::{CloudProfile, ProviderKind};
 use altishift::inventory::{DiskFormat, Inventory};
 use altishift::plan::Plan;

@@ -1,13 +1,14 @@
 //! A lab wrapper that injects faults into the target side: failing writes
 //! (transient or permanent), writers that lose what they held on reopen,
-//! writers that claim to need blocks in order. Every other `Cloud` method,
-//! those with default bodies included, goes to the wrapped cloud, so a test
+//! writers that claim to need blocks in order. Every other method of every
+//! role, those with default bodies included, goes to the wrapped cloud, so a test
 //! through the wrapper exercises the lab and not the trait's defaults.
 
 use altishift::block::BlockDigest;
 use altishift::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WriteOrder, WrittenDisk,
+    Capability, Check, Cloud, CloudError, CreatedResource, CutoverSource, DeploySpec,
+    DeployedInstance, DiskReader, DiskRef, DiskWriter, SnapshotRef, Source, Target, TargetDiskSpec,
+    WriteOrder, WrittenDisk,
 };
 use altishift::config::ProviderKind;
 use altishift::inventory::Inventory;
@@ -126,21 +127,47 @@ impl Cloud for Faulty {
     fn provider(&self) -> ProviderKind {
         self.inner().provider()
     }
-    fn roles(&self) -> Roles {
-        self.inner().roles()
-    }
     fn jurisdiction(&self) -> Option<String> {
         self.inner().jurisdiction()
     }
     fn default_in_flight(&self) -> usize {
         self.inner().default_in_flight()
     }
-    fn write_order(&self, format: altishift::inventory::DiskFormat) -> Option<WriteOrder> {
-        self.order.or(self.inner().write_order(format))
-    }
     async fn inventory(&self) -> Result<Inventory, CloudError> {
         self.inner().inventory().await
     }
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.inner().find_leftovers(tag).await
+    }
+    async fn account(&self) -> Result<Option<String>, CloudError> {
+        self.inner().account().await
+    }
+    async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
+        self.note(format!("delete {}", resource.id));
+        self.inner().delete(cap, resource).await
+    }
+    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
+        self.note("revoke".into());
+        self.inner().revoke().await
+    }
+    fn as_source(&self) -> Option<&dyn Source> {
+        self.inner().as_source().map(|_| self as &dyn Source)
+    }
+    fn as_target(&self) -> Option<&dyn Target> {
+        self.inner().as_target().map(|_| self as &dyn Target)
+    }
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
+        self.inner()
+            .as_cutover()
+            .map(|_| self as &dyn CutoverSource)
+    }
+}
+
+#[async_trait]
+impl Source for Faulty {
     async fn snapshot_disk(
         &self,
         cap: &Capability,
@@ -148,20 +175,27 @@ impl Cloud for Faulty {
         name: &str,
     ) -> Result<SnapshotRef, CloudError> {
         self.note(format!("snapshot_disk {name}"));
-        self.inner().snapshot_disk(cap, disk, name).await
+        self.inner()
+            .source_role()?
+            .snapshot_disk(cap, disk, name)
+            .await
     }
     async fn open_disk_reader(
         &self,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError> {
-        self.inner().open_disk_reader(snapshot).await
+        self.inner().source_role()?.open_disk_reader(snapshot).await
     }
-    async fn create_config_object(
-        &self,
-        cap: &Capability,
-        object: &altishift::cloud::configure::ConfigObject,
-    ) -> Result<String, CloudError> {
-        self.inner().create_config_object(cap, object).await
+}
+
+#[async_trait]
+impl Target for Faulty {
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        self.inner().target_role()?.default_region()
+    }
+    fn write_order(&self, format: altishift::inventory::DiskFormat) -> Option<WriteOrder> {
+        self.order
+            .or(self.inner().as_target().and_then(|t| t.write_order(format)))
     }
     async fn open_disk_writer(
         &self,
@@ -175,7 +209,11 @@ impl Cloud for Faulty {
             restarted = true;
         }
         Ok(Box::new(FaultyWriter {
-            inner: self.inner().open_disk_writer(cap, spec).await?,
+            inner: self
+                .inner()
+                .target_role()?
+                .open_disk_writer(cap, spec)
+                .await?,
             broken: spec.name == self.broken_disk,
             flaky: self.flaky,
             fail_after: self.fail_after,
@@ -187,13 +225,23 @@ impl Cloud for Faulty {
             log: self.calls.clone(),
         }))
     }
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &altishift::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        self.inner()
+            .target_role()?
+            .create_config_object(cap, object)
+            .await
+    }
     async fn deploy(
         &self,
         cap: &Capability,
         spec: &DeploySpec,
     ) -> Result<DeployedInstance, CloudError> {
         self.note(format!("deploy {}", spec.name));
-        let deployed = self.inner().deploy(cap, spec).await?;
+        let deployed = self.inner().target_role()?.deploy(cap, spec).await?;
         if let Some(audit) = &self.break_audit_after_deploy {
             std::fs::remove_file(audit).unwrap();
             std::fs::create_dir(audit).unwrap();
@@ -204,7 +252,7 @@ impl Cloud for Faulty {
         &self,
         disk: &WrittenDisk,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        self.inner().read_back(disk).await
+        self.inner().target_role()?.read_back(disk).await
     }
     async fn probe(
         &self,
@@ -212,37 +260,24 @@ impl Cloud for Faulty {
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError> {
         self.note(format!("probe {}", spec.name));
-        self.inner().probe(instance, spec).await
+        self.inner().target_role()?.probe(instance, spec).await
     }
-    async fn find_leftovers(
-        &self,
-        tag: &(String, String),
-    ) -> Result<Vec<CreatedResource>, CloudError> {
-        self.inner().find_leftovers(tag).await
-    }
-    fn default_region(&self) -> Result<Option<String>, CloudError> {
-        self.inner().default_region()
-    }
-    async fn account(&self) -> Result<Option<String>, CloudError> {
-        self.inner().account().await
-    }
-    async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
-        self.note(format!("delete {}", resource.id));
-        self.inner().delete(cap, resource).await
-    }
-    async fn revoke(&self) -> Result<Vec<String>, CloudError> {
-        self.note("revoke".into());
-        self.inner().revoke().await
-    }
+}
+
+#[async_trait]
+impl CutoverSource for Faulty {
     async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
-        self.inner().cutover_support(instance).await
+        self.inner().cutover_role()?.cutover_support(instance).await
     }
     async fn open_delta_reader(
         &self,
         snapshot: &SnapshotRef,
         previous: &BTreeMap<BlockIndex, BlockDigest>,
     ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        self.inner().open_delta_reader(snapshot, previous).await
+        self.inner()
+            .cutover_role()?
+            .open_delta_reader(snapshot, previous)
+            .await
     }
     async fn quiesce(
         &self,
@@ -252,7 +287,10 @@ impl Cloud for Faulty {
         thaw: Option<&str>,
     ) -> Result<(), CloudError> {
         self.note(format!("quiesce {instance}"));
-        self.inner().quiesce(cap, instance, command, thaw).await
+        self.inner()
+            .cutover_role()?
+            .quiesce(cap, instance, command, thaw)
+            .await
     }
     async fn thaw(
         &self,
@@ -261,10 +299,13 @@ impl Cloud for Faulty {
         command: Option<&str>,
     ) -> Result<(), CloudError> {
         self.note(format!("thaw {instance}"));
-        self.inner().thaw(cap, instance, command).await
+        self.inner()
+            .cutover_role()?
+            .thaw(cap, instance, command)
+            .await
     }
     async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
         self.note(format!("power_off {instance}"));
-        self.inner().power_off(cap, instance).await
+        self.inner().cutover_role()?.power_off(cap, instance).await
     }
 }

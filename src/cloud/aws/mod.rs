@@ -14,10 +14,7 @@ pub mod source;
 pub mod target;
 mod whole_xml;
 
-use crate::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
+use crate::cloud::{Capability, Cloud, CloudError, CreatedResource, ResourceKind, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
 use crate::secret::Prompter;
@@ -147,6 +144,14 @@ impl AwsCloud {
 
 #[async_trait]
 impl Cloud for AwsCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -155,20 +160,8 @@ impl Cloud for AwsCloud {
         ProviderKind::Aws
     }
 
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
-
     fn jurisdiction(&self) -> Option<String> {
         self.jurisdiction.clone()
-    }
-
-    /// PutSnapshotBlock takes any block, and the same block again, until CompleteSnapshot.
-    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
-        Some(super::WriteOrder::Any)
     }
 
     fn default_in_flight(&self) -> usize {
@@ -186,78 +179,6 @@ impl Cloud for AwsCloud {
         .await?;
         inventory.access = Some(self.clients.identity().await?);
         Ok(inventory)
-    }
-
-    async fn snapshot_disk(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        self.take_snapshot(cap, disk, name).await
-    }
-
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        self.open_snapshot(snapshot).await
-    }
-
-    async fn open_disk_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        self.open_writer(cap, spec).await
-    }
-
-    async fn create_config_object(
-        &self,
-        cap: &Capability,
-        object: &crate::cloud::configure::ConfigObject,
-    ) -> Result<String, CloudError> {
-        use crate::cloud::configure::ConfigObject;
-        // Objects go where instances go: the profile's region.
-        let c = self.clients.get(None)?;
-        match object {
-            ConfigObject::Firewall {
-                name,
-                network,
-                rules,
-                source,
-            } => {
-                // The plan's subnet, else the profile's (instances land there).
-                let subnet = network.as_deref().or(self.subnet.as_deref());
-                config::create_group(&c, cap, name, subnet, rules, source).await
-            }
-            ConfigObject::SshKey { name, public_key } => {
-                config::import_key(&c, cap, name, public_key).await
-            }
-        }
-    }
-
-    async fn deploy(
-        &self,
-        cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        self.deploy_vm(cap, spec).await
-    }
-
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        self.read_written(disk).await
-    }
-
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        self.probe_vm(instance, spec).await
     }
 
     /// Source snapshots carrying the plan's tag and the temporary tag, in the

@@ -8,7 +8,7 @@ use super::client::{RegionClients, classify};
 use super::paging::collect_pages;
 use super::{AwsCloud, split_region};
 use crate::block::BlockDigest;
-use crate::cloud::{BlockData, Capability, CloudError, DiskReader, DiskRef, SnapshotRef};
+use crate::cloud::{BlockData, Capability, CloudError, DiskReader, DiskRef, SnapshotRef, Source};
 use crate::inventory::DiskFormat;
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
@@ -66,67 +66,6 @@ pub fn decode_checksum(
 }
 
 impl AwsCloud {
-    /// CreateSnapshot of the volume (tagged with the plan and a name), then
-    /// waits until it is `completed`; a failure deletes what was made.
-    pub(super) async fn take_snapshot(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        let (region, volume_id) = split_region(&disk.disk_id);
-        let c = self.clients.get(region)?;
-        let volumes = c
-            .ec2
-            .describe_volumes()
-            .volume_ids(volume_id)
-            .send()
-            .await
-            .map_err(|e| classify(&format!("ec2 DescribeVolumes {volume_id}"), e))?;
-        let size_gib = volumes
-            .volumes()
-            .first()
-            .and_then(|v| v.size())
-            .ok_or_else(|| CloudError::NotFound(format!("volume {volume_id} in {}", self.name)))?;
-        let (key, value) = cap.tag();
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Snapshot)
-            .tags(Tag::builder().key(key).value(value).build())
-            .tags(Tag::builder().key(TEMPORARY_TAG).value("true").build())
-            .tags(Tag::builder().key("Name").value(name).build())
-            .build();
-        let created = c
-            .ec2
-            .create_snapshot()
-            .volume_id(volume_id)
-            .description(format!("altishift: {name}"))
-            .tag_specifications(tags)
-            .send()
-            .await
-            .map_err(|e| classify(&format!("ec2 CreateSnapshot {volume_id}"), e))?;
-        let snapshot_id = created.snapshot_id().map(str::to_string).ok_or_else(|| {
-            CloudError::Permanent("ec2 CreateSnapshot: no snapshot id in the answer".into())
-        })?;
-        if let Err(err) = self.wait_snapshot(&c, &snapshot_id).await {
-            if let Err(cleanup) = c
-                .ec2
-                .delete_snapshot()
-                .snapshot_id(&snapshot_id)
-                .send()
-                .await
-            {
-                tracing::warn!(snapshot = %snapshot_id, error = %classify("ec2 DeleteSnapshot", cleanup), "aws: could not remove a snapshot after a failure");
-            }
-            return Err(err);
-        }
-        Ok(SnapshotRef {
-            id: super::join_region(region, &snapshot_id),
-            virtual_size: Bytes::gib(size_gib.max(0) as u64),
-            format: DiskFormat::Raw,
-            created_by_run: true,
-        })
-    }
-
     /// Polls DescribeSnapshots until `completed` (or `error`, or the deadline).
     pub(super) async fn wait_snapshot(
         &self,
@@ -165,30 +104,6 @@ impl AwsCloud {
                 .wait(&format!("snapshot {snapshot_id} to complete"))
                 .await?;
         }
-    }
-
-    /// Opens a snapshot for reading through the EBS direct APIs. Its size
-    /// comes from DescribeSnapshots (the snapshot, not the plan, is the truth).
-    pub(super) async fn open_snapshot(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let (region, id) = split_region(&snapshot.id);
-        let c = self.clients.get(region)?;
-        let answer = c
-            .ec2
-            .describe_snapshots()
-            .snapshot_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify(&format!("ec2 DescribeSnapshots {id}"), e))?;
-        let size = answer
-            .snapshots()
-            .first()
-            .and_then(|s| s.volume_size())
-            .map(|g| Bytes::gib(g.max(0) as u64))
-            .ok_or_else(|| CloudError::NotFound(format!("snapshot {id} in {}", self.name)))?;
-        Ok(Box::new(EbsReader::new(c, id, size)))
     }
 }
 
@@ -380,6 +295,94 @@ impl DiskReader for EbsReader {
             bytes,
             provider_digest: digest,
         })
+    }
+}
+
+#[async_trait]
+impl Source for AwsCloud {
+    /// CreateSnapshot of the volume (tagged with the plan and a name), then
+    /// waits until it is `completed`; a failure deletes what was made.
+    async fn snapshot_disk(
+        &self,
+        cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let (region, volume_id) = split_region(&disk.disk_id);
+        let c = self.clients.get(region)?;
+        let volumes = c
+            .ec2
+            .describe_volumes()
+            .volume_ids(volume_id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("ec2 DescribeVolumes {volume_id}"), e))?;
+        let size_gib = volumes
+            .volumes()
+            .first()
+            .and_then(|v| v.size())
+            .ok_or_else(|| CloudError::NotFound(format!("volume {volume_id} in {}", self.name)))?;
+        let (key, value) = cap.tag();
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .tags(Tag::builder().key(key).value(value).build())
+            .tags(Tag::builder().key(TEMPORARY_TAG).value("true").build())
+            .tags(Tag::builder().key("Name").value(name).build())
+            .build();
+        let created = c
+            .ec2
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description(format!("altishift: {name}"))
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("ec2 CreateSnapshot {volume_id}"), e))?;
+        let snapshot_id = created.snapshot_id().map(str::to_string).ok_or_else(|| {
+            CloudError::Permanent("ec2 CreateSnapshot: no snapshot id in the answer".into())
+        })?;
+        if let Err(err) = self.wait_snapshot(&c, &snapshot_id).await {
+            if let Err(cleanup) = c
+                .ec2
+                .delete_snapshot()
+                .snapshot_id(&snapshot_id)
+                .send()
+                .await
+            {
+                tracing::warn!(snapshot = %snapshot_id, error = %classify("ec2 DeleteSnapshot", cleanup), "aws: could not remove a snapshot after a failure");
+            }
+            return Err(err);
+        }
+        Ok(SnapshotRef {
+            id: super::join_region(region, &snapshot_id),
+            virtual_size: Bytes::gib(size_gib.max(0) as u64),
+            format: DiskFormat::Raw,
+            created_by_run: true,
+        })
+    }
+
+    /// Opens a snapshot for reading through the EBS direct APIs. Its size
+    /// comes from DescribeSnapshots (the snapshot, not the plan, is the truth).
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let (region, id) = split_region(&snapshot.id);
+        let c = self.clients.get(region)?;
+        let answer = c
+            .ec2
+            .describe_snapshots()
+            .snapshot_ids(id)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("ec2 DescribeSnapshots {id}"), e))?;
+        let size = answer
+            .snapshots()
+            .first()
+            .and_then(|s| s.volume_size())
+            .map(|g| Bytes::gib(g.max(0) as u64))
+            .ok_or_else(|| CloudError::NotFound(format!("snapshot {id} in {}", self.name)))?;
+        Ok(Box::new(EbsReader::new(c, id, size)))
     }
 }
 

@@ -4,11 +4,12 @@
 //! aggregate), then RegisterImage + RunInstances and the checks.
 
 use super::client::{RegionClients, classify};
+use super::config;
 use super::source::{EbsReader, note_block_size};
 use super::{AwsCloud, join_region, split_region};
 use crate::block::{BlockDigest, DigestBuilder};
 use crate::cloud::{
-    Capability, Check, CloudError, DeploySpec, DeployedInstance, DiskReader, DiskWriter,
+    Capability, Check, CloudError, DeploySpec, DeployedInstance, DiskReader, DiskWriter, Target,
     TargetDiskSpec, WriteOrder, WrittenDisk,
 };
 use crate::inventory::DiskFormat;
@@ -49,82 +50,6 @@ pub fn linear_checksum(digests: &DigestBuilder) -> String {
 /// EBS volumes are whole GiB.
 pub fn volume_gib(size: Bytes) -> i64 {
     size.0.div_ceil(1 << 30).max(1) as i64
-}
-
-impl AwsCloud {
-    pub(super) async fn open_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        let region = self.other_region(&spec.region);
-        let c = self.clients.get(region)?;
-        let warned = AtomicBool::new(false);
-        let snapshot_id = match &spec.resume {
-            Some(staging) => {
-                // Reopen the snapshot the interrupted run started; it must still exist.
-                let (_, id) = split_region(staging);
-                c.ec2
-                    .describe_snapshots()
-                    .snapshot_ids(id)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&format!("ec2 DescribeSnapshots {id}"), e))?;
-                id.to_string()
-            }
-            None => {
-                let (key, value) = cap.tag();
-                let what = format!("ebs StartSnapshot {}", spec.name);
-                let answer = c
-                    .ebs
-                    .start_snapshot()
-                    .volume_size(volume_gib(spec.virtual_size))
-                    .client_token(client_token(&cap.plan_hash().0, &spec.name))
-                    .timeout(PENDING_TIMEOUT_MINUTES)
-                    .description(format!("altishift: {}", spec.name))
-                    .tags(
-                        aws_sdk_ebs::types::Tag::builder()
-                            .key(key)
-                            .value(value)
-                            .build(),
-                    )
-                    .tags(
-                        aws_sdk_ebs::types::Tag::builder()
-                            .key("Name")
-                            .value(&spec.name)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| classify(&what, e))?;
-                note_block_size(&what, answer.block_size(), &warned);
-                answer.snapshot_id().map(str::to_string).ok_or_else(|| {
-                    CloudError::Permanent(format!("{what}: no snapshot id in the answer"))
-                })?
-            }
-        };
-        Ok(Box::new(EbsWriter {
-            clients: c,
-            staging: join_region(region, &snapshot_id),
-            snapshot_id,
-            size: spec.virtual_size,
-            resumed: spec.resume.is_some(),
-            digests: Mutex::new(DigestBuilder::default()),
-            completed: self.completed.clone(),
-            poll: self.poll,
-            cloud: self.name.clone(),
-        }))
-    }
-
-    /// Reads a written snapshot back (ListSnapshotBlocks + GetSnapshotBlock).
-    pub(super) async fn read_written(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        let (region, id) = split_region(&disk.id);
-        let c = self.clients.get(region)?;
-        Ok(Some(Box::new(EbsReader::new(c, id, disk.virtual_size))))
-    }
 }
 
 /// Writes one EBS snapshot through the EBS direct API.
@@ -288,12 +213,102 @@ pub fn device_name(position: usize) -> String {
     }
 }
 
-impl AwsCloud {
+#[async_trait]
+impl Target for AwsCloud {
+    async fn open_disk_writer(
+        &self,
+        cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let region = self.other_region(&spec.region);
+        let c = self.clients.get(region)?;
+        let warned = AtomicBool::new(false);
+        let snapshot_id = match &spec.resume {
+            Some(staging) => {
+                // Reopen the snapshot the interrupted run started; it must still exist.
+                let (_, id) = split_region(staging);
+                c.ec2
+                    .describe_snapshots()
+                    .snapshot_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&format!("ec2 DescribeSnapshots {id}"), e))?;
+                id.to_string()
+            }
+            None => {
+                let (key, value) = cap.tag();
+                let what = format!("ebs StartSnapshot {}", spec.name);
+                let answer = c
+                    .ebs
+                    .start_snapshot()
+                    .volume_size(volume_gib(spec.virtual_size))
+                    .client_token(client_token(&cap.plan_hash().0, &spec.name))
+                    .timeout(PENDING_TIMEOUT_MINUTES)
+                    .description(format!("altishift: {}", spec.name))
+                    .tags(
+                        aws_sdk_ebs::types::Tag::builder()
+                            .key(key)
+                            .value(value)
+                            .build(),
+                    )
+                    .tags(
+                        aws_sdk_ebs::types::Tag::builder()
+                            .key("Name")
+                            .value(&spec.name)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                note_block_size(&what, answer.block_size(), &warned);
+                answer.snapshot_id().map(str::to_string).ok_or_else(|| {
+                    CloudError::Permanent(format!("{what}: no snapshot id in the answer"))
+                })?
+            }
+        };
+        Ok(Box::new(EbsWriter {
+            clients: c,
+            staging: join_region(region, &snapshot_id),
+            snapshot_id,
+            size: spec.virtual_size,
+            resumed: spec.resume.is_some(),
+            digests: Mutex::new(DigestBuilder::default()),
+            completed: self.completed.clone(),
+            poll: self.poll,
+            cloud: self.name.clone(),
+        }))
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        use crate::cloud::configure::ConfigObject;
+        // Objects go where instances go: the profile's region.
+        let c = self.clients.get(None)?;
+        match object {
+            ConfigObject::Firewall {
+                name,
+                network,
+                rules,
+                source,
+            } => {
+                // The plan's subnet, else the profile's (instances land there).
+                let subnet = network.as_deref().or(self.subnet.as_deref());
+                config::create_group(&c, cap, name, subnet, rules, source).await
+            }
+            ConfigObject::SshKey { name, public_key } => {
+                config::import_key(&c, cap, name, public_key).await
+            }
+        }
+    }
+
     /// RegisterImage from the written snapshots (root first) with ENA and
     /// the boot mode carried over, then RunInstances with the mapped type
     /// and tags; waits until the instance runs. The AMI id is tagged on the
     /// instance so cleanup of a test migration can deregister it.
-    pub(super) async fn deploy_vm(
+    async fn deploy(
         &self,
         cap: &Capability,
         spec: &DeploySpec,
@@ -303,7 +318,17 @@ impl AwsCloud {
         super::deploy::deploy(self, &c, region, cap, spec).await
     }
 
-    pub(super) async fn probe_vm(
+    /// Reads a written snapshot back (ListSnapshotBlocks + GetSnapshotBlock).
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let (region, id) = split_region(&disk.id);
+        let c = self.clients.get(region)?;
+        Ok(Some(Box::new(EbsReader::new(c, id, disk.virtual_size))))
+    }
+
+    async fn probe(
         &self,
         instance: &DeployedInstance,
         spec: &DeploySpec,

@@ -307,6 +307,19 @@ pub async fn tag_vm(
     Ok(())
 }
 
+/// Validation of the plan's configuration on a VM (its list answer).
+pub async fn checks(
+    client: &Client,
+    vm: &Value,
+    config: &DeployConfig,
+) -> Result<Vec<crate::cloud::Check>, CloudError> {
+    if config.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = found(client, vm).await?;
+    Ok(crate::cloud::configure::checks(config, &found))
+}
+
 /// What a VM carries (listVirtualMachines answer; userdata from
 /// getVirtualMachineUserData).
 pub async fn found(client: &Client, vm: &Value) -> Result<FoundConfig, CloudError> {

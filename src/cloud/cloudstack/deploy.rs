@@ -2,124 +2,21 @@
 //! template with the mapped offering, data volumes attached, a half-made VM
 //! destroyed on failure; validation probes; deleting what a run created.
 
-use super::client::id_string;
 use super::inventory::text;
 use super::source::{Part, parse_parts, safe};
 use super::{CloudStackCloud, download};
-use crate::cloud::{Capability, Check, CloudError, DeploySpec, DeployedInstance, ResourceKind};
+use crate::cloud::{CloudError, ResourceKind};
 use serde_json::Value;
 
 impl CloudStackCloud {
-    pub(super) async fn deploy_vm(
-        &self,
-        _cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        let zone = self.zone().await?.clone();
-        let (boot, data) = spec
-            .disks
-            .split_first()
-            .ok_or_else(|| CloudError::Permanent(format!("deploy {}: no disks", spec.name)))?;
-        let template_id = match parse_parts(None, &boot.id).first() {
-            Some(Part::Template(id)) => id.clone(),
-            _ => {
-                return Err(CloudError::Permanent(format!(
-                    "deploy {}: the boot disk '{}' is not a template (CloudStack boots from templates)",
-                    spec.name, boot.id
-                )));
-            }
-        };
-        let mut volumes = Vec::new();
-        for disk in data {
-            match parse_parts(None, &disk.id).first() {
-                Some(Part::Volume(id)) => volumes.push(id.clone()),
-                _ => {
-                    return Err(CloudError::Permanent(format!(
-                        "deploy {}: data disk '{}' is not a volume",
-                        spec.name, disk.id
-                    )));
-                }
-            }
-        }
-        let offering = self.offering_id(&spec.size).await?;
-        let mut params = vec![
-            ("serviceofferingid", offering),
-            ("templateid", template_id),
-            ("zoneid", zone.id.clone()),
-            ("name", host_name(&spec.name)),
-            ("displayname", spec.name.clone()),
-        ];
-        let config = super::config::deploy_params(&spec.config);
-        if spec.config.network.is_none()
-            && let Some(network) = self.network_id(&zone.id).await?
-        {
-            params.push(("networkids", network));
-        }
-        params.extend(config);
-        // deployVirtualMachine returns the VM id at once; a failed job can
-        // leave a VM in Error state, which must go too.
-        let started = self.client.call("deployVirtualMachine", &params).await?;
-        let vm_id = started.get("id").and_then(id_string);
-        let job = started.get("jobid").and_then(id_string).ok_or_else(|| {
-            CloudError::Permanent("cloudstack deployVirtualMachine: answer has no jobid".into())
-        })?;
-        let result = self.client.wait_job("deployVirtualMachine", &job).await;
-        let vm = match result {
-            Ok(result) => result.get("virtualmachine").cloned().unwrap_or(Value::Null),
-            Err(err) => {
-                if let Some(id) = &vm_id {
-                    self.destroy_quietly(id).await;
-                }
-                return Err(err);
-            }
-        };
-        let vm_id = vm_id
-            .or_else(|| vm.get("id").and_then(id_string))
-            .ok_or_else(|| {
-                CloudError::Permanent(
-                    "cloudstack deployVirtualMachine: no VM id in the answer".into(),
-                )
-            })?;
-        for volume in &volumes {
-            let attached = self
-                .client
-                .call_async(
-                    "attachVolume",
-                    &[("id", volume.clone()), ("virtualmachineid", vm_id.clone())],
-                )
-                .await;
-            if let Err(err) = attached {
-                self.destroy_quietly(&vm_id).await;
-                return Err(err);
-            }
-        }
-        if let Err(err) = super::config::tag_vm(&self.client, &vm_id, &spec.tags).await {
-            self.destroy_quietly(&vm_id).await;
-            return Err(err);
-        }
-        if text(&vm, "state") != "Running"
-            && let Err(err) = self
-                .client
-                .call_async("startVirtualMachine", &[("id", vm_id.clone())])
-                .await
-        {
-            self.destroy_quietly(&vm_id).await;
-            return Err(err);
-        }
-        Ok(DeployedInstance {
-            id: vm_id,
-            name: spec.name.clone(),
-        })
-    }
-
-    async fn destroy_quietly(&self, vm_id: &str) {
+    pub(super) async fn destroy_quietly(&self, vm_id: &str) {
         if let Err(err) = self.delete_part(&Part::Vm(vm_id.to_string())).await {
             tracing::warn!(vm = %vm_id, error = %err, "cloudstack: could not destroy a half-deployed VM");
         }
     }
 
     /// The service offering named by the plan's target size.
-    async fn offering_id(&self, name: &str) -> Result<String, CloudError> {
+    pub(super) async fn offering_id(&self, name: &str) -> Result<String, CloudError> {
         let offerings = self
             .client
             .list_all("listServiceOfferings", "serviceoffering", &[])
@@ -139,7 +36,7 @@ impl CloudStackCloud {
     }
 
     /// The zone's default guest network (advanced zones need one; basic zones none).
-    async fn network_id(&self, zone_id: &str) -> Result<Option<String>, CloudError> {
+    pub(super) async fn network_id(&self, zone_id: &str) -> Result<Option<String>, CloudError> {
         let networks = self
             .client
             .list_all(
@@ -159,50 +56,6 @@ impl CloudStackCloud {
             .find(|n| n.get("isdefault").and_then(Value::as_bool).unwrap_or(false))
             .or_else(|| networks.iter().find(usable));
         Ok(pick.map(|n| text(n, "id")))
-    }
-
-    pub(super) async fn probe_vm(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        let list = self
-            .client
-            .list_all(
-                "listVirtualMachines",
-                "virtualmachine",
-                &[("id", instance.id.clone()), ("listall", "true".into())],
-            )
-            .await?;
-        let Some(vm) = list.first() else {
-            return Ok(vec![Check {
-                name: "exists".into(),
-                passed: false,
-                detail: format!("VM {} not found", instance.id),
-            }]);
-        };
-        let state = text(vm, "state");
-        let offering = text(vm, "serviceofferingname");
-        let config = if spec.config.is_empty() {
-            Vec::new()
-        } else {
-            let found = super::config::found(&self.client, vm).await?;
-            crate::cloud::configure::checks(&spec.config, &found)
-        };
-        let mut checks = vec![
-            Check {
-                name: "running".into(),
-                passed: state == "Running",
-                detail: format!("state {state}"),
-            },
-            Check {
-                name: "size".into(),
-                passed: offering == spec.size,
-                detail: format!("offering {offering}, planned {}", spec.size),
-            },
-        ];
-        checks.extend(config);
-        Ok(checks)
     }
 
     pub(super) async fn delete_resource(

@@ -253,9 +253,7 @@ pub async fn read(
 /// address in a basic zone).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        // The creation code is in config.rs; it is wired into the target
-        // role after the role-trait split, and this turns true then.
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "tags".into(),
             max_count: usize::MAX,

@@ -11,10 +11,8 @@ pub mod signing;
 mod source;
 pub mod target;
 
-use crate::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
+use crate::cloud::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
+use crate::cloud::{Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::{DiskFormat, Inventory};
 use crate::secret::{Prompter, Secret};
@@ -246,6 +244,14 @@ impl CloudStackCloud {
 
 #[async_trait]
 impl Cloud for CloudStackCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -254,20 +260,8 @@ impl Cloud for CloudStackCloud {
         ProviderKind::Cloudstack
     }
 
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
-
     fn jurisdiction(&self) -> Option<String> {
         self.jurisdiction.clone()
-    }
-
-    /// Blocks go into a local staging file before the upload.
-    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
-        Some(super::WriteOrder::Any)
     }
 
     fn default_in_flight(&self) -> usize {
@@ -282,60 +276,13 @@ impl Cloud for CloudStackCloud {
         inventory::read(&self.client, &self.name, &jurisdiction).await
     }
 
-    async fn snapshot_disk(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        self.take_snapshot(cap, disk, name).await
-    }
-
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        self.open_snapshot(snapshot).await
-    }
-
-    async fn open_disk_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        self.open_writer(cap, spec).await
-    }
-
-    async fn deploy(
-        &self,
-        cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        self.deploy_vm(cap, spec).await
-    }
-
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        self.read_written(disk).await
-    }
-
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        self.probe_vm(instance, spec).await
-    }
-
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         let _ = cap;
         match resource.kind {
             ResourceKind::AccessKey => Ok(()),
-            ResourceKind::Firewall | ResourceKind::SshKey => Err(CloudError::Unsupported(
-                "this tool creates no CloudStack security groups or key pairs yet".into(),
-            )),
+            ResourceKind::Firewall | ResourceKind::SshKey => {
+                config::remove(&self.client, resource.kind, &resource.id).await
+            }
             kind => self.delete_resource(kind, &resource.id).await,
         }
     }

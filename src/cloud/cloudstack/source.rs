@@ -5,12 +5,12 @@
 use super::CloudStackCloud;
 use super::download;
 use super::inventory::{hypervisor_format, text};
+use crate::cloud::Source;
 use crate::cloud::local_disk::{self, LocalDiskReader};
-use crate::cloud::{
-    Capability, CloudError, DiskReader, DiskRef, ResourceKind, SnapshotRef, WrittenDisk,
-};
+use crate::cloud::{Capability, CloudError, DiskReader, DiskRef, ResourceKind, SnapshotRef};
 use crate::inventory::DiskFormat;
 use crate::units::Bytes;
+use async_trait::async_trait;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -43,67 +43,6 @@ pub(super) fn parse_parts(kind: Option<ResourceKind>, id: &str) -> Vec<Part> {
 }
 
 impl CloudStackCloud {
-    /// createSnapshot of the volume, then createVolume from it: the copy that
-    /// extractVolume can serve. A failure removes what was made.
-    pub(super) async fn take_snapshot(
-        &self,
-        _cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        let volume = self.volume(&disk.disk_id).await?;
-        let size = Bytes(
-            volume
-                .get("size")
-                .and_then(super::client::as_u64)
-                .unwrap_or(0),
-        );
-        let format = hypervisor_format(&text(&volume, "hypervisor"));
-        let snap = self
-            .client
-            .call_async(
-                "createSnapshot",
-                &[
-                    ("volumeid", disk.disk_id.clone()),
-                    ("name", format!("{name}-snap")),
-                ],
-            )
-            .await?;
-        let snapshot_id = snap.id("snapshot").ok_or_else(|| {
-            CloudError::Permanent("cloudstack createSnapshot: no snapshot id in the answer".into())
-        })?;
-        let copy = self
-            .client
-            .call_async(
-                "createVolume",
-                &[
-                    ("snapshotid", snapshot_id.clone()),
-                    ("name", format!("{name}-copy")),
-                    ("zoneid", text(&volume, "zoneid")),
-                ],
-            )
-            .await;
-        let volume_id = match copy.and_then(|c| {
-            c.id("volume").ok_or_else(|| {
-                CloudError::Permanent("cloudstack createVolume: no volume id in the answer".into())
-            })
-        }) {
-            Ok(id) => id,
-            Err(err) => {
-                if let Err(cleanup) = self.delete_part(&Part::Snapshot(snapshot_id.clone())).await {
-                    tracing::warn!(snapshot = %snapshot_id, error = %cleanup, "cloudstack: could not remove snapshot after a failure");
-                }
-                return Err(err);
-            }
-        };
-        Ok(SnapshotRef {
-            id: format!("snapshot:{snapshot_id},volume:{volume_id}"),
-            virtual_size: size,
-            format,
-            created_by_run: true,
-        })
-    }
-
     /// listVolumes id=… (one volume or NotFound).
     pub(super) async fn volume(&self, id: &str) -> Result<Value, CloudError> {
         let list = self
@@ -133,58 +72,7 @@ impl CloudStackCloud {
             .ok_or_else(|| CloudError::NotFound(format!("template {id} in {}", self.name)))
     }
 
-    /// Downloads the snapshot's volume copy (once; resumable) and opens it.
-    pub(super) async fn open_snapshot(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let parts = parse_parts(Some(ResourceKind::StagingDisk), &snapshot.id);
-        let volume_id = parts
-            .iter()
-            .find_map(|p| match p {
-                Part::Volume(v) => Some(v.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                CloudError::Unsupported(format!(
-                    "cloudstack snapshot '{}' has no volume copy to download: name a volume, or let the run take the snapshot",
-                    snapshot.id
-                ))
-            })?;
-        let reader = self.fetch_volume(&volume_id, snapshot.format).await?;
-        Ok(Box::new(reader))
-    }
-
-    /// Reads a written disk back from the cloud: templates through
-    /// extractTemplate, volumes through extractVolume once they are Ready.
-    pub(super) async fn read_written(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        match parse_parts(None, &disk.id).first() {
-            Some(Part::Template(id)) => {
-                Ok(Some(Box::new(self.fetch_template(id, disk.format).await?)))
-            }
-            Some(Part::Volume(id)) => {
-                let volume = self.volume(id).await?;
-                let busy = text(&volume, "vmstate") == "Running";
-                if text(&volume, "state") == "Ready" && !busy {
-                    return Ok(Some(Box::new(self.fetch_volume(id, disk.format).await?)));
-                }
-                // Attached to a running VM (CloudStack will not extract it):
-                // read the image we uploaded, whose SHA-256 the cloud checked.
-                let kept =
-                    self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
-                if kept.exists() {
-                    return Ok(Some(Box::new(open_local(kept, disk.format).await?)));
-                }
-                Ok(None)
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn fetch_volume(
+    pub(super) async fn fetch_volume(
         &self,
         id: &str,
         format: DiskFormat,
@@ -218,7 +106,7 @@ impl CloudStackCloud {
         open_local(dest, format).await
     }
 
-    async fn fetch_template(
+    pub(super) async fn fetch_template(
         &self,
         id: &str,
         format: DiskFormat,
@@ -291,7 +179,10 @@ pub(super) fn safe(id: &str) -> String {
 
 /// Opens a downloaded image: raw and qcow2 directly, vhd/vmdk after a
 /// conversion to raw (the local reader reads raw and qcow2).
-async fn open_local(path: PathBuf, format: DiskFormat) -> Result<LocalDiskReader, CloudError> {
+pub(super) async fn open_local(
+    path: PathBuf,
+    format: DiskFormat,
+) -> Result<LocalDiskReader, CloudError> {
     tokio::task::spawn_blocking(move || match format {
         DiskFormat::Raw | DiskFormat::Qcow2 => LocalDiskReader::open(&path, format),
         other => {
@@ -304,6 +195,92 @@ async fn open_local(path: PathBuf, format: DiskFormat) -> Result<LocalDiskReader
     })
     .await
     .map_err(|e| CloudError::Permanent(format!("opening a downloaded image: {e}")))?
+}
+
+#[async_trait]
+impl Source for CloudStackCloud {
+    /// createSnapshot of the volume, then createVolume from it: the copy that
+    /// extractVolume can serve. A failure removes what was made.
+    async fn snapshot_disk(
+        &self,
+        _cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let volume = self.volume(&disk.disk_id).await?;
+        let size = Bytes(
+            volume
+                .get("size")
+                .and_then(super::client::as_u64)
+                .unwrap_or(0),
+        );
+        let format = hypervisor_format(&text(&volume, "hypervisor"));
+        let snap = self
+            .client
+            .call_async(
+                "createSnapshot",
+                &[
+                    ("volumeid", disk.disk_id.clone()),
+                    ("name", format!("{name}-snap")),
+                ],
+            )
+            .await?;
+        let snapshot_id = snap.id("snapshot").ok_or_else(|| {
+            CloudError::Permanent("cloudstack createSnapshot: no snapshot id in the answer".into())
+        })?;
+        let copy = self
+            .client
+            .call_async(
+                "createVolume",
+                &[
+                    ("snapshotid", snapshot_id.clone()),
+                    ("name", format!("{name}-copy")),
+                    ("zoneid", text(&volume, "zoneid")),
+                ],
+            )
+            .await;
+        let volume_id = match copy.and_then(|c| {
+            c.id("volume").ok_or_else(|| {
+                CloudError::Permanent("cloudstack createVolume: no volume id in the answer".into())
+            })
+        }) {
+            Ok(id) => id,
+            Err(err) => {
+                if let Err(cleanup) = self.delete_part(&Part::Snapshot(snapshot_id.clone())).await {
+                    tracing::warn!(snapshot = %snapshot_id, error = %cleanup, "cloudstack: could not remove snapshot after a failure");
+                }
+                return Err(err);
+            }
+        };
+        Ok(SnapshotRef {
+            id: format!("snapshot:{snapshot_id},volume:{volume_id}"),
+            virtual_size: size,
+            format,
+            created_by_run: true,
+        })
+    }
+
+    /// Downloads the snapshot's volume copy (once; resumable) and opens it.
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let parts = parse_parts(Some(ResourceKind::StagingDisk), &snapshot.id);
+        let volume_id = parts
+            .iter()
+            .find_map(|p| match p {
+                Part::Volume(v) => Some(v.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                CloudError::Unsupported(format!(
+                    "cloudstack snapshot '{}' has no volume copy to download: name a volume, or let the run take the snapshot",
+                    snapshot.id
+                ))
+            })?;
+        let reader = self.fetch_volume(&volume_id, snapshot.format).await?;
+        Ok(Box::new(reader))
+    }
 }
 
 #[cfg(test)]

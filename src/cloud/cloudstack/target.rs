@@ -8,10 +8,12 @@ use super::client::id_string;
 use super::deploy::host_name;
 use super::inventory::{cloudstack_format_name, text};
 use super::source::safe;
+use super::source::{Part, open_local, parse_parts};
 use super::{CloudStackCloud, download};
 use crate::cloud::local_disk;
 use crate::cloud::staging::{FinishStaged, StagedWriter, check_staging_id};
 use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WrittenDisk};
+use crate::cloud::{Check, DeploySpec, DeployedInstance, DiskReader, Target};
 use crate::inventory::DiskFormat;
 use async_trait::async_trait;
 use futures::StreamExt as _;
@@ -36,48 +38,6 @@ struct WriterContext {
     format: DiskFormat,
     transfer: download::DownloadPolicy,
     staging_dir: PathBuf,
-}
-
-impl CloudStackCloud {
-    pub(super) async fn open_writer(
-        &self,
-        _cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        let zone_id = self.zone().await?.id.clone();
-        let hypervisor = self.hypervisor().await?.to_string();
-        let format = super::inventory::hypervisor_format(&hypervisor);
-        // One staging file per disk name: the mapping keeps `a.b` and `a_b` apart.
-        let staging_id = match spec.resume.clone() {
-            Some(id) => id,
-            None => {
-                let file = crate::fsutil::file_name(&spec.name).map_err(|why| {
-                    CloudError::Permanent(format!(
-                        "disk name '{}': {why}",
-                        crate::text::safe(&spec.name)
-                    ))
-                })?;
-                format!("dst-{file}.raw")
-            }
-        };
-        check_staging_id(&staging_id)?;
-        let path = self.staging_path(&staging_id);
-        let finish = CloudStackFinish {
-            cloud: Arc::new(WriterContext {
-                client: self.client.clone(),
-                name: self.name.clone(),
-                zone_id,
-                hypervisor,
-                format,
-                transfer: self.transfer,
-                staging_dir: self.staging.clone(),
-            }),
-            staging_id: staging_id.clone(),
-            spec: spec.clone(),
-        };
-        let writer = StagedWriter::open(&path, staging_id, spec.virtual_size, Box::new(finish))?;
-        Ok(Box::new(writer))
-    }
 }
 
 #[async_trait]
@@ -387,6 +347,226 @@ fn file_stream(
             Err(e) => Some((Err(e), None)),
         }
     })
+}
+
+#[async_trait]
+impl Target for CloudStackCloud {
+    async fn open_disk_writer(
+        &self,
+        _cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let zone_id = self.zone().await?.id.clone();
+        let hypervisor = self.hypervisor().await?.to_string();
+        let format = super::inventory::hypervisor_format(&hypervisor);
+        // One staging file per disk name: the mapping keeps `a.b` and `a_b` apart.
+        let staging_id = match spec.resume.clone() {
+            Some(id) => id,
+            None => {
+                let file = crate::fsutil::file_name(&spec.name).map_err(|why| {
+                    CloudError::Permanent(format!(
+                        "disk name '{}': {why}",
+                        crate::text::safe(&spec.name)
+                    ))
+                })?;
+                format!("dst-{file}.raw")
+            }
+        };
+        check_staging_id(&staging_id)?;
+        let path = self.staging_path(&staging_id);
+        let finish = CloudStackFinish {
+            cloud: Arc::new(WriterContext {
+                client: self.client.clone(),
+                name: self.name.clone(),
+                zone_id,
+                hypervisor,
+                format,
+                transfer: self.transfer,
+                staging_dir: self.staging.clone(),
+            }),
+            staging_id: staging_id.clone(),
+            spec: spec.clone(),
+        };
+        let writer = StagedWriter::open(&path, staging_id, spec.virtual_size, Box::new(finish))?;
+        Ok(Box::new(writer))
+    }
+
+    async fn deploy(
+        &self,
+        _cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        let zone = self.zone().await?.clone();
+        let (boot, data) = spec
+            .disks
+            .split_first()
+            .ok_or_else(|| CloudError::Permanent(format!("deploy {}: no disks", spec.name)))?;
+        let template_id = match parse_parts(None, &boot.id).first() {
+            Some(Part::Template(id)) => id.clone(),
+            _ => {
+                return Err(CloudError::Permanent(format!(
+                    "deploy {}: the boot disk '{}' is not a template (CloudStack boots from templates)",
+                    spec.name, boot.id
+                )));
+            }
+        };
+        let mut volumes = Vec::new();
+        for disk in data {
+            match parse_parts(None, &disk.id).first() {
+                Some(Part::Volume(id)) => volumes.push(id.clone()),
+                _ => {
+                    return Err(CloudError::Permanent(format!(
+                        "deploy {}: data disk '{}' is not a volume",
+                        spec.name, disk.id
+                    )));
+                }
+            }
+        }
+        let offering = self.offering_id(&spec.size).await?;
+        let mut params = vec![
+            ("serviceofferingid", offering),
+            ("templateid", template_id),
+            ("zoneid", zone.id.clone()),
+            ("name", host_name(&spec.name)),
+            ("displayname", spec.name.clone()),
+        ];
+        if spec.config.network.is_none()
+            && let Some(network) = self.network_id(&zone.id).await?
+        {
+            params.push(("networkids", network));
+        }
+        params.extend(super::config::deploy_params(&spec.config));
+        // deployVirtualMachine returns the VM id at once; a failed job can
+        // leave a VM in Error state, which must go too.
+        let started = self.client.call("deployVirtualMachine", &params).await?;
+        let vm_id = started.get("id").and_then(id_string);
+        let job = started.get("jobid").and_then(id_string).ok_or_else(|| {
+            CloudError::Permanent("cloudstack deployVirtualMachine: answer has no jobid".into())
+        })?;
+        let result = self.client.wait_job("deployVirtualMachine", &job).await;
+        let vm = match result {
+            Ok(result) => result.get("virtualmachine").cloned().unwrap_or(Value::Null),
+            Err(err) => {
+                if let Some(id) = &vm_id {
+                    self.destroy_quietly(id).await;
+                }
+                return Err(err);
+            }
+        };
+        let vm_id = vm_id
+            .or_else(|| vm.get("id").and_then(id_string))
+            .ok_or_else(|| {
+                CloudError::Permanent(
+                    "cloudstack deployVirtualMachine: no VM id in the answer".into(),
+                )
+            })?;
+        for volume in &volumes {
+            let attached = self
+                .client
+                .call_async(
+                    "attachVolume",
+                    &[("id", volume.clone()), ("virtualmachineid", vm_id.clone())],
+                )
+                .await;
+            if let Err(err) = attached {
+                self.destroy_quietly(&vm_id).await;
+                return Err(err);
+            }
+        }
+        if let Err(err) = super::config::tag_vm(&self.client, &vm_id, &spec.tags).await {
+            self.destroy_quietly(&vm_id).await;
+            return Err(err);
+        }
+        if text(&vm, "state") != "Running"
+            && let Err(err) = self
+                .client
+                .call_async("startVirtualMachine", &[("id", vm_id.clone())])
+                .await
+        {
+            self.destroy_quietly(&vm_id).await;
+            return Err(err);
+        }
+        Ok(DeployedInstance {
+            id: vm_id,
+            name: spec.name.clone(),
+        })
+    }
+
+    /// Reads a written disk back from the cloud: templates through
+    /// extractTemplate, volumes through extractVolume once they are Ready.
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        match parse_parts(None, &disk.id).first() {
+            Some(Part::Template(id)) => {
+                Ok(Some(Box::new(self.fetch_template(id, disk.format).await?)))
+            }
+            Some(Part::Volume(id)) => {
+                let volume = self.volume(id).await?;
+                let busy = text(&volume, "vmstate") == "Running";
+                if text(&volume, "state") == "Ready" && !busy {
+                    return Ok(Some(Box::new(self.fetch_volume(id, disk.format).await?)));
+                }
+                // Attached to a running VM (CloudStack will not extract it):
+                // read the image we uploaded, whose SHA-256 the cloud checked.
+                let kept =
+                    self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
+                if kept.exists() {
+                    return Ok(Some(Box::new(open_local(kept, disk.format).await?)));
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let list = self
+            .client
+            .list_all(
+                "listVirtualMachines",
+                "virtualmachine",
+                &[("id", instance.id.clone()), ("listall", "true".into())],
+            )
+            .await?;
+        let Some(vm) = list.first() else {
+            return Ok(vec![Check {
+                name: "exists".into(),
+                passed: false,
+                detail: format!("VM {} not found", instance.id),
+            }]);
+        };
+        let state = text(vm, "state");
+        let offering = text(vm, "serviceofferingname");
+        let config = super::config::checks(&self.client, vm, &spec.config).await?;
+        let mut checks = vec![
+            Check {
+                name: "running".into(),
+                passed: state == "Running",
+                detail: format!("state {state}"),
+            },
+            Check {
+                name: "size".into(),
+                passed: offering == spec.size,
+                detail: format!("offering {offering}, planned {}", spec.size),
+            },
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        super::config::create(&self.client, cap, object).await
+    }
 }
 
 #[cfg(test)]

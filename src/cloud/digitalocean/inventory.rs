@@ -60,6 +60,7 @@ pub async fn fetch(client: &DoClient, cloud: &str) -> Result<Inventory, CloudErr
         ssh_keys: keys.iter().filter_map(ssh_key).collect(),
         networks: vpcs.iter().filter_map(vpc).collect(),
         config_rules: Some(config_rules()),
+        rules: super::rules(),
         firewalls: firewalls.iter().filter_map(firewall).collect(),
         access: access(&account["account"]),
     })
@@ -316,9 +317,7 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
 /// three; every droplet has a public address; user_data ≤ 64 KiB).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        // The creation code is in config.rs; it is wired into the target
-        // role after the role-trait split, and this turns true then.
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "tags".into(),
             max_count: usize::MAX,

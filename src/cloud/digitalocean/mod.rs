@@ -7,28 +7,65 @@
 pub mod client;
 pub mod config;
 pub mod inventory;
+mod source;
 pub mod staging;
 pub mod target;
 mod volumes;
 
 use super::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
-use super::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
-use crate::block::BlockDigest;
+use super::{Capability, Cloud, CloudError, CreatedResource, DiskRef, ResourceKind};
+use crate::cloud::{CutoverSource, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
-use crate::inventory::{DiskFormat, Inventory, Platform};
-use crate::plan::limits::digitalocean_image_refusal;
+use crate::inventory::Inventory;
+use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
 use crate::secret::{Prompter, Secret};
-use crate::units::BlockIndex;
 use async_trait::async_trait;
 pub use client::{DoClient, Pacing};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use target::Staging;
-use volumes::{VOLUME_DIR, VOLUME_LINK_PREFIX, parse_snapshot_id, snapshot_id};
+use volumes::{VOLUME_DIR, VOLUME_LINK_PREFIX, snapshot_id};
+
+/// DigitalOcean's limit for custom images (uncompressed).
+pub const MAX_IMAGE_BYTES: u64 = 100 * 1_000_000_000;
+
+/// What DigitalOcean declares for plans. A droplet boots from one custom
+/// image (Linux, under 100 GB uncompressed); a data disk would have to become
+/// a block-storage volume (`POST /v2/volumes`) filled through the new droplet
+/// over SSH, because no API writes a volume's bytes: this version does not
+/// do that, so a plan with data disks is refused rather than deployed
+/// without them. The importer takes no presigned (query-string) URL, so the
+/// staged object is public-read during the import (see staging.rs). As a
+/// source, a droplet is read live over SSH (no snapshot download exists).
+pub fn rules() -> ProviderRules {
+    ProviderRules {
+        source: SourceRules {
+            snapshot: Some(LIVE_READ.into()),
+            agent_host: Some("the droplet".into()),
+        },
+        target: TargetRules {
+            image_kind: "DigitalOcean custom".into(),
+            max_image_bytes: Some(MAX_IMAGE_BYTES),
+            linux_only: true,
+            no_data_disks: Some(
+                "DigitalOcean droplets boot from one custom image, and this version does not \
+                 create volumes for data disks (DigitalOcean has no API to write a volume's \
+                 bytes; they would go through the new droplet over SSH)"
+                    .into(),
+            ),
+            write_disclosure: Some(
+                "staged in the profile's bucket, readable by anyone with its unguessable URL \
+                 while DigitalOcean imports it, private again after"
+                    .into(),
+            ),
+        },
+    }
+}
+
+/// What "snapshot disk" is on a host read live over SSH.
+pub const LIVE_READ: &str = "no cloud snapshot: {device} is read live over SSH by the \
+     altishift-agent (removed at cleanup); only a cutover's final pass is consistent";
 
 /// How droplets are reached when DigitalOcean is the source.
 #[derive(Debug, Clone, Default)]
@@ -308,6 +345,18 @@ fn doctl_token(text: &str) -> Option<Secret> {
 
 #[async_trait]
 impl Cloud for DigitalOceanCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -316,33 +365,8 @@ impl Cloud for DigitalOceanCloud {
         ProviderKind::Digitalocean
     }
 
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
-
     fn jurisdiction(&self) -> Option<String> {
         self.jurisdiction.clone()
-    }
-
-    /// The profile's region; without one, a refusal: the API lists `nyc1`
-    /// first, so "the first region" would silently plan into the US.
-    fn default_region(&self) -> Result<Option<String>, CloudError> {
-        match &self.region {
-            Some(region) => Ok(Some(region.clone())),
-            None => Err(CloudError::Permanent(format!(
-                "[clouds.{}] has no 'region': set region = \"fra1\" (or another slug) in the \
-                 profile, or pass --region",
-                self.name
-            ))),
-        }
-    }
-
-    /// Blocks go into a local staging file before the upload.
-    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
-        Some(super::WriteOrder::Any)
     }
 
     fn default_in_flight(&self) -> usize {
@@ -360,166 +384,6 @@ impl Cloud for DigitalOceanCloud {
             inventory.regions.insert(0, region);
         }
         Ok(inventory)
-    }
-
-    /// No snapshot download exists: the disk is read live over SSH.
-    async fn snapshot_disk(
-        &self,
-        _cap: &Capability,
-        disk: &DiskRef,
-        _name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        let device = self.device_of(disk).await?;
-        let source = self.source_for(&disk.instance_id, &device).await?;
-        let facts = source.inventory().await?;
-        let size = facts
-            .instances
-            .first()
-            .and_then(|i| i.disks.first())
-            .map(|d| d.virtual_size)
-            .unwrap_or_default();
-        Ok(SnapshotRef {
-            id: snapshot_id(&disk.instance_id, &device, &self.boot_device()),
-            virtual_size: size,
-            format: DiskFormat::Raw,
-            created_by_run: false,
-        })
-    }
-
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let Some((instance, device)) = parse_snapshot_id(&snapshot.id, &self.boot_device()) else {
-            return Err(CloudError::Unsupported(format!(
-                "DigitalOcean snapshots cannot be downloaded ({}); read the droplet over SSH",
-                snapshot.id
-            )));
-        };
-        let source = self.source_for(instance, &device).await?;
-        Ok(Box::new(source.open_stream_reader().await?))
-    }
-
-    // Cutover: the droplet's disk leaves over SSH, so the delta passes and
-    // the quiesce go through its SSH source; the power-off is DigitalOcean's
-    // own `shutdown` action, which the API confirms (an SSH `poweroff` would
-    // only cut the connection).
-
-    async fn cutover_support(&self, instance: &str) -> Result<(), CloudError> {
-        self.source_for(instance, &self.boot_device())
-            .await?
-            .cutover_support(instance)
-            .await
-    }
-
-    async fn open_delta_reader(
-        &self,
-        snapshot: &SnapshotRef,
-        previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        let Some((instance, device)) = parse_snapshot_id(&snapshot.id, &self.boot_device()) else {
-            return Ok(None);
-        };
-        let source = self.source_for(instance, &device).await?;
-        Cloud::open_delta_reader(&*source, snapshot, previous).await
-    }
-
-    async fn quiesce(
-        &self,
-        cap: &Capability,
-        instance: &str,
-        command: Option<&str>,
-        thaw: Option<&str>,
-    ) -> Result<(), CloudError> {
-        let source = self.source_for(instance, &self.boot_device()).await?;
-        Cloud::quiesce(&*source, cap, instance, command, thaw).await
-    }
-
-    async fn thaw(
-        &self,
-        cap: &Capability,
-        instance: &str,
-        command: Option<&str>,
-    ) -> Result<(), CloudError> {
-        let source = self.source_for(instance, &self.boot_device()).await?;
-        Cloud::thaw(&*source, cap, instance, command).await
-    }
-
-    async fn power_off(&self, cap: &Capability, instance: &str) -> Result<(), CloudError> {
-        let source = self.source_for(instance, &self.boot_device()).await?;
-        source.remove_agent_before_power_off().await?;
-        self.shutdown_droplet(cap, instance).await
-    }
-
-    async fn open_disk_writer(
-        &self,
-        _cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        // The plan refused these already; a hand-edited plan meets them here.
-        if !spec.boot {
-            return Err(CloudError::Unsupported(format!(
-                "{}: DigitalOcean data disks would be volumes filled over SSH, which this \
-                 version does not do (plans with data disks are refused)",
-                spec.name
-            )));
-        }
-        let refusal = digitalocean_image_refusal(spec.virtual_size, &Platform::default());
-        if let Some(reason) = refusal {
-            return Err(CloudError::Permanent(reason));
-        }
-        let writer = target::open_image_writer(self.client.clone(), self.staging()?.clone(), spec)?;
-        Ok(Box::new(writer))
-    }
-
-    async fn deploy(
-        &self,
-        _cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        target::deploy(&self.client, spec).await
-    }
-
-    /// The image itself cannot be downloaded; what can be checked is the
-    /// staged object DigitalOcean imported it from.
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        let Some(staging) = &self.staging else {
-            return Ok(None);
-        };
-        let Some(path) = staging.fetch_imported(&disk.id).await? else {
-            return Ok(None);
-        };
-        let reader = super::local_disk::LocalDiskReader::open(&path, DiskFormat::Qcow2)?;
-        Ok(Some(Box::new(reader)))
-    }
-
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        let droplet = self
-            .client
-            .get(&format!("/v2/droplets/{}", instance.id))
-            .await?;
-        let droplet = &droplet["droplet"];
-        let status = droplet["status"].as_str().unwrap_or("unknown");
-        let size = droplet["size_slug"].as_str().unwrap_or("unknown");
-        Ok(vec![
-            Check {
-                name: "droplet active".into(),
-                passed: status == "active",
-                detail: format!("status {status}"),
-            },
-            Check {
-                name: "size".into(),
-                passed: size == spec.size,
-                detail: format!("{size} (planned {})", spec.size),
-            },
-        ])
     }
 
     async fn delete(
@@ -540,11 +404,12 @@ impl Cloud for DigitalOceanCloud {
                     .await
             }
             ResourceKind::Snapshot => Ok(()),
-            ResourceKind::AccessKey | ResourceKind::SshKey | ResourceKind::Firewall => {
-                Err(CloudError::Unsupported(
-                    "this tool creates no DigitalOcean keys or firewalls".into(),
-                ))
+            ResourceKind::SshKey | ResourceKind::Firewall => {
+                config::remove(&self.client, resource.kind, &resource.id).await
             }
+            ResourceKind::AccessKey => Err(CloudError::Unsupported(
+                "this tool creates no DigitalOcean access keys".into(),
+            )),
         }
     }
 
@@ -589,6 +454,49 @@ impl Cloud for DigitalOceanCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Platform;
+
+    #[test]
+    fn declares_its_image_limits_data_disks_and_staging_disclosure() {
+        use crate::units::Bytes;
+        let rules = rules();
+        let target = &rules.target;
+        let big = target.image_refusal(Bytes(MAX_IMAGE_BYTES), &Platform::default());
+        assert!(big.is_some_and(|r| r.contains("under 100 GB")));
+        assert!(
+            target
+                .image_refusal(Bytes::gib(20), &Platform::default())
+                .is_none()
+        );
+        let windows = Platform {
+            os: Some("Windows Server 2022".into()),
+            ..Default::default()
+        };
+        let win = target.image_refusal(Bytes::gib(20), &windows);
+        assert!(win.is_some_and(|r| r.contains("DigitalOcean custom images must be Linux")));
+        let data = target
+            .data_disk_refusal("db", &["vdb (50.0 GiB)".into()])
+            .unwrap();
+        assert!(data.contains("does not create volumes"), "{data}");
+        assert!(
+            data.contains("'db' has 1 data disk: vdb (50.0 GiB)"),
+            "{data}"
+        );
+        assert!(
+            target
+                .write_disclosure
+                .as_deref()
+                .is_some_and(|d| d.contains("unguessable"))
+        );
+        let snapshot = rules.source.snapshot_detail("/dev/vda");
+        assert!(snapshot.starts_with("no cloud snapshot: /dev/vda is read live"));
+        assert!(
+            rules
+                .source
+                .agent_detail()
+                .is_some_and(|d| d.contains("the droplet"))
+        );
+    }
 
     #[test]
     fn doctl_config_yields_the_token() {

@@ -4,12 +4,15 @@
 //! a short import window (see [`super::staging`]), and a droplet is created
 //! from it.
 
+use super::DigitalOceanCloud;
 use super::client::DoClient;
 pub use super::staging::Staging;
 use crate::cloud::local_disk;
 use crate::cloud::staging::{FinishStaged, StagedWriter};
+use crate::cloud::{Capability, Check, DiskReader, DiskWriter, Target};
 use crate::cloud::{CloudError, DeploySpec, DeployedInstance, TargetDiskSpec, WrittenDisk};
 use crate::inventory::DiskFormat;
+use crate::inventory::Platform;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -364,6 +367,106 @@ fn distribution(os: Option<&str>) -> &'static str {
         .iter()
         .find(|(needle, _)| os.contains(needle))
         .map_or("Unknown", |(_, name)| name)
+}
+
+#[async_trait]
+impl Target for DigitalOceanCloud {
+    /// The profile's region; without one, a refusal: the API lists `nyc1`
+    /// first, so "the first region" would silently plan into the US.
+    fn default_region(&self) -> Result<Option<String>, CloudError> {
+        match &self.region {
+            Some(region) => Ok(Some(region.clone())),
+            None => Err(CloudError::Permanent(format!(
+                "[clouds.{}] has no 'region': set region = \"fra1\" (or another slug) in the \
+                 profile, or pass --region",
+                self.name
+            ))),
+        }
+    }
+
+    async fn open_disk_writer(
+        &self,
+        _cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        // The plan refused these already; a hand-edited plan meets them here.
+        if !spec.boot {
+            return Err(CloudError::Unsupported(format!(
+                "{}: DigitalOcean data disks would be volumes filled over SSH, which this \
+                 version does not do (plans with data disks are refused)",
+                spec.name
+            )));
+        }
+        let refusal = super::rules()
+            .target
+            .image_refusal(spec.virtual_size, &Platform::default());
+        if let Some(reason) = refusal {
+            return Err(CloudError::Permanent(reason));
+        }
+        let writer = open_image_writer(self.client.clone(), self.staging()?.clone(), spec)?;
+        Ok(Box::new(writer))
+    }
+
+    async fn deploy(
+        &self,
+        _cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        deploy(&self.client, spec).await
+    }
+
+    /// The image itself cannot be downloaded; what can be checked is the
+    /// staged object DigitalOcean imported it from.
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let Some(staging) = &self.staging else {
+            return Ok(None);
+        };
+        let Some(path) = staging.fetch_imported(&disk.id).await? else {
+            return Ok(None);
+        };
+        let reader = local_disk::LocalDiskReader::open(&path, DiskFormat::Qcow2)?;
+        Ok(Some(Box::new(reader)))
+    }
+
+    async fn probe(
+        &self,
+        instance: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let droplet = self
+            .client
+            .get(&format!("/v2/droplets/{}", instance.id))
+            .await?;
+        let droplet = &droplet["droplet"];
+        let status = droplet["status"].as_str().unwrap_or("unknown");
+        let size = droplet["size_slug"].as_str().unwrap_or("unknown");
+        let config = config_checks(&self.client, droplet, spec).await?;
+        let mut checks = vec![
+            Check {
+                name: "droplet active".into(),
+                passed: status == "active",
+                detail: format!("status {status}"),
+            },
+            Check {
+                name: "size".into(),
+                passed: size == spec.size,
+                detail: format!("{size} (planned {})", spec.size),
+            },
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        super::config::create(&self.client, cap, object).await
+    }
 }
 
 #[cfg(test)]

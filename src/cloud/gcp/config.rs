@@ -233,6 +233,48 @@ impl GcpCloud {
         }
     }
 
+    /// The instance's interface: the plan's subnetwork (in its own
+    /// network), else the profile's network.
+    pub(super) async fn interface(&self, config: &DeployConfig) -> Result<Value, CloudError> {
+        Ok(match &config.network {
+            Some(id) => {
+                let sub = self.subnetwork(id).await?;
+                let network = last_segment(sub["network"].as_str().unwrap_or_default());
+                json!({"network": format!("global/networks/{network}"), "subnetwork": sub["selfLink"]})
+            }
+            None => json!({"network": format!("global/networks/{}", self.network)}),
+        })
+    }
+
+    /// Validation of the plan's configuration on `instance` (its answer).
+    pub(super) async fn config_checks(
+        &self,
+        instance: &Value,
+        config: &DeployConfig,
+    ) -> Result<Vec<crate::cloud::Check>, CloudError> {
+        if config.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The subnetwork's id, as the plan names it.
+        let link = instance["networkInterfaces"][0]["subnetwork"].as_str();
+        let network = match (&config.network, link) {
+            (Some(id), Some(link)) => {
+                let sub = self.subnetwork(id).await?;
+                let same = sub["selfLink"].as_str().map(last_segment) == Some(last_segment(link));
+                Some(if same {
+                    id.clone()
+                } else {
+                    last_segment(link).to_string()
+                })
+            }
+            _ => None,
+        };
+        Ok(crate::cloud::configure::checks(
+            config,
+            &found(instance, network),
+        ))
+    }
+
     /// The subnetwork with this id (the plan's network choice).
     pub(super) async fn subnetwork(&self, id: &str) -> Result<Value, CloudError> {
         let all = self

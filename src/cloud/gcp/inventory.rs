@@ -282,6 +282,7 @@ pub async fn read(
         ssh_keys: Vec::new(),
         access,
         config_rules: Some(config_rules()),
+        rules: super::rules(),
     })
 }
 
@@ -294,9 +295,7 @@ pub async fn read(
 /// carried; egress rules name destination ranges only.
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        // The creation code is in config.rs; it is wired into the target
-        // role after the role-trait split, and this turns true then.
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "labels".into(),
             max_count: 64,

@@ -17,12 +17,11 @@ mod target;
 pub mod upload;
 pub mod verify;
 
-use crate::cloud::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
+use crate::cloud::{Capability, Cloud, CloudError, CreatedResource};
+use crate::cloud::{ResourceKind, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
+use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
 use async_trait::async_trait;
 use auth::{ServiceAccount, TokenSource};
 use client::{Client, PollPolicy};
@@ -42,6 +41,24 @@ pub struct Endpoints {
     pub storage: String,
     /// None: the key file's `token_uri`.
     pub token_uri: Option<String>,
+}
+
+/// What Compute Engine declares for plans: it has no API that returns disk
+/// bytes, so a source disk is read from a snapshot through a temporary disk
+/// and a worker VM (see source.rs).
+pub fn rules() -> ProviderRules {
+    ProviderRules {
+        source: SourceRules {
+            snapshot: Some(
+                "point-in-time copy of {device}; creates a temporary disk from it and a worker \
+                 VM (the profile's worker_machine_type) that reads it over SSH; all three are \
+                 removed at cleanup"
+                    .into(),
+            ),
+            agent_host: Some("the worker VM".into()),
+        },
+        target: TargetRules::default(),
+    }
 }
 
 impl Default for Endpoints {
@@ -239,6 +256,14 @@ impl GcpCloud {
 
 #[async_trait]
 impl Cloud for GcpCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -247,23 +272,8 @@ impl Cloud for GcpCloud {
         ProviderKind::Gcp
     }
 
-    fn roles(&self) -> Roles {
-        // Source: snapshot → temporary disk → worker VM → SSH stream.
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
-
     fn jurisdiction(&self) -> Option<String> {
         self.jurisdiction.clone()
-    }
-
-    /// The disk is streamed as one sparse tar.gz: blocks in order, once. A
-    /// cutover (which writes blocks again) onto Google Cloud is refused at
-    /// preflight, before any staging exists.
-    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
-        Some(super::WriteOrder::Sequential)
     }
 
     fn default_in_flight(&self) -> usize {
@@ -280,58 +290,36 @@ impl Cloud for GcpCloud {
         .await
     }
 
-    /// Snapshot, temporary disk and worker VM (one journaled id for the three).
-    async fn snapshot_disk(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        self.snapshot_source(cap, disk, name).await
-    }
-
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        self.open_source_reader(snapshot).await
-    }
-
-    async fn open_disk_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        self.open_writer(cap, spec).await
-    }
-
-    async fn deploy(
-        &self,
-        cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        self.deploy_instance(cap, spec).await
-    }
-
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        // Images return no bytes; what the image was imported from can be
-        // read back while the staging archive still exists.
-        self.read_back_archive(disk).await
-    }
-
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        self.probe_instance(instance, spec).await
-    }
-
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
-        self.delete_resource(cap, resource).await
+        let path = match resource.kind {
+            ResourceKind::AccessKey => return Ok(()),
+            ResourceKind::Firewall => return self.remove_firewall(cap, &resource.id).await,
+            // A key lives in the instance's metadata: nothing of its own.
+            ResourceKind::SshKey => return Ok(()),
+            ResourceKind::StagingDisk => {
+                // Every object under the disk's staging prefix.
+                let bucket = self.bucket()?;
+                for object in upload::list(&self.client, bucket, &resource.id).await? {
+                    upload::delete(&self.client, bucket, &object).await?;
+                }
+                return Ok(());
+            }
+            ResourceKind::Image | ResourceKind::Disk => format!("global/images/{}", resource.id),
+            ResourceKind::Snapshot => match WorkerSet::parse(&resource.id) {
+                // A source read: worker, temporary disk and snapshot.
+                Some(set) => return self.delete_worker_set(cap, &set).await,
+                None => format!("global/snapshots/{}", resource.id),
+            },
+            ResourceKind::Instance => {
+                let (zone, name) = deploy::split_instance(&resource.id)?;
+                format!("zones/{zone}/instances/{name}")
+            }
+        };
+        match self.client.delete(&path).await {
+            Ok(op) if op.is_object() => self.client.wait(op).await.map(|_| ()),
+            Ok(_) | Err(CloudError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {

@@ -18,10 +18,12 @@
 //! `StrictHostKeyChecking=accept-new`).
 
 use super::{GcpCloud, resource_name};
+use crate::cloud::Source;
 use crate::cloud::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
 use crate::cloud::{Capability, Cloud, CloudError, DiskReader, DiskRef, SnapshotRef};
 use crate::inventory::DiskFormat;
 use crate::units::Bytes;
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,28 +180,6 @@ impl GcpCloud {
             Ok(op) => self.client.wait(op).await.map(|_| ()),
             Err(e) if already_exists(&e) => Ok(()),
             Err(e) => Err(e),
-        }
-    }
-
-    /// Snapshot → temporary disk → worker with the disk attached, running.
-    /// The engine journals the result only when all three exist, so a
-    /// failure half-way removes what was made before it is reported.
-    pub(super) async fn snapshot_source(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        let (zone, disk_name) = self.worker_zone(disk)?;
-        let set = WorkerSet::new(&zone, name);
-        match self.make_worker_set(cap, &set, &disk_name).await {
-            Ok(snapshot) => Ok(snapshot),
-            Err(e) => {
-                if let Err(undo) = self.delete_worker_set(cap, &set).await {
-                    tracing::warn!(snapshot = %set.id(), "removing a half-made worker set: {undo}");
-                }
-                Err(e)
-            }
         }
     }
 
@@ -396,35 +376,6 @@ impl GcpCloud {
         Ok(ssh)
     }
 
-    /// Reads the temporary disk on the worker over SSH (waiting for its
-    /// sshd after boot).
-    pub(super) async fn open_source_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let set = WorkerSet::parse(&snapshot.id).ok_or_else(|| {
-            CloudError::Permanent(format!(
-                "{}: '{}' is not a snapshot this provider made for reading (ZONE/NAME)",
-                self.name, snapshot.id
-            ))
-        })?;
-        let ssh = self.worker_source(&set).await?;
-        let started = Instant::now();
-        let wait = self.client.poll.deadline.min(Duration::from_secs(300));
-        let mut attempt = 0;
-        loop {
-            match ssh.open_stream_reader().await {
-                Ok(reader) => return Ok(Box::new(reader)),
-                Err(e) if e.is_transient() && started.elapsed() < wait => {
-                    tracing::debug!(worker = %set.worker, "worker not reachable yet: {e}");
-                }
-                Err(e) => return Err(e),
-            }
-            tokio::time::sleep(self.client.poll.delay(attempt)).await;
-            attempt += 1;
-        }
-    }
-
     /// Removes the worker, the temporary disk and the snapshot of `set`
     /// (each already gone is fine), closing the SSH source first.
     pub(super) async fn delete_worker_set(
@@ -463,6 +414,60 @@ impl GcpCloud {
             }
         }
         done
+    }
+}
+
+#[async_trait]
+impl Source for GcpCloud {
+    /// Snapshot → temporary disk → worker with the disk attached, running.
+    /// The engine journals the result only when all three exist, so a
+    /// failure half-way removes what was made before it is reported.
+    async fn snapshot_disk(
+        &self,
+        cap: &Capability,
+        disk: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, CloudError> {
+        let (zone, disk_name) = self.worker_zone(disk)?;
+        let set = WorkerSet::new(&zone, name);
+        match self.make_worker_set(cap, &set, &disk_name).await {
+            Ok(snapshot) => Ok(snapshot),
+            Err(e) => {
+                if let Err(undo) = self.delete_worker_set(cap, &set).await {
+                    tracing::warn!(snapshot = %set.id(), "removing a half-made worker set: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the temporary disk on the worker over SSH (waiting for its
+    /// sshd after boot).
+    async fn open_disk_reader(
+        &self,
+        snapshot: &SnapshotRef,
+    ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let set = WorkerSet::parse(&snapshot.id).ok_or_else(|| {
+            CloudError::Permanent(format!(
+                "{}: '{}' is not a snapshot this provider made for reading (ZONE/NAME)",
+                self.name, snapshot.id
+            ))
+        })?;
+        let ssh = self.worker_source(&set).await?;
+        let started = Instant::now();
+        let wait = self.client.poll.deadline.min(Duration::from_secs(300));
+        let mut attempt = 0;
+        loop {
+            match ssh.open_stream_reader().await {
+                Ok(reader) => return Ok(Box::new(reader)),
+                Err(e) if e.is_transient() && started.elapsed() < wait => {
+                    tracing::debug!(worker = %set.worker, "worker not reachable yet: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(self.client.poll.delay(attempt)).await;
+            attempt += 1;
+        }
     }
 }
 

@@ -6,15 +6,21 @@
 //! `images.insert` imports it (rawDisk.source, TAR container).
 
 use super::client::Client;
+use super::client::last_segment;
+use super::deploy::{disk_size_gb, label, split_instance};
 use super::pipe::{self, Uploader};
+use super::readback::ReadBack;
 use super::upload;
 use super::{GcpCloud, tar, verify};
 use crate::block::BlockDigest;
+use crate::cloud::local_disk::LocalDiskReader;
 use crate::cloud::{Capability, CloudError, DiskWriter, TargetDiskSpec, WriteOrder, WrittenDisk};
+use crate::cloud::{Check, DeploySpec, DeployedInstance, DiskReader, Target};
 use crate::inventory::DiskFormat;
 use crate::secret::Secret;
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use async_trait::async_trait;
+use serde_json::Value;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -74,45 +80,6 @@ struct State {
 }
 
 impl GcpCloud {
-    pub(super) async fn open_writer(
-        &self,
-        cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        let bucket = self.bucket()?.to_string();
-        let short = cap.plan_hash().short().to_string();
-        let disk = resource_name(&spec.name);
-        let prefix = format!("altishift/{short}/{disk}/");
-        let image = resource_name(&format!("{disk}-{short}"));
-        let restarted = match &spec.resume {
-            None => false,
-            Some(staging) if *staging == prefix => {
-                self.restart_upload(cap, &bucket, &prefix, &image).await?;
-                true
-            }
-            Some(staging) => {
-                return Err(CloudError::Permanent(format!(
-                    "{}: the journal names staging '{staging}', this disk stages under \
-                     '{prefix}' (a different plan?)",
-                    spec.name
-                )));
-            }
-        };
-        Ok(Box::new(GcpDiskWriter {
-            client: self.client.clone(),
-            sessions: self.sessions.clone(),
-            restarted,
-            bucket,
-            prefix,
-            image,
-            spec: spec.clone(),
-            level: self.gzip_level,
-            parallel: self.compress_threads,
-            chunk: self.upload_chunk,
-            state: tokio::sync::Mutex::new(State::default()),
-        }))
-    }
-
     /// The gzip stream and sparse map of an interrupted writer died with it
     /// and cannot be rebuilt from the journal: cancel its upload session
     /// (when this process still knows it; otherwise it expires unused after
@@ -353,6 +320,187 @@ fn image_body(image: &str, spec: &TargetDiskSpec, source_url: &str) -> serde_jso
         _ => {}
     }
     body
+}
+
+#[async_trait]
+impl Target for GcpCloud {
+    /// The disk is streamed as one sparse tar.gz: blocks in order, once. A
+    /// cutover (which writes blocks again) onto Google Cloud is refused at
+    /// preflight, before any staging exists.
+    fn write_order(
+        &self,
+        _format: crate::inventory::DiskFormat,
+    ) -> Option<crate::cloud::WriteOrder> {
+        Some(crate::cloud::WriteOrder::Sequential)
+    }
+
+    async fn open_disk_writer(
+        &self,
+        cap: &Capability,
+        spec: &TargetDiskSpec,
+    ) -> Result<Box<dyn DiskWriter>, CloudError> {
+        let bucket = self.bucket()?.to_string();
+        let short = cap.plan_hash().short().to_string();
+        let disk = resource_name(&spec.name);
+        let prefix = format!("altishift/{short}/{disk}/");
+        let image = resource_name(&format!("{disk}-{short}"));
+        let restarted = match &spec.resume {
+            None => false,
+            Some(staging) if *staging == prefix => {
+                self.restart_upload(cap, &bucket, &prefix, &image).await?;
+                true
+            }
+            Some(staging) => {
+                return Err(CloudError::Permanent(format!(
+                    "{}: the journal names staging '{staging}', this disk stages under \
+                     '{prefix}' (a different plan?)",
+                    spec.name
+                )));
+            }
+        };
+        Ok(Box::new(GcpDiskWriter {
+            client: self.client.clone(),
+            sessions: self.sessions.clone(),
+            restarted,
+            bucket,
+            prefix,
+            image,
+            spec: spec.clone(),
+            level: self.gzip_level,
+            parallel: self.compress_threads,
+            chunk: self.upload_chunk,
+            state: tokio::sync::Mutex::new(State::default()),
+        }))
+    }
+
+    async fn deploy(
+        &self,
+        _cap: &Capability,
+        spec: &DeploySpec,
+    ) -> Result<DeployedInstance, CloudError> {
+        let zone = self.deploy_zone(&spec.region)?;
+        let name = resource_name(&spec.name);
+        let disks: Vec<Value> = spec
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, disk)| {
+                json!({
+                    "boot": i == 0,
+                    "autoDelete": true,
+                    "deviceName": format!("disk{i}"),
+                    "initializeParams": {
+                        "sourceImage": format!("global/images/{}", disk.id),
+                        "diskSizeGb": disk_size_gb(disk.virtual_size.0).to_string(),
+                    },
+                })
+            })
+            .collect();
+        let labels: serde_json::Map<String, Value> = spec
+            .tags
+            .iter()
+            .map(|(k, v)| (label(k), Value::from(label(v))))
+            .filter(|(k, _)| !k.is_empty())
+            .collect();
+        let mut body = json!({
+            "name": name,
+            "machineType": format!("zones/{zone}/machineTypes/{}", spec.size),
+            "disks": disks,
+            "networkInterfaces": [self.interface(&spec.config).await?],
+            "labels": labels,
+        });
+        super::config::instance_parts(&spec.config, &mut body);
+        let op = self
+            .client
+            .post(&format!("zones/{zone}/instances"), &body)
+            .await?;
+        self.client.wait(op).await?;
+        self.wait_running(&zone, &name).await?;
+        Ok(DeployedInstance {
+            id: format!("{zone}/{name}"),
+            name: name.clone(),
+        })
+    }
+
+    async fn read_back(
+        &self,
+        disk: &WrittenDisk,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let image = self
+            .client
+            .get(&format!("global/images/{}", disk.id))
+            .await?;
+        let Some((bucket, object)) = image["rawDisk"]["source"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("https://storage.googleapis.com/"))
+            .and_then(|s| s.split_once('/'))
+            .map(|(b, o)| (b.to_string(), o.to_string()))
+        else {
+            return Ok(None);
+        };
+        let path = std::env::temp_dir().join(format!(
+            "altishift-gcp-readback-{}-{}.raw",
+            crate::fsutil::file_name(&disk.id).map_err(CloudError::Permanent)?,
+            std::process::id()
+        ));
+        match verify::unpack_to(&self.client, &bucket, &object, &path).await {
+            Ok(_) => {}
+            // Cleaned up already: honestly unverifiable.
+            Err(CloudError::NotFound(_)) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        }
+        let inner = LocalDiskReader::open(&path, DiskFormat::Raw)?;
+        Ok(Some(Box::new(ReadBack { inner, path })))
+    }
+
+    async fn probe(
+        &self,
+        deployed: &DeployedInstance,
+        spec: &DeploySpec,
+    ) -> Result<Vec<Check>, CloudError> {
+        let (zone, name) = split_instance(&deployed.id)?;
+        let instance = self
+            .client
+            .get(&format!("zones/{zone}/instances/{name}"))
+            .await?;
+        let status = instance["status"].as_str().unwrap_or("?").to_string();
+        let machine = last_segment(instance["machineType"].as_str().unwrap_or_default());
+        let disks = instance["disks"].as_array().map(Vec::len).unwrap_or(0);
+        let config = self.config_checks(&instance, &spec.config).await?;
+        let mut checks = vec![
+            Check {
+                name: "running".into(),
+                passed: status == "RUNNING",
+                detail: format!("status {status}"),
+            },
+            Check {
+                name: "size".into(),
+                passed: machine == spec.size,
+                detail: format!("machine type {machine} (planned {})", spec.size),
+            },
+            Check {
+                name: "disks".into(),
+                passed: disks == spec.disks.len(),
+                detail: format!("{disks} attached (planned {})", spec.disks.len()),
+            },
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        self.create_config(cap, object).await
+    }
 }
 
 #[cfg(test)]

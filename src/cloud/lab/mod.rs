@@ -9,17 +9,17 @@
 pub mod config;
 pub mod generate;
 pub mod manifest;
+mod source;
+mod target;
 pub mod writer;
 
-use super::local_disk::{self, LocalDiskReader};
-use super::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
+use super::local_disk::LocalDiskReader;
+use super::{Capability, Cloud, CloudError, CreatedResource, DiskRef, ResourceKind};
+use crate::cloud::{Source, Target};
 use crate::config::ProviderKind;
-use crate::inventory::{Disk, Instance, InstanceState, Inventory, Nic};
+use crate::inventory::{Disk, Instance, Inventory, Nic};
 use async_trait::async_trait;
-use manifest::{CloudManifest, DiskManifest, InstanceManifest, NicManifest};
+use manifest::{CloudManifest, DiskManifest, InstanceManifest};
 use std::path::{Path, PathBuf};
 
 pub struct LabCloud {
@@ -175,6 +175,14 @@ impl LabCloud {
 
 #[async_trait]
 impl Cloud for LabCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_target(&self) -> Option<&dyn Target> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -183,20 +191,8 @@ impl Cloud for LabCloud {
         ProviderKind::Lab
     }
 
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: true,
-        }
-    }
-
     fn jurisdiction(&self) -> Option<String> {
         self.jurisdiction.clone()
-    }
-
-    /// Blocks go into a sparse staging file, in any order and again.
-    fn write_order(&self, _format: crate::inventory::DiskFormat) -> Option<super::WriteOrder> {
-        Some(super::WriteOrder::Any)
     }
 
     async fn inventory(&self) -> Result<Inventory, CloudError> {
@@ -268,222 +264,6 @@ impl Cloud for LabCloud {
         }
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
-    }
-
-    async fn snapshot_disk(
-        &self,
-        _cap: &Capability,
-        disk: &DiskRef,
-        name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        let manifest = self.find_disk(disk)?;
-        let source = self.root.join(&manifest.file);
-        let file = crate::fsutil::file_name(name).map_err(|why| {
-            CloudError::Permanent(format!(
-                "snapshot name '{}': {why}",
-                crate::text::safe(name)
-            ))
-        })?;
-        let id = format!("{file}.{}", manifest.format.extension());
-        let target = self.resource_path("snapshots", &id)?;
-        if !target.exists() {
-            std::fs::create_dir_all(self.root.join("snapshots"))
-                .map_err(|e| CloudError::from_io("snapshots", e))?;
-            let (src, dst) = (source.clone(), target.clone());
-            tokio::task::spawn_blocking(move || local_disk::sparse_copy(&src, &dst))
-                .await
-                .map_err(|e| CloudError::Permanent(format!("snapshot task failed: {e}")))?
-                .map_err(|e| {
-                    CloudError::from_io(format!("snapshot of disk {}", source.display()), e)
-                })?;
-        }
-        Ok(SnapshotRef {
-            id,
-            virtual_size: manifest.virtual_size,
-            format: manifest.format,
-            created_by_run: true,
-        })
-    }
-
-    async fn open_disk_reader(
-        &self,
-        snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        let path = self.resource_path("snapshots", &snapshot.id)?;
-        Ok(Box::new(LocalDiskReader::open(&path, snapshot.format)?))
-    }
-
-    async fn open_disk_writer(
-        &self,
-        _cap: &Capability,
-        spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        Ok(Box::new(writer::open(&self.root, spec)?))
-    }
-
-    async fn create_config_object(
-        &self,
-        cap: &Capability,
-        object: &super::configure::ConfigObject,
-    ) -> Result<String, CloudError> {
-        use super::configure::ConfigObject;
-        match object {
-            ConfigObject::Firewall { name, rules, .. } => {
-                config::create_firewall(&self.root, &cap.tag(), name, rules)
-            }
-            ConfigObject::SshKey { name, public_key } => {
-                config::import_key(&self.root, &cap.tag(), name, public_key)
-            }
-        }
-    }
-
-    async fn deploy(
-        &self,
-        cap: &Capability,
-        spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        let path = self.instance_path(&spec.name)?;
-        let (tag_key, tag_value) = cap.tag();
-        if path.exists() {
-            let existing: InstanceManifest =
-                manifest::load(&path).map_err(CloudError::Permanent)?;
-            if existing.tags.get(&tag_key) == Some(&tag_value) {
-                // Deployed by this plan before an interruption: same instance.
-                return Ok(DeployedInstance {
-                    id: existing.id,
-                    name: existing.name,
-                });
-            }
-            return Err(CloudError::Permanent(format!(
-                "instance '{}' already exists in {} and was not created by this plan",
-                spec.name, self.name
-            )));
-        }
-        if !self.manifest.sizes.iter().any(|s| s.name == spec.size) {
-            return Err(CloudError::Permanent(format!(
-                "size '{}' is not offered by {}",
-                spec.size, self.name
-            )));
-        }
-        let mut tags = spec.tags.clone();
-        tags.insert(tag_key, tag_value);
-        let id = format!("i-{}-{}", cap.plan_hash().short(), spec.name);
-        let disks = spec
-            .disks
-            .iter()
-            .enumerate()
-            .map(|(n, d)| DiskManifest {
-                id: format!("disk{n}"),
-                device: format!("vd{}", (b'a' + n as u8) as char),
-                file: d.id.clone(),
-                format: d.format,
-                virtual_size: d.virtual_size,
-                boot: n == 0,
-            })
-            .collect();
-        let manifest = InstanceManifest {
-            id: id.clone(),
-            name: spec.name.clone(),
-            state: InstanceState::Running,
-            size: spec.size.clone(),
-            region: spec.region.clone(),
-            tags,
-            nics: vec![NicManifest {
-                name: "eth0".into(),
-                network: spec
-                    .config
-                    .network
-                    .clone()
-                    .unwrap_or_else(|| "lab-net".into()),
-                address: None,
-                public: spec.config.public_ip.unwrap_or(false),
-            }],
-            disks,
-            platform: spec.platform.clone(),
-            firewalls: spec.config.firewalls.clone(),
-            ssh_keys: spec.config.ssh_keys.clone(),
-            user_data: spec.config.user_data.clone(),
-        };
-        manifest::save(&path, &manifest).map_err(CloudError::Permanent)?;
-        Ok(DeployedInstance {
-            id,
-            name: spec.name.clone(),
-        })
-    }
-
-    async fn read_back(
-        &self,
-        disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        Ok(Some(Box::new(LocalDiskReader::open(
-            &self.disk_path(&disk.id)?,
-            disk.format,
-        )?)))
-    }
-
-    async fn probe(
-        &self,
-        instance: &DeployedInstance,
-        spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        let path = self.instance_path(&instance.name)?;
-        let mut checks = Vec::new();
-        let manifest: InstanceManifest = match manifest::load(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                checks.push(Check {
-                    name: "instance record".into(),
-                    passed: false,
-                    detail: e,
-                });
-                return Ok(checks);
-            }
-        };
-        checks.push(Check {
-            name: "instance record".into(),
-            passed: manifest.id == instance.id,
-            detail: manifest.id.clone(),
-        });
-        checks.push(Check {
-            name: "running".into(),
-            passed: manifest.state == InstanceState::Running,
-            detail: manifest.state.to_string(),
-        });
-        checks.push(Check {
-            name: "size".into(),
-            passed: manifest.size == spec.size,
-            detail: format!("{} (planned {})", manifest.size, spec.size),
-        });
-        for disk in &spec.disks {
-            let file = self.disk_path(&disk.id)?;
-            let result = local_disk::qemu_img_check(&file, disk.format)
-                .and_then(|_| local_disk::inspect(&file, disk.format).map(|i| i.virtual_size));
-            let (passed, detail) = match result {
-                Ok(size) if size == disk.virtual_size.0 => {
-                    (true, format!("{} {}: consistent", disk.format, disk.id))
-                }
-                Ok(size) => (
-                    false,
-                    format!(
-                        "{}: virtual size {size}, expected {}",
-                        disk.id, disk.virtual_size.0
-                    ),
-                ),
-                Err(e) => (false, e.to_string()),
-            };
-            checks.push(Check {
-                name: format!("image check {}", disk.id),
-                passed,
-                detail,
-            });
-        }
-        if !spec.config.is_empty() {
-            checks.extend(super::configure::checks(
-                &spec.config,
-                &config::found(&manifest),
-            ));
-        }
-        Ok(checks)
     }
 
     async fn delete(
@@ -560,12 +340,15 @@ mod tests {
             jurisdiction: None,
             inventory: &inventory,
         };
-        // Any catalogue will do for the target; its provider decides the rules.
+        // Any catalogue will do for the target; the rules its provider
+        // declares decide.
+        let mut catalogue = inventory.clone();
+        catalogue.rules = crate::cloud::digitalocean::rules();
         let target = Side {
             cloud: "do",
             provider: "digitalocean".into(),
             jurisdiction: Some("US".into()),
-            inventory: &inventory,
+            inventory: &catalogue,
         };
         let throughput = Throughput {
             bytes_per_second: 100_000_000,

@@ -4,10 +4,16 @@
 //! each takes the approved plan's capability.
 
 use super::SshCloud;
+use super::reader::StreamMode;
 use super::session::quote;
+use crate::block::BlockDigest;
 use crate::cloud::{Capability, CloudError};
+use crate::cloud::{CutoverSource, DiskReader, SnapshotRef};
+use crate::units::BlockIndex;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
 
-/// What [`SshCloud::quiesce`] did, so [`SshCloud::thaw`] can undo it.
+/// What [`SshCloud::quiesce_guest`] did, so [`SshCloud::thaw_guest`] can undo it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Quiesced {
     /// The operator's command ran; their thaw command (if any) undoes it.
@@ -18,7 +24,7 @@ pub enum Quiesced {
 
 impl SshCloud {
     /// Quiesces the source before the final delta pass.
-    pub async fn quiesce(
+    pub async fn quiesce_guest(
         &self,
         _cap: &Capability,
         command: Option<&str>,
@@ -54,7 +60,7 @@ impl SshCloud {
                 .await;
             if let Err(e) = done {
                 // Leave nothing frozen behind a failure.
-                return Err(match self.thaw(&Quiesced::Frozen(frozen)).await {
+                return Err(match self.thaw_guest(&Quiesced::Frozen(frozen)).await {
                     Ok(()) => e,
                     Err(thaw) => CloudError::Permanent(format!("{e}; and thawing: {thaw}")),
                 });
@@ -64,8 +70,8 @@ impl SshCloud {
         Ok(Quiesced::Frozen(frozen))
     }
 
-    /// Undoes [`SshCloud::quiesce`] (when the source keeps running).
-    pub async fn thaw(&self, quiesced: &Quiesced) -> Result<(), CloudError> {
+    /// Undoes [`SshCloud::quiesce_guest`] (when the source keeps running).
+    pub async fn thaw_guest(&self, quiesced: &Quiesced) -> Result<(), CloudError> {
         let session = self.session();
         match quiesced {
             Quiesced::Command {
@@ -101,7 +107,7 @@ impl SshCloud {
     pub async fn thaw_unknown(&self, command: Option<&str>) -> Result<(), CloudError> {
         if let Some(command) = command {
             return self
-                .thaw(&Quiesced::Command {
+                .thaw_guest(&Quiesced::Command {
                     thaw: Some(command.to_string()),
                 })
                 .await;
@@ -118,7 +124,7 @@ impl SshCloud {
     /// is detached and starts a second later, so the connection closes
     /// cleanly instead of being cut; the profile's `power_off_command` runs
     /// to its end and must succeed.
-    pub async fn power_off(&self, _cap: &Capability) -> Result<(), CloudError> {
+    pub async fn power_off_host(&self, _cap: &Capability) -> Result<(), CloudError> {
         self.remove_agent_before_power_off().await?;
         let session = self.session();
         if let Some(command) = &self.power_off_command {
@@ -166,5 +172,77 @@ impl SshCloud {
             .filter(|m| m.starts_with('/'))
             .map(str::to_string)
             .collect())
+    }
+}
+
+#[async_trait]
+impl CutoverSource for SshCloud {
+    /// Whether delta passes can run on this host, asked without changing it:
+    /// they need the agent (the digests are computed there).
+    async fn cutover_support(&self, _instance: &str) -> Result<(), CloudError> {
+        let host = self.settings.target.label();
+        if self.settings.agent == super::AgentPolicy::Never {
+            return Err(CloudError::Unsupported(format!(
+                "{host}: the profile streams with dd only, and delta passes need the agent \
+                 (per-block digests are computed on the host)"
+            )));
+        }
+        if let Some((_, mode)) = &*self.mode.lock().await {
+            return match mode {
+                StreamMode::Agent { .. } => Ok(()),
+                StreamMode::Dd => Err(CloudError::Unsupported(format!(
+                    "{host}: the agent could not run there, and delta passes need it"
+                ))),
+            };
+        }
+        let uname = self.session.run("uname -sm", None).await?;
+        let uname = String::from_utf8_lossy(&uname.stdout).trim().to_lowercase();
+        let local = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+        if uname != local {
+            return Err(CloudError::Unsupported(format!(
+                "{host} runs '{uname}' and the agent is built for '{local}': without it \
+                 there are no delta passes"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn open_delta_reader(
+        &self,
+        _snapshot: &SnapshotRef,
+        previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        let (reader, _) = self.open_delta_stream(previous).await?;
+        Ok(Some(Box::new(reader)))
+    }
+
+    async fn quiesce(
+        &self,
+        cap: &Capability,
+        _instance: &str,
+        command: Option<&str>,
+        thaw: Option<&str>,
+    ) -> Result<(), CloudError> {
+        self.note_plan(cap);
+        let done = self.quiesce_guest(cap, command, thaw).await?;
+        *self.quiesced.lock().await = Some(done);
+        Ok(())
+    }
+
+    async fn thaw(
+        &self,
+        _cap: &Capability,
+        _instance: &str,
+        command: Option<&str>,
+    ) -> Result<(), CloudError> {
+        let quiesced = self.quiesced.lock().await.take();
+        match quiesced {
+            Some(quiesced) => self.thaw_guest(&quiesced).await,
+            None => self.thaw_unknown(command).await,
+        }
+    }
+
+    async fn power_off(&self, cap: &Capability, _instance: &str) -> Result<(), CloudError> {
+        self.power_off_host(cap).await
     }
 }

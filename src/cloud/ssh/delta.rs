@@ -11,39 +11,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 impl SshCloud {
-    /// Whether delta passes can run on this host, asked without changing it:
-    /// they need the agent (the digests are computed there).
-    pub async fn delta_support(&self) -> Result<(), CloudError> {
-        let host = self.settings.target.label();
-        if self.settings.agent == super::AgentPolicy::Never {
-            return Err(CloudError::Unsupported(format!(
-                "{host}: the profile streams with dd only, and delta passes need the agent \
-                 (per-block digests are computed on the host)"
-            )));
-        }
-        if let Some((_, mode)) = &*self.mode.lock().await {
-            return match mode {
-                StreamMode::Agent { .. } => Ok(()),
-                StreamMode::Dd => Err(CloudError::Unsupported(format!(
-                    "{host}: the agent could not run there, and delta passes need it"
-                ))),
-            };
-        }
-        let uname = self.session.run("uname -sm", None).await?;
-        let uname = String::from_utf8_lossy(&uname.stdout).trim().to_lowercase();
-        let local = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
-        if uname != local {
-            return Err(CloudError::Unsupported(format!(
-                "{host} runs '{uname}' and the agent is built for '{local}': without it \
-                 there are no delta passes"
-            )));
-        }
-        Ok(())
-    }
-
     /// A delta pass: the blocks whose digest differs from `previous` (block
     /// index → digest of what the target holds, from the last pass's journal).
-    pub async fn open_delta_reader(
+    pub async fn open_delta_stream(
         &self,
         previous: &BTreeMap<BlockIndex, BlockDigest>,
     ) -> Result<(SshDiskReader, DeltaSummary), CloudError> {

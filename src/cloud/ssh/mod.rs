@@ -16,22 +16,20 @@ pub mod delta;
 pub mod install;
 pub mod reader;
 pub mod session;
+mod source;
 pub mod wire;
 
-use super::{
-    Capability, Check, Cloud, CloudError, CreatedResource, DeploySpec, DeployedInstance,
-    DiskReader, DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WrittenDisk,
-};
-use crate::block::BlockDigest;
+use super::{Capability, Cloud, CloudError, CreatedResource};
+use crate::cloud::{CutoverSource, Source};
 use crate::config::ProviderKind;
+use crate::inventory::declared::{ProviderRules, SourceRules};
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
-use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
+use crate::units::{BLOCK_SIZE, Bytes};
 use async_trait::async_trait;
 pub use cutover::Quiesced;
 pub use delta::{DeltaSummary, to_ranges};
 pub use reader::{SshDiskReader, StreamMode, WireStats};
 pub use session::{Session, SshTarget, quote};
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -328,19 +326,20 @@ impl SshCloud {
 
 #[async_trait]
 impl Cloud for SshCloud {
+    fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
 
     fn provider(&self) -> ProviderKind {
         ProviderKind::Ssh
-    }
-
-    fn roles(&self) -> Roles {
-        Roles {
-            source: true,
-            target: false,
-        }
     }
 
     fn jurisdiction(&self) -> Option<String> {
@@ -394,78 +393,15 @@ impl Cloud for SshCloud {
                     .clone()
                     .unwrap_or_else(|| "unknown".into()),
             }],
+            rules: ProviderRules {
+                source: SourceRules {
+                    snapshot: Some(super::digitalocean::LIVE_READ.into()),
+                    agent_host: Some("the source host".into()),
+                },
+                ..Default::default()
+            },
             ..Default::default()
         })
-    }
-
-    /// A live device has no snapshot here: the pass reads it as it is (a
-    /// delta pass after quiescing makes the copy consistent).
-    /// The approved plan's first change on the host happens here: the agent
-    /// is copied (the plan lists it as "install agent"), in a folder named
-    /// after the plan.
-    async fn snapshot_disk(
-        &self,
-        cap: &Capability,
-        disk: &DiskRef,
-        _name: &str,
-    ) -> Result<SnapshotRef, CloudError> {
-        if disk.disk_id != "disk-0" {
-            return Err(CloudError::NotFound(format!(
-                "disk {} of {}",
-                disk.disk_id, disk.instance_id
-            )));
-        }
-        self.note_plan(cap);
-        let facts = self.facts().await?;
-        self.stream_mode().await?;
-        Ok(SnapshotRef {
-            id: self.settings.device.clone(),
-            virtual_size: Bytes(facts.size),
-            format: DiskFormat::Raw,
-            created_by_run: false,
-        })
-    }
-
-    async fn open_disk_reader(
-        &self,
-        _snapshot: &SnapshotRef,
-    ) -> Result<Box<dyn DiskReader>, CloudError> {
-        Ok(Box::new(self.open_stream_reader().await?))
-    }
-
-    async fn open_disk_writer(
-        &self,
-        _cap: &Capability,
-        _spec: &TargetDiskSpec,
-    ) -> Result<Box<dyn DiskWriter>, CloudError> {
-        Err(CloudError::Unsupported(
-            "an ssh host is a source only".into(),
-        ))
-    }
-
-    async fn deploy(
-        &self,
-        _cap: &Capability,
-        _spec: &DeploySpec,
-    ) -> Result<DeployedInstance, CloudError> {
-        Err(CloudError::Unsupported(
-            "an ssh host is a source only".into(),
-        ))
-    }
-
-    async fn read_back(
-        &self,
-        _disk: &WrittenDisk,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        Ok(None)
-    }
-
-    async fn probe(
-        &self,
-        _instance: &DeployedInstance,
-        _spec: &DeploySpec,
-    ) -> Result<Vec<Check>, CloudError> {
-        Ok(vec![])
     }
 
     /// Agent folders of this plan that a killed run left on the host.
@@ -487,48 +423,5 @@ impl Cloud for SshCloud {
 
     async fn revoke(&self) -> Result<Vec<String>, CloudError> {
         self.remove_agent().await
-    }
-
-    async fn cutover_support(&self, _instance: &str) -> Result<(), CloudError> {
-        self.delta_support().await
-    }
-
-    async fn open_delta_reader(
-        &self,
-        _snapshot: &SnapshotRef,
-        previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        let (reader, _) = SshCloud::open_delta_reader(self, previous).await?;
-        Ok(Some(Box::new(reader)))
-    }
-
-    async fn quiesce(
-        &self,
-        cap: &Capability,
-        _instance: &str,
-        command: Option<&str>,
-        thaw: Option<&str>,
-    ) -> Result<(), CloudError> {
-        self.note_plan(cap);
-        let done = SshCloud::quiesce(self, cap, command, thaw).await?;
-        *self.quiesced.lock().await = Some(done);
-        Ok(())
-    }
-
-    async fn thaw(
-        &self,
-        _cap: &Capability,
-        _instance: &str,
-        command: Option<&str>,
-    ) -> Result<(), CloudError> {
-        let quiesced = self.quiesced.lock().await.take();
-        match quiesced {
-            Some(quiesced) => SshCloud::thaw(self, &quiesced).await,
-            None => self.thaw_unknown(command).await,
-        }
-    }
-
-    async fn power_off(&self, cap: &Capability, _instance: &str) -> Result<(), CloudError> {
-        SshCloud::power_off(self, cap).await
     }
 }

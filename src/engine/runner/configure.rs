@@ -57,12 +57,15 @@ impl Run {
                 ),
             };
             let target = &*self.target;
+            let role = target
+                .target_role()
+                .map_err(|e| EngineError::Preflight(e.to_string()))?;
             let created = self
                 .audited_create(
                     target,
                     action,
                     &resource,
-                    target.create_config_object(&self.cap, &request),
+                    role.create_config_object(&self.cap, &request),
                     |id: &String| {
                         self.journal.append_durable(&Record::Created {
                             disk: Some(key.clone()),

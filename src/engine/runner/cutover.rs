@@ -229,7 +229,7 @@ impl Run {
                 source,
                 "quiesce_source",
                 instance,
-                source.quiesce(
+                source.cutover_role()?.quiesce(
                     &self.cap,
                     &item.instance_id,
                     cutover.quiesce.as_deref(),
@@ -255,7 +255,9 @@ impl Run {
                         source,
                         "power_off_source",
                         instance,
-                        source.power_off(&self.cap, &item.instance_id),
+                        source
+                            .cutover_role()?
+                            .power_off(&self.cap, &item.instance_id),
                     )
                     .await;
                 if let Err(e) = stopped {
@@ -270,7 +272,11 @@ impl Run {
                     source,
                     "thaw_source",
                     instance,
-                    source.thaw(&self.cap, &item.instance_id, cutover.thaw.as_deref()),
+                    source.cutover_role()?.thaw(
+                        &self.cap,
+                        &item.instance_id,
+                        cutover.thaw.as_deref(),
+                    ),
                 )
                 .await?;
                 self.journal.append_durable(&Record::Thawed {
@@ -322,12 +328,16 @@ impl Run {
     /// Best effort: the source resumes work after a failed cutover step.
     async fn thaw_source(&self, item: &PlanItem, cutover: &Cutover) {
         let source = &*self.source;
+        // Only a cutover source was quiesced (preflight checked the role).
+        let Some(cutover_source) = source.as_cutover() else {
+            return;
+        };
         let thawed = self
             .audited(
                 source,
                 "thaw_source",
                 &item.instance_name,
-                source.thaw(&self.cap, &item.instance_id, cutover.thaw.as_deref()),
+                cutover_source.thaw(&self.cap, &item.instance_id, cutover.thaw.as_deref()),
             )
             .await;
         match thawed {
@@ -372,11 +382,14 @@ impl Run {
                 // Opening the reader settled how the source streams (an SSH
                 // agent, or dd where the agent could not run): without delta
                 // passes the full copy would be wasted, so stop before it.
-                self.source.cutover_support(&disk.instance_id).await?;
+                self.source
+                    .cutover_role()?
+                    .cutover_support(&disk.instance_id)
+                    .await?;
                 reader
             }
             PassKind::Delta | PassKind::Final => {
-                let source = &*self.source;
+                let source = self.source.cutover_role()?;
                 let held = &disk.held;
                 let snapshot = &disk.snapshot;
                 self.options

@@ -155,7 +155,7 @@ impl Run {
             source,
             "snapshot_disk",
             key,
-            source.snapshot_disk(&self.cap, &at, &name),
+            source.source_role()?.snapshot_disk(&self.cap, &at, &name),
             |snapshot| {
                 if snapshot.created_by_run {
                     self.journal_created(
@@ -183,7 +183,7 @@ impl Run {
         key: &str,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, TransferError> {
-        let source = &*self.source;
+        let source = self.source.source_role()?;
         let reader = self
             .options
             .retry
@@ -226,7 +226,7 @@ impl Run {
                 target,
                 "open_disk_writer",
                 &spec.name,
-                target.open_disk_writer(&self.cap, &spec),
+                target.target_role()?.open_disk_writer(&self.cap, &spec),
                 |writer| {
                     if fresh {
                         self.journal_created(

@@ -401,7 +401,7 @@ impl Run {
                     target,
                     "deploy_instance",
                     &item.target_name,
-                    target.deploy(&self.cap, &spec),
+                    target.target_role()?.deploy(&self.cap, &spec),
                     |deployed| {
                         self.journal_created(
                             None,
@@ -459,7 +459,7 @@ impl Run {
         }
         report
             .checks
-            .extend(self.target.probe(&deployed, &spec).await?);
+            .extend(self.target.target_role()?.probe(&deployed, &spec).await?);
         Ok(())
     }
 }

@@ -105,7 +105,11 @@ impl Run {
         }
         for item in &plan.items {
             for disk in &item.disks {
-                if self.target.write_order(disk.target_format) == Some(WriteOrder::Sequential) {
+                let order = self
+                    .target
+                    .as_target()
+                    .and_then(|t| t.write_order(disk.target_format));
+                if order == Some(WriteOrder::Sequential) {
                     return Err(EngineError::Preflight(format!(
                         "cutover refused: {} writes {} disks only in order, and delta passes \
                          rewrite blocks anywhere on the disk; nothing was changed (plan \
@@ -118,7 +122,11 @@ impl Run {
             if self.resume.powered_off.contains(&item.instance_name) {
                 continue;
             }
-            if let Err(e) = self.source.cutover_support(&item.instance_id).await {
+            let support = match self.source.cutover_role() {
+                Ok(source) => source.cutover_support(&item.instance_id).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = support {
                 return Err(EngineError::Preflight(format!(
                     "cutover refused for '{}': {e}; nothing was changed",
                     item.instance_name

@@ -9,7 +9,7 @@ use altishift::cloud::cloudstack::client::{PollPolicy, form_encode};
 use altishift::cloud::cloudstack::signing::{self, Dialect};
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::{
-    Capability, Cloud, CloudError, CreatedResource, DeploySpec, DiskReader, ResourceKind,
+    Capability, Cloud, CloudError, CreatedResource, DeploySpec, DiskReader, ResourceKind, Target,
     TargetDiskSpec, WrittenDisk,
 };
 use altishift::engine::{self, EngineOptions, RunReport};
@@ -65,11 +65,13 @@ pub fn capability() -> Capability {
             cloud: "a".into(),
             provider: "cloudstack".into(),
             jurisdiction: "DE".into(),
+            rules: Default::default(),
         },
         target: CloudSide {
             cloud: "b".into(),
             provider: "cloudstack".into(),
             jurisdiction: "DE".into(),
+            rules: Default::default(),
         },
         keep_access: false,
         test_migration: false,

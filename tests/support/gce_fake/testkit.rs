@@ -11,7 +11,7 @@ use altishift::cloud::gcp::auth::ServiceAccount;
 use altishift::cloud::gcp::client::PollPolicy;
 use altishift::cloud::gcp::{Endpoints, GcpCloud};
 use altishift::cloud::lab::LabCloud;
-use altishift::cloud::{Capability, Cloud, CloudError, TargetDiskSpec, WrittenDisk};
+use altishift::cloud::{Capability, Cloud, CloudError, Target, TargetDiskSpec, WrittenDisk};
 use altishift::inventory::DiskFormat;
 use altishift::inventory::Inventory;
 use altishift::plan::Plan;
@@ -256,11 +256,13 @@ pub fn capability() -> Capability {
             cloud: "lab-east".into(),
             provider: "lab".into(),
             jurisdiction: "DE".into(),
+            rules: Default::default(),
         },
         target: altishift::plan::CloudSide {
             cloud: "gcp-test".into(),
             provider: "gcp".into(),
             jurisdiction: "BE".into(),
+            rules: Default::default(),
         },
         keep_access: false,
         test_migration: false,
