@@ -334,3 +334,111 @@ async fn bench_transfer_throughput_against_curl() {
         get("altishift upload (multipart POST)") / get("curl upload (multipart POST)")
     );
 }
+
+/// The lab's firewall, key, tags and user-data reach a CloudStack VM: a
+/// security group (tagged with the plan) with every rule, a registered key
+/// pair, base64 userdata, and the VM's tags, read back from the API's store.
+#[tokio::test]
+async fn lab_to_cloudstack_carries_the_security_group_key_pair_tags_and_userdata() {
+    use altishift::cloud::lab::config::{OPS_KEY, user_data};
+    use base64::Engine as _;
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("cs-staging");
+    let cloud = connect(&fake, &staging);
+    let lab = Lab::new(dir.path());
+    let target_inventory = cloud.inventory().await.unwrap();
+    let plan = plan_between(
+        ("lab-east", "lab", &lab.east_inventory().await),
+        ("cs-test", "cloudstack", &target_inventory),
+        &["web-1"],
+    );
+    let short = plan.hash().short().to_string();
+    let c = plan.items[0].configuration.clone();
+    assert_eq!(c.firewalls[0].name, "web");
+    assert!(c.firewalls[0].rules.iter().all(|r| r.target.is_some()));
+    assert_eq!(c.ssh_keys[0].name, "ops");
+    assert_eq!(c.user_data.as_deref(), Some(user_data("web-1").as_str()));
+    assert_eq!(fake.mutating_received(), Vec::<String>::new());
+    let report = run(
+        approve(plan),
+        lab.east(),
+        std::sync::Arc::new(cloud),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    let checks = &report.instances[0].checks;
+    for name in ["firewalls", "ssh keys", "user-data", "tags"] {
+        let check = checks.iter().find(|c| c.name == name);
+        assert!(check.is_some_and(|c| c.passed), "{name}: {checks:#?}");
+    }
+    let mutating = fake.mutating_received();
+    let group_at = mutating.iter().position(|c| c == "createSecurityGroup");
+    let vm_at = mutating.iter().position(|c| c == "deployVirtualMachine");
+    assert!(group_at.is_some() && group_at < vm_at, "{mutating:?}");
+
+    let s = fake.state();
+    let group = s
+        .sec_groups
+        .iter()
+        .find(|g| g["name"] == "web")
+        .expect("the security group");
+    assert!(
+        group["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "altishift:plan" && t["value"] == short.as_str()),
+        "{group}"
+    );
+    let ingress: Vec<(String, u64, String)> = group["ingressrule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["protocol"].as_str().unwrap().to_string(),
+                r["startport"].as_u64().unwrap(),
+                r["cidr"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let any = || "0.0.0.0/0".to_string();
+    assert_eq!(
+        ingress,
+        vec![
+            ("tcp".into(), 22, any()),
+            ("tcp".into(), 80, any()),
+            ("tcp".into(), 443, any())
+        ]
+    );
+    assert_eq!(group["egressrule"][0]["protocol"], "all");
+    assert_eq!(group["egressrule"][0]["cidr"], "0.0.0.0/0");
+    let pair = s
+        .keypairs
+        .iter()
+        .find(|k| k["name"] == "ops")
+        .expect("key pair");
+    assert_eq!(pair["publickey"], OPS_KEY);
+    let vm = s
+        .vms
+        .iter()
+        .find(|v| v.name == "web-1")
+        .expect("VM deployed");
+    let given = &s.vm_config[&vm.id];
+    assert_eq!(
+        given.groups,
+        vec![group["id"].as_str().unwrap().to_string()]
+    );
+    assert_eq!(given.keypairs, vec!["ops".to_string()]);
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(given.userdata.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(data).unwrap(), user_data("web-1"));
+    assert!(
+        given.tags.contains(&("env".to_string(), "lab".to_string())),
+        "{:?}",
+        given.tags
+    );
+}

@@ -395,9 +395,15 @@ async fn lab_to_digitalocean_is_byte_identical_with_the_mapped_size() {
             .clone()
     };
     let posted: Vec<String> = fake.mutating();
+    // The key and the cloud firewall of the plan come before the image.
     assert_eq!(
         posted,
-        vec!["POST /v2/images", "POST /v2/droplets"],
+        vec![
+            "POST /v2/account/keys",
+            "POST /v2/firewalls",
+            "POST /v2/images",
+            "POST /v2/droplets"
+        ],
         "{posted:?}"
     );
     // The importer got a plain URL ending in the file name and fetched it
@@ -580,4 +586,108 @@ async fn a_droplet_reads_over_ssh_into_the_lab_byte_identical() {
         fake.mutating(),
         vec![format!("POST /v2/droplets/{droplet}/actions")]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_to_digitalocean_carries_the_firewall_tags_key_and_user_data() {
+    use altishift::cloud::lab::config::{OPS_KEY, user_data};
+    let fake = FakeDo::start().await;
+    let moto = Moto::start();
+    moto.s3()
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(dir.path());
+    let target = Arc::new(cloud(&fake, Some(&moto), &dir.path().join("do-staging")));
+    let source_inventory = lab.east().inventory().await.unwrap();
+    let target_inventory = target.inventory().await.unwrap();
+    let approved = plan(&source_inventory, &target_inventory, "web-1");
+    // What the plan showed before approval: the firewall with every rule
+    // (`out all` made of tcp, udp and icmp, said as lossy), the key under a
+    // new name (the account has an `ops` of its own), tags, user-data.
+    let c = approved.plan().items[0].configuration.clone();
+    let short = approved.plan().hash().short().to_string();
+    assert!(fake.mutating().is_empty(), "{:?}", fake.mutating());
+    // The account has a firewall `web` of its own: ours is named apart.
+    assert_eq!(c.firewalls[0].name, "web-lab-east");
+    assert!(c.firewalls[0].rules.iter().all(|r| r.target.is_some()));
+    assert!(
+        c.lossy
+            .iter()
+            .any(|l| l.contains("out all") && l.contains("tcp, udp, icmp")),
+        "{:?}",
+        c.lossy
+    );
+    assert_eq!(c.ssh_keys[0].name, "ops-lab-east");
+    assert_eq!(c.target_tags().get("env:lab").map(String::as_str), Some(""));
+
+    let report = run(
+        approved,
+        lab.east(),
+        target.clone(),
+        &dir.path().join("state"),
+    )
+    .await;
+    assert!(report.ok, "{report:#?}");
+    let checks = &report.instances[0].checks;
+    for name in ["firewalls", "tags"] {
+        let check = checks.iter().find(|c| c.name == name);
+        assert!(check.is_some_and(|c| c.passed), "{name}: {checks:#?}");
+    }
+
+    let s = fake.state.lock().unwrap();
+    let tag = format!("altishift-{short}-web-lab-east");
+    let fw = s
+        .firewalls
+        .iter()
+        .find(|f| f["tags"] == serde_json::json!([tag]))
+        .expect("the plan's cloud firewall");
+    assert_eq!(fw["name"], "web-lab-east");
+    let ports: Vec<&str> = fw["inbound_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["sources"]["addresses"], serde_json::json!(["0.0.0.0/0"]));
+            r["ports"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ports, vec!["22", "80", "443"]);
+    let out: Vec<(&str, Option<&str>)> = fw["outbound_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["protocol"].as_str().unwrap(), r["ports"].as_str()))
+        .collect();
+    assert_eq!(
+        out,
+        vec![("tcp", Some("0")), ("udp", Some("0")), ("icmp", None)]
+    );
+    let key = s
+        .keys
+        .iter()
+        .find(|k| k["name"] == "ops-lab-east")
+        .expect("the key was imported");
+    assert_eq!(key["public_key"], OPS_KEY);
+    let droplet = s
+        .droplets
+        .iter()
+        .find(|d| d["name"] == "web-1")
+        .expect("the droplet");
+    let id = droplet["id"].as_u64().unwrap();
+    let tags: Vec<&str> = droplet["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        tags.contains(&tag.as_str()) && tags.contains(&"env:lab"),
+        "{tags:?}"
+    );
+    assert_eq!(s.droplet_keys[&id], vec![key["id"].clone()]);
+    assert_eq!(s.user_data.get(&id), Some(&user_data("web-1")));
 }

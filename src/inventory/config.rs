@@ -255,7 +255,16 @@ pub struct FirewallRules {
     pub icmp_types: bool,
     /// Protocols besides tcp/udp/icmp: `all`, numbers.
     pub any_protocol: bool,
+    /// Without `any_protocol`: the protocols an `all` rule is made of
+    /// instead (DigitalOcean: tcp, udp and icmp); other IP protocols are
+    /// then not carried, and the plan says so. Empty: `all` is not carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_as: Vec<String>,
     pub peers: Vec<PeerKind>,
+    /// Who an outbound rule can name, when fewer than `peers` (Compute
+    /// Engine's egress rules take destination ranges only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_peers: Option<Vec<PeerKind>>,
     /// Rules per set and direction, when limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rules: Option<usize>,

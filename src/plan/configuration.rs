@@ -273,6 +273,17 @@ pub fn translate(
                     }
                     Err(e) => Err(e),
                 };
+                if let Ok(r) = &translated
+                    && r.protocol == "all"
+                    && !rules.firewall.any_protocol
+                {
+                    out.lossy.push(format!(
+                        "rule '{rule}' of '{}': a {} has no 'all'; it becomes {} (other IP protocols are not carried)",
+                        set.name,
+                        rules.firewall.word,
+                        rules.firewall.all_as.join(", ")
+                    ));
+                }
                 match translated {
                     Ok(r) if rules.creates => plan.rules.push(RulePlan {
                         source: rule.to_string(),
@@ -465,6 +476,17 @@ fn translate_rule(
     if !rules.peers.contains(&kind) {
         return Err(format!("a {} cannot name {kind}", rules.word));
     }
+    if rule.direction == Direction::Out
+        && rules
+            .egress_peers
+            .as_ref()
+            .is_some_and(|p| !p.contains(&kind))
+    {
+        return Err(format!(
+            "a {}'s outbound rules cannot name {kind}",
+            rules.word
+        ));
+    }
     let peer = match &rule.peer {
         Peer::Group(g) => match groups.get(g) {
             Some(name) => Peer::Group(name.clone()),
@@ -477,7 +499,8 @@ fn translate_rule(
         other => other.clone(),
     };
     let protocol = rule.protocol.to_ascii_lowercase();
-    let plain = matches!(protocol.as_str(), "tcp" | "udp" | "icmp");
+    let plain = matches!(protocol.as_str(), "tcp" | "udp" | "icmp")
+        || (protocol == "all" && !rules.all_as.is_empty());
     if !plain && !rules.any_protocol {
         return Err(format!("a {} takes only tcp, udp and icmp", rules.word));
     }
@@ -500,7 +523,8 @@ fn translate_rule(
     })
 }
 
-/// Every lossy line of a plan, `instance: reason`.
+/// Every lossy line of a plan, `instance: reason`, including those its
+/// shape shows when the list lost them ([`super::lossy::unlisted`]).
 pub fn lossy_lines(plan: &super::Plan) -> Vec<String> {
     plan.items
         .iter()
@@ -508,6 +532,8 @@ pub fn lossy_lines(plan: &super::Plan) -> Vec<String> {
             i.configuration
                 .lossy
                 .iter()
+                .cloned()
+                .chain(super::lossy::unlisted(i))
                 .map(move |l| format!("{}: {l}", i.instance_name))
         })
         .collect()

@@ -6,6 +6,7 @@ pub mod build;
 pub mod config_text;
 pub mod configuration;
 pub mod limits;
+pub mod lossy;
 pub mod names;
 pub mod render;
 pub mod signature;

@@ -44,6 +44,8 @@ pub fn config_rules() -> ConfigRules {
             icmp_types: true,
             any_protocol: true,
             peers: vec![PeerKind::Cidr, PeerKind::Group, PeerKind::PrefixList],
+            all_as: Vec::new(),
+            egress_peers: None,
             // The default quota of inbound (and outbound) rules per group.
             max_rules: Some(60),
         },

@@ -32,6 +32,12 @@ pub const MUTATING: &[&str] = &[
     "startVirtualMachine",
     "stopVirtualMachine",
     "createTags",
+    "createSecurityGroup",
+    "deleteSecurityGroup",
+    "authorizeSecurityGroupIngress",
+    "authorizeSecurityGroupEgress",
+    "registerSSHKeyPair",
+    "deleteSSHKeyPair",
     "getUploadParamsForVolume",
     "getUploadParamsForTemplate",
 ];

@@ -249,11 +249,11 @@ pub async fn read(
 
 /// What a CloudStack target takes (security groups with ingress and
 /// egress rules by CIDR or another group, ICMP type and code; key pairs;
-/// userdata; no per-instance choice of a public address in a basic zone).
-/// altishift does not create any of it on CloudStack yet (`creates: false`).
+/// base64 userdata up to 32 KiB by POST; no per-instance choice of a public
+/// address in a basic zone).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "tags".into(),
             max_count: usize::MAX,
@@ -274,6 +274,8 @@ pub fn config_rules() -> ConfigRules {
             icmp_types: true,
             any_protocol: true,
             peers: vec![PeerKind::Cidr, PeerKind::Group],
+            all_as: Vec::new(),
+            egress_peers: None,
             max_rules: None,
         },
         network_kind: "network".into(),

@@ -3,6 +3,7 @@
 //! disks in through qemu-img → upload parameters → signed POST, then deploy.
 
 pub mod client;
+pub mod config;
 mod deploy;
 pub mod download;
 pub mod inventory;
@@ -279,9 +280,9 @@ impl Cloud for CloudStackCloud {
         let _ = cap;
         match resource.kind {
             ResourceKind::AccessKey => Ok(()),
-            ResourceKind::Firewall | ResourceKind::SshKey => Err(CloudError::Unsupported(
-                "this tool creates no CloudStack security groups or key pairs yet".into(),
-            )),
+            ResourceKind::Firewall | ResourceKind::SshKey => {
+                config::remove(&self.client, resource.kind, &resource.id).await
+            }
             kind => self.delete_resource(kind, &resource.id).await,
         }
     }

@@ -430,9 +430,12 @@ impl Target for CloudStackCloud {
             ("name", host_name(&spec.name)),
             ("displayname", spec.name.clone()),
         ];
-        if let Some(network) = self.network_id(&zone.id).await? {
+        if spec.config.network.is_none()
+            && let Some(network) = self.network_id(&zone.id).await?
+        {
             params.push(("networkids", network));
         }
+        params.extend(super::config::deploy_params(&spec.config));
         // deployVirtualMachine returns the VM id at once; a failed job can
         // leave a VM in Error state, which must go too.
         let started = self.client.call("deployVirtualMachine", &params).await?;
@@ -469,6 +472,10 @@ impl Target for CloudStackCloud {
                 self.destroy_quietly(&vm_id).await;
                 return Err(err);
             }
+        }
+        if let Err(err) = super::config::tag_vm(&self.client, &vm_id, &spec.tags).await {
+            self.destroy_quietly(&vm_id).await;
+            return Err(err);
         }
         if text(&vm, "state") != "Running"
             && let Err(err) = self
@@ -536,7 +543,8 @@ impl Target for CloudStackCloud {
         };
         let state = text(vm, "state");
         let offering = text(vm, "serviceofferingname");
-        Ok(vec![
+        let config = super::config::checks(&self.client, vm, &spec.config).await?;
+        let mut checks = vec![
             Check {
                 name: "running".into(),
                 passed: state == "Running",
@@ -547,7 +555,17 @@ impl Target for CloudStackCloud {
                 passed: offering == spec.size,
                 detail: format!("offering {offering}, planned {}", spec.size),
             },
-        ])
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        super::config::create(&self.client, cap, object).await
     }
 }
 

@@ -313,12 +313,11 @@ fn instance(d: &Value, volumes: &HashMap<String, &Value>) -> Result<Instance, Cl
 
 /// What a DigitalOcean target takes (tags: single words of letters,
 /// digits, `:`, `-`, `_`, ≤ 255 characters, so `key:value`; cloud firewalls
-/// by address or tag, tcp/udp/icmp without ICMP types; every droplet has a
-/// public address; user_data ≤ 64 KiB). altishift does not create any of it
-/// on DigitalOcean yet (`creates: false`).
+/// by address or tag, tcp/udp/icmp without ICMP types, `all` made of those
+/// three; every droplet has a public address; user_data ≤ 64 KiB).
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "tags".into(),
             max_count: usize::MAX,
@@ -339,6 +338,8 @@ pub fn config_rules() -> ConfigRules {
             icmp_types: false,
             any_protocol: false,
             peers: vec![PeerKind::Cidr, PeerKind::Tag],
+            all_as: vec!["tcp".into(), "udp".into(), "icmp".into()],
+            egress_peers: None,
             max_rules: None,
         },
         network_kind: "vpc".into(),

@@ -5,6 +5,7 @@
 //! over SSH (DigitalOcean has no snapshot download).
 
 pub mod client;
+pub mod config;
 pub mod inventory;
 mod source;
 pub mod staging;
@@ -404,11 +405,12 @@ impl Cloud for DigitalOceanCloud {
                     .await
             }
             ResourceKind::Snapshot => Ok(()),
-            ResourceKind::AccessKey | ResourceKind::SshKey | ResourceKind::Firewall => {
-                Err(CloudError::Unsupported(
-                    "this tool creates no DigitalOcean keys or firewalls".into(),
-                ))
+            ResourceKind::SshKey | ResourceKind::Firewall => {
+                config::remove(&self.client, resource.kind, &resource.id).await
             }
+            ResourceKind::AccessKey => Err(CloudError::Unsupported(
+                "this tool creates no DigitalOcean access keys".into(),
+            )),
         }
     }
 

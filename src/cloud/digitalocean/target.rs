@@ -184,9 +184,22 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
             spec.disks.len()
         )));
     };
-    // Custom images need SSH keys: use the account's.
-    let keys = client.list("/v2/account/keys", "ssh_keys").await?;
-    let key_ids: Vec<Value> = keys.iter().map(|k| k["id"].clone()).collect();
+    let config = &spec.config;
+    // Custom images need SSH keys: the plan's, else the account's.
+    let key_ids: Vec<Value> = if config.ssh_keys.is_empty() {
+        let keys = client.list("/v2/account/keys", "ssh_keys").await?;
+        keys.iter().map(|k| k["id"].clone()).collect()
+    } else {
+        config
+            .ssh_keys
+            .iter()
+            .map(|id| {
+                id.parse::<u64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| id.as_str().into())
+            })
+            .collect()
+    };
     if key_ids.is_empty() {
         return Err(CloudError::Permanent(
             "droplets from custom images need an SSH key: add one to the account".into(),
@@ -197,8 +210,10 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
         .parse::<u64>()
         .map(Value::from)
         .unwrap_or_else(|_| Value::from(boot.id.clone()));
-    let tags: Vec<String> = spec.tags.iter().map(|(k, v)| tag(k, v)).collect();
-    let body = json!({
+    let mut tags: Vec<String> = spec.tags.iter().map(|(k, v)| tag(k, v)).collect();
+    // The tags that apply the plan's cloud firewalls.
+    tags.extend(super::config::firewall_tags(client, &config.firewalls).await?);
+    let mut body = json!({
         "name": spec.name,
         "region": spec.region,
         "size": spec.size,
@@ -206,6 +221,12 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
         "ssh_keys": key_ids,
         "tags": tags,
     });
+    if let Some(data) = &config.user_data {
+        body["user_data"] = data.as_str().into();
+    }
+    if let Some(vpc) = &config.network {
+        body["vpc_uuid"] = vpc.as_str().into();
+    }
     let same = |d: &Value| {
         d["name"] == spec.name.as_str()
             && tags.iter().all(|t| {
@@ -270,12 +291,45 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
     })
 }
 
+/// Validation of the plan's configuration on a droplet: VPC, firewalls and
+/// tags. Keys and user_data are sent at create but the droplet answer does
+/// not hold them, so they are not checked here.
+pub async fn config_checks(
+    client: &DoClient,
+    droplet: &Value,
+    spec: &DeploySpec,
+) -> Result<Vec<crate::cloud::Check>, CloudError> {
+    if spec.config.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = super::config::found(client, droplet).await?;
+    let wanted = crate::cloud::configure::DeployConfig {
+        ssh_keys: Vec::new(),
+        user_data: None,
+        public_ip: None,
+        tags: spec
+            .config
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                let t = tag(k, v);
+                match t.split_once(':') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (t, String::new()),
+                }
+            })
+            .collect(),
+        ..spec.config.clone()
+    };
+    Ok(crate::cloud::configure::checks(&wanted, &found))
+}
+
 /// A DigitalOcean tag (letters, digits, `:`, `-`, `_`) from a key and value.
 fn tag(key: &str, value: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':') {
                     c
                 } else {
                     '_'
@@ -389,7 +443,8 @@ impl Target for DigitalOceanCloud {
         let droplet = &droplet["droplet"];
         let status = droplet["status"].as_str().unwrap_or("unknown");
         let size = droplet["size_slug"].as_str().unwrap_or("unknown");
-        Ok(vec![
+        let config = config_checks(&self.client, droplet, spec).await?;
+        let mut checks = vec![
             Check {
                 name: "droplet active".into(),
                 passed: status == "active",
@@ -400,7 +455,17 @@ impl Target for DigitalOceanCloud {
                 passed: size == spec.size,
                 detail: format!("{size} (planned {})", spec.size),
             },
-        ])
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        super::config::create(&self.client, cap, object).await
     }
 }
 
@@ -423,5 +488,7 @@ mod tests {
         assert_eq!(tag("altishift-plan", "ab12cd34"), "altishift-plan:ab12cd34");
         assert_eq!(tag("owner", "a.b@c"), "owner:a_b_c");
         assert_eq!(tag("db", ""), "db");
+        // A plan's tag is already `key:value` (DigitalOcean tags are single words).
+        assert_eq!(tag("env:lab", ""), "env:lab");
     }
 }

@@ -288,12 +288,14 @@ pub async fn read(
 
 /// What a Compute Engine target takes (labels: at most 64, keys and values
 /// ≤ 63 characters of lowercase letters, digits, `_` and `-`, keys start
-/// with a letter; firewall rules by address range, network tag or service
-/// account, ICMP without types; metadata values ≤ 256 KB). altishift does
-/// not create any of it on Compute Engine yet (`creates: false`).
+/// with a letter; firewall rules by address range or network tag, ICMP
+/// without types; metadata values ≤ 256 KB). The firewalls altishift makes
+/// reach their instances by target tag, and a rule with source service
+/// accounts cannot have target tags, so service-account peers are not
+/// carried; egress rules name destination ranges only.
 pub fn config_rules() -> ConfigRules {
     ConfigRules {
-        creates: false,
+        creates: true,
         tags: TagRules {
             word: "labels".into(),
             max_count: 64,
@@ -313,7 +315,9 @@ pub fn config_rules() -> ConfigRules {
             egress: true,
             icmp_types: false,
             any_protocol: true,
-            peers: vec![PeerKind::Cidr, PeerKind::Tag, PeerKind::ServiceAccount],
+            peers: vec![PeerKind::Cidr, PeerKind::Tag],
+            all_as: Vec::new(),
+            egress_peers: Some(vec![PeerKind::Cidr]),
             max_rules: None,
         },
         network_kind: "subnetwork".into(),

@@ -6,6 +6,7 @@
 pub mod auth;
 mod catalog;
 pub mod client;
+pub mod config;
 mod deploy;
 pub mod inventory;
 mod pipe;
@@ -293,11 +294,9 @@ impl Cloud for GcpCloud {
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         let path = match resource.kind {
             ResourceKind::AccessKey => return Ok(()),
-            ResourceKind::Firewall | ResourceKind::SshKey => {
-                return Err(CloudError::Unsupported(
-                    "this tool creates no Compute Engine firewalls or keys yet".into(),
-                ));
-            }
+            ResourceKind::Firewall => return self.remove_firewall(cap, &resource.id).await,
+            // A key lives in the instance's metadata: nothing of its own.
+            ResourceKind::SshKey => return Ok(()),
             ResourceKind::StagingDisk => {
                 // Every object under the disk's staging prefix.
                 let bucket = self.bucket()?;

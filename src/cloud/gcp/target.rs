@@ -402,13 +402,14 @@ impl Target for GcpCloud {
             .map(|(k, v)| (label(k), Value::from(label(v))))
             .filter(|(k, _)| !k.is_empty())
             .collect();
-        let body = json!({
+        let mut body = json!({
             "name": name,
             "machineType": format!("zones/{zone}/machineTypes/{}", spec.size),
             "disks": disks,
-            "networkInterfaces": [{"network": format!("global/networks/{}", self.network)}],
+            "networkInterfaces": [self.interface(&spec.config).await?],
             "labels": labels,
         });
+        super::config::instance_parts(&spec.config, &mut body);
         let op = self
             .client
             .post(&format!("zones/{zone}/instances"), &body)
@@ -471,7 +472,8 @@ impl Target for GcpCloud {
         let status = instance["status"].as_str().unwrap_or("?").to_string();
         let machine = last_segment(instance["machineType"].as_str().unwrap_or_default());
         let disks = instance["disks"].as_array().map(Vec::len).unwrap_or(0);
-        Ok(vec![
+        let config = self.config_checks(&instance, &spec.config).await?;
+        let mut checks = vec![
             Check {
                 name: "running".into(),
                 passed: status == "RUNNING",
@@ -487,7 +489,17 @@ impl Target for GcpCloud {
                 passed: disks == spec.disks.len(),
                 detail: format!("{disks} attached (planned {})", spec.disks.len()),
             },
-        ])
+        ];
+        checks.extend(config);
+        Ok(checks)
+    }
+
+    async fn create_config_object(
+        &self,
+        cap: &Capability,
+        object: &crate::cloud::configure::ConfigObject,
+    ) -> Result<String, CloudError> {
+        self.create_config(cap, object).await
     }
 }
 

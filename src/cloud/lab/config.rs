@@ -45,6 +45,8 @@ pub fn config_rules() -> ConfigRules {
                 PeerKind::ServiceAccount,
                 PeerKind::PrefixList,
             ],
+            all_as: Vec::new(),
+            egress_peers: None,
             max_rules: None,
         },
         network_kind: "network".into(),

@@ -320,7 +320,11 @@ fn dispatch(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answe
             page(items, p, "template")
         }
         "queryasyncjobresult" => query_job(s, need(p, "jobid", command)?.clone()),
-        _ => super::api_mutate::mutate(s, command, p),
+        _ => match super::config::list(s, command, p) {
+            Some(answer) => answer,
+            None => super::config::mutate(s, command, p)
+                .unwrap_or_else(|| super::api_mutate::mutate(s, command, p)),
+        },
     }
 }
 
@@ -361,6 +365,12 @@ fn query_job(s: &mut State, job_id: String) -> Answer {
 }
 
 pub fn vm_json(s: &State, vm: &Vm) -> Value {
+    let mut out = vm_shape(s, vm);
+    super::config::vm_fields(s, &vm.id, &mut out);
+    out
+}
+
+fn vm_shape(s: &State, vm: &Vm) -> Value {
     let offering = s.offerings.iter().find(|o| o.id == vm.offering_id);
     let nic = shaped(
         &s.templates_json.nic,

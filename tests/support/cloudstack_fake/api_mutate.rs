@@ -376,9 +376,11 @@ fn deploy(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Answer 
     {
         return Err(not_found("network", network));
     }
+    let config = super::config::deploy_config(s, p)?;
     let id = s.new_id();
     let name = p.get("name").cloned().unwrap_or_else(|| format!("VM-{id}"));
     let fails = job_fails(s, command);
+    s.vm_config.insert(id.clone(), config);
     // A failed deployment leaves the VM record in Error state, as CloudStack does.
     let state = if fails { "Error" } else { "Running" };
     let vm = Vm {

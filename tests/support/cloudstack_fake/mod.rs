@@ -8,6 +8,7 @@
 
 mod api;
 mod api_mutate;
+pub mod config;
 mod shapes;
 pub mod testkit;
 mod transfer;
@@ -44,6 +45,12 @@ pub const MUTATING: &[&str] = &[
     "rebootvirtualmachine",
     "createtags",
     "deletetags",
+    "createsecuritygroup",
+    "deletesecuritygroup",
+    "authorizesecuritygroupingress",
+    "authorizesecuritygroupegress",
+    "registersshkeypair",
+    "deletesshkeypair",
     "getuploadparamsforvolume",
     "getuploadparamsfortemplate",
 ];
@@ -170,6 +177,12 @@ pub struct State {
     pub upload_attempts: u64,
     pub dir: PathBuf,
     pub base_url: String,
+    /// Security groups, as listSecurityGroups answers them.
+    pub sec_groups: Vec<serde_json::Value>,
+    /// Registered key pairs (`name`, `fingerprint`, `publickey`).
+    pub keypairs: Vec<serde_json::Value>,
+    /// Groups, key pairs, user data and tags each VM was given.
+    pub vm_config: HashMap<String, config::VmConfig>,
     next_id: u64,
 }
 
@@ -246,6 +259,9 @@ impl FakeCloudStack {
             upload_attempts: 0,
             dir: dir.path().to_path_buf(),
             base_url: base_url.clone(),
+            sec_groups: Vec::new(),
+            keypairs: Vec::new(),
+            vm_config: HashMap::new(),
             next_id: 0,
         };
         state.zone_id = state.new_id();

@@ -209,6 +209,9 @@ fn create(s: &mut FakeState, body: &Value) -> Routed {
     if body["ssh_keys"].as_array().is_none_or(|k| k.is_empty()) {
         return unprocessable(s, "SSH keys are required for custom images.").into();
     }
+    if let Err(why) = super::config::check_droplet(s, body) {
+        return unprocessable(s, &why).into();
+    }
     let id = next_id(s);
     let droplet = Droplet {
         id,
@@ -224,6 +227,15 @@ fn create(s: &mut FakeState, body: &Value) -> Routed {
         tags: body["tags"].as_array().cloned().unwrap_or_default(),
     }
     .json();
+    let mut droplet = droplet;
+    if let Some(vpc) = body["vpc_uuid"].as_str() {
+        droplet["vpc_uuid"] = vpc.into();
+    }
+    if let Some(data) = body["user_data"].as_str() {
+        s.user_data.insert(id, data.to_string());
+    }
+    let keys = body["ssh_keys"].as_array().cloned().unwrap_or_default();
+    s.droplet_keys.insert(id, keys);
     s.droplets.push(droplet.clone());
     let action_id = next_id(s);
     let action = json!({

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 mod catalog;
+mod config;
 mod droplets;
 mod images;
 
@@ -46,6 +47,11 @@ pub struct FakeState {
     /// Requests (`METHOD /path`) that act, then lose their answer: a 500
     /// goes back instead, as from a proxy that dropped the response.
     pub lose_answer: Vec<String>,
+    /// `user_data` each droplet was created with (the metadata service's
+    /// answer; the droplet object does not hold it), per droplet id.
+    pub user_data: HashMap<u64, String>,
+    /// `ssh_keys` each droplet was created with (not in the droplet object).
+    pub droplet_keys: HashMap<u64, Vec<Value>>,
     /// What the image import fetched, per image id.
     pub fetched: HashMap<u64, Vec<u8>>,
     /// The URL each import was asked to fetch, per image id.
@@ -314,6 +320,7 @@ fn route(fake: &FakeDo, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         body,
     };
     catalog::route(&mut s, &req)
+        .or_else(|| config::route(&mut s, &req))
         .or_else(|| images::route(&mut s, &req))
         .or_else(|| droplets::route(&mut s, &req))
         .unwrap_or_else(|| not_found(&s).into())

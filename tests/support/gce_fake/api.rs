@@ -367,6 +367,9 @@ fn route(
             super::net::aggregated_subnetworks(s, query, path)
         }
         ("GET", ["global", "firewalls"]) => super::net::firewalls(s, query, path),
+        ("POST", ["global", "firewalls"]) => super::config::insert_firewall(s, body),
+        ("GET", ["global", "firewalls", name]) => super::config::get_firewall(s, name),
+        ("DELETE", ["global", "firewalls", name]) => super::config::delete_firewall(s, name),
         ("GET", ["global", "images"]) => {
             let (items, next) = page(&s.images, query, s.page_size);
             axum::Json(list_body("compute#imageList", items, next, s.link(path))).into_response()

@@ -50,12 +50,35 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
     {
         return not_found(&format!("zones/{zone}/machineTypes/{machine_name}"));
     }
+    let (labels, tags, metadata) = match super::config::instance_parts(&body) {
+        Ok(parts) => parts,
+        Err(refused) => return *refused,
+    };
+    let subnetwork = match super::config::subnetwork_of(s, &body["networkInterfaces"][0]) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
+    };
     let network = body["networkInterfaces"][0]["network"]
         .as_str()
-        .unwrap_or("global/networks/default");
-    let network_name = network.rsplit('/').next().unwrap_or_default();
-    if !s.networks.iter().any(|n| n["name"] == network_name) {
+        .or(subnetwork.as_ref().map(|(_, n)| n.as_str()))
+        .unwrap_or("global/networks/default")
+        .to_string();
+    let network_name = network.rsplit('/').next().unwrap_or_default().to_string();
+    if !s
+        .networks
+        .iter()
+        .any(|n| n["name"] == network_name.as_str())
+    {
         return not_found(&format!("global/networks/{network_name}"));
+    }
+    if let Some((_, of)) = &subnetwork
+        && of.rsplit('/').next() != Some(network_name.as_str())
+    {
+        return error(
+            400,
+            "invalid",
+            &format!("Subnetwork does not belong to network '{network_name}'."),
+        );
     }
     let mut disks = Vec::new();
     let mut attached = Vec::new();
@@ -186,6 +209,9 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
         }
     }
     let mut nic = json!({"name": "nic0", "network": s.link(&format!("global/networks/{network_name}")), "networkIP": "10.240.0.2"});
+    if let Some((link, _)) = &subnetwork {
+        nic["subnetwork"] = link.clone().into();
+    }
     if body["networkInterfaces"][0]["accessConfigs"].is_array() {
         // The worker's "external" address: the sshd harness on loopback.
         nic["accessConfigs"] = json!([{"kind": "compute#accessConfig", "name": "External NAT",
@@ -201,9 +227,10 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
         "canIpForward": false,
         "disks": disks,
         "networkInterfaces": [nic],
-        "labels": body["labels"].clone(),
+        "labels": labels,
+        "tags": tags,
         "metadata": {"kind": "compute#metadata", "fingerprint": "42WmSpB8rSM=",
-            "items": body["metadata"]["items"].clone()},
+            "items": metadata},
         "scheduling": {"automaticRestart": true, "onHostMaintenance": "MIGRATE"},
         "selfLink": s.link(&format!("zones/{zone}/instances/{name}")),
     });

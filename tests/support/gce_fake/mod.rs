@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod api;
+mod config;
 mod instances;
 mod net;
 pub mod source;
