@@ -1,6 +1,7 @@
 //! The migration plan: every change a run will make, written down before any
 //! is made. Its canonical hash is what an operator approves.
 
+pub mod actions;
 pub mod approval;
 pub mod build;
 pub mod config_text;
