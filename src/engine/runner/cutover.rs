@@ -11,7 +11,7 @@
 use super::disk::OpenDisk;
 use super::{DiskOutput, DiskSlot, Run, lock};
 use crate::block::{BlockDigest, DigestBuilder};
-use crate::cloud::{CloudError, DiskReader, DiskRef, ResourceKind, SnapshotRef, WriteOrder};
+use crate::cloud::{CloudError, DiskReader, DiskRef, SnapshotRef, WriteOrder};
 use crate::engine::event::PassKind;
 use crate::engine::journal::{DiskState, PassRecord, Record};
 use crate::engine::pipeline::{PassContext, TransferError};
@@ -370,7 +370,6 @@ impl Run {
         disk: &LiveDisk,
         pass: u32,
     ) -> Result<SnapshotRef, TransferError> {
-        let source = &*self.source;
         let key = &disk.key;
         let name = format!(
             "altishift-{}-{}-p{pass}",
@@ -381,29 +380,7 @@ impl Run {
             instance_id: disk.instance_id.clone(),
             disk_id: disk.plan.disk_id.clone(),
         };
-        self.audited_create(
-            source,
-            "snapshot_disk",
-            key,
-            source.source_role()?.snapshot_disk(&self.cap, &at, &name),
-            |snapshot| {
-                if snapshot.created_by_run {
-                    self.journal_created(
-                        Some(key),
-                        ResourceKind::Snapshot,
-                        source,
-                        &snapshot.id,
-                        true,
-                    )?;
-                }
-                self.journal.append_durable(&Record::SnapshotReady {
-                    disk: key.to_string(),
-                    snapshot: snapshot.clone(),
-                })?;
-                Ok(())
-            },
-        )
-        .await
+        self.journaled_snapshot(key, &at, &name).await
     }
 
     /// Runs pass `pass` over a disk: a full copy, or the blocks that differ

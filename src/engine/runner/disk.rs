@@ -124,7 +124,6 @@ impl Run {
         slot: &DiskSlot,
         resume: &DiskState,
     ) -> Result<SnapshotRef, TransferError> {
-        let source = &*self.source;
         slot.control
             .proceed()
             .await
@@ -151,11 +150,23 @@ impl Run {
             instance_id: item.instance_id.clone(),
             disk_id: disk.disk_id.clone(),
         };
+        self.journaled_snapshot(key, &at, &name).await
+    }
+
+    /// Takes a snapshot of `at` named `name`, audited; journals it as created
+    /// (removed at cleanup) when the run made it, and as the disk's snapshot.
+    pub(super) async fn journaled_snapshot(
+        &self,
+        key: &str,
+        at: &DiskRef,
+        name: &str,
+    ) -> Result<SnapshotRef, TransferError> {
+        let source = &*self.source;
         self.audited_create(
             source,
             "snapshot_disk",
             key,
-            source.source_role()?.snapshot_disk(&self.cap, &at, &name),
+            source.source_role()?.snapshot_disk(&self.cap, at, name),
             |snapshot| {
                 if snapshot.created_by_run {
                     self.journal_created(
