@@ -1,7 +1,7 @@
 //! The run-wide bandwidth budget through the engine on a real lab: a live
 //! `SetBandwidth` is logged and written to the audit log, and lifting it
 //! lets the run finish. (The limiter's fairness and pacing are tested on a
-//! paused clock next to it, in src/engine/budget.rs.)
+//! paused clock next to it, in crates/engine/src/budget.rs.)
 
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::generate::{self, LabScale};
