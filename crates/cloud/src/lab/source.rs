@@ -28,12 +28,13 @@ impl Source for LabCloud {
             std::fs::create_dir_all(self.root.join("snapshots"))
                 .map_err(|e| CloudError::from_io("snapshots", e))?;
             let (src, dst) = (source.clone(), target.clone());
-            tokio::task::spawn_blocking(move || local_disk::sparse_copy(&src, &dst))
+            let copied = tokio::task::spawn_blocking(move || local_disk::sparse_copy(&src, &dst))
                 .await
                 .map_err(|e| CloudError::Permanent(format!("snapshot task failed: {e}")))?
                 .map_err(|e| {
                     CloudError::from_io(format!("snapshot of disk {}", source.display()), e)
                 })?;
+            tracing::debug!(snapshot = %id, data = %copied.bytes, method = ?copied.method, "lab snapshot");
         }
         Ok(SnapshotRef {
             id,

@@ -25,7 +25,9 @@ pub fn allocated_bytes(path: &Path) -> std::io::Result<Bytes> {
     Ok(Bytes(std::fs::metadata(path)?.blocks() * 512))
 }
 
+mod copy;
 mod qemu;
+pub use copy::{Copied, CopyMethod, sparse_copy};
 pub use qemu::*;
 
 /// Where a guest range lives in the image file.
@@ -184,7 +186,7 @@ impl DiskReader for LocalDiskReader {
                 )
             })?;
         Ok(BlockData {
-            bytes,
+            bytes: bytes.into(),
             provider_digest: None,
         })
     }
@@ -249,38 +251,6 @@ impl SparseFileWriter {
             .map_err(|e| CloudError::Permanent(format!("sync task failed: {e}")))?
             .map_err(|e| CloudError::from_io(self.path.display(), e))
     }
-}
-
-/// Copies a file's data extents into a new sparse file: a point-in-time copy
-/// whose cost follows allocated bytes, not file size.
-pub fn sparse_copy(src: &Path, dst: &Path) -> std::io::Result<Bytes> {
-    let input = File::open(src)?;
-    let size = input.metadata()?.len();
-    let temp = dst.with_extension("partial");
-    let output = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)?;
-    output.set_len(size)?;
-    let mut copied = 0;
-    let mut buffer = vec![0u8; 4 << 20];
-    for extent in data_extents(&input)? {
-        let mut offset = extent.start;
-        while offset < extent.end {
-            let len = ((extent.end - offset) as usize).min(buffer.len());
-            let n = input.read_at(&mut buffer[..len], offset)?;
-            if n == 0 {
-                break;
-            }
-            output.write_all_at(&buffer[..n], offset)?;
-            offset += n as u64;
-            copied += n as u64;
-        }
-    }
-    output.sync_all()?;
-    std::fs::rename(&temp, dst)?;
-    Ok(Bytes(copied))
 }
 
 #[cfg(test)]
@@ -358,19 +328,5 @@ mod tests {
             pattern
         );
         qemu_img_check(&qcow, DiskFormat::Qcow2).unwrap();
-    }
-
-    #[test]
-    fn sparse_copy_keeps_holes() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("s.raw");
-        let file = File::create(&src).unwrap();
-        file.set_len(1 << 30).unwrap();
-        file.write_all_at(&[1u8; 8192], 1 << 20).unwrap();
-        let copied = sparse_copy(&src, &dir.path().join("c.raw")).unwrap();
-        assert!(copied.0 < 1 << 20, "copied {copied}");
-        let copy = std::fs::metadata(dir.path().join("c.raw")).unwrap().len();
-        assert_eq!(copy, 1 << 30);
-        assert_eq!(std::fs::read(dir.path().join("c.raw")).unwrap()[1 << 20], 1);
     }
 }
