@@ -3,8 +3,7 @@
 //! from the clouds (never from the plan file), and signed, two-person
 //! approvals checked with `ssh-keygen`.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

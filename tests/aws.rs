@@ -18,14 +18,9 @@
 //! tests/aws_deploy.rs (platform, subnet, groups), tests/aws_paging.rs and
 //! tests/aws_bad_answers.rs (recorded answers), tests/aws_bench.rs.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::cli;
+use altishift_testkit::moto;
 
 use altishift::block::BlockDigest;
 use altishift::cloud::aws::AwsCloud;

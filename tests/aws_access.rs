@@ -3,14 +3,9 @@
 //! expiry carried by the credentials themselves (credential_process), and
 //! never a key on screen.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::cli;
+use altishift_testkit::moto;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::aws::AwsCloud;

@@ -2,8 +2,7 @@
 //! a silently shorter list: our real AWS provider against recorded answers
 //! (tests/fixtures/ec2) that a loopback server cuts, strips or replaces.
 
-#[path = "support/aws_replay.rs"]
-mod replay;
+use altishift_testkit::aws_replay as replay;
 
 use altishift::cloud::{Cloud, CloudError, SnapshotRef, Source};
 use altishift::inventory::{DiskFormat, InstanceState};

@@ -14,14 +14,8 @@
 //! (the baseline, then each in-flight setting) gets a fresh moto: moto keeps
 //! every block in memory, and a server already holding gigabytes is slower.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::moto;
 
 use altishift::cloud::aws::AwsCloud;
 use altishift::secret::Secret;

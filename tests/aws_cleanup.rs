@@ -3,14 +3,8 @@
 //! plan's tag and the temporary tag, so abandoning the run finds and removes
 //! it — and nothing of another plan, nor a snapshot that backs a disk.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::moto;
 
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::{Cloud, DiskRef};

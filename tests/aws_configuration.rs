@@ -4,14 +4,9 @@
 //! back with the raw AWS SDK (independent of the code under test). A plan
 //! whose rules cannot all be carried is refused without --ack-lossy.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::cli;
+use altishift_testkit::moto;
 
 use altishift::engine::report::RunReport;
 use altishift::plan::Plan;

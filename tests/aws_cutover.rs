@@ -6,16 +6,10 @@
 //! ListChangedBlocks is refused, the fresh snapshot's blocks are hashed
 //! against what the target holds instead, and writes into holes arrive too.
 
-#[path = "support/aws_kit.rs"]
-mod aws_kit;
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/ebs_volume.rs"]
-mod ebs_volume;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit;
+use altishift_testkit::ebs_volume;
+use altishift_testkit::moto;
+use altishift_testkit::run_kit;
 
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;

@@ -8,14 +8,8 @@
 //! (what reached the server), and the AMI moto describes afterwards is
 //! checked only for what moto keeps.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/aws_kit.rs"]
-mod kit;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::aws_kit as kit;
+use altishift_testkit::moto;
 
 use altishift::cloud::aws::AwsCloud;
 use altishift::cloud::lab::LabCloud;

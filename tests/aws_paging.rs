@@ -1,11 +1,10 @@
 //! Pagination and parsing against RECORDED answers (moto never pages): our
 //! real AWS provider, pointed by its profile's `endpoint` at a loopback
-//! server (tests/support/aws_replay.rs) that serves recorded EC2 Query XML
+//! server (crates/testkit/src/aws_replay.rs) that serves recorded EC2 Query XML
 //! pages (tests/fixtures/ec2, see its README) by the `NextToken` sent back,
 //! and EBS direct JSON pages by `pageToken`.
 
-#[path = "support/aws_replay.rs"]
-mod replay;
+use altishift_testkit::aws_replay as replay;
 
 use altishift::cloud::{Cloud, SnapshotRef, Source};
 use altishift::inventory::{DiskFormat, InstanceState, Platform};

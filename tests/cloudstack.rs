@@ -2,10 +2,7 @@
 //! the end, approval before any change, failed jobs, broken uploads, flaky
 //! extract URLs, and whole migrations lab ↔ cloudstack through the engine.
 
-#[path = "support/cloudstack_fake/mod.rs"]
-mod cloudstack_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::cloudstack_fake;
 
 use altishift::cloud::{Cloud, CloudError, DiskRef, Source, Target};
 use altishift::units::{BLOCK_SIZE, Bytes};

@@ -2,10 +2,7 @@
 //! migrations lab ↔ cloudstack, hole handling, interrupted downloads, and
 //! the throughput benchmark against curl.
 
-#[path = "support/cloudstack_fake/mod.rs"]
-mod cloudstack_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::cloudstack_fake;
 
 use altishift::cloud::{Cloud, DiskRef, Source};
 use altishift::units::{BLOCK_SIZE, BlockIndex};

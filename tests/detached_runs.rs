@@ -2,8 +2,7 @@
 //! come and go, read-only viewers, the socket's guards, and a killed viewer
 //! that leaves the run going. Everything through the real binary on a lab.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use altishift::engine::event::{Command, Event, Stage};
 use altishift::engine::link;

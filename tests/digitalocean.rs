@@ -4,12 +4,9 @@
 //! migration whose imported image (fetched by the fake, without credentials,
 //! from the staged object's URL) is byte-identical to the source disk.
 
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
-#[path = "support/do_moto.rs"]
-mod do_moto;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::do_fake;
+use altishift_testkit::do_moto;
+use altishift_testkit::sshd;
 
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing, Staging};
 use altishift::cloud::lab::LabCloud;

@@ -4,14 +4,9 @@
 //! blocks, then DigitalOcean's own `shutdown` action (not an SSH poweroff),
 //! and a byte-identical target.
 
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/ssh_kit.rs"]
-mod ssh_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::do_fake;
+use altishift_testkit::ssh_kit;
+use altishift_testkit::sshd;
 
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing, SshAccess};
 use altishift::cloud::{Cloud, CutoverSource};

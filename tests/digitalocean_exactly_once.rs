@@ -3,8 +3,7 @@
 //! for what it made (by name and tags) before asking again, and exactly one
 //! droplet exists afterwards.
 
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
+use altishift_testkit::do_fake;
 
 use altishift::cloud::digitalocean::{DoClient, Pacing, target};
 use altishift::cloud::{DeploySpec, WrittenDisk};

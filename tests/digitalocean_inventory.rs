@@ -4,8 +4,7 @@
 //! firewall objects checked against the API v2 reference (no recorded
 //! answer exists for them in the fixtures).
 
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
+use altishift_testkit::do_fake;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::digitalocean::{DigitalOceanCloud, DoClient, Pacing};

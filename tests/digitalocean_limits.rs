@@ -5,12 +5,9 @@
 //! stderr, writes no plan file, and sends no mutating request to the API or
 //! to the bucket.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
-#[path = "support/do_moto.rs"]
-mod do_moto;
+use altishift_testkit::cli;
+use altishift_testkit::do_fake;
+use altishift_testkit::do_moto;
 
 use altishift::cloud::Target;
 use do_fake::{FakeDo, TOKEN};

@@ -4,8 +4,7 @@
 //! Plus what moto does and does not check, measured, so the tests above are
 //! read for what they prove.
 
-#[path = "support/do_moto.rs"]
-mod do_moto;
+use altishift_testkit::do_moto;
 
 use altishift::cloud::digitalocean::Staging;
 use altishift::secret::Secret;

@@ -1,8 +1,7 @@
 //! The engine through its library API: per-disk control, retries and
 //! permanent failures, with a fault-injecting wrapper around a real lab.
 
-#[path = "support/faulty.rs"]
-mod faulty;
+use altishift_testkit::faulty;
 
 use faulty::Faulty;
 

@@ -1,12 +1,10 @@
-//! The fault-injecting wrapper (tests/support/faulty.rs) stands in for the
+//! The fault-injecting wrapper (crates/testkit/src/faulty.rs) stands in for the
 //! cloud it wraps: every method of every role it does not fault reaches the
 //! wrapped cloud — the ones with default bodies too — so a test through the wrapper
 //! exercises that cloud, never the trait's defaults.
 
-#[path = "support/faulty.rs"]
-mod faulty;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::faulty;
+use altishift_testkit::run_kit;
 
 use altishift::block::BlockDigest;
 use altishift::cloud::lab::generate::{self, LabScale};

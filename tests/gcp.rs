@@ -5,10 +5,7 @@
 //! a lab → gcp migration through the engine with nothing changed before
 //! approval and no credential in any output.
 
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::gce_fake;
 
 use altishift::cloud::gcp::GcpCloud;
 use altishift::cloud::gcp::auth::ServiceAccount;
@@ -399,7 +396,7 @@ async fn a_reopened_writer_cancels_the_old_session_and_starts_again_from_block_z
         for i in blocks {
             let data = block(i);
             writer
-                .write_block(BlockIndex(i), &data, BlockDigest::of(&data))
+                .write_block(BlockIndex(i), data.clone().into(), BlockDigest::of(&data))
                 .await
                 .unwrap();
         }

@@ -2,10 +2,7 @@
 //! our sparse tar + parallel gzip + resumable upload against GNU tar | gzip
 //! and curl into the same Cloud Storage emulator.
 
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::gce_fake;
 
 use altishift::block::BlockDigest;
 use altishift::cloud::{Target, TargetDiskSpec};
@@ -88,7 +85,7 @@ async fn bench_tar_gz_upload_against_gnu_tar_gzip_curl() {
     for &i in &blocks {
         source.read_exact_at(&mut buf, i * BLOCK_SIZE).unwrap();
         writer
-            .write_block(BlockIndex(i), &buf, BlockDigest::of(&buf))
+            .write_block(BlockIndex(i), buf.to_vec().into(), BlockDigest::of(&buf))
             .await
             .unwrap();
     }

@@ -7,10 +7,7 @@
 //! all read back from the fake's API store. A rule Compute Engine cannot
 //! express is lossy and cannot be approved without the acknowledgement.
 
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::gce_fake;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::config::{OPS_KEY, user_data};

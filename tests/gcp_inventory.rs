@@ -4,10 +4,7 @@
 //! around instances (networks, subnetworks, firewalls, images, platform,
 //! who the calls are made as and until when).
 
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::gce_fake;
 
 use altishift::cloud::{Cloud, CloudError};
 use altishift::units::Bytes;

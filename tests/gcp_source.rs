@@ -6,12 +6,8 @@
 //! plays the worker. gcp → lab through the engine must be byte-identical,
 //! change nothing before approval, and leave no worker, disk or snapshot.
 
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::gce_fake;
+use altishift_testkit::sshd;
 
 use altishift::cloud::gcp::{GcpCloud, WorkerSettings};
 use altishift::cloud::{Cloud, Source};

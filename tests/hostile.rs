@@ -10,8 +10,7 @@
 
 #[path = "hostile/bodies.rs"]
 mod bodies;
-#[path = "support/cli.rs"]
-mod cli;
+use altishift_testkit::cli;
 #[path = "hostile/config.rs"]
 mod config;
 #[path = "hostile/journal.rs"]

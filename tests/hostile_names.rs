@@ -2,8 +2,7 @@
 //! builds a path outside the target's folder, and two plan items that would
 //! become the same target are refused at plan time.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use std::path::Path;
 use support::{Lab, text, tree};

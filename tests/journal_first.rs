@@ -2,8 +2,7 @@
 //! when the audit log cannot be written right after a deploy, the run fails
 //! but its journal still names the instance, so `cleanup` can remove it.
 
-#[path = "support/faulty.rs"]
-mod faulty;
+use altishift_testkit::faulty;
 
 use altishift::cloud::lab::generate::{self, LabScale};
 use altishift::cloud::{Cloud, ResourceKind};

@@ -3,8 +3,7 @@
 //! migrated group names the new group), the key, the network, a public
 //! address and the user-data, read back through the lab provider.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::LabCloud;

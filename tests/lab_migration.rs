@@ -2,8 +2,7 @@
 //! migrations are byte-identical, an interrupted run resumes without
 //! resending, nothing changes without approval, bad input is named.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use altishift::engine::RunReport;
 use altishift::engine::event::TimedEvent;

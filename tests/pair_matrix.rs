@@ -16,24 +16,9 @@
 //! working must move into the matrix. The wall time of each pair and of the
 //! whole matrix is printed (`--nocapture`), never asserted.
 
-#[path = "support/aws_kit.rs"]
-mod aws_kit;
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/cloudstack_fake/mod.rs"]
-mod cloudstack_fake;
-#[path = "support/do_fake/mod.rs"]
-mod do_fake;
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/matrix/mod.rs"]
-mod matrix;
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::aws_kit;
+use altishift_testkit::cli;
+use altishift_testkit::matrix;
 
 use altishift::plan::Plan;
 use matrix::sources::{self, Source};

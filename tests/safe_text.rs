@@ -2,8 +2,7 @@
 //! manifest, as it could come from an EC2 Name tag) is shown escaped wherever
 //! it reaches the operator: inventory, plan show, approve, apply, the report.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use support::{Lab, text};
 

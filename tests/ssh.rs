@@ -4,12 +4,8 @@
 //! from its journal, a delta pass sends exactly the changed blocks, and
 //! failures have clear messages.
 
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/ssh_kit.rs"]
-mod ssh_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::ssh_kit;
+use altishift_testkit::sshd;
 
 use altishift::cloud::ssh::{AgentPolicy, SshCloud};
 use altishift::cloud::{Cloud, DiskReader};

@@ -2,12 +2,8 @@
 //! about time). Run in the dev profile:
 //! `cargo test --test ssh_bench -- --ignored --nocapture`.
 
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/ssh_kit.rs"]
-mod ssh_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::ssh_kit;
+use altishift_testkit::sshd;
 
 use altishift::cloud::ssh::{AgentPolicy, SshCloud};
 use altishift::cloud::{Cloud, DiskReader};

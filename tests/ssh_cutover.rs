@@ -5,12 +5,8 @@
 //! byte-identical. Steps the approval does not cover are refused before any
 //! change, and a run killed in its final pass resumes there.
 
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/ssh_kit.rs"]
-mod ssh_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::ssh_kit;
+use altishift_testkit::sshd;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::ssh::{AgentPolicy, SshCloud};

@@ -5,12 +5,8 @@
 //! never freezes `/` and always thaws what it froze; a hung remote command
 //! is stopped with its name; programs we start inherit none of our secrets.
 
-#[path = "support/run_kit.rs"]
-mod run_kit;
-#[path = "support/ssh_kit.rs"]
-mod ssh_kit;
-#[path = "support/sshd.rs"]
-mod sshd;
+use altishift_testkit::ssh_kit;
+use altishift_testkit::sshd;
 
 use altishift::cloud::ssh::{AgentPolicy, Session, SshCloud};
 use altishift::cloud::{Cloud, CutoverSource, DiskRef, Source};

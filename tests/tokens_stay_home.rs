@@ -5,12 +5,8 @@
 //! upload that breaks never shows its session URI (it authorises uploads
 //! by itself) in the error text.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/gce_fake/mod.rs"]
-mod gce_fake;
-#[path = "support/run_kit.rs"]
-mod run_kit;
+use altishift_testkit::cli;
+use altishift_testkit::gce_fake;
 
 use altishift::cloud::digitalocean::client::DoClient;
 use altishift::cloud::gcp::auth::{ServiceAccount, TokenSource};

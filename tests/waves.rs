@@ -4,10 +4,8 @@
 //! wave, and a wave's window holds its start. Both clouds are wrapped in
 //! the fault-injecting wrapper, which notes every mutating call in order.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/faulty.rs"]
-mod faulty;
+use altishift_testkit::cli;
+use altishift_testkit::faulty;
 
 use altishift::cloud::Cloud;
 use altishift::cloud::lab::generate::{self, LabScale};

@@ -97,7 +97,9 @@ pub struct SnapshotRef {
 
 /// One block as read from a source.
 pub struct BlockData {
-    pub bytes: Vec<u8>,
+    /// Shared, not copied: the engine hashes it, retries and SDK bodies
+    /// take it by reference count.
+    pub bytes: bytes::Bytes,
     /// A digest the provider returned with the block (EBS does); the engine
     /// checks it against the bytes.
     pub provider_digest: Option<BlockDigest>,
@@ -155,7 +157,7 @@ pub trait DiskWriter: Send + Sync {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         digest: BlockDigest,
     ) -> Result<(), CloudError>;
     /// Makes every block written so far durable (called before the journal

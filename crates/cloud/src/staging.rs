@@ -73,10 +73,10 @@ impl DiskWriter for StagedWriter {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         _digest: BlockDigest,
     ) -> Result<(), CloudError> {
-        self.file.write_block(index, data).await
+        self.file.write_block(index, &data).await
     }
 
     async fn flush(&self) -> Result<(), CloudError> {
@@ -116,12 +116,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.raw");
         let size = Bytes(4 * BLOCK_SIZE);
-        let block = vec![7u8; BLOCK_SIZE as usize];
+        let block = bytes::Bytes::from(vec![7u8; BLOCK_SIZE as usize]);
         let digest = BlockDigest::of(&block);
         let first = StagedWriter::open(&path, "d.raw".into(), size, Box::new(Capture)).unwrap();
         assert_eq!(first.order(), WriteOrder::Any);
         first
-            .write_block(BlockIndex(2), &block, digest)
+            .write_block(BlockIndex(2), block.clone(), digest)
             .await
             .unwrap();
         first.flush().await.unwrap();
@@ -129,7 +129,7 @@ mod tests {
         // An interrupted run reopens the same file and adds a block.
         let again = StagedWriter::open(&path, "d.raw".into(), size, Box::new(Capture)).unwrap();
         again
-            .write_block(BlockIndex(0), &block, digest)
+            .write_block(BlockIndex(0), block, digest)
             .await
             .unwrap();
         let written = Box::new(again).finish(2).await.unwrap();

@@ -79,7 +79,7 @@ struct Tally {
 /// A block read and hashed, ready to write (or to skip when zero).
 struct ReadBlock {
     index: BlockIndex,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
     digest: Option<BlockDigest>,
 }
 
@@ -254,7 +254,10 @@ impl DiskTransfer<'_> {
                 let digest = BlockDigest::of(&block.bytes);
                 self.retry
                     .run(
-                        || self.writer.write_block(block.index, &block.bytes, digest),
+                        || {
+                            self.writer
+                                .write_block(block.index, block.bytes.clone(), digest)
+                        },
                         |_, _| self.count_retry(),
                     )
                     .await?;
@@ -264,7 +267,10 @@ impl DiskTransfer<'_> {
             Some(digest) => {
                 self.retry
                     .run(
-                        || self.writer.write_block(block.index, &block.bytes, digest),
+                        || {
+                            self.writer
+                                .write_block(block.index, block.bytes.clone(), digest)
+                        },
                         |_, _| self.count_retry(),
                     )
                     .await?;

@@ -238,7 +238,7 @@ pub async fn read_back(cloud: &AwsCloud, id: &str, gib: u64) -> BTreeMap<u64, Ve
             Some(BlockDigest::of(&block.bytes)),
             "block {i}"
         );
-        out.insert(i, block.bytes);
+        out.insert(i, block.bytes.to_vec());
     }
     out
 }
@@ -404,7 +404,7 @@ pub async fn ours(cloud: &AwsCloud, blocks: u64, in_flight: usize) -> (f64, f64)
             let writer = &writer;
             async move {
                 writer
-                    .write_block(BlockIndex(i as u64), d, BlockDigest::of(d))
+                    .write_block(BlockIndex(i as u64), d.to_vec().into(), BlockDigest::of(d))
                     .await
                     .unwrap()
             }

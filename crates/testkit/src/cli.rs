@@ -11,11 +11,17 @@ pub struct Lab {
 }
 
 pub fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_altishift"));
+    let mut command = Command::new(crate::altishift_bin());
     // Keep the tests away from the user's own config and data.
     command.env("ALTISHIFT_CONFIG", "/nonexistent/altishift.toml");
     command.env("ALTISHIFT_OPERATOR", "tester@ci");
     command
+}
+
+impl Default for Lab {
+    fn default() -> Lab {
+        Lab::new()
+    }
 }
 
 impl Lab {

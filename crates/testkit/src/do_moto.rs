@@ -23,7 +23,7 @@ fn moto_server() -> PathBuf {
     }) {
         return path;
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let venv = crate::repo_root().join(".venv/bin/moto_server");
     assert!(
         venv.exists(),
         "moto_server not found on PATH or in .venv: run scripts/test (it makes the venv from tests/requirements.txt)"

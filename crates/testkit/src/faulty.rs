@@ -83,7 +83,7 @@ impl DiskWriter for FaultyWriter {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         digest: BlockDigest,
     ) -> Result<(), CloudError> {
         self.log

@@ -25,7 +25,7 @@ pub fn moto_binary() -> PathBuf {
             }
         }
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let venv = crate::repo_root().join(".venv/bin/moto_server");
     if venv.is_file() {
         return venv;
     }

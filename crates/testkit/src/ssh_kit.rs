@@ -170,10 +170,10 @@ impl altishift::cloud::DiskWriter for RawFile {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         _digest: altishift::block::BlockDigest,
     ) -> Result<(), altishift::cloud::CloudError> {
-        self.0.write_block(index, data).await
+        self.0.write_block(index, &data).await
     }
     async fn flush(&self) -> Result<(), altishift::cloud::CloudError> {
         self.0.sync().await

@@ -323,7 +323,7 @@ pub fn agent_binary() -> PathBuf {
                     "altishift-agent",
                     "--manifest-path",
                 ])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .arg(crate::repo_root().join("Cargo.toml"))
                 .arg("--target-dir")
                 .arg(target_dir);
             match profile.as_str() {

@@ -257,7 +257,7 @@ impl DiskReader for EbsReader {
         let Some(token) = tokens.get(&index.0) else {
             // Not listed: never written, so zero.
             return Ok(BlockData {
-                bytes: vec![0; BLOCK_SIZE as usize],
+                bytes: bytes::Bytes::from(vec![0; BLOCK_SIZE as usize]),
                 provider_digest: None,
             });
         };
@@ -284,7 +284,7 @@ impl DiskReader for EbsReader {
             .collect()
             .await
             .map_err(|e| CloudError::Transient(format!("{what}: body cut short: {e}")))?
-            .to_vec();
+            .into_bytes();
         if bytes.len() as u64 != BLOCK_SIZE {
             return Err(CloudError::Transient(format!(
                 "{what}: {} bytes, an EBS block is {BLOCK_SIZE}",

@@ -79,7 +79,7 @@ impl DiskWriter for EbsWriter {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         digest: BlockDigest,
     ) -> Result<(), CloudError> {
         let what = format!("ebs PutSnapshotBlock {} #{}", self.snapshot_id, index.0);
@@ -93,12 +93,12 @@ impl DiskWriter for EbsWriter {
         // EBS takes whole 512 KiB blocks: a short last block is padded with
         // zeros, and its checksum is then that of the padded block.
         let (body, digest) = if data.len() as u64 == BLOCK_SIZE {
-            (data.to_vec(), digest)
+            (data, digest)
         } else if (data.len() as u64) < BLOCK_SIZE {
             let mut padded = data.to_vec();
             padded.resize(BLOCK_SIZE as usize, 0);
             let digest = BlockDigest::of(&padded);
-            (padded, digest)
+            (bytes::Bytes::from(padded), digest)
         } else {
             return Err(CloudError::Permanent(format!(
                 "{what}: {} bytes is more than one block",

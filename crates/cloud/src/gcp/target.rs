@@ -180,7 +180,7 @@ impl DiskWriter for GcpDiskWriter {
     async fn write_block(
         &self,
         index: BlockIndex,
-        data: &[u8],
+        data: bytes::Bytes,
         digest: BlockDigest,
     ) -> Result<(), CloudError> {
         let mut state = self.state.lock().await;
@@ -204,7 +204,7 @@ impl DiskWriter for GcpDiskWriter {
         }
         state.map.push(offset, data.len() as u64);
         state.digests.insert(index.0, digest);
-        state.batch.extend_from_slice(data);
+        state.batch.extend_from_slice(&data);
         if state.batch.len() >= MEMBER_BYTES {
             self.seal_batch(&mut state).await?;
         }

@@ -369,7 +369,7 @@ async fn read_agent(
             Checked::Block(index, Block::Zero { len }) => {
                 shared.stats.zero_blocks.fetch_add(1, Ordering::Relaxed);
                 let block = BlockData {
-                    bytes: vec![0; len],
+                    bytes: vec![0; len].into(),
                     provider_digest: None,
                 };
                 (index, block)
@@ -381,7 +381,7 @@ async fn read_agent(
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 shared.stats.data_blocks.fetch_add(1, Ordering::Relaxed);
                 let block = BlockData {
-                    bytes,
+                    bytes: bytes.into(),
                     provider_digest: Some(digest),
                 };
                 (index, block)
@@ -427,7 +427,7 @@ async fn read_dd(
         let wanted = ranges.iter().any(|r| r.contains(&index));
         if wanted {
             let block = BlockData {
-                bytes,
+                bytes: bytes.into(),
                 provider_digest: None,
             };
             if !deliver(shared, generation, index, block).await {

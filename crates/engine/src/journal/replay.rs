@@ -280,7 +280,7 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         let (journal, _) = Journal::open(&path).unwrap();
         let resource = |kind, id: &str, temporary| CreatedResource {
-            cloud: "aws".into(),
+            cloud: "target".into(),
             kind,
             id: id.into(),
             temporary,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 pub fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/cloudstack/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        crate::repo_root().display()
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {path}: {e}"))

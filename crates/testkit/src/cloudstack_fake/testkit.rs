@@ -161,7 +161,7 @@ pub async fn read_all(reader: &dyn DiskReader) -> BTreeMap<u64, Vec<u8>> {
     {
         let bytes = reader.read_block(BlockIndex(index)).await.unwrap().bytes;
         if bytes.iter().any(|&b| b != 0) {
-            out.insert(index, bytes);
+            out.insert(index, bytes.to_vec());
         }
     }
     out
@@ -192,7 +192,7 @@ pub async fn upload_disk(
             writer
                 .write_block(
                     BlockIndex(index as u64),
-                    block,
+                    block.to_vec().into(),
                     altishift::block::BlockDigest::of(block),
                 )
                 .await?;
@@ -412,7 +412,7 @@ pub fn assert_same_shape(served: &Value, recorded: &Value, context: &str) {
 }
 
 pub fn record(name: &str, value: &Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloudstack");
+    let dir = crate::repo_root().join("tests/fixtures/cloudstack");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join(name),

@@ -126,9 +126,7 @@ pub fn new_token() -> String {
 
 /// A recorded answer from tests/fixtures/gce (vendored; see tests/fixtures/README.md).
 pub fn fixture(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gce")
-        .join(name);
+    let path = crate::repo_root().join("tests/fixtures/gce").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture JSON")

@@ -99,9 +99,7 @@ fn emulator_binary() -> PathBuf {
     }) {
         return found;
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin")
-        .join(name);
+    let local = crate::repo_root().join(".venv/bin").join(name);
     assert!(
         local.is_file(),
         "{name} not found on PATH or in .venv/bin: run scripts/test (it installs tests/requirements.txt into .venv)"
@@ -397,7 +395,7 @@ pub async fn upload(
         writer
             .write_block(
                 BlockIndex(index),
-                &data[..len],
+                data[..len].to_vec().into(),
                 BlockDigest::of(&data[..len]),
             )
             .await?;
