@@ -52,6 +52,22 @@ pub struct CleanupReport {
     pub outcome: String,
 }
 
+/// Something the run made on the target that is meant to stay (an
+/// instance, its image and disks, a firewall, an imported key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedReport {
+    /// `firewall`, `ssh key`, `instance`, `image`, `disk`.
+    pub kind: String,
+    /// The plan's name for it (the source rule set, the key, the instance).
+    pub name: String,
+    /// Its id on the target.
+    pub id: String,
+    pub cloud: String,
+    /// As an event: `created` or `reused`; in the report: `in place` or
+    /// `removed`.
+    pub state: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -67,6 +83,9 @@ pub struct RunReport {
     pub cross_border: Option<String>,
     pub disks: Vec<DiskReport>,
     pub instances: Vec<InstanceReport>,
+    /// What the run made on the target, from its journal.
+    #[serde(default)]
+    pub created: Vec<CreatedReport>,
     pub cleanup: Vec<CleanupReport>,
     pub revoked: Vec<String>,
     pub access_kept: bool,
@@ -229,6 +248,23 @@ impl RunReport {
                     "- {mark} {}: {}",
                     cell(&check.name),
                     cell(&check.detail)
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if !self.created.is_empty() {
+            let _ = writeln!(md, "## Created on the target\n");
+            let _ = writeln!(md, "| kind | name | id | cloud | now |");
+            let _ = writeln!(md, "|---|---|---|---|---|");
+            for c in &self.created {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | `{}` | {} | {} |",
+                    cell(&c.kind),
+                    cell(&c.name),
+                    code(&c.id),
+                    cell(&c.cloud),
+                    cell(&c.state)
                 );
             }
             let _ = writeln!(md);

@@ -291,6 +291,15 @@ impl Cloud for GcpCloud {
         .await
     }
 
+    /// The firewall rules this plan made (found by their description):
+    /// a run killed before journaling one leaves it behind.
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.firewall_leftovers(tag).await
+    }
+
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         let path = match resource.kind {
             ResourceKind::AccessKey => return Ok(()),
