@@ -306,3 +306,58 @@ impl RunReport {
         mb_per_s(bytes.0, ms as f64 / 1000.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text report lists what the run made on the target and what
+    /// became of it (a test migration removes it again).
+    #[test]
+    fn the_report_lists_what_was_created_on_the_target() {
+        let made = |kind: &str, name: &str, id: &str, state: &str| CreatedReport {
+            kind: kind.into(),
+            name: name.into(),
+            id: id.into(),
+            cloud: "aws-target".into(),
+            state: state.into(),
+        };
+        let report = RunReport {
+            run_id: "run-0123456789ab".into(),
+            plan_hash: "0123456789ab".repeat(5),
+            operator: "ops@example.com".into(),
+            source: "lab-east".into(),
+            target: "aws-target".into(),
+            started_at: "2026-12-04T16:00:00Z".into(),
+            finished_at: "2026-12-04T16:00:09Z".into(),
+            duration_ms: 9_000,
+            ok: true,
+            resumed: false,
+            cross_border: None,
+            disks: Vec::new(),
+            instances: Vec::new(),
+            created: vec![
+                made("ssh key", "ops", "ops", "in place"),
+                made("firewall", "web", "sg-0a1b2c3d", "in place"),
+                made("instance", "web-1", "i-0123456789", "removed"),
+            ],
+            cleanup: Vec::new(),
+            revoked: Vec::new(),
+            access_kept: false,
+            debug_log: None,
+            failed_wave: None,
+        };
+        let md = report.to_markdown();
+        let start = md.find("## Created").unwrap_or(0);
+        let end = md.find("## Clean-up").unwrap_or(md.len());
+        insta::assert_snapshot!("report_created", &md[start..end]);
+        // An old report without the list still loads.
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(o) = json.as_object_mut() {
+            o.remove("created");
+        }
+        let old: RunReport = serde_json::from_value(json).unwrap_or(report);
+        assert!(old.created.is_empty());
+        assert!(!old.to_markdown().contains("## Created"));
+    }
+}
