@@ -3,6 +3,7 @@
 //! `disk.raw` tar.gz through a resumable Cloud Storage upload and
 //! `images.insert`, instances from those images.
 
+mod applied;
 pub mod auth;
 mod catalog;
 pub mod client;
