@@ -3,7 +3,7 @@
 //! reaches the instances of its network that carry one of its target tags,
 //! run as one of its target service accounts, or all of them when it names
 //! no target. Rules reaching the instance the same way form one set, named
-//! after that target (the tag, the account's name, or the network for
+//! after that target (the tag, the account's name, or `<network>-all` for
 //! network-wide rules), so a target gets one firewall per way in.
 
 use super::client::last_segment;
@@ -51,7 +51,9 @@ pub fn rule_sets(instance: &Value, firewalls: &[Value]) -> (Vec<RuleSet>, Vec<St
         } else if let Some(a) = target_accounts.iter().find(|a| accounts.contains(a)) {
             a.split('@').next().unwrap_or(a).to_string()
         } else if target_tags.is_empty() && target_accounts.is_empty() {
-            network
+            // Not the bare network name: `default` is every AWS VPC's and
+            // CloudStack account's own group, so plans would contend for it.
+            format!("{network}-all")
         } else {
             continue;
         };
@@ -179,7 +181,10 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                ("default".into(), vec!["in tcp 22 from 0.0.0.0/0".into()]),
+                (
+                    "default-all".into(),
+                    vec!["in tcp 22 from 0.0.0.0/0".into()]
+                ),
                 (
                     "web".into(),
                     vec![
