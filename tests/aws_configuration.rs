@@ -258,7 +258,7 @@ async fn lab_to_aws_carries_group_rules_key_tags_user_data_and_subnet() {
 #[tokio::test]
 async fn a_rule_naming_a_group_left_behind_is_lossy_and_needs_ack_lossy() {
     let moto = Moto::start();
-    let (lab, _ec2, _) = setup(&moto).await;
+    let (lab, ec2, _) = setup(&moto).await;
     let path = lab.plan_path();
     // legacy-app's rule lets in its port from the web group, which this plan
     // leaves behind.
@@ -283,6 +283,7 @@ async fn a_rule_naming_a_group_left_behind_is_lossy_and_needs_ack_lossy() {
     assert!(out.status.success(), "{}", cli::text(&out));
     let plan: Plan = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(plan.approval.unwrap().lossy_acknowledged);
+    cleanup_removes_a_tagged_group_and_key_pair_no_journal_names(&lab, &ec2, &path).await;
 }
 
 #[tokio::test]
@@ -326,6 +327,86 @@ async fn a_test_migration_removes_the_group_and_key_it_made() {
         .await
         .unwrap();
     assert!(groups.security_groups().is_empty(), "the group is left");
+    let keys = ec2.describe_key_pairs().send().await.unwrap();
+    assert!(
+        keys.key_pairs().iter().all(|k| k.key_name() != Some("ops")),
+        "the key pair is left"
+    );
+}
+
+/// A run killed after CreateSecurityGroup / ImportKeyPair and before its
+/// journal line leaves them behind: `cleanup` finds them by the plan's tag
+/// (in the profile's region) and removes them, and nothing of another plan.
+/// (Run on the approved plan of the lossy test: one moto, one lab.)
+async fn cleanup_removes_a_tagged_group_and_key_pair_no_journal_names(
+    lab: &cli::Lab,
+    ec2: &aws_sdk_ec2::Client,
+    path: &std::path::Path,
+) {
+    use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+    let plan: Plan = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let short = plan.hash().short().to_string();
+    let tagged = |resource: ResourceType, value: &str| {
+        TagSpecification::builder()
+            .resource_type(resource)
+            .tags(Tag::builder().key("altishift:plan").value(value).build())
+            .build()
+    };
+    let group = |name: &'static str, value: &str| {
+        ec2.create_security_group()
+            .group_name(name)
+            .description("altishift: from lab-east/web")
+            .tag_specifications(tagged(ResourceType::SecurityGroup, value))
+            .send()
+    };
+    let ours = group("web", &short)
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let theirs = group("web-other", "0ther").await.unwrap();
+    let theirs = theirs.group_id().unwrap().to_string();
+    ec2.import_key_pair()
+        .key_name("ops")
+        .public_key_material(aws_sdk_ec2::primitives::Blob::new(
+            altishift::cloud::lab::config::OPS_KEY.as_bytes(),
+        ))
+        .tag_specifications(tagged(ResourceType::KeyPair, &short))
+        .send()
+        .await
+        .unwrap();
+
+    let out = altishift(&lab.config(), &["cleanup", path.to_str().unwrap()]);
+    let said = cli::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "cleanup firewall {ours}: deleted (found by the plan's tag"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("cleanup sshkey ops: deleted (found by the plan's tag"),
+        "{said}"
+    );
+    let left: Vec<String> = ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("web")
+                .values("web-other")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    assert_eq!(left, vec![theirs], "ours removed, the other plan's kept");
     let keys = ec2.describe_key_pairs().send().await.unwrap();
     assert!(
         keys.key_pairs().iter().all(|k| k.key_name() != Some("ops")),

@@ -120,3 +120,89 @@ fn a_lossy_plan_is_refused_until_the_lossy_field_says_yes() {
         h.app.approve.refused
     );
 }
+
+/// The results screen lists the firewalls and keys the run made on the
+/// target (or reused from an interrupted try), beside the deployment.
+#[test]
+fn the_results_screen_lists_what_was_created_on_the_target() {
+    use altishift::block::DiskDigest;
+    use altishift::cloud::Check;
+    use altishift::engine::report::CreatedReport;
+    use altishift::engine::{DiskInfo, Event, Stage};
+    use altishift::units::Bytes;
+    let mut h = planned();
+    h.app.run = Some(Default::default());
+    h.app.screen = Screen::Transfers;
+    h.engine(Event::RunStarted {
+        run_id: "run-config".into(),
+        plan_hash: "ab".repeat(32),
+        resumed: true,
+        run_dir: "/state/runs/run-config".into(),
+        disks: vec![DiskInfo {
+            disk: "east-0/root".into(),
+            virtual_size: Bytes::gib(8),
+            allocated: Bytes::mib(600),
+        }],
+    });
+    let created = |kind: &str, name: &str, id: &str, state: &str| {
+        Event::Created(CreatedReport {
+            kind: kind.into(),
+            name: name.into(),
+            id: id.into(),
+            cloud: "aws".into(),
+            state: state.into(),
+        })
+    };
+    h.engine(created("ssh key", "ops", "ops", "reused"));
+    h.engine(created("firewall", "web", "sg-0a1b2c3d", "created"));
+    h.engine(Event::DiskFinished {
+        disk: "east-0/root".into(),
+        digest: DiskDigest {
+            linear_sha256: "cd".repeat(32),
+            blocks: 1600,
+        },
+    });
+    h.engine(Event::Stage {
+        disk: "east-0/root".into(),
+        stage: Stage::Done,
+    });
+    h.engine(Event::InstanceDeployed {
+        instance: "east-0".into(),
+        id: "i-0123456789".into(),
+    });
+    h.engine(Event::Validated {
+        instance: "east-0".into(),
+        checks: vec![
+            Check {
+                name: "firewalls".into(),
+                passed: true,
+                detail: "sg-0a1b2c3d".into(),
+            },
+            Check {
+                name: "ssh keys".into(),
+                passed: true,
+                detail: "ops".into(),
+            },
+        ],
+    });
+    h.engine(Event::RunFinished {
+        ok: true,
+        report: "/state/runs/run-config/report.md".into(),
+        summary: "1 of 1 disks migrated, 1 of 1 instances validated".into(),
+    });
+    assert_eq!(h.app.screen, Screen::Report);
+    let shown = text(&h, 120, 40);
+    for line in [
+        "Created on the target",
+        "created firewall web → sg-0a1b2c3d on aws",
+        "reused ssh key ops → ops on aws",
+    ] {
+        assert!(shown.contains(line), "'{line}' missing:\n{shown}");
+    }
+    for (w, ht) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(
+            format!("results_configuration_{w}x{ht}"),
+            h.render(w, ht).backend()
+        );
+    }
+}

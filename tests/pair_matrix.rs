@@ -56,6 +56,9 @@ struct Approved {
     expected: std::path::PathBuf,
     /// Seeding, planning and approving.
     before_apply: Duration,
+    /// The plan as `plan` printed it, and the instance's name on the target.
+    shown: String,
+    target_name: String,
 }
 
 type Row = (Kind, Kind, bool, Result<String, String>);
@@ -177,6 +180,10 @@ async fn approve_pair(
         expected,
         snapshot,
     } = sources::prepare(peers, source, target, n, variant).await;
+    let configured = !cutover && matrix::config::covered(source, target);
+    if configured {
+        matrix::config::seed(peers, source, &instance).await;
+    }
     let plan_path = peers.work.path().join(format!("plan-{n}.toml"));
     let plan_arg = plan_path.to_str().unwrap();
     let quiet = peers.quiet_mark();
@@ -218,22 +225,32 @@ async fn approve_pair(
     if !out.status.success() {
         return Err(format!("plan: {}", cli::text(&out)));
     }
+    let shown = cli::text(&out);
     let mut plan: Plan = toml::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
     if let Some(id) = snapshot {
         plan.items[0].disks[0].source_snapshot = Some(id);
         std::fs::write(&plan_path, toml::to_string(&plan).unwrap()).unwrap();
     }
     let short = plan.hash().short().to_string();
-    let out = peers
-        .run(&[
-            "approve",
-            plan_arg,
-            "--confirm",
-            &short,
-            "--ack-cross-border",
-            "--ack-lossy",
-        ])
-        .await;
+    let mut approve = vec![
+        "approve",
+        plan_arg,
+        "--confirm",
+        &short,
+        "--ack-cross-border",
+    ];
+    if configured {
+        // A rule that cannot be carried: refused without the acknowledgement.
+        let out = peers.run(&approve).await;
+        if out.status.success() || !cli::text(&out).contains("--ack-lossy") {
+            return Err(format!(
+                "approved a lossy plan without --ack-lossy: {}",
+                cli::text(&out)
+            ));
+        }
+    }
+    approve.push("--ack-lossy");
+    let out = peers.run(&approve).await;
     if !out.status.success() {
         return Err(format!("approve: {}", cli::text(&out)));
     }
@@ -249,6 +266,8 @@ async fn approve_pair(
         plan: plan_path,
         expected,
         before_apply: clock.elapsed(),
+        shown,
+        target_name: plan.items[0].target_name.clone(),
     })
 }
 
@@ -259,7 +278,25 @@ async fn apply_pair(peers: &Peers, pair: &Approved) -> Result<String, String> {
     let before = targets::mark(peers).await;
     let out = peers.run(&["apply", pair.plan.to_str().unwrap()]).await;
     if !out.status.success() {
-        return Err(format!("apply: {}", cli::text(&out)));
+        // The detached engine's reason is in its log, which the stderr names.
+        let said = cli::text(&out);
+        let log = said
+            .split_whitespace()
+            .find(|w| w.ends_with("engine.log"))
+            .and_then(|path| {
+                let path = std::path::Path::new(path);
+                let start = Instant::now();
+                while path
+                    .parent()
+                    .is_some_and(altishift::engine::lock::RunLock::held)
+                    && start.elapsed() < Duration::from_secs(30)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::fs::read_to_string(path).ok()
+            })
+            .unwrap_or_default();
+        return Err(format!("apply: {said}\nengine.log:\n{log}"));
     }
     let applied = clock.elapsed();
     let copies = targets::read_back(
@@ -277,6 +314,17 @@ async fn apply_pair(peers: &Peers, pair: &Approved) -> Result<String, String> {
     }
     if let Some(difference) = compare(&pair.expected, &copies[0]) {
         return Err(difference);
+    }
+    if !pair.cutover && matrix::config::covered(pair.source, pair.target) {
+        matrix::config::check(
+            peers,
+            pair.source,
+            pair.target,
+            &pair.target_name,
+            &pair.shown,
+        )
+        .await
+        .map_err(|e| format!("configuration: {e}"))?;
     }
     if pair.cutover {
         use std::os::unix::fs::FileExt as _;

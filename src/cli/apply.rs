@@ -378,6 +378,7 @@ impl Printer {
             }
             Event::DiskFailed { disk, error } => say!("{disk}: FAILED: {error}"),
             Event::InstanceDeployed { instance, id } => say!("{instance}: deployed as {id}"),
+            Event::Created(c) => say!("{} {} {}: {} on {}", c.state, c.kind, c.name, c.id, c.cloud),
             Event::Validated { instance, checks } => {
                 let passed = checks.iter().filter(|c| c.passed).count();
                 say!(

@@ -145,6 +145,9 @@ pub enum Event {
         instance: String,
         id: String,
     },
+    /// A firewall or key of the plan now exists on the target (made now,
+    /// or reused: made by this plan before an interruption).
+    Created(super::report::CreatedReport),
     Validated {
         instance: String,
         checks: Vec<Check>,

@@ -52,6 +52,22 @@ pub struct CleanupReport {
     pub outcome: String,
 }
 
+/// Something the run made on the target that is meant to stay (an
+/// instance, its image and disks, a firewall, an imported key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedReport {
+    /// `firewall`, `ssh key`, `instance`, `image`, `disk`.
+    pub kind: String,
+    /// The plan's name for it (the source rule set, the key, the instance).
+    pub name: String,
+    /// Its id on the target.
+    pub id: String,
+    pub cloud: String,
+    /// As an event: `created` or `reused`; in the report: `in place` or
+    /// `removed`.
+    pub state: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
@@ -67,6 +83,9 @@ pub struct RunReport {
     pub cross_border: Option<String>,
     pub disks: Vec<DiskReport>,
     pub instances: Vec<InstanceReport>,
+    /// What the run made on the target, from its journal.
+    #[serde(default)]
+    pub created: Vec<CreatedReport>,
     pub cleanup: Vec<CleanupReport>,
     pub revoked: Vec<String>,
     pub access_kept: bool,
@@ -233,6 +252,23 @@ impl RunReport {
             }
             let _ = writeln!(md);
         }
+        if !self.created.is_empty() {
+            let _ = writeln!(md, "## Created on the target\n");
+            let _ = writeln!(md, "| kind | name | id | cloud | now |");
+            let _ = writeln!(md, "|---|---|---|---|---|");
+            for c in &self.created {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | `{}` | {} | {} |",
+                    cell(&c.kind),
+                    cell(&c.name),
+                    code(&c.id),
+                    cell(&c.cloud),
+                    cell(&c.state)
+                );
+            }
+            let _ = writeln!(md);
+        }
         let _ = writeln!(md, "## Clean-up\n");
         if self.cleanup.is_empty() {
             let _ = writeln!(md, "- nothing to remove");
@@ -268,5 +304,60 @@ impl RunReport {
 
     pub fn average(bytes: Bytes, ms: u64) -> f64 {
         mb_per_s(bytes.0, ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text report lists what the run made on the target and what
+    /// became of it (a test migration removes it again).
+    #[test]
+    fn the_report_lists_what_was_created_on_the_target() {
+        let made = |kind: &str, name: &str, id: &str, state: &str| CreatedReport {
+            kind: kind.into(),
+            name: name.into(),
+            id: id.into(),
+            cloud: "aws-target".into(),
+            state: state.into(),
+        };
+        let report = RunReport {
+            run_id: "run-0123456789ab".into(),
+            plan_hash: "0123456789ab".repeat(5),
+            operator: "ops@example.com".into(),
+            source: "lab-east".into(),
+            target: "aws-target".into(),
+            started_at: "2026-12-04T16:00:00Z".into(),
+            finished_at: "2026-12-04T16:00:09Z".into(),
+            duration_ms: 9_000,
+            ok: true,
+            resumed: false,
+            cross_border: None,
+            disks: Vec::new(),
+            instances: Vec::new(),
+            created: vec![
+                made("ssh key", "ops", "ops", "in place"),
+                made("firewall", "web", "sg-0a1b2c3d", "in place"),
+                made("instance", "web-1", "i-0123456789", "removed"),
+            ],
+            cleanup: Vec::new(),
+            revoked: Vec::new(),
+            access_kept: false,
+            debug_log: None,
+            failed_wave: None,
+        };
+        let md = report.to_markdown();
+        let start = md.find("## Created").unwrap_or(0);
+        let end = md.find("## Clean-up").unwrap_or(md.len());
+        insta::assert_snapshot!("report_created", &md[start..end]);
+        // An old report without the list still loads.
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(o) = json.as_object_mut() {
+            o.remove("created");
+        }
+        let old: RunReport = serde_json::from_value(json).unwrap_or(report);
+        assert!(old.created.is_empty());
+        assert!(!old.to_markdown().contains("## Created"));
     }
 }

@@ -170,6 +170,8 @@ pub struct RunState {
     pub disks: Vec<DiskPane>,
     pub selected: usize,
     pub deployed: Vec<(String, String)>,
+    /// Firewalls and keys of the plan made (or reused) on the target.
+    pub created: Vec<crate::engine::report::CreatedReport>,
     pub checks: Vec<(String, Vec<Check>)>,
     pub cleanup: Vec<(String, bool, String)>,
     pub revoked: Vec<(String, Vec<String>)>,
@@ -295,6 +297,14 @@ impl RunState {
             Event::InstanceDeployed { instance, id } => {
                 log(Level::Info, format!("{instance}: deployed as {id}"));
                 self.deployed.push((instance, id));
+                Change::Visible
+            }
+            Event::Created(c) => {
+                log(
+                    Level::Info,
+                    format!("{} {} {}: {} on {}", c.state, c.kind, c.name, c.id, c.cloud),
+                );
+                self.created.push(c);
                 Change::Visible
             }
             Event::Validated { instance, checks } => {

@@ -417,6 +417,15 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
     for (instance, id) in &run.deployed {
         lines.push(Line::raw(format!("  deployed {instance} as {id}")));
     }
+    if !run.created.is_empty() {
+        lines.push(Line::styled("Created on the target", theme.ui.title));
+        for c in &run.created {
+            lines.push(Line::raw(format!(
+                "  {} {} {} → {} on {}",
+                c.state, c.kind, c.name, c.id, c.cloud
+            )));
+        }
+    }
     lines.extend(pass_lines(
         app,
         run,

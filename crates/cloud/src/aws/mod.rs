@@ -9,6 +9,7 @@ pub mod config;
 pub mod cutover;
 mod deploy;
 pub mod inventory;
+mod leftovers;
 pub mod neutral;
 pub mod paging;
 pub mod source;
@@ -187,59 +188,20 @@ impl Cloud for AwsCloud {
         Ok(inventory)
     }
 
-    /// Source snapshots carrying the plan's tag and the temporary tag, in the
-    /// profile's region and every region this process used (a snapshot left
-    /// in another region is not searched: the report of the killed run names
-    /// its disks' regions).
+    /// The account id STS reports for the credentials.
     async fn account(&self) -> Result<Option<String>, CloudError> {
         self.clients.account().await
     }
 
+    /// Temporary snapshots and the configuration objects of the plan
+    /// (see `leftovers.rs`).
     async fn find_leftovers(
         &self,
         tag: &(String, String),
     ) -> Result<Vec<CreatedResource>, CloudError> {
-        use aws_sdk_ec2::types::Filter;
-        let mut found = Vec::new();
-        for region in self.clients.known_regions() {
-            let c = self.clients.get(Some(&region))?;
-            let ec2 = &c.ec2;
-            let ids: Vec<String> =
-                paging::collect_pages("ec2 DescribeSnapshots", |token| async move {
-                    let page = ec2
-                        .describe_snapshots()
-                        .owner_ids("self")
-                        .filters(
-                            Filter::builder()
-                                .name(format!("tag:{}", tag.0))
-                                .values(&tag.1)
-                                .build(),
-                        )
-                        .filters(
-                            Filter::builder()
-                                .name(format!("tag:{}", source::TEMPORARY_TAG))
-                                .values("true")
-                                .build(),
-                        )
-                        .set_next_token(token)
-                        .send()
-                        .await
-                        .map_err(|e| client::classify("ec2 DescribeSnapshots", e))?;
-                    let ids: Vec<String> = page
-                        .snapshots()
-                        .iter()
-                        .filter_map(|s| s.snapshot_id().map(str::to_string))
-                        .collect();
-                    Ok((ids, page.next_token().map(str::to_string)))
-                })
-                .await?;
-            found.extend(ids.into_iter().map(|id| CreatedResource {
-                cloud: self.name.clone(),
-                kind: ResourceKind::Snapshot,
-                id: join_region(Some(&region), &id),
-                temporary: true,
-            }));
-        }
+        let mut found = leftovers::snapshots(&self.clients, &self.name, tag).await?;
+        let c = self.clients.get(None)?;
+        found.extend(leftovers::configuration(&c, &self.name, tag).await?);
         Ok(found)
     }
 

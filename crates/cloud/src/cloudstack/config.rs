@@ -77,7 +77,9 @@ pub fn rule_params(
             p.push(("icmpcode".into(), "-1".into()));
         }
         ("tcp" | "udp", ports) => {
-            let (from, to) = ports.map_or((1, 65535), |r| (r.from, r.to));
+            // CloudStack refuses port 0 in a range; no traffic uses it, so
+            // a range from 0 (a whole-range rule from elsewhere) starts at 1.
+            let (from, to) = ports.map_or((1, 65535), |r| (r.from.max(1), r.to));
             p.push(("startport".into(), from.to_string()));
             p.push(("endport".into(), to.to_string()));
         }
@@ -394,6 +396,9 @@ mod tests {
                 ("cidrlist".into(), "0.0.0.0/0".into()),
             ]
         );
+        // CloudStack refuses a range from port 0 (errorcode 431).
+        let p = rule_params(&rule("udp", Some((0, 1024)), any()), none).unwrap();
+        assert!(p.contains(&("startport".into(), "1".into())), "{p:?}");
         let p = rule_params(&rule("icmp", Some((8, u16::MAX)), any()), none).unwrap();
         assert!(p.contains(&("icmptype".into(), "8".into())));
         assert!(p.contains(&("icmpcode".into(), "-1".into())));

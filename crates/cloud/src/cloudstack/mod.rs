@@ -276,6 +276,15 @@ impl Cloud for CloudStackCloud {
         inventory::read(&self.client, &self.name, &jurisdiction).await
     }
 
+    /// The security groups this plan made (found by their tag). Key pairs
+    /// cannot carry a tag: one no journal names stays.
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        config::leftovers(&self.client, &self.name, tag).await
+    }
+
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {
         let _ = cap;
         match resource.kind {

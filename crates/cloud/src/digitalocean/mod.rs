@@ -387,6 +387,15 @@ impl Cloud for DigitalOceanCloud {
         Ok(inventory)
     }
 
+    /// The cloud firewalls this plan made (found by their tag). Keys
+    /// cannot carry a tag: an imported key no journal names stays.
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        config::leftovers(&self.client, &self.name, tag).await
+    }
+
     async fn delete(
         &self,
         _cap: &Capability,

@@ -241,9 +241,9 @@ pub fn platform(item: &Value) -> Platform {
 }
 
 /// Networks then subnetworks, firewalls, the project's images.
-pub async fn read(
-    client: &Client,
-) -> Result<(Vec<Network>, Vec<Firewall>, Vec<Image>), CloudError> {
+/// Networks and subnetworks, firewalls (as listed: instances' rule sets
+/// are made from them) and images.
+pub async fn read(client: &Client) -> Result<(Vec<Network>, Vec<Value>, Vec<Image>), CloudError> {
     let mut networks: Vec<Network> = client
         .list_all("global/networks")
         .await?
@@ -257,12 +257,7 @@ pub async fn read(
             .iter()
             .map(subnetwork),
     );
-    let firewalls = client
-        .list_all("global/firewalls")
-        .await?
-        .iter()
-        .map(firewall)
-        .collect();
+    let firewalls = client.list_all("global/firewalls").await?;
     let images = client
         .list_all("global/images")
         .await?

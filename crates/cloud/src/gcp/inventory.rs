@@ -164,8 +164,8 @@ pub fn instance(
 /// What the instance answer itself says of its configuration: interfaces
 /// (network, subnetwork, address, an external address), the metadata's
 /// `ssh-keys` (`user:ssh-ed25519 AAAA… comment` per line) and `user-data`.
-/// Firewalls apply by network and target tag: they are listed separately
-/// (`firewalls.list`), not per instance.
+/// Firewalls apply by network and target tag or account: `read` adds the
+/// rule sets reaching each instance (`applied.rs`) from `firewalls.list`.
 fn config_of(item: &Value) -> crate::inventory::InstanceConfig {
     use crate::inventory::config::{Attachment, KeyRef};
     let networks = item["networkInterfaces"]
@@ -255,9 +255,10 @@ pub async fn read(
         .into_iter()
         .map(|d| (text(&d, "selfLink"), d))
         .collect();
-    let instances = client
+    let raw_instances = client
         .aggregated("aggregated/instances", "instances")
-        .await?
+        .await?;
+    let mut instances: Vec<Instance> = raw_instances
         .iter()
         .map(|i| instance(i, &disks, &size_map))
         .collect();
@@ -268,7 +269,13 @@ pub async fn read(
             r.jurisdiction = j.to_string();
         }
     }
-    let (networks, firewalls, images) = super::catalog::read(client).await?;
+    let (networks, raw_firewalls, images) = super::catalog::read(client).await?;
+    for (instance, raw) in instances.iter_mut().zip(&raw_instances) {
+        let (sets, unread) = super::applied::rule_sets(raw, &raw_firewalls);
+        instance.config.rule_sets = sets;
+        instance.config.unread.extend(unread);
+    }
+    let firewalls = raw_firewalls.iter().map(super::catalog::firewall).collect();
     let access = client.auth.access().await;
     Ok(Inventory {
         cloud: cloud.to_string(),

@@ -3,6 +3,7 @@
 //! `disk.raw` tar.gz through a resumable Cloud Storage upload and
 //! `images.insert`, instances from those images.
 
+mod applied;
 pub mod auth;
 mod catalog;
 pub mod client;
@@ -289,6 +290,15 @@ impl Cloud for GcpCloud {
             self.jurisdiction.as_deref(),
         )
         .await
+    }
+
+    /// The firewall rules this plan made (found by their description):
+    /// a run killed before journaling one leaves it behind.
+    async fn find_leftovers(
+        &self,
+        tag: &(String, String),
+    ) -> Result<Vec<CreatedResource>, CloudError> {
+        self.firewall_leftovers(tag).await
     }
 
     async fn delete(&self, cap: &Capability, resource: &CreatedResource) -> Result<(), CloudError> {

@@ -5,8 +5,8 @@
 //! writes new ones, tagged with the plan.
 
 use super::manifest::{self, FirewallManifest, InstanceManifest, KeyManifest};
-use crate::CloudError;
 use crate::configure::FoundConfig;
+use crate::{CloudError, CreatedResource, ResourceKind};
 use crate::inventory::config::{
     Attachment, ConfigRules, Direction, FirewallRules, KeyRef, Peer, PeerKind, PortRange, Rule,
     RuleSet, TagRules,
@@ -362,6 +362,36 @@ fn ours(
             "{what} '{name}' already exists and was not created by this plan"
         )))
     }
+}
+
+/// The firewalls and keys carrying the plan's tag `(key, value)`, for
+/// cleanup to find those a killed run never journaled.
+pub fn leftovers(
+    root: &Path,
+    cloud: &str,
+    (key, value): &(String, String),
+) -> Result<Vec<CreatedResource>, CloudError> {
+    let ours = |tags: &BTreeMap<String, String>| tags.get(key) == Some(value);
+    let resource = |kind, id: String| CreatedResource {
+        cloud: cloud.to_string(),
+        kind,
+        id,
+        temporary: false,
+    };
+    let firewalls: Vec<FirewallManifest> =
+        read_all(root, "firewalls").map_err(CloudError::Permanent)?;
+    let keys: Vec<KeyManifest> = read_all(root, "keys").map_err(CloudError::Permanent)?;
+    let mut found: Vec<CreatedResource> = firewalls
+        .into_iter()
+        .filter(|f| ours(&f.tags))
+        .map(|f| resource(ResourceKind::Firewall, f.name))
+        .collect();
+    found.extend(
+        keys.into_iter()
+            .filter(|k| ours(&k.tags))
+            .map(|k| resource(ResourceKind::SshKey, k.name)),
+    );
+    Ok(found)
 }
 
 /// The file of a firewall or key the run created (for removal).

@@ -238,7 +238,8 @@ impl Cloud for LabCloud {
         })
     }
 
-    /// Snapshots are named `altishift-<short hash>-…` (see the engine).
+    /// Snapshots are named `altishift-<short hash>-…` (see the engine);
+    /// firewalls and keys carry the plan's tag.
     async fn find_leftovers(
         &self,
         tag: &(String, String),
@@ -247,7 +248,9 @@ impl Cloud for LabCloud {
         let dir = self.root.join("snapshots");
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return config::leftovers(&self.root, &self.name, tag);
+            }
             Err(e) => return Err(CloudError::from_io(dir.display(), e)),
         };
         let mut found = Vec::new();
@@ -264,6 +267,7 @@ impl Cloud for LabCloud {
             }
         }
         found.sort_by(|a, b| a.id.cmp(&b.id));
+        found.extend(config::leftovers(&self.root, &self.name, tag)?);
         Ok(found)
     }
 

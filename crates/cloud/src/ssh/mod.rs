@@ -14,6 +14,7 @@
 pub mod cutover;
 pub mod delta;
 pub mod install;
+mod netconf;
 pub mod reader;
 pub mod session;
 mod source;
@@ -169,6 +170,22 @@ impl SshCloud {
     }
 
     /// Size of the device, CPUs and memory of the host (one round trip).
+    /// The host's network attachments (`ip -j addr`, read-only); none when
+    /// `ip` is missing or its answer is not iproute2's JSON (the plan then
+    /// maps no network, as before this was read).
+    async fn networks(&self) -> Vec<crate::inventory::config::Attachment> {
+        match self
+            .session
+            .run("PATH=\"$PATH:/usr/sbin:/sbin\" ip -j addr", None)
+            .await
+        {
+            Ok(out) => {
+                netconf::attachments(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     async fn facts(&self) -> Result<HostFacts, CloudError> {
         let mut facts = self.facts.lock().await;
         if let Some(known) = &*facts {
@@ -374,7 +391,10 @@ impl Cloud for SshCloud {
             tags: Default::default(),
             platform: Default::default(),
             // Read-only hosts: their firewall (nft/iptables) is not read yet.
-            config: Default::default(),
+            config: crate::inventory::InstanceConfig {
+                networks: self.networks().await,
+                ..Default::default()
+            },
         };
         Ok(Inventory {
             cloud: self.name.clone(),

@@ -4,14 +4,16 @@
 //! instance's [`DeployConfig`] naming what was created.
 
 use super::Run;
+use super::wrap_up::kind_label;
 use crate::cloud::configure::{ConfigObject, DeployConfig};
 use crate::cloud::{CloudError, CreatedResource, ResourceKind};
 use crate::journal::{self, Record};
 use crate::pipeline::TransferError;
+use crate::report::{CleanupReport, CreatedReport};
+use crate::{EngineError, Event, Level};
 use crate::plan::PlanItem;
 use crate::plan::config_text::object_action;
 use crate::plan::configuration::{Object, objects};
-use crate::{EngineError, Level};
 use std::collections::BTreeMap;
 
 impl Run {
@@ -19,9 +21,24 @@ impl Run {
     pub(super) async fn create_configuration(&self) -> Result<(), EngineError> {
         let plan = self.approved.plan();
         let made = self.configuration_ids()?;
+        let target = &*self.target;
+        let tell = |key: &str, kind: ResourceKind, id: &str, state: &str| {
+            self.send(Event::Created(CreatedReport {
+                kind: kind_label(kind).into(),
+                name: key.rsplit('/').next().unwrap_or(key).to_string(),
+                id: id.to_string(),
+                cloud: target.name().to_string(),
+                state: state.into(),
+            }));
+        };
         for object in objects(plan) {
             let key = object.key();
-            if made.contains_key(&key) {
+            let kind = match object {
+                Object::Firewall(_) => ResourceKind::Firewall,
+                Object::Key(_) => ResourceKind::SshKey,
+            };
+            if let Some(id) = made.get(&key) {
+                tell(&key, kind, id, "reused");
                 continue;
             }
             let (verb, resource, _) = object_action(&object);
@@ -36,7 +53,7 @@ impl Run {
                     plan.target.cloud
                 )));
             }
-            let (request, kind, action) = match object {
+            let (request, action) = match object {
                 Object::Firewall(f) => (
                     ConfigObject::Firewall {
                         name: f.name.clone(),
@@ -44,7 +61,6 @@ impl Run {
                         rules: f.rules.iter().filter_map(|r| r.target.clone()).collect(),
                         source: format!("{}/{}", plan.source.cloud, f.source),
                     },
-                    ResourceKind::Firewall,
                     "create_firewall",
                 ),
                 Object::Key(k) => (
@@ -52,11 +68,9 @@ impl Run {
                         name: k.name.clone(),
                         public_key: k.public_key.clone(),
                     },
-                    ResourceKind::SshKey,
                     "import_key",
                 ),
             };
-            let target = &*self.target;
             let role = target
                 .target_role()
                 .map_err(|e| EngineError::Preflight(e.to_string()))?;
@@ -81,10 +95,13 @@ impl Run {
                 )
                 .await;
             match created {
-                Ok(id) => self.log(
-                    Level::Info,
-                    format!("{}: {verb} {resource} → {id}", target.name()),
-                ),
+                Ok(id) => {
+                    self.log(
+                        Level::Info,
+                        format!("{}: {verb} {resource} → {id}", target.name()),
+                    );
+                    tell(&key, kind, &id, "created");
+                }
                 Err(e) => {
                     return Err(EngineError::Preflight(format!(
                         "{verb} {resource} on {}: {e}; no instance was deployed (apply again \
@@ -95,6 +112,74 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Cleanup of an abandoned run: removes the firewalls and keys it
+    /// created, newest first (a group named by another's rule goes after
+    /// it), except those an instance this run deployed (and did not
+    /// remove) still uses — they are part of the result, so kept and said.
+    pub(super) async fn remove_configuration(&self) -> Result<Vec<CleanupReport>, EngineError> {
+        let plan = self.approved.plan();
+        let state = journal::replay(self.journal.path())?;
+        let live_instances: Vec<&str> = state
+            .deployed
+            .values()
+            .filter(|d| {
+                !state
+                    .deleted
+                    .iter()
+                    .any(|r| r.kind == ResourceKind::Instance && r.id == d.id)
+            })
+            .map(|d| d.id.as_str())
+            .collect();
+        let users = |key: &str| -> Vec<String> {
+            plan.items
+                .iter()
+                .filter(|item| {
+                    state
+                        .deployed
+                        .get(&item.target_name)
+                        .is_some_and(|d| live_instances.contains(&d.id.as_str()))
+                })
+                .filter(|item| {
+                    let c = &item.configuration;
+                    c.firewalls
+                        .iter()
+                        .any(|f| key == format!("config/firewall/{}", f.name))
+                        || c.ssh_keys
+                            .iter()
+                            .any(|k| key == format!("config/key/{}", k.name))
+                })
+                .map(|item| item.target_name.clone())
+                .collect()
+        };
+        let mut reports = Vec::new();
+        let mut made = state.live_resources();
+        made.reverse();
+        for (key, resource) in made {
+            let Some(key) = key.filter(|k| k.starts_with("config/")) else {
+                continue;
+            };
+            let used = users(&key);
+            if !used.is_empty() {
+                reports.push(CleanupReport {
+                    resource: format!("{:?} {}", resource.kind, resource.id).to_lowercase(),
+                    cloud: resource.cloud.clone(),
+                    outcome: format!("kept: deployed {} use(s) it", used.join(", ")),
+                });
+                continue;
+            }
+            reports.push(
+                self.remove(
+                    &*self.target,
+                    &resource,
+                    "delete",
+                    ("deleted", "NOT deleted"),
+                )
+                .await?,
+            );
+        }
+        Ok(reports)
     }
 
     /// `config/…` key → id on the target, of what this run created.

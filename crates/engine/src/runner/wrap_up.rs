@@ -2,10 +2,10 @@
 //! interrupted run, and the report.
 
 use super::{DiskSlot, Run, lock};
-use crate::cloud::{Check, Cloud, CreatedResource};
+use crate::cloud::{Check, Cloud, CreatedResource, ResourceKind};
 use crate::control::DiskCounters;
 use crate::journal::{self, Record};
-use crate::report::{CleanupReport, DiskReport, InstanceReport, RunReport};
+use crate::report::{CleanupReport, CreatedReport, DiskReport, InstanceReport, RunReport};
 use crate::{EngineError, Event, Level, RunOutcome, Stage};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -18,6 +18,7 @@ impl Run {
         let plan = self.approved.plan();
         let every_disk: BTreeSet<String> = plan.disks().map(|(i, d)| i.disk_key(d)).collect();
         let mut cleanup = self.clean_up(&every_disk).await?;
+        cleanup.extend(self.remove_configuration().await?);
         cleanup.extend(self.clean_up_leftovers().await?);
         let revoked = self.revoke().await?;
         let instances = plan
@@ -75,10 +76,11 @@ impl Run {
         Ok(reports)
     }
 
-    /// Removes temporaries that carry this plan's tag but that no journal
-    /// record names (a process killed between a cloud creating one and the
-    /// journal recording it). Only an abandon does this: a resumable run may
-    /// still be about to journal them.
+    /// Removes temporaries and configuration objects (firewalls, keys) that
+    /// carry this plan's tag but that no journal record names (a process
+    /// killed between a cloud creating one and the journal recording it).
+    /// Only an abandon does this: a resumable run may still be about to
+    /// journal them (and a re-run reuses them).
     async fn clean_up_leftovers(&self) -> Result<Vec<CleanupReport>, EngineError> {
         let state = journal::replay(self.journal.path())?;
         let known: BTreeSet<(String, String)> = state
@@ -107,7 +109,11 @@ impl Run {
                 }
             };
             for resource in found {
-                if !resource.temporary
+                // A firewall or key no journal names was never given to an
+                // instance (deploying needs its journaled id): removable.
+                let configuration =
+                    matches!(resource.kind, ResourceKind::Firewall | ResourceKind::SshKey);
+                if !(resource.temporary || configuration)
                     || known.contains(&(resource.cloud.clone(), bare_id(&resource.id).to_string()))
                 {
                     continue;
@@ -126,7 +132,6 @@ impl Run {
     /// target's instances go first (AWS deregisters their images with them),
     /// then images, then written disks, so nothing is removed while in use.
     pub(super) async fn remove_test_targets(&self) -> Result<Vec<CleanupReport>, EngineError> {
-        use crate::cloud::ResourceKind;
         let state = journal::replay(self.journal.path())?;
         let target = &*self.target;
         let mut results: Vec<_> = state
@@ -135,11 +140,15 @@ impl Run {
             .map(|(_, r)| r)
             .filter(|r| !r.temporary && r.cloud == target.name())
             .collect();
+        // Firewalls and keys last (instances use them), newest first: a
+        // group another group's rule names is removed after that group.
         let rank = |kind: ResourceKind| match kind {
             ResourceKind::Instance => 0,
             ResourceKind::Image => 1,
+            ResourceKind::Firewall | ResourceKind::SshKey => 3,
             _ => 2,
         };
+        results.reverse();
         results.sort_by_key(|r| rank(r.kind));
         results.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
         let mut reports = Vec::new();
@@ -156,7 +165,7 @@ impl Run {
     /// Deletes one resource through the audit log (`{verb}_{kind}`),
     /// journals it once gone, tells listeners and says what happened:
     /// `texts` is what to say on success and the prefix of a failure.
-    async fn remove(
+    pub(super) async fn remove(
         &self,
         cloud: &dyn Cloud,
         resource: &CreatedResource,
@@ -259,6 +268,7 @@ impl Run {
                 .map(|c| format!("{} → {} ({})", c.from, c.to, c.bytes)),
             disks,
             instances,
+            created: self.created_report()?,
             cleanup,
             revoked,
             access_kept: plan.keep_access,
@@ -311,6 +321,48 @@ impl Run {
         })
     }
 
+    /// What the run made on the target to stay, from the journal, each
+    /// once, with whether it is still there (a test migration removes it).
+    fn created_report(&self) -> Result<Vec<CreatedReport>, EngineError> {
+        let state = journal::replay(self.journal.path())?;
+        let mut out: Vec<CreatedReport> = Vec::new();
+        for (resource, key) in state.created.iter().zip(&state.created_for) {
+            if resource.temporary || resource.cloud != self.target.name() {
+                continue;
+            }
+            if out
+                .iter()
+                .any(|c| c.id == resource.id && c.kind == kind_label(resource.kind))
+            {
+                continue;
+            }
+            let name = match key.as_deref() {
+                Some(k) if k.starts_with("config/") => {
+                    k.rsplit('/').next().unwrap_or(k).to_string()
+                }
+                Some(k) => k.to_string(),
+                None => state
+                    .deployed
+                    .iter()
+                    .find(|(_, d)| d.id == resource.id)
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default(),
+            };
+            out.push(CreatedReport {
+                kind: kind_label(resource.kind).into(),
+                name,
+                id: resource.id.clone(),
+                cloud: resource.cloud.clone(),
+                state: if state.deleted.contains(resource) {
+                    "removed".into()
+                } else {
+                    "in place".into()
+                },
+            });
+        }
+        Ok(out)
+    }
+
     pub(super) fn disk_report(&self, slot: &DiskSlot) -> DiskReport {
         let p = self.progress(slot);
         let result = lock(&slot.result).clone();
@@ -349,4 +401,18 @@ impl Run {
 /// (`eu-west-1/snap-1` and `snap-1` name the same snapshot).
 fn bare_id(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
+}
+
+/// How the report names a kind of resource.
+pub(super) fn kind_label(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Snapshot => "snapshot",
+        ResourceKind::StagingDisk => "staging disk",
+        ResourceKind::Disk => "disk",
+        ResourceKind::Image => "image",
+        ResourceKind::Instance => "instance",
+        ResourceKind::AccessKey => "access key",
+        ResourceKind::Firewall => "firewall",
+        ResourceKind::SshKey => "ssh key",
+    }
 }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod config;
 pub mod sources;
 pub mod targets;
 
