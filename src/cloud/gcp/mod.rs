@@ -7,6 +7,7 @@ pub mod auth;
 mod catalog;
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod inventory;
 mod pipe;
@@ -18,7 +19,7 @@ pub mod upload;
 pub mod verify;
 
 use crate::cloud::{Capability, Cloud, CloudError, CreatedResource};
-use crate::cloud::{ResourceKind, Source, Target};
+use crate::cloud::{CutoverSource, ResourceKind, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
 use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
@@ -56,7 +57,7 @@ pub fn rules() -> ProviderRules {
                     .into(),
             ),
             agent_host: Some("the worker VM".into()),
-            quiesce: None,
+            quiesce: Some(cutover::QUIESCE.into()),
         },
         target: TargetRules::default(),
     }
@@ -258,6 +259,10 @@ impl GcpCloud {
 #[async_trait]
 impl Cloud for GcpCloud {
     fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
         Some(self)
     }
 
