@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod download;
 pub mod inventory;
@@ -12,7 +13,7 @@ mod source;
 pub mod target;
 
 use crate::cloud::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
-use crate::cloud::{Source, Target};
+use crate::cloud::{CutoverSource, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::{DiskFormat, Inventory};
 use crate::secret::{Prompter, Secret};
@@ -245,6 +246,10 @@ impl CloudStackCloud {
 #[async_trait]
 impl Cloud for CloudStackCloud {
     fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
         Some(self)
     }
 
