@@ -63,10 +63,12 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "deletesnapshot" => {
             let id = need(p, "id", command)?.clone();
-            let before = s.snapshots.len();
-            s.snapshots.retain(|x| x.id != id);
-            if before == s.snapshots.len() {
+            let Some(at) = s.snapshots.iter().position(|x| x.id == id) else {
                 return Err(not_found("snapshot", &id));
+            };
+            // Its bytes go with it (a long run would fill the disk).
+            if let Some(file) = s.snapshots.remove(at).data {
+                let _ = std::fs::remove_file(file);
             }
             let job = new_job(s, command, JobOutcome::Done(json!({ "success": true })));
             Ok(json!({ "jobid": job }))
@@ -121,6 +123,9 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
                 ));
             }
             s.volumes.retain(|v| v.id != id);
+            if let Some(file) = volume.data {
+                let _ = std::fs::remove_file(file);
+            }
             Ok(json!({ "success": "true" }))
         }
         "extractvolume" => {
