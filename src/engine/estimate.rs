@@ -164,6 +164,51 @@ mod tests {
     use super::*;
     use PassKind::*;
 
+    /// A report whose disks made these passes (kind, bytes, ms).
+    fn report(disks: &[&[(PassKind, u64, u64)]]) -> RunReport {
+        let disks: Vec<serde_json::Value> = disks
+            .iter()
+            .enumerate()
+            .map(|(n, passes)| {
+                let passes: Vec<serde_json::Value> = passes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (kind, bytes, ms))| {
+                        serde_json::json!({"pass": i + 1, "kind": kind, "blocks_sent": 1,
+                            "bytes_sent": bytes, "elapsed_ms": ms})
+                    })
+                    .collect();
+                serde_json::json!({"disk": format!("vm/d{n}"), "status": "done",
+                    "virtual_size": 0, "allocated": 0, "bytes_scanned": 0, "bytes_skipped": 0,
+                    "bytes_sent": 0, "bytes_resumed": 0, "blocks_sent": 0, "retries": 0,
+                    "duration_ms": 0, "average_mb_s": 0.0, "peak_mb_s": 0.0,
+                    "source_digest": null, "target_digest": null, "error": null,
+                    "passes": passes})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"run_id": "r", "plan_hash": "h",
+            "operator": "o", "source": "a", "target": "b", "started_at": "",
+            "finished_at": "", "duration_ms": 1, "ok": true, "resumed": false,
+            "cross_border": null, "disks": disks, "instances": [], "cleanup": [],
+            "revoked": [], "access_kept": false}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cutover_measures_the_change_rate_over_the_pass_before_the_final() {
+        assert_eq!(change_rate_of(&report(&[&[(Full, 1 << 30, 10_000)]])), None);
+        // 2 MB written while the 4 s delta ran; the other disk 1 MB in 1 s.
+        let both = report(&[
+            &[
+                (Full, 1 << 30, 10_000),
+                (Delta, 8_000_000, 4_000),
+                (Final, 2_000_000, 500),
+            ],
+            &[(Full, 1 << 20, 1_000), (Final, 1_000_000, 100)],
+        ]);
+        assert_eq!(change_rate_of(&both), Some(500_000 + 1_000_000));
+    }
+
     #[test]
     fn the_final_pass_is_projected_from_the_deltas() {
         assert_eq!(project_final(&[(Full, 1 << 30, 40_000)]), None);
