@@ -152,6 +152,110 @@ async fn block_reads_skip_nothing_but_holes() {
     assert!(block.bytes.iter().all(|&b| b == 0));
 }
 
+/// The cutover role on CloudStack: two volume snapshots of a running VM
+/// (the guest wrote between them, into its qcow2), the delta of the second's
+/// extracted copy against what the target holds found from block digests,
+/// the guest's last writes landing as stopVirtualMachine shuts it down, and
+/// the VM started again. A quiesce command cannot run (no guest shell).
+#[tokio::test]
+async fn a_cutover_hashes_the_delta_between_snapshots_and_stops_the_vm() {
+    use altishift::block::BlockDigest;
+    use altishift::cloud::CutoverSource;
+    use cloudstack_fake::guest::GuestWrites;
+    use std::collections::BTreeMap;
+    let fake = FakeCloudStack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = [0, 5, 9];
+    let seed = Seed::new(dir.path(), "db", 8 << 20, &blocks);
+    let (vm, volume) = fake.add_vm(
+        "db-1",
+        "Small Instance",
+        Some((seed.qcow2.clone(), seed.size)),
+    );
+    // While pass 1 runs: block 5 rewritten, block 9 zeroed, a hole filled
+    // (block 12); as the VM stops: block 14.
+    let new = |index: u64| vec![index as u8 ^ 0x5a; BLOCK_SIZE as usize];
+    fake.script_writes(
+        &volume,
+        GuestWrites {
+            before_snapshot: [
+                Vec::new(),
+                vec![(5, Some(new(5))), (9, None), (12, Some(new(12)))],
+            ]
+            .into(),
+            at_stop: vec![(14, Some(new(14)))],
+        },
+    );
+    let cloud = connect(&fake, dir.path());
+    cloud.cutover_support(&vm).await.unwrap();
+    assert!(cloud.cutover_support("no-such-vm").await.is_err());
+    assert!(
+        fake.mutating_received().is_empty(),
+        "the check changed nothing"
+    );
+    let cap = capability();
+    let at = DiskRef {
+        instance_id: vm.clone(),
+        disk_id: volume.clone(),
+    };
+    let first = cloud.snapshot_disk(&cap, &at, "cut-p1").await.unwrap();
+    let second = cloud.snapshot_disk(&cap, &at, "cut-p2").await.unwrap();
+    let held: BTreeMap<BlockIndex, BlockDigest> = blocks
+        .iter()
+        .map(|&i| (BlockIndex(i), BlockDigest::of(&seed.block(i))))
+        .collect();
+    let delta = cloud
+        .open_snapshot_delta(Some(&first), &second, &held)
+        .await
+        .unwrap();
+    let sent: Vec<u64> = delta
+        .allocated_blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(sent, [5, 9, 12]);
+    assert!(delta.read_block(BlockIndex(5)).await.unwrap().bytes == new(5));
+    let zeroed = delta.read_block(BlockIndex(9)).await.unwrap().bytes;
+    assert!(zeroed.iter().all(|&b| b == 0), "block 9 reads as zeros");
+
+    let refused = cloud
+        .quiesce(&cap, &vm, Some("systemctl stop db"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("no shell on the guest"),
+        "{refused}"
+    );
+    cloud.quiesce(&cap, &vm, None, None).await.unwrap();
+    let state = |fake: &FakeCloudStack| {
+        fake.state()
+            .vms
+            .iter()
+            .find(|v| v.id == vm)
+            .map(|v| v.state.clone())
+            .unwrap()
+    };
+    assert_eq!(state(&fake), "Stopped");
+    // The final snapshot holds the guest's last write.
+    let last = cloud.snapshot_disk(&cap, &at, "cut-p3").await.unwrap();
+    let reader = cloud.open_disk_reader(&last).await.unwrap();
+    assert!(reader.read_block(BlockIndex(14)).await.unwrap().bytes == new(14));
+    // Powering off a stopped VM sends no second stop.
+    cloud.power_off(&cap, &vm).await.unwrap();
+    assert_eq!(fake.state().stops, vec![vm.clone()]);
+    cloud.thaw(&cap, &vm, None).await.unwrap();
+    assert_eq!(state(&fake), "Running");
+    let commands: Vec<String> = fake
+        .mutating_received()
+        .into_iter()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.ends_with("virtualmachine"))
+        .collect();
+    assert_eq!(commands, ["stopvirtualmachine", "startvirtualmachine"]);
+}
+
 #[tokio::test]
 async fn an_interrupted_download_resumes_without_fetching_finished_chunks_again() {
     let fake = FakeCloudStack::start().await;

@@ -140,6 +140,16 @@ fn disk_panes_show_the_passes_made_so_far() {
         wide.contains("pass 1 full 2.0 GiB · pass 2 delta 96.0 MiB · pass 3 delta 20.0 MiB"),
         "{wide}"
     );
+    // The cutover window in numbers: deltas of 96 then 20 MiB project a
+    // final pass of 20 × 20/96 ≈ 4.2 MiB, timed on the line through the two
+    // deltas (a fixed cost per pass plus a cost per byte): ~421 ms.
+    assert!(wide.contains("final ≈ 4.2 MiB in ~421ms"), "{wide}");
+    assert!(narrow.contains("final ≈ 4.2 MiB in ~421ms"), "{narrow}");
+    assert_eq!(
+        wide.matches("final ≈").count(),
+        1,
+        "no projection before a delta pass: {wide}"
+    );
     let run = h.app.run.as_ref().expect("run");
     assert_eq!(run.disks[0].passes.len(), 3);
     assert_eq!(run.disks[1].passes.len(), 1);
@@ -199,6 +209,10 @@ fn results_list_every_pass_with_its_time() {
     h.keys("t");
     let narrow = text(&h, 80, 24);
     assert!(narrow.contains("pass 4 final 12.0 MiB"), "{narrow}");
+    assert!(
+        !narrow.contains("final ≈"),
+        "no projection once the final pass ran: {narrow}"
+    );
 }
 
 #[test]

@@ -267,3 +267,142 @@ async fn the_worker_attaches_the_copy_read_only_with_the_login_key_and_is_remove
     assert_eq!(gcp.fake.disk_names(ZONE), ["src-vm"]);
     assert!(gcp.fake.snapshot_names().is_empty());
 }
+
+/// The cutover role on Compute Engine: two snapshots of a running disk (the
+/// guest wrote between them), the delta of the second against what the
+/// target holds found by the worker's agent from block digests, the guest's
+/// last writes landing as `instances.stop` shuts it down, and a stopped
+/// instance started again. A quiesce command cannot run (no guest shell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_reads_the_delta_between_snapshots_and_stops_through_instances_stop() {
+    use altishift::block::BlockDigest;
+    use altishift::cloud::{CutoverSource, DiskRef};
+    use altishift::units::BlockIndex;
+    use gce_fake::source::GuestWrites;
+    use std::collections::BTreeMap;
+    let gcp = Gcp::start().await;
+    let sshd = sshd::Sshd::start();
+    let disk = gcp.dir.path().join("db.raw");
+    source_disk(&disk);
+    gcp.fake.add_source_vm(ZONE, "db", "f1-micro", &disk);
+    // While pass 1 runs: block 7 rewritten, block 300 zeroed, a hole filled
+    // (block 900); as it stops: block 1000.
+    gcp.fake.script_writes(
+        ZONE,
+        "db",
+        GuestWrites {
+            before_snapshot: [
+                Vec::new(),
+                vec![(7, Some(block(7))), (300, None), (900, Some(block(900)))],
+            ]
+            .into(),
+            at_stop: vec![(1000, Some(block(1000)))],
+        },
+    );
+    let cloud = source_cloud(&gcp, &sshd);
+    let id = gcp.fake.instance("db").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cloud.cutover_support(&id).await.unwrap();
+    assert!(cloud.cutover_support("no-such-vm").await.is_err());
+    assert!(
+        gcp.fake.mutating_received().is_empty(),
+        "the check changed nothing"
+    );
+    let cap = capability();
+    let at = DiskRef {
+        instance_id: id.clone(),
+        disk_id: format!("db@{ZONE}"),
+    };
+    let first = cloud.snapshot_disk(&cap, &at, "cut-p1").await.unwrap();
+    let second = cloud.snapshot_disk(&cap, &at, "cut-p2").await.unwrap();
+    // What the target holds: the first snapshot, block for block.
+    let held: BTreeMap<BlockIndex, BlockDigest> = {
+        let reader = cloud.open_disk_reader(&first).await.unwrap();
+        let mut held = BTreeMap::new();
+        for index in reader
+            .allocated_blocks()
+            .await
+            .unwrap()
+            .into_iter()
+            .flatten()
+        {
+            let bytes = reader.read_block(BlockIndex(index)).await.unwrap().bytes;
+            if bytes.iter().any(|&b| b != 0) {
+                held.insert(BlockIndex(index), BlockDigest::of(&bytes));
+            }
+        }
+        held
+    };
+    assert_eq!(held.len(), 5);
+    let delta = cloud
+        .open_snapshot_delta(Some(&first), &second, &held)
+        .await
+        .unwrap();
+    let blocks: Vec<u64> = delta
+        .allocated_blocks()
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(blocks, vec![7, 300, 900]);
+    assert!(delta.read_block(BlockIndex(7)).await.unwrap().bytes == block(7));
+    let zeroed = delta.read_block(BlockIndex(300)).await.unwrap().bytes;
+    assert!(zeroed.iter().all(|&b| b == 0), "block 300 reads as zeros");
+    drop(delta);
+
+    let refused = cloud
+        .quiesce(&cap, &id, Some("systemctl stop db"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("no shell on the guest"),
+        "{refused}"
+    );
+    cloud.quiesce(&cap, &id, None, None).await.unwrap();
+    assert_eq!(gcp.fake.instance("db").unwrap()["status"], "TERMINATED");
+    let mut last = vec![0u8; 1 << 19];
+    std::fs::File::open(&disk)
+        .unwrap()
+        .read_exact_at(&mut last, 1000 << 19)
+        .unwrap();
+    assert!(
+        last == block(1000),
+        "the guest's last write landed as it stopped"
+    );
+    // Powering off a stopped instance is no second stop.
+    cloud.power_off(&cap, &id).await.unwrap();
+    assert_eq!(gcp.fake.state().stops, ["db"]);
+    cloud.thaw(&cap, &id, None).await.unwrap();
+    assert_eq!(gcp.fake.instance("db").unwrap()["status"], "RUNNING");
+    let posted: Vec<String> = gcp
+        .fake
+        .mutating_received()
+        .into_iter()
+        .filter(|m| m.ends_with("/stop") || m.ends_with("/start"))
+        .collect();
+    assert_eq!(
+        posted,
+        [
+            format!("POST zones/{ZONE}/instances/db/stop"),
+            format!("POST zones/{ZONE}/instances/db/start"),
+        ]
+    );
+    for snapshot in [&first, &second] {
+        use altishift::cloud::{CreatedResource, ResourceKind};
+        cloud
+            .delete(
+                &cap,
+                &CreatedResource {
+                    kind: ResourceKind::Snapshot,
+                    id: snapshot.id.clone(),
+                    cloud: "gcp-test".into(),
+                    temporary: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -22,7 +22,7 @@ use altishift_testkit::matrix;
 
 use altishift::plan::Plan;
 use matrix::sources::{self, Source};
-use matrix::{Kind, Peers, compare, targets};
+use matrix::{Kind, Peers, QUIESCE_BLOCK, compare, guest_block, targets};
 use std::time::{Duration, Instant};
 
 /// Pairs the binary refuses today, and why (checked: `plan` must fail).
@@ -30,15 +30,17 @@ const CANNOT: &[(Kind, Kind, &str)] = &[];
 
 /// The cutover variant of these pairs runs too (sources with delta passes;
 /// an AWS cutover needs a volume with a body: tests/aws_cutover.rs). The
-/// quiesce command writes a block the final pass must carry; the SSH host
-/// is this machine, so it is thawed, never powered off.
+/// guest keeps writing: on an SSH host or a droplet the quiesce command
+/// writes a block the final pass must carry; Compute Engine and CloudStack
+/// stop the instance through their API instead, so their fakes play the
+/// guest (writes while pass 1 runs, and as it stops). The SSH host is this
+/// machine, so it is thawed, never powered off.
 const CUTOVER: &[(Kind, Kind)] = &[
+    (Kind::Gcp, Kind::Lab),
+    (Kind::CloudStack, Kind::Lab),
     (Kind::DigitalOcean, Kind::Lab),
     (Kind::Ssh, Kind::CloudStack),
 ];
-
-/// The block the cutover variants' quiesce command writes.
-const QUIESCE_BLOCK: u64 = 700;
 
 /// Kinds that are never a target, and why (no pair is attempted).
 const NOT_TARGETS: &[(Kind, &str)] = &[(
@@ -54,6 +56,8 @@ struct Approved {
     n: u64,
     plan: std::path::PathBuf,
     expected: std::path::PathBuf,
+    /// The instance the fake must have stopped (scripted guest writes).
+    scripted: Option<String>,
     /// Seeding, planning and approving.
     before_apply: Duration,
     /// The plan as `plan` printed it, and the instance's name on the target.
@@ -179,6 +183,7 @@ async fn approve_pair(
         instance,
         expected,
         snapshot,
+        scripted,
     } = sources::prepare(peers, source, target, n, variant).await;
     let configured = !cutover && matrix::config::covered(source, target);
     if configured {
@@ -210,13 +215,10 @@ async fn approve_pair(
         expected.display()
     );
     if cutover {
-        args.extend([
-            "--cutover",
-            "--quiesce",
-            &quiesce,
-            "--max-delta-passes",
-            "1",
-        ]);
+        args.extend(["--cutover", "--max-delta-passes", "1"]);
+        if scripted.is_none() {
+            args.extend(["--quiesce", &quiesce]);
+        }
         if source == Kind::Ssh {
             args.extend(["--no-power-off", "--thaw", "true"]);
         }
@@ -265,6 +267,7 @@ async fn approve_pair(
         n,
         plan: plan_path,
         expected,
+        scripted,
         before_apply: clock.elapsed(),
         shown,
         target_name: plan.items[0].target_name.clone(),
@@ -327,14 +330,20 @@ async fn apply_pair(peers: &Peers, pair: &Approved) -> Result<String, String> {
         .map_err(|e| format!("configuration: {e}"))?;
     }
     if pair.cutover {
-        use std::os::unix::fs::FileExt as _;
-        let mut written = vec![0u8; 524288];
-        std::fs::File::open(&pair.expected)
-            .unwrap()
-            .read_exact_at(&mut written, QUIESCE_BLOCK * 524288)
-            .unwrap();
+        // The guest's last write is on the source (so the copy holds it).
+        let written = guest_block(&pair.expected, QUIESCE_BLOCK, peers.work.path());
         if written != aws_kit::pattern(pair.n, QUIESCE_BLOCK) {
-            return Err("the quiesce command's write is not on the source disk".into());
+            return Err("the guest's last write is not on the source disk".into());
+        }
+    }
+    if let Some(instance) = &pair.scripted {
+        let stopped = match pair.source {
+            Kind::Gcp => peers.gcp.fake.state().stops.contains(instance),
+            Kind::CloudStack => peers.cs.state().stops.contains(instance),
+            other => return Err(format!("{} plays no scripted guest", other.label())),
+        };
+        if !stopped {
+            return Err(format!("{instance} was not stopped through the API"));
         }
     }
     let secs = |d: Duration| d.as_secs_f64();
@@ -377,4 +386,52 @@ async fn refused(
         ));
     }
     Ok(format!("refused as listed: {why}"))
+}
+
+/// Benchmark, not a test (`cargo test --test pair_matrix bench -- --ignored
+/// --nocapture`): the downtime of a cutover per source kind, on loopback,
+/// against its full copy (see support/matrix/bench.rs). Disk size from
+/// ALTISHIFT_BENCH_GIB (default 20), data from ALTISHIFT_BENCH_ALLOC_MIB
+/// (default 2048); kinds from ALTISHIFT_BENCH_KINDS (default
+/// gcp,cloudstack,digitalocean,ssh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_cutover_downtime_per_source_kind() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let shape = matrix::bench::Shape::new(
+        env("ALTISHIFT_BENCH_GIB", 20),
+        env("ALTISHIFT_BENCH_ALLOC_MIB", 2048),
+    );
+    let kinds = std::env::var("ALTISHIFT_BENCH_KINDS")
+        .unwrap_or_else(|_| "gcp,cloudstack,digitalocean,ssh".into());
+    let peers = Peers::start().await;
+    let mut failed = Vec::new();
+    for (n, label) in kinds.split(',').enumerate() {
+        let Some(kind) = Kind::SOURCES.into_iter().find(|k| k.label() == label) else {
+            failed.push(format!("{label}: no such kind"));
+            continue;
+        };
+        match matrix::bench::run(&peers, kind, &shape, n as u64).await {
+            Ok(f) => eprintln!(
+                "bench {:>12}: {} GiB disk, {} MiB data, {} MiB rewritten after pass 1: \
+                 full pass {:.1} s; final pass {:.2} s ({} MiB); downtime (stop → target \
+                 validated) {:.2} s",
+                f.kind.label(),
+                shape.size >> 30,
+                f.allocated_mib,
+                f.changed_mib,
+                f.full_pass_ms as f64 / 1000.0,
+                f.final_pass_ms as f64 / 1000.0,
+                f.final_bytes >> 20,
+                f.downtime_ms as f64 / 1000.0
+            ),
+            Err(e) => failed.push(format!("{label}: {e}")),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -134,6 +134,9 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
     .await?;
     // A cutover the source cannot do is refused now, not after approval.
     if plan.cutover.is_some() {
+        // The final pass is estimated from the route's measured change rate.
+        plan.summary.change_rate =
+            crate::engine::estimate::change_rate(&session.state_dir, &args.from, &args.to);
         for item in &plan.items {
             let support = match source.cutover_role() {
                 Ok(source) => source.cutover_support(&item.instance_id).await,

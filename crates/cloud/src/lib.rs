@@ -10,6 +10,7 @@ pub mod aws;
 pub mod body;
 pub mod cloudstack;
 pub mod configure;
+pub mod delta;
 pub mod digitalocean;
 pub mod gcp;
 pub mod http;

@@ -105,6 +105,18 @@ impl DiskPane {
         }
     }
 
+    /// The final pass projected from the delta passes so far (the window
+    /// the source will be stopped for, deploy aside); None before the first
+    /// delta and after the final pass.
+    pub fn projected_final(&self) -> Option<crate::engine::estimate::FinalProjection> {
+        let passes: Vec<(PassKind, u64, u64)> = self
+            .passes
+            .iter()
+            .map(|p| (p.kind, p.bytes_sent.0, p.elapsed_ms))
+            .collect();
+        crate::engine::estimate::project_final(&passes)
+    }
+
     pub fn total(&self) -> u64 {
         self.progress.bytes_total.0.max(1)
     }

@@ -256,11 +256,19 @@ fn draw_disk(frame: &mut Frame, app: &App, disk: &DiskPane, selected: bool, area
         .eta()
         .map(|d| humantime::format_duration(d).to_string())
         .unwrap_or_else(|| "-".into());
-    let stats = format!(
+    let mut stats = format!(
         "now {:>10} avg {:>10} ETA {eta:<8}",
         rate(disk.current_rate()),
         rate(disk.average_rate())
     );
+    if let Some(projected) = disk.projected_final() {
+        // The downtime to expect: what the final pass will send, and how long.
+        stats.push_str(&format!(
+            " final ≈ {} in ~{} ",
+            crate::units::Bytes(projected.bytes),
+            short_duration(projected.ms)
+        ));
+    }
     let stats_width = (stats.chars().count() as u16 + 1).min(rates.width);
     let [left, right] =
         Layout::horizontal([Constraint::Length(stats_width), Constraint::Min(0)]).areas(rates);

@@ -243,6 +243,7 @@ pub async fn read(
             })
             .collect(),
         config_rules: Some(config_rules()),
+        rules: super::cutover::rules(),
         ..Default::default()
     })
 }

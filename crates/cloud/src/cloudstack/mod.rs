@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod download;
 pub mod inventory;
@@ -11,11 +12,11 @@ pub mod signing;
 mod source;
 pub mod target;
 
+use crate::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
+use crate::{CutoverSource, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::{DiskFormat, Inventory};
 use crate::secret::{Prompter, Secret};
-use crate::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
-use crate::{Source, Target};
 use async_trait::async_trait;
 use client::Client;
 use download::DownloadPolicy;
@@ -245,6 +246,10 @@ impl CloudStackCloud {
 #[async_trait]
 impl Cloud for CloudStackCloud {
     fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
         Some(self)
     }
 

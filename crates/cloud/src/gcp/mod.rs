@@ -8,6 +8,7 @@ pub mod auth;
 mod catalog;
 pub mod client;
 pub mod config;
+pub mod cutover;
 mod deploy;
 pub mod inventory;
 mod pipe;
@@ -18,11 +19,11 @@ mod target;
 pub mod upload;
 pub mod verify;
 
+use crate::{Capability, Cloud, CloudError, CreatedResource};
+use crate::{CutoverSource, ResourceKind, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
 use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
-use crate::{Capability, Cloud, CloudError, CreatedResource};
-use crate::{ResourceKind, Source, Target};
 use async_trait::async_trait;
 use auth::{ServiceAccount, TokenSource};
 use client::{Client, PollPolicy};
@@ -57,7 +58,7 @@ pub fn rules() -> ProviderRules {
                     .into(),
             ),
             agent_host: Some("the worker VM".into()),
-            quiesce: None,
+            quiesce: Some(cutover::QUIESCE.into()),
         },
         target: TargetRules::default(),
     }
@@ -259,6 +260,10 @@ impl GcpCloud {
 #[async_trait]
 impl Cloud for GcpCloud {
     fn as_source(&self) -> Option<&dyn Source> {
+        Some(self)
+    }
+
+    fn as_cutover(&self) -> Option<&dyn CutoverSource> {
         Some(self)
     }
 

@@ -77,11 +77,20 @@ pub struct WorkerSet {
 impl WorkerSet {
     /// From the name the engine gives the snapshot (kept ≤ 61 so the
     /// suffixes fit Compute Engine's 63).
+    /// A name too long to fit keeps its first 52 characters and gains a
+    /// digest of the whole: names that differ only at the end (a cutover's
+    /// `-p2`, `-p3` pass snapshots of a long disk key) stay distinct.
     fn new(zone: &str, name: &str) -> WorkerSet {
+        use sha2::Digest as _;
         let mut base = resource_name(name);
-        base.truncate(61);
-        while base.ends_with('-') {
-            base.pop();
+        if base.len() > 61 || name.len() > 61 {
+            let digest = sha2::Sha256::digest(name.as_bytes());
+            let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            base.truncate(52);
+            while base.ends_with('-') {
+                base.pop();
+            }
+            base = format!("{base}-{tag}");
         }
         WorkerSet::from_base(zone, &base)
     }
@@ -447,6 +456,28 @@ impl Source for GcpCloud {
         &self,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError> {
+        let reader = self
+            .on_worker(
+                snapshot,
+                |ssh| async move { ssh.open_stream_reader().await },
+            )
+            .await?;
+        Ok(Box::new(reader))
+    }
+}
+
+impl GcpCloud {
+    /// Runs `open` against the SSH source on the worker of `snapshot`,
+    /// again while the worker is not reachable yet (its sshd after boot).
+    pub(super) async fn on_worker<T, F, Fut>(
+        &self,
+        snapshot: &SnapshotRef,
+        open: F,
+    ) -> Result<T, CloudError>
+    where
+        F: Fn(Arc<SshCloud>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CloudError>>,
+    {
         let set = WorkerSet::parse(&snapshot.id).ok_or_else(|| {
             CloudError::Permanent(format!(
                 "{}: '{}' is not a snapshot this provider made for reading (ZONE/NAME)",
@@ -458,8 +489,8 @@ impl Source for GcpCloud {
         let wait = self.client.poll.deadline.min(Duration::from_secs(300));
         let mut attempt = 0;
         loop {
-            match ssh.open_stream_reader().await {
-                Ok(reader) => return Ok(Box::new(reader)),
+            match open(ssh.clone()).await {
+                Ok(done) => return Ok(done),
                 Err(e) if e.is_transient() && started.elapsed() < wait => {
                     tracing::debug!(worker = %set.worker, "worker not reachable yet: {e}");
                 }
@@ -488,6 +519,15 @@ mod tests {
         assert_eq!(WorkerSet::parse("plain-snapshot"), None);
         let long = WorkerSet::new("z", &"x".repeat(90));
         assert!(long.worker.len() <= 63 && long.disk.len() <= 63);
+        // A cutover's pass snapshots of a long disk key differ only at the
+        // end: they must not name one snapshot (the final pass would adopt
+        // the delta pass's and miss the writes made since).
+        let key = "altishift-0123abcd-gce-to-lab-cut-gce-to-lab-cut-europe-west1-b";
+        let p2 = WorkerSet::new("z", &format!("{key}-p2"));
+        let p3 = WorkerSet::new("z", &format!("{key}-p3"));
+        assert_ne!(p2.snapshot, p3.snapshot);
+        assert!(p3.worker.len() <= 63, "{}", p3.worker);
+        assert_eq!(p3, WorkerSet::new("z", &format!("{key}-p3")), "stable");
     }
 
     #[test]

@@ -315,6 +315,7 @@ pub fn build(
             virtual_bytes: Bytes::ZERO,
             estimate_seconds: 0,
             estimate_basis: String::new(),
+            change_rate: None,
         },
         cross_border: None,
         cutover: request.cutover.clone(),
@@ -350,6 +351,8 @@ pub fn refresh(plan: &mut Plan, throughput: &Throughput) {
         virtual_bytes,
         estimate_seconds: bytes.0.div_ceil(throughput.bytes_per_second.max(1)),
         estimate_basis: throughput.basis.clone(),
+        // Measured on the route, not derived from the items: kept.
+        change_rate: plan.summary.change_rate.take(),
     };
     plan.cross_border =
         crosses_border(&plan.source.jurisdiction, &plan.target.jurisdiction).then(|| CrossBorder {

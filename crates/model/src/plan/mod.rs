@@ -217,6 +217,55 @@ pub struct Summary {
     pub estimate_seconds: u64,
     /// Where the throughput behind the estimate comes from.
     pub estimate_basis: String,
+    /// Cutover: how fast the source's disks changed during the last
+    /// measured cutover on this route, for the final pass's estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_rate: Option<ChangeRate>,
+}
+
+/// Bytes a running source writes per second, as a cutover measured it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRate {
+    pub bytes_per_second: u64,
+    pub basis: String,
+}
+
+/// The final pass a cutover may send and take, estimated before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalPassEstimate {
+    pub bytes: Bytes,
+    pub seconds: u64,
+    /// The source writes faster than the copy moves: deltas do not shrink.
+    pub outpaced: bool,
+}
+
+impl Summary {
+    /// The final pass from the measured change rate, when one is known:
+    /// each pass sends what was written while the previous one ran, so with
+    /// `r` = change rate / copy rate the full copy of B bytes is followed by
+    /// deltas of B·r, B·r², …; after `max_delta_passes` deltas the final
+    /// pass sends B·r^(passes+1), at the copy rate.
+    pub fn final_pass_estimate(&self, max_delta_passes: u32) -> Option<FinalPassEstimate> {
+        let change = self.change_rate.as_ref()?.bytes_per_second as f64;
+        let bytes = self.bytes_to_move.0 as f64;
+        let copy = bytes / self.estimate_seconds.max(1) as f64;
+        if copy <= 0.0 {
+            return None;
+        }
+        let r = change / copy;
+        let (final_bytes, outpaced) = if r >= 1.0 {
+            (bytes, true)
+        } else {
+            (bytes * r.powi(max_delta_passes as i32 + 1), false)
+        };
+        let final_bytes = final_bytes.round();
+        Some(FinalPassEstimate {
+            bytes: Bytes(final_bytes as u64),
+            seconds: (final_bytes / copy).ceil() as u64,
+            outpaced,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +415,7 @@ pub(crate) mod tests {
                 virtual_bytes: Bytes::gib(1),
                 estimate_seconds: 1,
                 estimate_basis: "assumed".into(),
+                change_rate: None,
             },
             cross_border: cross_border.then(|| CrossBorder {
                 from: "DE".into(),
@@ -401,6 +451,32 @@ pub(crate) mod tests {
             actions: vec![],
             approval: None,
         }
+    }
+
+    #[test]
+    fn the_final_pass_follows_the_measured_change_rate() {
+        let mut summary = sample_plan(false).summary;
+        summary.bytes_to_move = Bytes(1000 << 20);
+        summary.estimate_seconds = 100; // 10 MiB/s
+        assert_eq!(summary.final_pass_estimate(1), None, "nothing measured");
+        summary.change_rate = Some(ChangeRate {
+            bytes_per_second: 1 << 20,
+            basis: "measured".into(),
+        });
+        // r = 1/10: one delta of 100 MiB, then a final pass of 10 MiB (1 s).
+        let estimate = summary.final_pass_estimate(1).unwrap();
+        assert_eq!(estimate.bytes, Bytes(10 << 20));
+        assert_eq!(estimate.seconds, 1);
+        assert!(!estimate.outpaced);
+        // Without delta passes the final pass carries the full copy's writes.
+        assert_eq!(
+            summary.final_pass_estimate(0).unwrap().bytes,
+            Bytes(100 << 20)
+        );
+        summary.change_rate.as_mut().unwrap().bytes_per_second = 20 << 20;
+        let outpaced = summary.final_pass_estimate(3).unwrap();
+        assert!(outpaced.outpaced);
+        assert_eq!(outpaced.seconds, 100);
     }
 
     #[test]

@@ -64,6 +64,24 @@ pub fn render(plan: &Plan) -> String {
                 )
             }
         );
+        if let (Some(estimate), Some(rate)) = (
+            s.final_pass_estimate(cutover.max_delta_passes),
+            &s.change_rate,
+        ) {
+            let _ = writeln!(
+                out,
+                "  final pass (the downtime, deploy aside): about {} ({}){}; source writes {}/s ({})",
+                humantime::format_duration(std::time::Duration::from_secs(estimate.seconds)),
+                estimate.bytes,
+                if estimate.outpaced {
+                    ", as the source writes faster than the copy moves: the deltas will not shrink"
+                } else {
+                    ""
+                },
+                crate::units::Bytes(rate.bytes_per_second),
+                safe(&rate.basis)
+            );
+        }
     }
     let _ = writeln!(out, "\nInstances");
     for item in &plan.items {

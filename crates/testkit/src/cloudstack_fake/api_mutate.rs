@@ -9,6 +9,7 @@ use super::api::{
 use super::{JobOutcome, Snapshot, State, Template, Vm, Volume};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 type Answer = Result<Value, (u16, String)>;
 
@@ -33,6 +34,14 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
                 .find(|v| v.id == volume_id)
                 .cloned()
                 .ok_or_else(|| not_found("volume", &volume_id))?;
+            // The guest's writes up to this snapshot are on the volume.
+            let writes = s
+                .guest_writes
+                .get_mut(&volume_id)
+                .and_then(|w| w.before_snapshot.pop_front());
+            if let (Some(writes), Some(file)) = (writes, &volume.data) {
+                super::guest::apply(file, &volume.format, &writes);
+            }
             let id = s.new_id();
             let data = copy_data(s, &volume.data, "snapshot");
             let snapshot = Snapshot {
@@ -54,10 +63,12 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
         }
         "deletesnapshot" => {
             let id = need(p, "id", command)?.clone();
-            let before = s.snapshots.len();
-            s.snapshots.retain(|x| x.id != id);
-            if before == s.snapshots.len() {
+            let Some(at) = s.snapshots.iter().position(|x| x.id == id) else {
                 return Err(not_found("snapshot", &id));
+            };
+            // Its bytes go with it (a long run would fill the disk).
+            if let Some(file) = s.snapshots.remove(at).data {
+                let _ = std::fs::remove_file(file);
             }
             let job = new_job(s, command, JobOutcome::Done(json!({ "success": true })));
             Ok(json!({ "jobid": job }))
@@ -112,6 +123,9 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
                 ));
             }
             s.volumes.retain(|v| v.id != id);
+            if let Some(file) = volume.data {
+                let _ = std::fs::remove_file(file);
+            }
             Ok(json!({ "success": "true" }))
         }
         "extractvolume" => {
@@ -328,6 +342,31 @@ pub fn mutate(s: &mut State, command: &str, p: &BTreeMap<String, String>) -> Ans
             } else {
                 "Stopped"
             };
+            let was = s
+                .vms
+                .iter()
+                .find(|v| v.id == id)
+                .map(|v| v.state.clone())
+                .ok_or_else(|| not_found("vm", &id))?;
+            if command == "stopvirtualmachine" && was == "Running" {
+                // A clean shutdown: the guest's last writes land first.
+                let volumes: Vec<(String, String, Option<PathBuf>)> = s
+                    .volumes
+                    .iter()
+                    .filter(|v| v.vm.as_deref() == Some(id.as_str()))
+                    .map(|v| (v.id.clone(), v.format.clone(), v.data.clone()))
+                    .collect();
+                for (volume, format, data) in volumes {
+                    let writes = s
+                        .guest_writes
+                        .get_mut(&volume)
+                        .map(|w| std::mem::take(&mut w.at_stop));
+                    if let (Some(writes), Some(file)) = (writes, data) {
+                        super::guest::apply(&file, &format, &writes);
+                    }
+                }
+                s.stops.push(id.clone());
+            }
             let vm = s
                 .vms
                 .iter_mut()

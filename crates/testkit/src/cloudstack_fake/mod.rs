@@ -9,6 +9,7 @@
 mod api;
 mod api_mutate;
 pub mod config;
+pub mod guest;
 mod shapes;
 pub mod testkit;
 mod transfer;
@@ -183,6 +184,10 @@ pub struct State {
     pub keypairs: Vec<serde_json::Value>,
     /// Groups, key pairs, user data and tags each VM was given.
     pub vm_config: HashMap<String, config::VmConfig>,
+    /// Volume id → the writes its running guest makes (guest.rs).
+    pub guest_writes: HashMap<String, guest::GuestWrites>,
+    /// VMs stopped by stopVirtualMachine while running, by id.
+    pub stops: Vec<String>,
     next_id: u64,
 }
 
@@ -262,6 +267,8 @@ impl FakeCloudStack {
             sec_groups: Vec::new(),
             keypairs: Vec::new(),
             vm_config: HashMap::new(),
+            guest_writes: HashMap::new(),
+            stops: Vec::new(),
             next_id: 0,
         };
         state.zone_id = state.new_id();
@@ -384,6 +391,23 @@ impl FakeCloudStack {
         for i in 0..n {
             self.add_vm(&format!("vm-{:04}", i + 1), "Small Instance", None);
         }
+    }
+
+    /// Scripts the writes the guest makes to `volume_id` before each
+    /// snapshot and as its VM stops.
+    pub fn script_writes(&self, volume_id: &str, writes: guest::GuestWrites) {
+        self.state()
+            .guest_writes
+            .insert(volume_id.to_string(), writes);
+    }
+
+    /// The file holding a volume's bytes (in its `format`).
+    pub fn volume_file(&self, volume_id: &str) -> Option<PathBuf> {
+        self.state()
+            .volumes
+            .iter()
+            .find(|v| v.id == volume_id)
+            .and_then(|v| v.data.clone())
     }
 
     pub fn fail_next_job(&self, command: &str, text: &str) {

@@ -82,6 +82,7 @@ pub fn capability() -> Capability {
             virtual_bytes: Bytes(0),
             estimate_seconds: 0,
             estimate_basis: "test".into(),
+            change_rate: None,
         },
         cross_border: None,
         cutover: None,

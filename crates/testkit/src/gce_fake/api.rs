@@ -283,12 +283,14 @@ pub(super) fn new_op(
     op
 }
 
-/// An operation GET: PENDING → RUNNING → DONE (+ error when it failed).
+/// An operation GET: PENDING → RUNNING → DONE (+ error when it failed);
+/// with `quick_operations`, DONE at the first poll.
 fn poll_op(s: &mut State, name: &str) -> Option<Value> {
+    let running_polls = if s.quick_operations { 0 } else { 1 };
     let op = s.operations.get_mut(name)?;
     op.polls += 1;
     match op.polls {
-        1 => {
+        n if n <= running_polls => {
             op.value["status"] = "RUNNING".into();
             op.value["progress"] = 50.into();
         }
@@ -395,6 +397,12 @@ fn route(
             None => not_found(path),
         },
         ("POST", ["zones", zone, "instances"]) => super::instances::insert(s, zone, body),
+        ("POST", ["zones", zone, "instances", name, "stop"]) => {
+            super::instances::stop(s, zone, name)
+        }
+        ("POST", ["zones", zone, "instances", name, "start"]) => {
+            super::instances::start(s, zone, name)
+        }
         ("GET", ["zones", zone, "instances", name]) => {
             let boot_polls = s.boot_polls;
             let Some((_, vm)) = s

@@ -239,6 +239,62 @@ pub fn insert(s: &mut State, zone: &str, body: Value) -> Response {
     axum::Json(new_op(s, Some(zone), "insert", &target, None)).into_response()
 }
 
+/// `instances.stop`: a clean shutdown (the guest's last writes land on its
+/// disks), then TERMINATED with its disks still attached; the operation
+/// is DONE once the instance is stopped. Stopping a stopped instance is no
+/// error.
+pub fn stop(s: &mut State, zone: &str, name: &str) -> Response {
+    let path = format!("zones/{zone}/instances/{name}");
+    let Some(at) = s
+        .instances
+        .iter()
+        .position(|(z, i)| z == zone && i["name"] == name)
+    else {
+        return not_found(&path);
+    };
+    if s.instances[at].1["status"] != "TERMINATED" {
+        let disks: Vec<String> = s.instances[at].1["disks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["source"].as_str())
+            .map(|l| format!("{zone}/{}", l.rsplit('/').next().unwrap_or_default()))
+            .collect();
+        for key in disks {
+            let writes = s
+                .guest_writes
+                .get_mut(&key)
+                .map(|w| std::mem::take(&mut w.at_stop));
+            if let (Some(writes), Some(file)) = (writes, s.disk_files.get(&key)) {
+                super::source::apply_writes(file, &writes);
+            }
+        }
+        let vm = &mut s.instances[at].1;
+        vm["status"] = "TERMINATED".into();
+        vm.as_object_mut().map(|o| o.remove("_polls"));
+        s.stops.push(name.to_string());
+    }
+    axum::Json(new_op(s, Some(zone), "stop", &path, None)).into_response()
+}
+
+/// `instances.start`: a stopped instance boots again (STAGING, then
+/// RUNNING); a running one is left as it is.
+pub fn start(s: &mut State, zone: &str, name: &str) -> Response {
+    let path = format!("zones/{zone}/instances/{name}");
+    let Some((_, vm)) = s
+        .instances
+        .iter_mut()
+        .find(|(z, i)| z == zone && i["name"] == name)
+    else {
+        return not_found(&path);
+    };
+    if vm["status"] == "TERMINATED" {
+        vm["status"] = "STAGING".into();
+        vm["_polls"] = 0.into();
+    }
+    axum::Json(new_op(s, Some(zone), "start", &path, None)).into_response()
+}
+
 /// The smallest persistent disk of each type, in GB: Compute Engine refuses
 /// anything below with a 400 on the size field. `pd-standard` is the type a
 /// disk gets when the request names none.

@@ -79,6 +79,10 @@ pub struct State {
     pub disk_files: HashMap<String, PathBuf>,
     /// Snapshot name → its bytes.
     pub snapshot_files: HashMap<String, PathBuf>,
+    /// `zone/name` → writes its running guest makes (source.rs).
+    pub guest_writes: HashMap<String, source::GuestWrites>,
+    /// Instances stopped through instances.stop, by name.
+    pub stops: Vec<String>,
     /// (type, base64 key) a worker's guest publishes under `hostkeys/`.
     pub host_keys: Vec<(String, String)>,
     pub operations: HashMap<String, Op>,
@@ -99,6 +103,9 @@ pub struct State {
     pub image_files: HashMap<String, PathBuf>,
     /// Status polls before an instance is RUNNING.
     pub boot_polls: u32,
+    /// Operations are DONE at their first poll (a quick API, as Compute
+    /// Engine's often is for small resources): keeps long runs short.
+    pub quick_operations: bool,
     pub dir: PathBuf,
     next_id: u64,
 }
@@ -207,6 +214,8 @@ impl FakeGce {
             disk_files: HashMap::new(),
             snapshot_files: HashMap::new(),
             host_keys: Vec::new(),
+            guest_writes: HashMap::new(),
+            stops: Vec::new(),
             operations: HashMap::new(),
             page_size: 500,
             storage_base: None,
@@ -216,6 +225,7 @@ impl FakeGce {
             fail_next_import: None,
             image_files: HashMap::new(),
             boot_polls: 2,
+            quick_operations: false,
             dir: dir.path().to_path_buf(),
             next_id: 0,
         };
@@ -348,6 +358,22 @@ impl FakeGce {
         vm["disks"][0]["source"] = disk_link.into();
         vm["disks"][0]["deviceName"] = "persistent-disk-0".into();
         s.instances.push((zone.to_string(), vm));
+    }
+
+    /// Operations finish at their first poll and instances boot at their
+    /// first status poll.
+    pub fn quick_operations(&self) {
+        let mut s = self.state();
+        s.quick_operations = true;
+        s.boot_polls = 1;
+    }
+
+    /// Scripts the writes the running guest of `zone`'s disk `disk` makes
+    /// before each snapshot and as it stops.
+    pub fn script_writes(&self, zone: &str, disk: &str, writes: source::GuestWrites) {
+        self.state()
+            .guest_writes
+            .insert(format!("{zone}/{disk}"), writes);
     }
 
     /// Where attached disks appear as `google-<deviceName>` (the worker's

@@ -14,23 +14,43 @@ use super::{State, fixture, relink};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 const GIB: u64 = 1 << 30;
 
-/// A copy that keeps holes (`cp --sparse=always`).
+/// One guest write: a 512 KiB block index and its bytes (None: zeros).
+pub type Write = (u64, Option<Vec<u8>>);
+
+/// Writes the running guest makes to one of its disks, as a test scripts
+/// them: the disk keeps changing while the instance runs (a snapshot is
+/// allowed then, and holds the disk as it is at that moment).
+#[derive(Debug, Clone, Default)]
+pub struct GuestWrites {
+    /// Applied before each createSnapshot of the disk, in turn.
+    pub before_snapshot: VecDeque<Vec<Write>>,
+    /// Applied as the instance shuts down (instances.stop): its last writes.
+    pub at_stop: Vec<Write>,
+}
+
+/// Applies `writes` to a raw disk file.
+pub fn apply_writes(file: &Path, writes: &[Write]) {
+    use std::os::unix::fs::FileExt as _;
+    const BLOCK: u64 = 512 * 1024;
+    let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    for (index, data) in writes {
+        let zeros = vec![0u8; BLOCK as usize];
+        f.write_all_at(data.as_deref().unwrap_or(&zeros), index * BLOCK)
+            .unwrap();
+    }
+}
+
+/// A copy that keeps holes and costs what the data holds (not the file's
+/// size, as `cp --sparse=always` reading through a 20 GiB file did).
 fn copy_sparse(from: &Path, to: &Path) -> Result<(), String> {
-    let status = std::process::Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .status()
-        .map_err(|e| e.to_string())?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| format!("cp {} failed", from.display()))
+    altishift::cloud::local_disk::sparse_copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("copying {}: {e}", from.display()))
 }
 
 fn gb(value: &Value) -> u64 {
@@ -142,6 +162,15 @@ fn create_snapshot(s: &mut State, zone: &str, disk: &str, body: &Value) -> Respo
         );
     }
     if let Some(file) = s.disk_files.get(&format!("{zone}/{disk}")).cloned() {
+        // The guest's writes up to this snapshot are on the disk.
+        let key = format!("{zone}/{disk}");
+        if let Some(writes) = s
+            .guest_writes
+            .get_mut(&key)
+            .and_then(|w| w.before_snapshot.pop_front())
+        {
+            apply_writes(&file, &writes);
+        }
         let copy = s.dir.join(format!("snapshot-{name}.raw"));
         if let Err(e) = copy_sparse(&file, &copy) {
             return error(500, "backendError", &e);

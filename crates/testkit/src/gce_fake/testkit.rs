@@ -271,6 +271,7 @@ pub fn capability() -> Capability {
             virtual_bytes: altishift::units::Bytes(0),
             estimate_seconds: 0,
             estimate_basis: "test".into(),
+            change_rate: None,
         },
         cross_border: None,
         cutover: None,

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod bench;
 pub mod sources;
 pub mod targets;
 
@@ -25,6 +26,9 @@ use std::time::SystemTime;
 
 /// Where DigitalOcean images are staged (a bucket on the shared moto).
 pub const DO_BUCKET: &str = "altishift-do-staging";
+/// The block the cutover variants' last guest write lands in (the quiesce
+/// command's, or the fake's as the instance stops).
+pub const QUIESCE_BLOCK: u64 = 700;
 /// The region every AWS profile of the matrix works in.
 pub const AWS_REGION: &str = "us-east-1";
 
@@ -114,6 +118,8 @@ impl Peers {
         // The worker VM's guest publishes the sshd's host key (guest attributes).
         let host_key = std::fs::read_to_string(peers.sshd.dir().join("host_key.pub")).unwrap();
         peers.gcp.fake.publish_host_keys(&[host_key]);
+        // Many pairs create and wait for operations: let them finish at once.
+        peers.gcp.fake.quick_operations();
         let mut config = std::fs::read_to_string(peers.lab.config()).unwrap();
         config.push_str(&peers.target_profiles());
         std::fs::write(peers.lab.config(), config).unwrap();
@@ -324,4 +330,28 @@ pub fn compare(expected: &Path, actual: &Path) -> Option<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         )
     })
+}
+
+/// Block `index` (512 KiB) of the guest-visible contents of `image` (any
+/// format `qemu-img` reads).
+pub fn guest_block(image: &Path, index: u64, work: &Path) -> Vec<u8> {
+    use std::os::unix::fs::FileExt as _;
+    let out = work.join(format!(
+        "guest-{}.raw",
+        image.file_name().unwrap().to_string_lossy()
+    ));
+    let status = std::process::Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(image)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert of {}", image.display());
+    let mut bytes = vec![0u8; 524288];
+    std::fs::File::open(&out)
+        .unwrap()
+        .read_exact_at(&mut bytes, index * 524288)
+        .unwrap();
+    let _ = std::fs::remove_file(&out);
+    bytes
 }

@@ -7,8 +7,9 @@
 //! root volume is a qcow2, a droplet and an SSH host whose disks are device
 //! files read through the real sshd.
 
-use super::{AWS_REGION, Kind, Peers, raw_disk};
+use super::{AWS_REGION, Kind, Peers, QUIESCE_BLOCK, raw_disk};
 use crate::aws_kit;
+use crate::gce_fake::source::Write;
 use crate::gce_fake::testkit::ZONE;
 use std::path::PathBuf;
 
@@ -24,6 +25,20 @@ pub struct Source {
     pub expected: PathBuf,
     /// An existing snapshot the plan reads instead of taking one (AWS).
     pub snapshot: Option<String>,
+    /// For a cutover whose guest writes are scripted in the fake (a cloud
+    /// that stops the instance instead of running a quiesce command): the
+    /// instance the fake must have stopped (its name or id).
+    pub scripted: Option<String>,
+}
+
+/// The guest's writes in a cutover variant: a hole filled and a block
+/// zeroed while pass 1 runs (they land before the delta pass's snapshot),
+/// and the block `last` written as the instance stops (the final pass's).
+fn guest_writes(seed: u64, n: u64, last: u64) -> (Vec<Write>, Vec<Write>) {
+    (
+        vec![(600, Some(aws_kit::pattern(seed + 1, 600))), (1, None)],
+        vec![(last, Some(aws_kit::pattern(n, last)))],
+    )
 }
 
 /// Blocks with data: the first, a few scattered ones, the last of 1 GiB.
@@ -34,6 +49,7 @@ fn blocks(seed: u64) -> Vec<u64> {
 /// Seeds the source side of pair `n` (`kind` → `target`; `variant` tells
 /// two pairs between the same kinds apart).
 pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &str) -> Source {
+    let cutover = variant == "-cut";
     let name = format!("{}-to-{}{variant}", short(kind), short(target));
     let work = peers.work.path();
     let seed = 1000 + n;
@@ -46,6 +62,7 @@ pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &
                 instance: "web-1".into(),
                 expected: disks[0].1.clone(),
                 snapshot: None,
+                scripted: None,
             }
         }
         Kind::Aws => {
@@ -61,17 +78,30 @@ pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &
                 instance: name,
                 expected,
                 snapshot: Some(snapshot),
+                scripted: None,
             }
         }
         Kind::Gcp => {
             let disk = work.join(format!("{name}.raw"));
             raw_disk(&disk, GIB, seed, &blocks(seed));
             peers.gcp.fake.add_source_vm(ZONE, &name, "f1-micro", &disk);
+            if cutover {
+                let (during, at_stop) = guest_writes(seed, n, QUIESCE_BLOCK);
+                peers.gcp.fake.script_writes(
+                    ZONE,
+                    &name,
+                    crate::gce_fake::source::GuestWrites {
+                        before_snapshot: [Vec::new(), during].into(),
+                        at_stop,
+                    },
+                );
+            }
             Source {
                 profile: "gcp".into(),
-                instance: name,
+                instance: name.clone(),
                 expected: disk,
                 snapshot: None,
+                scripted: cutover.then_some(name),
             }
         }
         Kind::CloudStack => {
@@ -85,12 +115,31 @@ pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &
                 .status()
                 .unwrap();
             assert!(status.success());
-            peers.cs.add_vm(&name, "Small Instance", Some((qcow2, GIB)));
+            let (vm, volume) = peers.cs.add_vm(&name, "Small Instance", Some((qcow2, GIB)));
+            if !cutover {
+                return Source {
+                    profile: "cs".into(),
+                    instance: name,
+                    expected: raw,
+                    snapshot: None,
+                    scripted: None,
+                };
+            }
+            // The guest writes into the volume the fake holds (a qcow2).
+            let (during, at_stop) = guest_writes(seed, n, QUIESCE_BLOCK);
+            peers.cs.script_writes(
+                &volume,
+                crate::cloudstack_fake::guest::GuestWrites {
+                    before_snapshot: [Vec::new(), during].into(),
+                    at_stop,
+                },
+            );
             Source {
                 profile: "cs".into(),
                 instance: name,
-                expected: raw,
+                expected: peers.cs.volume_file(&volume).unwrap(),
                 snapshot: None,
+                scripted: Some(vm),
             }
         }
         Kind::DigitalOcean => {
@@ -115,6 +164,7 @@ pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &
                 instance: name,
                 expected: device,
                 snapshot: None,
+                scripted: None,
             }
         }
         Kind::Ssh => {
@@ -138,6 +188,7 @@ pub async fn prepare(peers: &Peers, kind: Kind, target: Kind, n: u64, variant: &
                 instance: inventory.instances[0].name.clone(),
                 expected: device,
                 snapshot: None,
+                scripted: None,
             }
         }
     }
