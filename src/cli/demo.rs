@@ -92,6 +92,7 @@ pub async fn headless(
             cutover: None,
             waves: Default::default(),
             configuration: Default::default(),
+            rehearse: None,
             output: Some(plan.clone()),
         },
     )

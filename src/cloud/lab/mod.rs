@@ -6,7 +6,7 @@
 //! Layout of one lab cloud: `cloud.toml`, `instances/*.toml`, `disks/`,
 //! `snapshots/`, `staging/`.
 
-mod boot;
+pub mod boot;
 pub mod config;
 pub mod generate;
 pub mod guest;
