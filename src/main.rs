@@ -469,7 +469,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     no_tags: b.no_tags,
                     public_ip: b.public_ip.map(|v| v == "yes"),
                 },
-                rehearse: b.rehearse.then(|| cli::plan::RehearseFlags {
+                rehearse: b.rehearse.then_some(cli::plan::RehearseFlags {
                     expect: b.expect,
                     timeout: b.rehearse_timeout,
                 }),
