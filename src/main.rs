@@ -265,6 +265,18 @@ struct PlanBuild {
     /// they are validated.
     #[arg(long)]
     test_migration: bool,
+    /// Boot each boot disk in QEMU on this machine before any cloud is
+    /// touched (sources whose disks are local files: the lab); a disk that
+    /// does not reach the marker refuses the plan.
+    #[arg(long)]
+    rehearse: bool,
+    /// The rehearsal's success marker, a regex on the serial console
+    /// (default: a login prompt or cloud-init's "finished").
+    #[arg(long, requires = "rehearse")]
+    expect: Option<String>,
+    /// Seconds the rehearsal waits for the marker.
+    #[arg(long, requires = "rehearse", default_value_t = 180)]
+    rehearse_timeout: u64,
     /// Cutover: copy while the source runs, delta passes, then quiesce, a
     /// final delta pass and power the source off before deploying.
     #[arg(long)]
@@ -457,6 +469,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     no_tags: b.no_tags,
                     public_ip: b.public_ip.map(|v| v == "yes"),
                 },
+                rehearse: b.rehearse.then_some(cli::plan::RehearseFlags {
+                    expect: b.expect,
+                    timeout: b.rehearse_timeout,
+                }),
                 output: b.output,
             };
             cli::plan::make(&globals, args).await

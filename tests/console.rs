@@ -135,11 +135,13 @@ fn finished() -> Harness {
                 name: "running".into(),
                 passed: true,
                 detail: "state running".into(),
+                evidence: Vec::new(),
             },
             Check {
                 name: "digest vm-0/root".into(),
                 passed: true,
                 detail: "target matches source".into(),
+                evidence: Vec::new(),
             },
         ],
     });

@@ -4,6 +4,9 @@
 //! inspected and prepared through libguestfs (`libguestfs-tools`).
 //! scripts/test installs them; a test fails (never skips) without them.
 
+#[path = "support/cli.rs"]
+mod support;
+
 use altishift::guest::build::{self, GuestSpec};
 use altishift::guest::rehearse::{self, RehearsalSpec};
 use altishift::inventory::DiskFormat;
@@ -68,6 +71,19 @@ fn with_mounted(image: &Path, f: impl FnOnce(&Path)) {
     run(&["losetup", "-d", &device]);
 }
 
+/// Removes the kernel from a guest disk (a guest that cannot boot).
+fn remove_kernel(image: &Path) {
+    with_mounted(image, |root| {
+        for entry in std::fs::read_dir(root.join("boot")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("vmlinuz-") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    });
+}
+
 #[tokio::test]
 async fn the_lab_guest_boots_to_its_login_prompt_and_its_disk_is_not_written() {
     let before = sha256(guest());
@@ -99,19 +115,7 @@ async fn the_lab_guest_boots_to_its_login_prompt_and_its_disk_is_not_written() {
 async fn a_disk_whose_kernel_is_removed_never_reaches_the_marker() {
     let dir = tempfile::tempdir().unwrap();
     let copy = copy_of_guest(dir.path());
-    with_mounted(&copy, |root| {
-        for entry in std::fs::read_dir(root.join("boot")).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
-    });
+    remove_kernel(&copy);
     let log = dir.path().join("serial.log");
     let mut spec = RehearsalSpec::new(&copy, DiskFormat::Raw, &log);
     spec.timeout = Duration::from_secs(20);
@@ -127,16 +131,18 @@ async fn a_disk_whose_kernel_is_removed_never_reaches_the_marker() {
     assert!(tail.contains("vmlinuz"), "{tail}");
 }
 
+/// One lab for the story, one boot each: `plan --rehearse` boots tiny-1's
+/// disk before any cloud is touched, the migration's deploy boots the copy
+/// on lab-west and validation shows its serial console; then, its kernel
+/// removed, the rehearsal refuses the plan.
 #[tokio::test]
-async fn lab_init_with_the_guest_lists_a_bootable_tiny_1() {
+async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_guest_is_refused() {
     use altishift::cloud::Cloud;
-    let dir = tempfile::tempdir().unwrap();
-    let lab = dir.path().join("lab");
-    altishift::cloud::lab::generate::init(&lab, altishift::cloud::lab::generate::LabScale::Small)
-        .unwrap();
-    let added = altishift::cloud::lab::guest::add_guest(&lab).unwrap();
+    let lab = support::Lab::new();
+    let added = altishift::cloud::lab::guest::add_guest(&lab.root()).unwrap();
     let east =
-        altishift::cloud::lab::LabCloud::open("lab-east", &lab.join("lab-east"), None).unwrap();
+        altishift::cloud::lab::LabCloud::open("lab-east", &lab.root().join("lab-east"), None)
+            .unwrap();
     let inventory = east.inventory().await.unwrap();
     let tiny = inventory.instance("tiny-1").unwrap();
     assert!(tiny.disks[0].boot);
@@ -144,7 +150,74 @@ async fn lab_init_with_the_guest_lists_a_bootable_tiny_1() {
     assert_eq!(tiny.platform.boot_mode.as_deref(), Some("legacy-bios"));
     assert!(added.disk.is_file());
     // A second time is refused, not a second guest.
-    assert!(altishift::cloud::lab::guest::add_guest(&lab).is_err());
+    assert!(altishift::cloud::lab::guest::add_guest(&lab.root()).is_err());
+
+    let out = lab.plan(&["tiny-1"], &["--rehearse"]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("✓ tiny-1/root: `tiny-1 login:` after"),
+        "{said}"
+    );
+    let plan: altishift::plan::Plan =
+        toml::from_str(&std::fs::read_to_string(lab.plan_path()).unwrap()).unwrap();
+    assert_eq!(plan.rehearsals.len(), 1);
+    assert!(plan.rehearsals[0].booted);
+    assert!(
+        plan.rehearsals[0]
+            .serial_tail
+            .iter()
+            .any(|l| l.contains("SYSLINUX")),
+        "{:?}",
+        plan.rehearsals[0].serial_tail
+    );
+
+    assert!(lab.approve().status.success());
+    let out = lab.apply(&[]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("✓ serial console: `tiny-1 login:`"), "{said}");
+    let run_dir = support::only_run_dir(&lab);
+    let report = altishift::engine::report::RunReport::load(&run_dir.join("report.json")).unwrap();
+    let check = report.instances[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "serial console")
+        .expect("a serial console check");
+    assert!(check.passed, "{check:?}");
+    assert!(
+        check.evidence.iter().any(|l| l == "tiny-1 login:"),
+        "{check:?}"
+    );
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("  tiny-1 login:"), "{markdown}");
+    // The console is the target's, not the source's.
+    assert!(lab.root().join("lab-west/consoles/tiny-1.log").is_file());
+
+    remove_kernel(&added.disk);
+    let refused_plan = lab.dir.path().join("refused.toml");
+    let out = lab.run(&[
+        "plan",
+        "--from",
+        "lab-east",
+        "--to",
+        "lab-west",
+        "-o",
+        refused_plan.to_str().unwrap(),
+        "--select",
+        "tiny-1",
+        "--rehearse",
+        "--rehearse-timeout",
+        "10",
+    ]);
+    let said = support::text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("plan refused: tiny-1/root did not boot"),
+        "{said}"
+    );
+    assert!(said.contains("within 10s"), "{said}");
+    assert!(!refused_plan.exists(), "a refused plan is not written");
 }
 
 use altishift::config::ProviderKind;

@@ -385,8 +385,16 @@ impl Printer {
                     "{instance}: validation {passed}/{} checks passed",
                     checks.len()
                 );
-                for check in checks.iter().filter(|c| !c.passed) {
-                    say!("  ✗ {}: {}", check.name, check.detail);
+                // Failures, and whatever a check saw (a serial console).
+                for check in checks
+                    .iter()
+                    .filter(|c| !c.passed || !c.evidence.is_empty())
+                {
+                    let mark = if check.passed { "✓" } else { "✗" };
+                    say!("  {mark} {}: {}", check.name, check.detail);
+                    for line in &check.evidence {
+                        say!("    │ {}", crate::text::safe(line));
+                    }
                 }
             }
             Event::CleanedUp {

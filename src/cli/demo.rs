@@ -5,7 +5,7 @@ use super::common::{Globals, Session};
 use crate::cloud::lab::generate::{self, LabScale};
 use crate::units::Bytes;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Creates the demo lab and returns a session on it.
 pub fn prepare(dir: Option<PathBuf>) -> Result<Session> {
@@ -25,6 +25,7 @@ pub fn prepare(dir: Option<PathBuf>) -> Result<Session> {
         eprintln!("altishift demo: creating a lab in {}", dir.display());
         generate::init(&dir, LabScale::Standard)
             .with_context(|| format!("creating the demo lab in {}", dir.display()))?;
+        add_guest(&dir);
     }
     Globals {
         config: Some(dir.join("config.toml")),
@@ -33,7 +34,31 @@ pub fn prepare(dir: Option<PathBuf>) -> Result<Session> {
     .load()
 }
 
-/// Plans web-1 from lab-east to lab-west, approves it and applies it.
+/// Adds the lab's bootable guest, or says why the demo goes without it.
+fn add_guest(dir: &Path) {
+    match crate::cloud::lab::guest::add_guest(dir) {
+        Ok(guest) => eprintln!(
+            "altishift demo: lab-east/{} is a bootable Linux guest (kernel {}); \
+             the migration boots it on lab-west",
+            guest.instance, guest.kernel_version
+        ),
+        Err(e) => eprintln!(
+            "altishift demo: no bootable guest in this lab ({e}).\n\
+             altishift demo: the demo migrates disks only: nothing is booted after deploy"
+        ),
+    }
+}
+
+/// True when the demo lab holds the bootable guest.
+fn has_guest(config: &Path) -> bool {
+    config
+        .with_file_name("lab-east")
+        .join("instances")
+        .join(format!("{}.toml", crate::cloud::lab::guest::GUEST_NAME))
+        .is_file()
+}
+
+/// Plans web-1 (and the bootable guest, when the lab has it) from lab-east to lab-west, approves it and applies it.
 pub async fn headless(
     session: &Session,
     throttle: Option<Bytes>,
@@ -49,12 +74,16 @@ pub async fn headless(
         state_dir: None,
     };
     let plan = config.with_file_name("demo-plan.toml");
+    let mut select = vec!["web-1".to_string(), "db-1".to_string()];
+    if has_guest(&config) {
+        select.push(crate::cloud::lab::guest::GUEST_NAME.into());
+    }
     super::plan::make(
         &globals,
         super::plan::PlanArgs {
             from: "lab-east".into(),
             to: "lab-west".into(),
-            select: vec!["web-1".into(), "db-1".into()],
+            select,
             sizes: Vec::new(),
             region: None,
             format: None,
@@ -63,6 +92,7 @@ pub async fn headless(
             cutover: None,
             waves: Default::default(),
             configuration: Default::default(),
+            rehearse: None,
             output: Some(plan.clone()),
         },
     )

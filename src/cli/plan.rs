@@ -23,7 +23,16 @@ pub struct PlanArgs {
     /// `--wave`, `--waves-from-tag`, `--not-before`.
     pub waves: crate::plan::waves::WaveRequest,
     pub configuration: ConfigFlags,
+    /// `--rehearse`: boot the boot disks locally before writing the plan.
+    pub rehearse: Option<RehearseFlags>,
     pub output: Option<std::path::PathBuf>,
+}
+
+/// `plan --rehearse [--expect REGEX] [--rehearse-timeout SECS]`.
+#[derive(Debug, Clone)]
+pub struct RehearseFlags {
+    pub expect: Option<String>,
+    pub timeout: u64,
 }
 
 /// How configuration is translated (`plan --network-map … --no-firewall`).
@@ -147,7 +156,23 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
             }
         }
     }
+    if let Some(flags) = &args.rehearse {
+        let rehearsal_dir = session.state_dir.join("rehearsals");
+        plan.rehearsals =
+            super::plan_rehearse::run(source.source_role()?, &plan, flags, &rehearsal_dir).await?;
+    }
     print!("{}", render::render(&plan));
+    if let Some(failed) = plan.rehearsals.iter().find(|r| !r.booted) {
+        for line in &failed.serial_tail {
+            println!("    │ {}", crate::text::safe(line));
+        }
+        bail!(
+            "plan refused: {}/{} did not boot in the rehearsal ({}); no plan written, nothing done in any cloud",
+            crate::text::safe(&failed.instance),
+            crate::text::safe(&failed.disk),
+            crate::text::safe(&failed.detail)
+        );
+    }
     match &args.output {
         Some(path) => {
             plan.save(path)?;

@@ -87,6 +87,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
                 "{} (plan: {network})",
                 found.network.as_deref().unwrap_or("none")
             ),
+            evidence: Vec::new(),
         });
     }
     if let Some(public) = wanted.public_ip {
@@ -102,6 +103,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
                 },
                 if public { "yes" } else { "no" }
             ),
+            evidence: Vec::new(),
         });
     }
     if !wanted.firewalls.is_empty() {
@@ -118,6 +120,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             } else {
                 format!("missing {missing:?} (has {:?})", found.firewalls)
             },
+            evidence: Vec::new(),
         });
     }
     if !wanted.ssh_keys.is_empty() {
@@ -134,6 +137,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             } else {
                 format!("missing {missing:?} (has {:?})", found.ssh_keys)
             },
+            evidence: Vec::new(),
         });
     }
     if !wanted.tags.is_empty() {
@@ -151,6 +155,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             } else {
                 format!("missing or different: {}", wrong.join(", "))
             },
+            evidence: Vec::new(),
         });
     }
     if let Some(data) = &wanted.user_data {
@@ -167,6 +172,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             name: "user-data".into(),
             passed,
             detail,
+            evidence: Vec::new(),
         });
     }
     out

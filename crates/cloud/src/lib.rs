@@ -205,6 +205,10 @@ pub struct Check {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+    /// What the check saw, line by line, for the report (the tail of a
+    /// serial console, an HTTP status line); empty when the detail says all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 /// What kind of thing a run created, so cleanup knows how to remove it.

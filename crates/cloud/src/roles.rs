@@ -128,6 +128,15 @@ pub trait Source: Cloud {
         &self,
         snapshot: &SnapshotRef,
     ) -> Result<Box<dyn DiskReader>, CloudError>;
+    /// A disk this machine reads as a file (the lab's), for a local boot
+    /// rehearsal at plan time; None where disks live in a remote cloud.
+    fn local_disk(
+        &self,
+        _instance_id: &str,
+        _disk_id: &str,
+    ) -> Option<(std::path::PathBuf, crate::inventory::DiskFormat)> {
+        None
+    }
 }
 
 /// A cloud disks are written to and instances deployed in.

@@ -249,6 +249,14 @@ impl RunReport {
                     cell(&check.name),
                     cell(&check.detail)
                 );
+                // Evidence verbatim, as an indented block of the item.
+                if !check.evidence.is_empty() {
+                    let _ = writeln!(md, "\n  ```text");
+                    for line in &check.evidence {
+                        let _ = writeln!(md, "  {}", crate::text::safe(line).replace("```", "'''"));
+                    }
+                    let _ = writeln!(md, "  ```\n");
+                }
             }
             let _ = writeln!(md);
         }

@@ -50,6 +50,7 @@ pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder
             name,
             passed: false,
             detail: "target cannot be read back: not verified".into(),
+            evidence: Vec::new(),
         };
     };
     let (s, t) = (source.finish(), target.finish());
@@ -62,6 +63,7 @@ pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder
                 &s.linear_sha256[..16],
                 s.blocks
             ),
+            evidence: Vec::new(),
         };
     }
     let first_difference = source
@@ -89,5 +91,6 @@ pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "?".into())
         ),
+        evidence: Vec::new(),
     }
 }

@@ -7,7 +7,10 @@
 //! in `/etc/fstab` and pins a static address in netplan, so inspection and
 //! preparation have something real to find.
 //!
-//! Needs root (a loop device and a mount, for extlinux).
+//! Needs root: extlinux installs only on a mounted filesystem (here a loop
+//! device). The kernel itself is readable by anyone on Debian (0644); a
+//! root-free build could fill the filesystem with `mkfs.ext4 -d` and run
+//! extlinux inside libguestfs's appliance (which has it), not done yet.
 
 use super::cpio::Archive;
 use super::{GuestError, io, require, run};
@@ -75,7 +78,9 @@ impl Toolbox {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return Err(GuestError::Other(
-                "building the lab's bootable guest needs root (a loop device and a mount for extlinux)"
+                "building the lab's bootable guest needs root: extlinux installs only on a \
+                 mounted filesystem, mounted here from a loop device (a readable kernel in /boot \
+                 is not enough); run `altishift lab init --guest` as root"
                     .into(),
             ));
         }

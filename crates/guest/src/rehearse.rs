@@ -20,7 +20,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// (nested virtualisation, this project's CI) `/dev/kvm` exists yet a KVM
 /// guest stops in the boot loader, so TCG is the default and KVM is chosen
 /// by the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Tcg,

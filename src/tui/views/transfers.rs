@@ -453,6 +453,13 @@ pub fn draw_report(frame: &mut Frame, app: &App, area: Rect) {
                 ok(check.passed),
                 Span::raw(format!(" {instance}: {} — {}", check.name, check.detail)),
             ]));
+            // What the check saw (a serial console's tail).
+            for line in &check.evidence {
+                lines.push(Line::styled(
+                    format!("      │ {}", crate::text::safe(line)),
+                    theme.ui.info,
+                ));
+            }
         }
     }
     lines.push(Line::styled("Cleanup", theme.ui.title));

@@ -388,16 +388,19 @@ pub(super) async fn probe(
             name: "instance running".into(),
             passed: state == "running",
             detail: format!("{id} is {state}"),
+            evidence: Vec::new(),
         },
         Check {
             name: "instance type".into(),
             passed: size == spec.size,
             detail: format!("{size} (plan: {})", spec.size),
+            evidence: Vec::new(),
         },
         Check {
             name: "image".into(),
             passed: image_state == "available",
             detail: format!("{image} is {image_state}"),
+            evidence: Vec::new(),
         },
     ];
     if !spec.config.is_empty() {

@@ -539,6 +539,7 @@ impl Target for CloudStackCloud {
                 name: "exists".into(),
                 passed: false,
                 detail: format!("VM {} not found", instance.id),
+                evidence: Vec::new(),
             }]);
         };
         let state = text(vm, "state");
@@ -549,11 +550,13 @@ impl Target for CloudStackCloud {
                 name: "running".into(),
                 passed: state == "Running",
                 detail: format!("state {state}"),
+                evidence: Vec::new(),
             },
             Check {
                 name: "size".into(),
                 passed: offering == spec.size,
                 detail: format!("offering {offering}, planned {}", spec.size),
+                evidence: Vec::new(),
             },
         ];
         checks.extend(config);

@@ -449,11 +449,13 @@ impl Target for DigitalOceanCloud {
                 name: "droplet active".into(),
                 passed: status == "active",
                 detail: format!("status {status}"),
+                evidence: Vec::new(),
             },
             Check {
                 name: "size".into(),
                 passed: size == spec.size,
                 detail: format!("{size} (planned {})", spec.size),
+                evidence: Vec::new(),
             },
         ];
         checks.extend(config);

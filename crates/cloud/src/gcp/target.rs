@@ -475,16 +475,19 @@ impl Target for GcpCloud {
                 name: "running".into(),
                 passed: status == "RUNNING",
                 detail: format!("status {status}"),
+                evidence: Vec::new(),
             },
             Check {
                 name: "size".into(),
                 passed: machine == spec.size,
                 detail: format!("machine type {machine} (planned {})", spec.size),
+                evidence: Vec::new(),
             },
             Check {
                 name: "disks".into(),
                 passed: disks == spec.disks.len(),
                 detail: format!("{disks} attached (planned {})", spec.disks.len()),
+                evidence: Vec::new(),
             },
         ];
         checks.extend(config);

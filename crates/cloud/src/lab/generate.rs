@@ -188,6 +188,7 @@ fn size(name: &str, vcpus: u32, memory_mib: u64) -> Size {
 
 fn east_catalogue() -> CloudManifest {
     CloudManifest {
+        accel: None,
         name: "lab-east".into(),
         regions: vec![
             Region {
@@ -213,6 +214,7 @@ fn east_catalogue() -> CloudManifest {
 
 fn west_catalogue() -> CloudManifest {
     CloudManifest {
+        accel: None,
         name: "lab-west".into(),
         regions: vec![Region {
             name: "us-west-lab".into(),

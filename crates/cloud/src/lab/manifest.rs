@@ -17,6 +17,10 @@ pub struct CloudManifest {
     /// Networks instances attach to (kind `network`, with a CIDR).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<Network>,
+    /// How QEMU boots instances whose disk boots (`tcg` when absent: on
+    /// some hosts `/dev/kvm` exists yet a KVM guest stops in its boot loader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<crate::guest::rehearse::Accel>,
 }
 
 /// `firewalls/NAME.toml`: a named rule set instances refer to.

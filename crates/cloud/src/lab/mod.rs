@@ -6,6 +6,7 @@
 //! Layout of one lab cloud: `cloud.toml`, `instances/*.toml`, `disks/`,
 //! `snapshots/`, `staging/`.
 
+pub mod boot;
 pub mod config;
 pub mod generate;
 pub mod guest;
@@ -32,6 +33,8 @@ pub struct LabCloud {
     /// checks nothing with it; it exists so the secret-handling path — held
     /// in memory only, wiped at revocation — is exercised end to end.
     token: std::sync::Mutex<Option<crate::secret::Secret>>,
+    /// Instances booting since `deploy`, for `probe` to wait on.
+    boots: boot::Boots,
 }
 
 impl LabCloud {
@@ -55,6 +58,7 @@ impl LabCloud {
             jurisdiction,
             manifest,
             token: std::sync::Mutex::new(None),
+            boots: boot::Boots::default(),
         })
     }
 

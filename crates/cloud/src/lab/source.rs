@@ -8,6 +8,20 @@ use async_trait::async_trait;
 
 #[async_trait]
 impl Source for LabCloud {
+    fn local_disk(
+        &self,
+        instance_id: &str,
+        disk_id: &str,
+    ) -> Option<(std::path::PathBuf, crate::inventory::DiskFormat)> {
+        let instance = self
+            .instances()
+            .ok()?
+            .into_iter()
+            .find(|i| i.id == instance_id)?;
+        let disk = instance.disks.into_iter().find(|d| d.id == disk_id)?;
+        Some((self.root.join(disk.file), disk.format))
+    }
+
     async fn snapshot_disk(
         &self,
         _cap: &Capability,

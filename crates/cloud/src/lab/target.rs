@@ -107,6 +107,14 @@ impl Target for LabCloud {
             user_data: spec.config.user_data.clone(),
         };
         manifest::save(&path, &manifest).map_err(CloudError::Permanent)?;
+        // A boot disk that boots is started now; validation waits for it
+        // while the digests are read back.
+        // Not fatal here: `probe` starts it again and reports why it failed.
+        if let Some(boot) = spec.disks.first() {
+            let _ = self
+                .start_boot(&spec.name, &self.disk_path(&boot.id)?, boot.format)
+                .await;
+        }
         Ok(DeployedInstance {
             id,
             name: spec.name.clone(),
@@ -137,6 +145,7 @@ impl Target for LabCloud {
                     name: "instance record".into(),
                     passed: false,
                     detail: e,
+                    evidence: Vec::new(),
                 });
                 return Ok(checks);
             }
@@ -145,16 +154,19 @@ impl Target for LabCloud {
             name: "instance record".into(),
             passed: manifest.id == instance.id,
             detail: manifest.id.clone(),
+            evidence: Vec::new(),
         });
         checks.push(Check {
             name: "running".into(),
             passed: manifest.state == InstanceState::Running,
             detail: manifest.state.to_string(),
+            evidence: Vec::new(),
         });
         checks.push(Check {
             name: "size".into(),
             passed: manifest.size == spec.size,
             detail: format!("{} (planned {})", manifest.size, spec.size),
+            evidence: Vec::new(),
         });
         for disk in &spec.disks {
             let file = self.disk_path(&disk.id)?;
@@ -177,7 +189,12 @@ impl Target for LabCloud {
                 name: format!("image check {}", disk.id),
                 passed,
                 detail,
+                evidence: Vec::new(),
             });
+        }
+        if let Some(boot) = spec.disks.first() {
+            let disk = self.disk_path(&boot.id)?;
+            checks.extend(self.boot_check(&spec.name, &disk, boot.format).await?);
         }
         if !spec.config.is_empty() {
             checks.extend(configure::checks(&spec.config, &config::found(&manifest)));

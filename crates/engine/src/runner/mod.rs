@@ -345,6 +345,7 @@ impl Run {
                     "{failed} of {} disks did not arrive; instance not deployed",
                     item.disks.len()
                 ),
+                evidence: Vec::new(),
             });
             return report;
         }
@@ -355,6 +356,7 @@ impl Run {
                 name: "deploy".into(),
                 passed: false,
                 detail: e.to_string(),
+                evidence: Vec::new(),
             }),
         }
         report.downtime_ms = lock(&self.quiesced_at)
@@ -453,6 +455,7 @@ impl Run {
                         name: format!("digest {key}"),
                         passed: false,
                         detail: e.to_string(),
+                        evidence: Vec::new(),
                     });
                     continue;
                 }

@@ -106,6 +106,7 @@ impl Run {
                 name: "wave".into(),
                 passed: false,
                 detail: reason.to_string(),
+                evidence: Vec::new(),
             }],
             validated: false,
             downtime_ms: None,

@@ -36,6 +36,7 @@ impl Run {
                     passed: false,
                     detail: "run abandoned by the operator; its temporary resources were removed"
                         .into(),
+                    evidence: Vec::new(),
                 }],
                 validated: false,
                 downtime_ms: None,

@@ -308,6 +308,7 @@ pub fn build(
         },
         keep_access: request.keep_access,
         test_migration: request.test_migration,
+        rehearsals: Vec::new(),
         summary: Summary {
             instances: 0,
             disks: 0,

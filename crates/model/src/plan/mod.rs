@@ -301,8 +301,33 @@ pub struct Plan {
     pub clouds: std::collections::BTreeMap<String, trust::CloudFingerprint>,
     pub items: Vec<PlanItem>,
     pub actions: Vec<Action>,
+    /// `plan --rehearse`: each boot disk booted on this machine before any
+    /// cloud was touched (a plan is only written when every one booted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rehearsals: Vec<RehearsalRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
+}
+
+/// One local boot rehearsal of a plan item's boot disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalRecord {
+    pub instance: String,
+    pub disk: String,
+    pub booted: bool,
+    /// `tcg` or `kvm`.
+    pub accel: String,
+    pub elapsed_ms: u64,
+    /// The marker's pattern and what it matched.
+    pub expect: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The serial console's last lines.
+    #[serde(default)]
+    pub serial_tail: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +433,7 @@ pub(crate) mod tests {
             },
             keep_access: false,
             test_migration: false,
+            rehearsals: Vec::new(),
             summary: Summary {
                 instances: 1,
                 disks: 1,

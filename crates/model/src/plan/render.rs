@@ -44,6 +44,33 @@ pub fn render(plan: &Plan) -> String {
             safe(&cross.to)
         );
     }
+    if !plan.rehearsals.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  Boot rehearsal (QEMU on this machine, before any cloud is touched):"
+        );
+        for r in &plan.rehearsals {
+            let seconds = r.elapsed_ms as f64 / 1000.0;
+            let _ = if r.booted {
+                writeln!(
+                    out,
+                    "    ✓ {}/{}: `{}` after {seconds:.1}s ({})",
+                    safe(&r.instance),
+                    safe(&r.disk),
+                    safe(r.matched.as_deref().unwrap_or("").trim()),
+                    safe(&r.accel)
+                )
+            } else {
+                writeln!(
+                    out,
+                    "    ✗ {}/{}: did not boot: {}",
+                    safe(&r.instance),
+                    safe(&r.disk),
+                    safe(&r.detail)
+                )
+            };
+        }
+    }
     if let Some(cutover) = &plan.cutover {
         let _ = writeln!(
             out,

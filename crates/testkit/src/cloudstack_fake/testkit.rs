@@ -75,6 +75,7 @@ pub fn capability() -> Capability {
         },
         keep_access: false,
         test_migration: false,
+        rehearsals: Vec::new(),
         summary: Summary {
             instances: 0,
             disks: 0,

@@ -264,6 +264,7 @@ pub fn capability() -> Capability {
         },
         keep_access: false,
         test_migration: false,
+        rehearsals: Vec::new(),
         summary: altishift::plan::Summary {
             instances: 0,
             disks: 0,
