@@ -177,11 +177,13 @@ fn the_results_screen_lists_what_was_created_on_the_target() {
                 name: "firewalls".into(),
                 passed: true,
                 detail: "sg-0a1b2c3d".into(),
+                evidence: vec![],
             },
             Check {
                 name: "ssh keys".into(),
                 passed: true,
                 detail: "ops".into(),
+                evidence: vec![],
             },
         ],
     });

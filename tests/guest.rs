@@ -4,8 +4,7 @@
 //! inspected and prepared through libguestfs (`libguestfs-tools`).
 //! scripts/test installs them; a test fails (never skips) without them.
 
-#[path = "support/cli.rs"]
-mod support;
+use altishift_testkit::cli as support;
 
 use altishift::guest::build::{self, GuestSpec};
 use altishift::guest::rehearse::{self, RehearsalSpec};

@@ -133,7 +133,8 @@ mod tests {
                     .blocks
                     .get(&index.0)
                     .cloned()
-                    .unwrap_or_else(|| vec![0; BLOCK_SIZE as usize]),
+                    .unwrap_or_else(|| vec![0; BLOCK_SIZE as usize])
+                    .into(),
                 provider_digest: None,
             })
         }

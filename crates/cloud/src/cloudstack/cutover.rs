@@ -10,9 +10,9 @@ use super::CloudStackCloud;
 use super::inventory::text;
 use crate::block::BlockDigest;
 use crate::delta::HashedDelta;
-use crate::{Capability, CloudError, CutoverSource, DiskReader, SnapshotRef, Source};
 use crate::inventory::declared::{ProviderRules, SourceRules};
 use crate::units::BlockIndex;
+use crate::{Capability, CloudError, CutoverSource, DiskReader, SnapshotRef, Source};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 

@@ -12,11 +12,11 @@ pub mod signing;
 mod source;
 pub mod target;
 
-use crate::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
-use crate::{CutoverSource, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::{DiskFormat, Inventory};
 use crate::secret::{Prompter, Secret};
+use crate::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
+use crate::{CutoverSource, Source, Target};
 use async_trait::async_trait;
 use client::Client;
 use download::DownloadPolicy;

@@ -19,11 +19,11 @@ mod target;
 pub mod upload;
 pub mod verify;
 
-use crate::{Capability, Cloud, CloudError, CreatedResource};
-use crate::{CutoverSource, ResourceKind, Source, Target};
 use crate::config::{CloudProfile, ProviderKind};
 use crate::inventory::Inventory;
 use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
+use crate::{Capability, Cloud, CloudError, CreatedResource};
+use crate::{CutoverSource, ResourceKind, Source, Target};
 use async_trait::async_trait;
 use auth::{ServiceAccount, TokenSource};
 use client::{Client, PollPolicy};

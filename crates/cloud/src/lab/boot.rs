@@ -7,12 +7,12 @@
 //! sector (the generated data disks) are not booted.
 
 use super::LabCloud;
-use crate::cloud::local_disk::LocalDiskReader;
-use crate::cloud::{Check, CloudError, DiskReader};
 use crate::guest::GuestError;
 use crate::guest::rehearse::{self, Accel, Rehearsal, RehearsalSpec};
 use crate::inventory::DiskFormat;
+use crate::local_disk::LocalDiskReader;
 use crate::units::BlockIndex;
+use crate::{Check, CloudError, DiskReader};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;

@@ -6,12 +6,12 @@
 
 use super::manifest::{self, FirewallManifest, InstanceManifest, KeyManifest};
 use crate::configure::FoundConfig;
-use crate::{CloudError, CreatedResource, ResourceKind};
 use crate::inventory::config::{
     Attachment, ConfigRules, Direction, FirewallRules, KeyRef, Peer, PeerKind, PortRange, Rule,
     RuleSet, TagRules,
 };
 use crate::inventory::{Firewall, InstanceConfig, Network, SshKey};
+use crate::{CloudError, CreatedResource, ResourceKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -9,11 +9,11 @@ use crate::cloud::configure::{ConfigObject, DeployConfig};
 use crate::cloud::{CloudError, CreatedResource, ResourceKind};
 use crate::journal::{self, Record};
 use crate::pipeline::TransferError;
-use crate::report::{CleanupReport, CreatedReport};
-use crate::{EngineError, Event, Level};
 use crate::plan::PlanItem;
 use crate::plan::config_text::object_action;
 use crate::plan::configuration::{Object, objects};
+use crate::report::{CleanupReport, CreatedReport};
+use crate::{EngineError, Event, Level};
 use std::collections::BTreeMap;
 
 impl Run {

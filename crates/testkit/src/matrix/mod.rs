@@ -7,8 +7,8 @@
 
 #![allow(dead_code)]
 
-pub mod config;
 pub mod bench;
+pub mod config;
 pub mod sources;
 pub mod targets;
 
