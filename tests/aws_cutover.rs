@@ -40,6 +40,8 @@ struct Outcome {
     changed_block_calls: usize,
     stops: u32,
     state: String,
+    /// Source stopped → target validated, from the run's report.
+    downtime_ms: Option<u64>,
 }
 
 /// Runs an AWS → lab cutover of an instance whose 1 GiB volume starts with
@@ -143,6 +145,7 @@ async fn cutover(
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
     let v = proxy.state();
+    let downtime_ms = report.instances.first().and_then(|i| i.downtime_ms);
     Outcome {
         passes,
         final_disk: std::fs::read(&file).unwrap(),
@@ -150,6 +153,7 @@ async fn cutover(
         changed_block_calls: v.changed_blocks_calls.len(),
         stops: v.stops,
         state,
+        downtime_ms,
     }
 }
 
@@ -208,6 +212,8 @@ async fn an_aws_cutover_sends_what_list_changed_blocks_lists_and_stops_the_insta
     assert_eq!(outcome.changed_block_calls, 2, "one per delta pass");
     assert_eq!(outcome.stops, 1);
     assert_eq!(outcome.state, "stopped");
+    let downtime = outcome.downtime_ms.expect("a cutover reports its downtime");
+    eprintln!("aws cutover downtime (1 GiB volume, moto): {downtime} ms");
     assert!(
         outcome.copy == outcome.final_disk,
         "the lab copy differs from the volume as it was when the instance stopped"

@@ -215,7 +215,11 @@ async fn approve_pair(
         expected.display()
     );
     if cutover {
-        args.extend(["--cutover", "--max-delta-passes", "1"]);
+        // The plain pair already migrated this source's network into the same
+        // target, where its firewall (e.g. Compute Engine's `default-all`) now
+        // belongs to that plan and is rightly refused to this one: the cutover
+        // variant proves the passes, the plain pair the configuration.
+        args.extend(["--cutover", "--max-delta-passes", "1", "--no-firewall"]);
         if scripted.is_none() {
             args.extend(["--quiesce", &quiesce]);
         }
