@@ -5,7 +5,7 @@ use altishift::cloud::lab::generate::LabScale;
 use altishift::inventory::DiskFormat;
 use altishift::plan::waves;
 use altishift::tui::{self, ColorMode};
-use altishift::units::{Bytes, parse_bytes, parse_rate};
+use altishift::units::{Bytes, parse_rate};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,7 +171,7 @@ enum Commands {
     /// Benchmarks (measure, never assert).
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: cli::bench::BenchCommand,
     },
 }
 
@@ -322,29 +322,6 @@ struct PlanBuild {
     public_ip: Option<String>,
     #[arg(short, long)]
     output: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// SHA-256 and zero-check speed of one core (the pipeline's ceiling).
-    Hash,
-    /// Console: bytes written idle and with 8 live panes, keystroke latency at 10k rows, RSS.
-    Console {
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-    },
-    /// Lab transfer vs qemu-img convert and cp --sparse on the same images.
-    Transfer {
-        #[arg(long, default_value = "target/bench")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        #[arg(long, default_value_t = 16)]
-        in_flight: usize,
-        /// Cases as VIRTUAL:ALLOCATED (default: 16GiB:2GiB and 64GiB:256MiB).
-        #[arg(long = "case")]
-        cases: Vec<String>,
-    },
 }
 
 fn main() -> ExitCode {
@@ -563,53 +540,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cli::apply::run(&globals, &plan, args).await
         }
         Some(Commands::Report { run, json }) => cli::report::show(&globals, &run, json),
-        Some(Commands::Bench {
-            command: BenchCommand::Hash,
-        }) => {
-            cli::bench::hash();
-            Ok(())
-        }
-        Some(Commands::Bench {
-            command: BenchCommand::Console { seconds },
-        }) => {
-            println!("{}", tui::bench::run_bench(seconds).await?);
-            Ok(())
-        }
-        Some(Commands::Bench {
-            command:
-                BenchCommand::Transfer {
-                    dir,
-                    runs,
-                    in_flight,
-                    cases,
-                },
-        }) => {
-            let cases = if cases.is_empty() {
-                vec![
-                    (Bytes::gib(16), Bytes::gib(2)),
-                    (Bytes::gib(64), Bytes::mib(256)),
-                ]
-            } else {
-                cases
-                    .iter()
-                    .map(|c| parse_case(c))
-                    .collect::<Result<_, _>>()
-                    .map_err(anyhow::Error::msg)?
-            };
-            cli::bench::transfer(cli::bench::BenchArgs {
-                dir,
-                runs: runs.max(1),
-                in_flight,
-                cases,
-            })
-            .await
-        }
+        Some(Commands::Bench { command }) => cli::bench::run(command).await,
     }
-}
-
-fn parse_case(text: &str) -> Result<(Bytes, Bytes), String> {
-    let (virtual_size, allocated) = text.split_once(':').ok_or(format!(
-        "--case '{text}': expected VIRTUAL:ALLOCATED, e.g. 16GiB:2GiB"
-    ))?;
-    Ok((parse_bytes(virtual_size)?, parse_bytes(allocated)?))
 }

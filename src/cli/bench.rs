@@ -12,7 +12,7 @@ use crate::engine::journal::{DiskState, Journal};
 use crate::engine::pipeline::DiskTransfer;
 use crate::engine::retry::RetryPolicy;
 use crate::inventory::DiskFormat;
-use crate::units::{Bytes, mb_per_s};
+use crate::units::{Bytes, mb_per_s, parse_bytes};
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -197,4 +197,74 @@ pub fn hash() {
         "zero check of zero blocks:  {:.0} MB/s",
         mb_per_s(bytes, scan.as_secs_f64())
     );
+}
+
+/// `altishift bench …`: each figure beside the tool an operator would otherwise use.
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// SHA-256 and zero-check speed of one core (the pipeline's ceiling).
+    Hash,
+    /// Console: bytes written idle and with 8 live panes, keystroke latency at 10k rows, RSS.
+    Console {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Lab transfer vs qemu-img convert and cp --sparse on the same images.
+    Transfer {
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Cases as VIRTUAL:ALLOCATED (default: 16GiB:2GiB and 64GiB:256MiB).
+        #[arg(long = "case")]
+        cases: Vec<String>,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Hash => {
+            hash();
+            Ok(())
+        }
+        BenchCommand::Console { seconds } => {
+            println!("{}", crate::tui::bench::run_bench(seconds).await?);
+            Ok(())
+        }
+        BenchCommand::Transfer {
+            dir,
+            runs,
+            in_flight,
+            cases,
+        } => {
+            let cases = if cases.is_empty() {
+                vec![
+                    (Bytes::gib(16), Bytes::gib(2)),
+                    (Bytes::gib(64), Bytes::mib(256)),
+                ]
+            } else {
+                cases
+                    .iter()
+                    .map(|c| parse_case(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?
+            };
+            transfer(BenchArgs {
+                dir,
+                runs: runs.max(1),
+                in_flight,
+                cases,
+            })
+            .await
+        }
+    }
+}
+
+fn parse_case(text: &str) -> Result<(Bytes, Bytes), String> {
+    let (virtual_size, allocated) = text.split_once(':').ok_or(format!(
+        "--case '{text}': expected VIRTUAL:ALLOCATED, e.g. 16GiB:2GiB"
+    ))?;
+    Ok((parse_bytes(virtual_size)?, parse_bytes(allocated)?))
 }
