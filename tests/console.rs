@@ -131,18 +131,8 @@ fn finished() -> Harness {
     h.engine(Event::Validated {
         instance: "web-0".into(),
         checks: vec![
-            Check {
-                name: "running".into(),
-                passed: true,
-                detail: "state running".into(),
-                evidence: Vec::new(),
-            },
-            Check {
-                name: "digest vm-0/root".into(),
-                passed: true,
-                detail: "target matches source".into(),
-                evidence: Vec::new(),
-            },
+            Check::new("running", true, "state running"),
+            Check::new("digest vm-0/root", true, "target matches source"),
         ],
     });
     h.engine(Event::CleanedUp {

@@ -173,18 +173,8 @@ fn the_results_screen_lists_what_was_created_on_the_target() {
     h.engine(Event::Validated {
         instance: "east-0".into(),
         checks: vec![
-            Check {
-                name: "firewalls".into(),
-                passed: true,
-                detail: "sg-0a1b2c3d".into(),
-                evidence: vec![],
-            },
-            Check {
-                name: "ssh keys".into(),
-                passed: true,
-                detail: "ops".into(),
-                evidence: vec![],
-            },
+            Check::new("firewalls", true, "sg-0a1b2c3d"),
+            Check::new("ssh keys", true, "ops"),
         ],
     });
     h.engine(Event::RunFinished {

@@ -80,21 +80,20 @@ pub struct FoundConfig {
 pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
     let mut out = Vec::new();
     if let Some(network) = &wanted.network {
-        out.push(Check {
-            name: "network".into(),
-            passed: found.network.as_ref() == Some(network),
-            detail: format!(
+        out.push(Check::new(
+            "network",
+            found.network.as_ref() == Some(network),
+            format!(
                 "{} (plan: {network})",
                 found.network.as_deref().unwrap_or("none")
             ),
-            evidence: Vec::new(),
-        });
+        ));
     }
     if let Some(public) = wanted.public_ip {
-        out.push(Check {
-            name: "public address".into(),
-            passed: found.public_ip == Some(public),
-            detail: format!(
+        out.push(Check::new(
+            "public address",
+            found.public_ip == Some(public),
+            format!(
                 "{} (plan: {})",
                 match found.public_ip {
                     Some(true) => "yes",
@@ -103,8 +102,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
                 },
                 if public { "yes" } else { "no" }
             ),
-            evidence: Vec::new(),
-        });
+        ));
     }
     if !wanted.firewalls.is_empty() {
         let missing: Vec<&String> = wanted
@@ -112,16 +110,15 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             .iter()
             .filter(|f| !found.firewalls.contains(f))
             .collect();
-        out.push(Check {
-            name: "firewalls".into(),
-            passed: missing.is_empty(),
-            detail: if missing.is_empty() {
+        out.push(Check::new(
+            "firewalls",
+            missing.is_empty(),
+            if missing.is_empty() {
                 wanted.firewalls.join(", ")
             } else {
                 format!("missing {missing:?} (has {:?})", found.firewalls)
             },
-            evidence: Vec::new(),
-        });
+        ));
     }
     if !wanted.ssh_keys.is_empty() {
         let missing: Vec<&String> = wanted
@@ -129,16 +126,15 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             .iter()
             .filter(|k| !found.ssh_keys.contains(k))
             .collect();
-        out.push(Check {
-            name: "ssh keys".into(),
-            passed: missing.is_empty(),
-            detail: if missing.is_empty() {
+        out.push(Check::new(
+            "ssh keys",
+            missing.is_empty(),
+            if missing.is_empty() {
                 wanted.ssh_keys.join(", ")
             } else {
                 format!("missing {missing:?} (has {:?})", found.ssh_keys)
             },
-            evidence: Vec::new(),
-        });
+        ));
     }
     if !wanted.tags.is_empty() {
         let wrong: Vec<String> = wanted
@@ -147,16 +143,15 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             .filter(|(k, v)| found.tags.get(*k) != Some(*v))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        out.push(Check {
-            name: "tags".into(),
-            passed: wrong.is_empty(),
-            detail: if wrong.is_empty() {
+        out.push(Check::new(
+            "tags",
+            wrong.is_empty(),
+            if wrong.is_empty() {
                 format!("{} tags as planned", wanted.tags.len())
             } else {
                 format!("missing or different: {}", wrong.join(", "))
             },
-            evidence: Vec::new(),
-        });
+        ));
     }
     if let Some(data) = &wanted.user_data {
         let (passed, detail) = match &found.user_data {
@@ -168,12 +163,7 @@ pub fn checks(wanted: &DeployConfig, found: &FoundConfig) -> Vec<Check> {
             Some(None) => (false, "none on the instance".to_string()),
             None => (false, "the target does not report it".to_string()),
         };
-        out.push(Check {
-            name: "user-data".into(),
-            passed,
-            detail,
-            evidence: Vec::new(),
-        });
+        out.push(Check::new("user-data", passed, detail));
     }
     out
 }

@@ -211,6 +211,18 @@ pub struct Check {
     pub evidence: Vec<String>,
 }
 
+impl Check {
+    /// A check whose detail says all (no evidence lines).
+    pub fn new(name: impl Into<String>, passed: bool, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+            evidence: Vec::new(),
+        }
+    }
+}
+
 /// What kind of thing a run created, so cleanup knows how to remove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

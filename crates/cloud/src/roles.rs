@@ -206,12 +206,16 @@ pub trait CutoverSource: Source {
     /// Read-only: a reader of the blocks that differ from `previous` (block →
     /// digest of what the target holds). Its `allocated_blocks` are exactly
     /// those blocks, including blocks that became zero (they read as zeros).
-    /// None when the provider cannot compute a delta.
+    /// None when the provider cannot compute one from the live disk — the
+    /// default, right for sources whose snapshots are points in time and
+    /// whose deltas come between snapshots ([`CutoverSource::delta_snapshots`]).
     async fn open_delta_reader(
         &self,
-        snapshot: &SnapshotRef,
-        previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError>;
+        _snapshot: &SnapshotRef,
+        _previous: &BTreeMap<BlockIndex, BlockDigest>,
+    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
+        Ok(None)
+    }
     /// Read-only: true when each delta pass reads a new snapshot (taken by
     /// the engine with [`Source::snapshot_disk`], journaled and removed at
     /// cleanup) rather than the live disk: a cloud snapshot is a point in

@@ -46,25 +46,19 @@ pub async fn read_back_digests(
 pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder>) -> Check {
     let name = format!("digest {disk}");
     let Some(target) = target else {
-        return Check {
-            name,
-            passed: false,
-            detail: "target cannot be read back: not verified".into(),
-            evidence: Vec::new(),
-        };
+        return Check::new(name, false, "target cannot be read back: not verified");
     };
     let (s, t) = (source.finish(), target.finish());
     if source.blocks() == target.blocks() {
-        return Check {
+        return Check::new(
             name,
-            passed: true,
-            detail: format!(
+            true,
+            format!(
                 "LINEAR {} over {} blocks equal on both sides",
                 &s.linear_sha256[..16],
                 s.blocks
             ),
-            evidence: Vec::new(),
-        };
+        );
     }
     let first_difference = source
         .blocks()
@@ -78,10 +72,10 @@ pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder
                 .find(|i| !source.blocks().contains_key(i))
                 .map(|i| i.0)
         });
-    Check {
+    Check::new(
         name,
-        passed: false,
-        detail: format!(
+        false,
+        format!(
             "source {} ({} blocks) ≠ target {} ({} blocks); first difference at block {}",
             &s.linear_sha256[..16],
             s.blocks,
@@ -91,6 +85,5 @@ pub fn compare(disk: &str, source: &DigestBuilder, target: Option<&DigestBuilder
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "?".into())
         ),
-        evidence: Vec::new(),
-    }
+    )
 }

@@ -352,16 +352,6 @@ impl CutoverSource for AwsCloud {
         self.cutover_check(instance).await
     }
 
-    /// A snapshot holds a point in time, never the running disk: deltas come
-    /// from [`CutoverSource::open_snapshot_delta`] between snapshots.
-    async fn open_delta_reader(
-        &self,
-        _snapshot: &SnapshotRef,
-        _previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        Ok(None)
-    }
-
     fn delta_snapshots(&self) -> bool {
         true
     }

@@ -384,24 +384,21 @@ pub(super) async fn probe(
         Err(e) => format!("unreadable ({})", classify("ec2 DescribeImages", e)),
     };
     let mut checks = vec![
-        Check {
-            name: "instance running".into(),
-            passed: state == "running",
-            detail: format!("{id} is {state}"),
-            evidence: Vec::new(),
-        },
-        Check {
-            name: "instance type".into(),
-            passed: size == spec.size,
-            detail: format!("{size} (plan: {})", spec.size),
-            evidence: Vec::new(),
-        },
-        Check {
-            name: "image".into(),
-            passed: image_state == "available",
-            detail: format!("{image} is {image_state}"),
-            evidence: Vec::new(),
-        },
+        Check::new(
+            "instance running",
+            state == "running",
+            format!("{id} is {state}"),
+        ),
+        Check::new(
+            "instance type",
+            size == spec.size,
+            format!("{size} (plan: {})", spec.size),
+        ),
+        Check::new(
+            "image",
+            image_state == "available",
+            format!("{image} is {image_state}"),
+        ),
     ];
     if !spec.config.is_empty() {
         let found = super::config::found(c, &instance).await?;

@@ -535,29 +535,22 @@ impl Target for CloudStackCloud {
             )
             .await?;
         let Some(vm) = list.first() else {
-            return Ok(vec![Check {
-                name: "exists".into(),
-                passed: false,
-                detail: format!("VM {} not found", instance.id),
-                evidence: Vec::new(),
-            }]);
+            return Ok(vec![Check::new(
+                "exists",
+                false,
+                format!("VM {} not found", instance.id),
+            )]);
         };
         let state = text(vm, "state");
         let offering = text(vm, "serviceofferingname");
         let config = super::config::checks(&self.client, vm, &spec.config).await?;
         let mut checks = vec![
-            Check {
-                name: "running".into(),
-                passed: state == "Running",
-                detail: format!("state {state}"),
-                evidence: Vec::new(),
-            },
-            Check {
-                name: "size".into(),
-                passed: offering == spec.size,
-                detail: format!("offering {offering}, planned {}", spec.size),
-                evidence: Vec::new(),
-            },
+            Check::new("running", state == "Running", format!("state {state}")),
+            Check::new(
+                "size",
+                offering == spec.size,
+                format!("offering {offering}, planned {}", spec.size),
+            ),
         ];
         checks.extend(config);
         Ok(checks)

@@ -445,18 +445,16 @@ impl Target for DigitalOceanCloud {
         let size = droplet["size_slug"].as_str().unwrap_or("unknown");
         let config = config_checks(&self.client, droplet, spec).await?;
         let mut checks = vec![
-            Check {
-                name: "droplet active".into(),
-                passed: status == "active",
-                detail: format!("status {status}"),
-                evidence: Vec::new(),
-            },
-            Check {
-                name: "size".into(),
-                passed: size == spec.size,
-                detail: format!("{size} (planned {})", spec.size),
-                evidence: Vec::new(),
-            },
+            Check::new(
+                "droplet active",
+                status == "active",
+                format!("status {status}"),
+            ),
+            Check::new(
+                "size",
+                size == spec.size,
+                format!("{size} (planned {})", spec.size),
+            ),
         ];
         checks.extend(config);
         Ok(checks)

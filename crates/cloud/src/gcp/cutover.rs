@@ -164,15 +164,6 @@ impl CutoverSource for GcpCloud {
         self.cutover_check(instance).await
     }
 
-    /// A snapshot is a point in time: deltas come between snapshots.
-    async fn open_delta_reader(
-        &self,
-        _snapshot: &SnapshotRef,
-        _previous: &BTreeMap<BlockIndex, BlockDigest>,
-    ) -> Result<Option<Box<dyn DiskReader>>, CloudError> {
-        Ok(None)
-    }
-
     fn delta_snapshots(&self) -> bool {
         true
     }

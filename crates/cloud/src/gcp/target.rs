@@ -471,24 +471,17 @@ impl Target for GcpCloud {
         let disks = instance["disks"].as_array().map(Vec::len).unwrap_or(0);
         let config = self.config_checks(&instance, &spec.config).await?;
         let mut checks = vec![
-            Check {
-                name: "running".into(),
-                passed: status == "RUNNING",
-                detail: format!("status {status}"),
-                evidence: Vec::new(),
-            },
-            Check {
-                name: "size".into(),
-                passed: machine == spec.size,
-                detail: format!("machine type {machine} (planned {})", spec.size),
-                evidence: Vec::new(),
-            },
-            Check {
-                name: "disks".into(),
-                passed: disks == spec.disks.len(),
-                detail: format!("{disks} attached (planned {})", spec.disks.len()),
-                evidence: Vec::new(),
-            },
+            Check::new("running", status == "RUNNING", format!("status {status}")),
+            Check::new(
+                "size",
+                machine == spec.size,
+                format!("machine type {machine} (planned {})", spec.size),
+            ),
+            Check::new(
+                "disks",
+                disks == spec.disks.len(),
+                format!("{disks} attached (planned {})", spec.disks.len()),
+            ),
         ];
         checks.extend(config);
         Ok(checks)

@@ -110,12 +110,11 @@ impl LabCloud {
                 },
                 Ok(false) => return Ok(None),
                 Err(e) => {
-                    return Ok(Some(Check {
-                        name: "serial console".into(),
-                        passed: false,
-                        detail: format!("the boot disk cannot be read: {e}"),
-                        evidence: Vec::new(),
-                    }));
+                    return Ok(Some(Check::new(
+                        "serial console",
+                        false,
+                        format!("the boot disk cannot be read: {e}"),
+                    )));
                 }
             },
         };

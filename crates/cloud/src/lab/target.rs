@@ -141,33 +141,25 @@ impl Target for LabCloud {
         let manifest: InstanceManifest = match manifest::load(&path) {
             Ok(m) => m,
             Err(e) => {
-                checks.push(Check {
-                    name: "instance record".into(),
-                    passed: false,
-                    detail: e,
-                    evidence: Vec::new(),
-                });
+                checks.push(Check::new("instance record", false, e));
                 return Ok(checks);
             }
         };
-        checks.push(Check {
-            name: "instance record".into(),
-            passed: manifest.id == instance.id,
-            detail: manifest.id.clone(),
-            evidence: Vec::new(),
-        });
-        checks.push(Check {
-            name: "running".into(),
-            passed: manifest.state == InstanceState::Running,
-            detail: manifest.state.to_string(),
-            evidence: Vec::new(),
-        });
-        checks.push(Check {
-            name: "size".into(),
-            passed: manifest.size == spec.size,
-            detail: format!("{} (planned {})", manifest.size, spec.size),
-            evidence: Vec::new(),
-        });
+        checks.push(Check::new(
+            "instance record",
+            manifest.id == instance.id,
+            manifest.id.clone(),
+        ));
+        checks.push(Check::new(
+            "running",
+            manifest.state == InstanceState::Running,
+            manifest.state.to_string(),
+        ));
+        checks.push(Check::new(
+            "size",
+            manifest.size == spec.size,
+            format!("{} (planned {})", manifest.size, spec.size),
+        ));
         for disk in &spec.disks {
             let file = self.disk_path(&disk.id)?;
             let result = local_disk::qemu_img_check(&file, disk.format)
@@ -185,12 +177,11 @@ impl Target for LabCloud {
                 ),
                 Err(e) => (false, e.to_string()),
             };
-            checks.push(Check {
-                name: format!("image check {}", disk.id),
+            checks.push(Check::new(
+                format!("image check {}", disk.id),
                 passed,
                 detail,
-                evidence: Vec::new(),
-            });
+            ));
         }
         if let Some(boot) = spec.disks.first() {
             let disk = self.disk_path(&boot.id)?;

@@ -338,26 +338,22 @@ impl Run {
             downtime_ms: None,
         };
         if failed > 0 {
-            report.checks.push(Check {
-                name: "disks".into(),
-                passed: false,
-                detail: format!(
+            report.checks.push(Check::new(
+                "disks",
+                false,
+                format!(
                     "{failed} of {} disks did not arrive; instance not deployed",
                     item.disks.len()
                 ),
-                evidence: Vec::new(),
-            });
+            ));
             return report;
         }
         let disks: Vec<DiskOutput> = moved.into_iter().flatten().collect();
         match self.deploy_and_validate(item, &disks, &mut report).await {
             Ok(()) => report.validated = report.checks.iter().all(|c| c.passed),
-            Err(e) => report.checks.push(Check {
-                name: "deploy".into(),
-                passed: false,
-                detail: e.to_string(),
-                evidence: Vec::new(),
-            }),
+            Err(e) => report
+                .checks
+                .push(Check::new("deploy", false, e.to_string())),
         }
         report.downtime_ms = lock(&self.quiesced_at)
             .get(&item.instance_name)
@@ -451,12 +447,9 @@ impl Run {
             {
                 Ok(target) => target,
                 Err(e) => {
-                    report.checks.push(Check {
-                        name: format!("digest {key}"),
-                        passed: false,
-                        detail: e.to_string(),
-                        evidence: Vec::new(),
-                    });
+                    report
+                        .checks
+                        .push(Check::new(format!("digest {key}"), false, e.to_string()));
                     continue;
                 }
             };

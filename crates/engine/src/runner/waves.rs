@@ -102,12 +102,7 @@ impl Run {
         InstanceReport {
             instance: item.instance_name.clone(),
             target_id: None,
-            checks: vec![Check {
-                name: "wave".into(),
-                passed: false,
-                detail: reason.to_string(),
-                evidence: Vec::new(),
-            }],
+            checks: vec![Check::new("wave", false, reason.to_string())],
             validated: false,
             downtime_ms: None,
         }

@@ -31,13 +31,11 @@ impl Run {
                     .deployed
                     .get(&item.target_name)
                     .map(|d| d.id.clone()),
-                checks: vec![Check {
-                    name: "abandoned".into(),
-                    passed: false,
-                    detail: "run abandoned by the operator; its temporary resources were removed"
-                        .into(),
-                    evidence: Vec::new(),
-                }],
+                checks: vec![Check::new(
+                    "abandoned",
+                    false,
+                    "run abandoned by the operator; its temporary resources were removed",
+                )],
                 validated: false,
                 downtime_ms: None,
             })
