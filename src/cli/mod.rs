@@ -9,7 +9,6 @@ pub mod guest;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
-mod plan_rehearse;
 pub mod prompt;
 pub mod report;
 pub mod runs;
