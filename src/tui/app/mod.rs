@@ -317,22 +317,19 @@ impl App {
     /// Connects a side to a configured cloud, asking first for any secret
     /// its profile says to prompt for.
     pub fn connect(&mut self, side: SideId, cloud: &str) {
-        let profile = match self.config.cloud(cloud) {
+        let profile = match crate::cloud::Profile::read(&self.config, cloud) {
             Ok(profile) => profile,
             Err(err) => {
                 self.error(err.to_string());
                 return;
             }
         };
-        let asking: VecDeque<String> = [
-            ("api_key", &profile.api_key),
-            ("secret_key", &profile.secret_key),
-            ("token", &profile.token),
-        ]
-        .into_iter()
-        .filter(|(_, source)| matches!(source, Some(SecretSource::Prompt)))
-        .map(|(field, _)| field.to_string())
-        .collect();
+        let asking: VecDeque<String> = profile
+            .secrets()
+            .into_iter()
+            .filter(|(_, source)| matches!(source, SecretSource::Prompt))
+            .map(|(field, _)| field.to_string())
+            .collect();
         self.pane_mut(side).connecting(cloud);
         if asking.is_empty() {
             self.effects.push(Effect::Connect {
