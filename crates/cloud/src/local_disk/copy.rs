@@ -93,6 +93,15 @@ fn reflink(input: &File, output: &File) -> std::io::Result<bool> {
     }
 }
 
+/// Pieces copied at once. One extent at a time waits on each read in turn,
+/// and on a volume whose latency rather than bandwidth bounds one reader (a
+/// cloud disk) that is slow: a cold 2 GiB snapshot in 4 MiB extents took
+/// 29 s that way, where `qemu-img convert`, 8 requests in flight, took 6 s.
+const COPIERS: usize = 8;
+
+/// The largest piece one copier takes, so one big extent is shared too.
+const PIECE: u64 = 8 << 20;
+
 /// Copies each extent in the kernel; false (before anything was written)
 /// when the kernel or filesystem cannot.
 fn kernel_copy(
@@ -100,37 +109,52 @@ fn kernel_copy(
     output: &File,
     extents: &[std::ops::Range<u64>],
 ) -> std::io::Result<bool> {
-    for (index, extent) in extents.iter().enumerate() {
-        let mut offset = extent.start;
-        while offset < extent.end {
-            let (mut from, mut to) = (offset as libc::loff_t, offset as libc::loff_t);
-            let want = (extent.end - offset).min(1 << 30) as usize;
-            // SAFETY: both descriptors are open; the offsets are ours and
-            // the kernel updates them in place.
-            let n = unsafe {
-                libc::copy_file_range(
-                    input.as_raw_fd(),
-                    &mut from,
-                    output.as_raw_fd(),
-                    &mut to,
-                    want,
-                    0,
-                )
-            };
-            if n < 0 {
-                let error = std::io::Error::last_os_error();
-                if index == 0 && offset == extent.start && unsupported(&error) {
-                    return Ok(false);
-                }
-                return Err(error);
-            }
+    let pieces = pieces(extents);
+    let Some(first) = pieces.first() else {
+        return Ok(true);
+    };
+    // One call first, alone: an unsupported copy fails there, with nothing
+    // written, and the caller falls back.
+    let copied = match copy_range_once(input, output, first.start, first.end - first.start) {
+        Ok(n) => n,
+        Err(error) if unsupported(&error) => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    let mut rest = pieces;
+    rest[0].start += copied;
+    in_parallel(&rest, |piece| {
+        let mut offset = piece.start;
+        while offset < piece.end {
+            let n = copy_range_once(input, output, offset, piece.end - offset)?;
             if n == 0 {
                 break; // the source shrank under us: what is there is copied
             }
-            offset += n as u64;
+            offset += n;
         }
-    }
+        Ok(())
+    })?;
     Ok(true)
+}
+
+/// One `copy_file_range` call at `offset` (same offset in both files).
+fn copy_range_once(input: &File, output: &File, offset: u64, len: u64) -> std::io::Result<u64> {
+    let (mut from, mut to) = (offset as libc::loff_t, offset as libc::loff_t);
+    // SAFETY: both descriptors are open; the offsets are ours and the kernel
+    // updates them in place.
+    let n = unsafe {
+        libc::copy_file_range(
+            input.as_raw_fd(),
+            &mut from,
+            output.as_raw_fd(),
+            &mut to,
+            len.min(1 << 30) as usize,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as u64)
 }
 
 fn buffered_copy(
@@ -138,20 +162,68 @@ fn buffered_copy(
     output: &File,
     extents: &[std::ops::Range<u64>],
 ) -> std::io::Result<()> {
-    let mut buffer = vec![0u8; 4 << 20];
-    for extent in extents {
-        let mut offset = extent.start;
-        while offset < extent.end {
-            let len = ((extent.end - offset) as usize).min(buffer.len());
-            let n = input.read_at(&mut buffer[..len], offset)?;
+    in_parallel(&pieces(extents), |piece| {
+        let mut buffer = vec![0u8; (piece.end - piece.start) as usize];
+        let mut offset = piece.start;
+        while offset < piece.end {
+            let at = (offset - piece.start) as usize;
+            let n = input.read_at(&mut buffer[at..], offset)?;
             if n == 0 {
                 break;
             }
-            output.write_all_at(&buffer[..n], offset)?;
+            output.write_all_at(&buffer[at..at + n], offset)?;
             offset += n as u64;
         }
-    }
-    Ok(())
+        Ok(())
+    })
+}
+
+/// The extents cut into pieces of at most `PIECE` bytes.
+fn pieces(extents: &[std::ops::Range<u64>]) -> Vec<std::ops::Range<u64>> {
+    extents
+        .iter()
+        .flat_map(|e| {
+            (e.start..e.end)
+                .step_by(PIECE as usize)
+                .map(move |start| start..(start + PIECE).min(e.end))
+        })
+        .filter(|piece| !piece.is_empty())
+        .collect()
+}
+
+/// Runs `copy` over the pieces on up to `COPIERS` threads, each taking the
+/// next piece as it finishes one; the first error stops them all.
+fn in_parallel(
+    pieces: &[std::ops::Range<u64>],
+    copy: impl Fn(&std::ops::Range<u64>) -> std::io::Result<()> + Sync,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let copiers = COPIERS.min(pieces.len());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..copiers)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<()> {
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(piece) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        if let Err(error) = copy(piece) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(error);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a copy thread panicked")))
+        })
+    })
 }
 
 #[cfg(test)]
@@ -197,6 +269,34 @@ mod tests {
             );
             assert!(std::fs::read(&dst).unwrap() == original, "{name} differs");
             assert!(!dst.with_extension("partial").exists());
+        }
+    }
+
+    #[test]
+    fn extents_larger_than_a_piece_are_shared_out_and_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("big.raw");
+        let file = File::create(&src).unwrap();
+        file.set_len(96 << 20).unwrap();
+        // 20 MiB of data (three pieces) and four small extents around it.
+        let pattern: Vec<u8> = (0..20 << 20).map(|i: u32| (i * 7 % 253) as u8).collect();
+        file.write_all_at(&pattern, 10 << 20).unwrap();
+        for n in 0..4u64 {
+            file.write_all_at(&[n as u8 + 1; 4096], (40 + n * 12) << 20)
+                .unwrap();
+        }
+        let original = std::fs::read(&src).unwrap();
+        let one_extent: Vec<std::ops::Range<u64>> = std::iter::once(0..(16 << 20) + 1).collect();
+        assert_eq!(pieces(&one_extent).len(), 3);
+        for (fast, name) in [(&[CopyMethod::Kernel][..], "k.raw"), (&[][..], "b.raw")] {
+            let dst = dir.path().join(name);
+            let copied = sparse_copy_with(&src, &dst, fast).unwrap();
+            assert!(std::fs::read(&dst).unwrap() == original, "{name} differs");
+            assert!(
+                allocated_bytes(&dst).unwrap().0 < 32 << 20,
+                "{name} not sparse"
+            );
+            assert!(copied.bytes.0 >= (20 << 20) + 4 * 4096, "{copied:?}");
         }
     }
 }
