@@ -270,9 +270,10 @@ struct PlanBuild {
     /// does not reach the marker refuses the plan.
     #[arg(long)]
     rehearse: bool,
-    /// The rehearsal's success marker, a regex on the serial console
-    /// (default: a login prompt or cloud-init's "finished").
-    #[arg(long, requires = "rehearse")]
+    /// The success marker, a regex on the serial console: the rehearsal's,
+    /// and validation's on the target's console (default: a login prompt
+    /// or cloud-init's "finished").
+    #[arg(long)]
     expect: Option<String>,
     /// Seconds the rehearsal waits for the marker.
     #[arg(long, requires = "rehearse", default_value_t = 180)]
@@ -320,6 +321,9 @@ struct PlanBuild {
     /// the source had.
     #[arg(long, value_parser = ["yes", "no"])]
     public_ip: Option<String>,
+    /// Validation from outside each instance (ports, URLs, timing).
+    #[command(flatten)]
+    checks: cli::plan_checks::CheckFlags,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -447,9 +451,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     public_ip: b.public_ip.map(|v| v == "yes"),
                 },
                 rehearse: b.rehearse.then_some(cli::plan::RehearseFlags {
-                    expect: b.expect,
+                    expect: b.expect.clone(),
                     timeout: b.rehearse_timeout,
                 }),
+                checks: cli::plan_checks::CheckFlags {
+                    expect: b.expect,
+                    ..b.checks
+                },
                 output: b.output,
             };
             cli::plan::make(&globals, args).await

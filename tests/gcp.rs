@@ -14,6 +14,7 @@ use altishift::units::{BLOCK_SIZE, Bytes};
 use gce_fake::PROJECT;
 use gce_fake::testkit::*;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[tokio::test]
 async fn our_jwt_verifies_at_the_token_endpoint_and_a_foreign_key_is_refused() {
@@ -171,6 +172,14 @@ async fn deploy_waits_for_running_and_probe_checks_the_machine_type() {
     );
     let checks = cloud.probe(&deployed, &spec).await.unwrap();
     assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+    // The address validation reaches it at: the NAT address, else the internal.
+    let nic = &vm["networkInterfaces"][0];
+    let expected = nic["accessConfigs"][0]["natIP"]
+        .as_str()
+        .or(nic["networkIP"].as_str());
+    assert_eq!(deployed.address.as_deref(), expected);
+    assert!(deployed.address.is_some());
+    serial_console_validation(&gcp, &cloud, &deployed).await;
     // A machine type the zone lacks: Google's 404, as a clear error.
     let mut bad = spec.clone();
     bad.name = "app2".into();
@@ -557,4 +566,69 @@ async fn an_interrupted_lab_to_gcp_run_resumes_by_restarting_the_disk() {
         .unwrap()
         .success();
     assert!(same, "the image differs from {}", lab_disk.display());
+}
+
+/// Validation reads serial port 1 with instances.getSerialPortOutput,
+/// following `next`; the fake's console is what the test scripts the guest
+/// to write. The marker passes once written, a marker never written fails
+/// with the console's tail, an unknown instance is Google's 404.
+async fn serial_console_validation(
+    gcp: &Gcp,
+    cloud: &altishift::cloud::gcp::GcpCloud,
+    deployed: &altishift::cloud::DeployedInstance,
+) {
+    use altishift::engine::outside_checks::{self, Timing};
+    let quick = Timing {
+        deadline: Duration::from_millis(600),
+        attempt: Duration::from_secs(5),
+        interval: Duration::from_millis(200),
+    };
+    // Nothing written yet: the API answers empty contents.
+    assert_eq!(
+        cloud.serial_console(deployed).await.unwrap().as_deref(),
+        Some("")
+    );
+    let login = altishift::guest::rehearse::DEFAULT_EXPECT;
+    let check = outside_checks::serial(cloud, deployed, login, quick).await;
+    assert!(!check.passed, "{check:?}");
+
+    let boot = "SeaBIOS (version 1.8.2)\r\n[    0.000000] Linux version 6.1.0-28-cloud-amd64\r\n\r\nDebian GNU/Linux 12 app ttyS0\r\n\r\napp login: ";
+    gcp.fake.write_console(ZONE, "app", boot);
+    let before = gcp.fake.received().len();
+    let check = outside_checks::serial(cloud, deployed, login, quick).await;
+    assert!(check.passed, "{check:?}");
+    assert!(check.detail.starts_with("`app login:`"), "{check:?}");
+    assert_eq!(
+        check.evidence.last().map(String::as_str),
+        Some("app login:")
+    );
+    // Read from byte 0, then from `next` (the end), which brought nothing new.
+    let reads: Vec<String> = gcp.fake.received()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/instances/app/serialPort"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            "port=1&start=0".to_string(),
+            format!("port=1&start={}", boot.len())
+        ]
+    );
+
+    let cloud_init = r"Cloud-init v\. \S+ finished";
+    let check = outside_checks::serial(cloud, deployed, cloud_init, quick).await;
+    assert!(!check.passed, "{check:?}");
+    assert!(
+        check.evidence.iter().any(|l| l == "app login:"),
+        "{check:?}"
+    );
+
+    let gone = altishift::cloud::DeployedInstance {
+        id: format!("{ZONE}/nope"),
+        name: "nope".into(),
+        address: None,
+    };
+    let err = cloud.serial_console(&gone).await.unwrap_err();
+    assert!(matches!(err, CloudError::NotFound(_)), "{err}");
 }
