@@ -276,7 +276,7 @@ struct PlanBuild {
     #[arg(long)]
     expect: Option<String>,
     /// Seconds the rehearsal waits for the marker.
-    #[arg(long, requires = "rehearse", default_value_t = 180)]
+    #[arg(long, requires = "rehearse", default_value_t = altishift::rehearsal::DEFAULT_TIMEOUT_SECS)]
     rehearse_timeout: u64,
     /// Cutover: copy while the source runs, delta passes, then quiesce, a
     /// final delta pass and power the source off before deploying.

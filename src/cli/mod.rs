@@ -10,7 +10,6 @@ pub mod inventory;
 pub mod lab;
 pub mod plan;
 pub mod plan_checks;
-mod plan_rehearse;
 pub mod prompt;
 pub mod report;
 pub mod runs;

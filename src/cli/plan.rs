@@ -160,12 +160,31 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         }
     }
     if let Some(flags) = &args.rehearse {
-        let rehearsal_dir = session.state_dir.join("rehearsals");
+        let options =
+            crate::rehearsal::RehearsalOptions {
+                expect: match &flags.expect {
+                    Some(text) => Some(regex::Regex::new(text).with_context(|| {
+                        format!("--expect '{text}' is not a regular expression")
+                    })?),
+                    None => None,
+                },
+                timeout: std::time::Duration::from_secs(flags.timeout),
+                dir: session.state_dir.join("rehearsals"),
+            };
+        let announce = |instance: &str, disk: &str| {
+            eprintln!(
+                "rehearsal: booting {}/{} in QEMU (no network, up to {}s)…",
+                crate::text::safe(instance),
+                crate::text::safe(disk),
+                flags.timeout
+            )
+        };
         plan.rehearsals =
-            super::plan_rehearse::run(source.source_role()?, &plan, flags, &rehearsal_dir).await?;
+            crate::rehearsal::rehearse_plan(source.source_role()?, &plan, &options, &announce)
+                .await?;
     }
     print!("{}", render::render(&plan));
-    if let Some(failed) = plan.rehearsals.iter().find(|r| !r.booted) {
+    if let Some(failed) = crate::rehearsal::refusal(&plan.rehearsals) {
         for line in &failed.serial_tail {
             println!("    │ {}", crate::text::safe(line));
         }

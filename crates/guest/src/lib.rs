@@ -12,7 +12,7 @@ pub mod prepare;
 pub mod rehearse;
 
 // The model, under the names this crate's modules use (`crate::inventory`…).
-use altishift_model::{child, config, inventory, text, units};
+use altishift_model::{child, inventory, text, units};
 
 use std::path::{Path, PathBuf};
 
