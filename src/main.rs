@@ -3,6 +3,7 @@
 use altishift::cli::{self, common::Globals};
 use altishift::cloud::lab::generate::LabScale;
 use altishift::inventory::DiskFormat;
+use altishift::plan::checks::OutsideChecks;
 use altishift::plan::waves;
 use altishift::tui::{self, ColorMode};
 use altishift::units::{Bytes, parse_rate};
@@ -321,9 +322,29 @@ struct PlanBuild {
     /// the source had.
     #[arg(long, value_parser = ["yes", "no"])]
     public_ip: Option<String>,
-    /// Validation from outside each instance (ports, URLs, timing).
-    #[command(flatten)]
-    checks: cli::plan_checks::CheckFlags,
+    /// After deploy, TCP port N of each instance must accept a connection
+    /// from this machine (repeatable; default 22).
+    #[arg(long = "check-port", value_name = "N")]
+    check_ports: Vec<u16>,
+    /// Check no TCP port (instances this machine cannot reach).
+    #[arg(long, conflicts_with = "check_ports")]
+    no_check_port: bool,
+    /// After deploy, GET URL must answer STATUS (default 200); `{address}`
+    /// is the instance's address: 'http://{address}:8080/health=204'.
+    #[arg(long = "check", value_name = "URL[=STATUS]")]
+    checks: Vec<String>,
+    /// Do not look for the marker on the target's serial console.
+    #[arg(long, conflicts_with = "expect")]
+    no_serial_check: bool,
+    /// Seconds each outside check keeps trying before it fails validation.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_TIMEOUT_SECONDS)]
+    check_timeout: u64,
+    /// Seconds one attempt (a connect, a request, a console read) may take.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_ATTEMPT_SECONDS)]
+    check_attempt_timeout: u64,
+    /// Seconds between attempts.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_INTERVAL_SECONDS)]
+    check_interval: u64,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -455,8 +476,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     timeout: b.rehearse_timeout,
                 }),
                 checks: cli::plan_checks::CheckFlags {
+                    ports: b.check_ports,
+                    no_check_port: b.no_check_port,
+                    http: b.checks,
+                    no_serial_check: b.no_serial_check,
+                    check_timeout: b.check_timeout,
+                    check_attempt_timeout: b.check_attempt_timeout,
+                    check_interval: b.check_interval,
                     expect: b.expect,
-                    ..b.checks
                 },
                 output: b.output,
             };

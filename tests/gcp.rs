@@ -624,6 +624,8 @@ async fn serial_console_validation(
         "{check:?}"
     );
 
+    serial_port_output_follows_the_reference(gcp, cloud, boot).await;
+
     let gone = altishift::cloud::DeployedInstance {
         id: format!("{ZONE}/nope"),
         name: "nope".into(),
@@ -631,4 +633,54 @@ async fn serial_console_validation(
     };
     let err = cloud.serial_console(&gone).await.unwrap_err();
     assert!(matches!(err, CloudError::NotFound(_)), "{err}");
+}
+
+/// The fake's getSerialPortOutput answers as the Compute Engine reference
+/// says: `start` echoes the position returned, `next` is where to ask from
+/// next, a negative `start` is the newest bytes, output older than the
+/// 1 MB buffer is gone (the answer's `start` moves up), port defaults to 1
+/// and must be 1..4.
+async fn serial_port_output_follows_the_reference(
+    gcp: &Gcp,
+    cloud: &altishift::cloud::gcp::GcpCloud,
+    boot: &str,
+) {
+    let path = format!("zones/{ZONE}/instances/app/serialPort");
+    let client = cloud.client();
+    let answer = client.get(&format!("{path}?start=7")).await.unwrap();
+    assert_eq!(answer["kind"], "compute#serialPortOutput");
+    assert_eq!(answer["contents"], boot[7..]);
+    assert_eq!(answer["start"], "7");
+    assert_eq!(answer["next"], boot.len().to_string());
+    assert!(
+        answer["selfLink"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{path}")),
+        "{answer}"
+    );
+    let newest = client.get(&format!("{path}?start=-7")).await.unwrap();
+    assert_eq!(newest["contents"], "login: ");
+    assert_eq!(newest["start"], (boot.len() - 7).to_string());
+    // Past the end: nothing, and `next` stays where it was asked.
+    let past = client
+        .get(&format!("{path}?start={}", boot.len() + 5))
+        .await
+        .unwrap();
+    assert_eq!(past["contents"], "");
+    assert_eq!(past["next"], (boot.len() + 5).to_string());
+    // Another port holds nothing the guest wrote to port 1.
+    let port2 = client.get(&format!("{path}?port=2")).await.unwrap();
+    assert_eq!(port2["contents"], "");
+    let err = client.get(&format!("{path}?port=5")).await.unwrap_err();
+    assert!(err.to_string().contains("range [1, 4]"), "{err}");
+
+    // More than the buffer: the oldest output is discarded.
+    const MB: usize = 1 << 20;
+    gcp.fake.write_console(ZONE, "app", &"x".repeat(MB));
+    let total = boot.len() + MB;
+    let answer = client.get(&format!("{path}?start=0")).await.unwrap();
+    assert_eq!(answer["start"], (total - MB).to_string());
+    assert_eq!(answer["next"], total.to_string());
+    assert_eq!(answer["contents"].as_str().unwrap().len(), MB);
 }

@@ -6,34 +6,28 @@
 use crate::plan::checks::{HttpCheck, OutsideChecks};
 use anyhow::{Context, Result, bail};
 
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The `plan` flags, as main.rs parses them: direct `PlanBuild` fields
+/// (as a nested flattened group, clap parsed `plan --from …` as no build).
+#[derive(Debug, Clone, Default)]
 pub struct CheckFlags {
     /// After deploy, TCP port N of each instance must accept a connection
     /// from this machine (repeatable; default 22).
-    #[arg(long = "check-port", value_name = "N")]
     pub ports: Vec<u16>,
     /// Check no TCP port (e.g. instances this machine cannot reach).
-    #[arg(long, conflicts_with = "ports")]
     pub no_check_port: bool,
     /// After deploy, GET URL must answer STATUS (default 200); `{address}`
     /// is the instance's address, e.g. 'http://{address}:8080/health=204'
     /// (repeatable).
-    #[arg(long = "check", value_name = "URL[=STATUS]")]
     pub http: Vec<String>,
     /// Do not look for the marker on the target's serial console.
-    #[arg(long, conflicts_with = "expect")]
     pub no_serial_check: bool,
     /// Seconds each check keeps trying before it fails validation.
-    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_TIMEOUT_SECONDS)]
     pub check_timeout: u64,
     /// Seconds one attempt (a connect, a request, a console read) may take.
-    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_ATTEMPT_SECONDS)]
     pub check_attempt_timeout: u64,
     /// Seconds between attempts.
-    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_INTERVAL_SECONDS)]
     pub check_interval: u64,
     /// The serial marker: `plan --expect` (shared with the rehearsal).
-    #[arg(skip)]
     pub expect: Option<String>,
 }
 

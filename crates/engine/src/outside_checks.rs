@@ -63,7 +63,9 @@ pub async fn run(
         running.push(Box::pin(async move {
             match address {
                 Some(address) => http(check, address, timing).await,
-                None if check.needs_address() => no_address(format!("http {}", check.url), target),
+                None if check.needs_address() => {
+                    no_address(format!("http {} {}", check.url, check.status), target)
+                }
                 None => http(check, "", timing).await,
             }
         }));
@@ -168,7 +170,8 @@ pub async fn tcp(address: &str, port: u16, timing: Timing) -> Check {
 /// `{address}`) that must answer with the expected status.
 pub async fn http(check: &HttpCheck, address: &str, timing: Timing) -> Check {
     let url = check.url_for(address);
-    let name = format!("http {}", check.url);
+    // The status in the name: two checks of one URL stay apart.
+    let name = format!("http {} {}", check.url, check.status);
     let Some((host, port, path)) = split_url(&url) else {
         return Check::new(name, false, format!("{} is not an http:// URL", safe(&url)));
     };

@@ -210,4 +210,19 @@ mod tests {
         );
         assert!(text.contains("/login:/"), "{text}");
     }
+
+    #[test]
+    fn the_plan_hash_covers_the_checks_and_an_empty_set_keeps_old_hashes() {
+        let mut plan = crate::plan::tests::sample_plan(false);
+        let before = plan.hash();
+        // No checks: nothing serialized, so plans written before keep their hash.
+        assert!(!toml::to_string(&plan).unwrap().contains("[checks]"));
+        plan.checks.ports.push(22);
+        let with_port = plan.hash();
+        assert_ne!(before, with_port);
+        plan.checks
+            .http
+            .push(HttpCheck::parse("http://{address}/=204").unwrap());
+        assert_ne!(with_port, plan.hash());
+    }
 }

@@ -4,7 +4,8 @@
 //! `start` (the position actually returned: the API keeps the last 1 MB, so
 //! an older position moves up to the oldest kept byte), `next` (the
 //! position to ask from next time, whether or not content exists there) and
-//! `selfLink`; int64 fields as JSON strings. Ports 1–4; an unknown
+//! `selfLink`; int64 fields as JSON strings. A negative `start` is the
+//! newest bytes (`-3`: the last three). Ports 1–4 (default 1); an unknown
 //! instance is a 404. What the guest writes is scripted by the test
 //! ([`super::FakeGce::write_console`]); a new instance has written nothing.
 
@@ -45,7 +46,7 @@ pub fn get(
             );
         }
     };
-    let start = match query.get("start").map(|p| p.parse::<u64>()) {
+    let start = match query.get("start").map(|p| p.parse::<i64>()) {
         None => 0,
         Some(Ok(start)) => start,
         Some(Err(_)) => {
@@ -66,7 +67,12 @@ pub fn get(
     };
     let end = written.len() as u64;
     let oldest = end.saturating_sub(BUFFER as u64);
-    let start = start.max(oldest);
+    // A negative start counts back from the newest byte (bounded by what
+    // is kept); a discarded position moves up to the oldest kept byte.
+    let start = match u64::try_from(start) {
+        Ok(start) => start.max(oldest),
+        Err(_) => end.saturating_sub(start.unsigned_abs()).max(oldest),
+    };
     let contents = if start < end {
         String::from_utf8_lossy(&written[start as usize..]).into_owned()
     } else {
