@@ -3,6 +3,7 @@
 use altishift::cli::{self, common::Globals};
 use altishift::cloud::lab::generate::LabScale;
 use altishift::inventory::DiskFormat;
+use altishift::plan::checks::OutsideChecks;
 use altishift::plan::waves;
 use altishift::tui::{self, ColorMode};
 use altishift::units::{Bytes, parse_rate};
@@ -270,9 +271,10 @@ struct PlanBuild {
     /// does not reach the marker refuses the plan.
     #[arg(long)]
     rehearse: bool,
-    /// The rehearsal's success marker, a regex on the serial console
-    /// (default: a login prompt or cloud-init's "finished").
-    #[arg(long, requires = "rehearse")]
+    /// The success marker, a regex on the serial console: the rehearsal's,
+    /// and validation's on the target's console (default: a login prompt
+    /// or cloud-init's "finished").
+    #[arg(long)]
     expect: Option<String>,
     /// Seconds the rehearsal waits for the marker.
     #[arg(long, requires = "rehearse", default_value_t = altishift::rehearsal::DEFAULT_TIMEOUT_SECS)]
@@ -320,6 +322,29 @@ struct PlanBuild {
     /// the source had.
     #[arg(long, value_parser = ["yes", "no"])]
     public_ip: Option<String>,
+    /// After deploy, TCP port N of each instance must accept a connection
+    /// from this machine (repeatable; default 22).
+    #[arg(long = "check-port", value_name = "N")]
+    check_ports: Vec<u16>,
+    /// Check no TCP port (instances this machine cannot reach).
+    #[arg(long, conflicts_with = "check_ports")]
+    no_check_port: bool,
+    /// After deploy, GET URL must answer STATUS (default 200); `{address}`
+    /// is the instance's address: 'http://{address}:8080/health=204'.
+    #[arg(long = "check", value_name = "URL[=STATUS]")]
+    checks: Vec<String>,
+    /// Do not look for the marker on the target's serial console.
+    #[arg(long, conflicts_with = "expect")]
+    no_serial_check: bool,
+    /// Seconds each outside check keeps trying before it fails validation.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_TIMEOUT_SECONDS)]
+    check_timeout: u64,
+    /// Seconds one attempt (a connect, a request, a console read) may take.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_ATTEMPT_SECONDS)]
+    check_attempt_timeout: u64,
+    /// Seconds between attempts.
+    #[arg(long, value_name = "S", default_value_t = OutsideChecks::DEFAULT_INTERVAL_SECONDS)]
+    check_interval: u64,
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -447,9 +472,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     public_ip: b.public_ip.map(|v| v == "yes"),
                 },
                 rehearse: b.rehearse.then_some(cli::plan::RehearseFlags {
-                    expect: b.expect,
+                    expect: b.expect.clone(),
                     timeout: b.rehearse_timeout,
                 }),
+                checks: cli::plan_checks::CheckFlags {
+                    ports: b.check_ports,
+                    no_check_port: b.no_check_port,
+                    http: b.checks,
+                    no_serial_check: b.no_serial_check,
+                    check_timeout: b.check_timeout,
+                    check_attempt_timeout: b.check_attempt_timeout,
+                    check_interval: b.check_interval,
+                    expect: b.expect,
+                },
                 output: b.output,
             };
             cli::plan::make(&globals, args).await

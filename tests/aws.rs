@@ -342,23 +342,28 @@ async fn lab_to_aws_through_the_cli_nothing_before_approval_no_secret_anywhere()
 
     // Browsing and planning: only Describe*/List*/Get* reach the server.
     moto.start_recording();
-    let out = altishift(
-        &config,
-        &[
-            "plan",
-            "--from",
-            "lab-east",
-            "--to",
-            "aws-target",
-            "-o",
-            plan_arg,
-            "--format",
-            "raw",
-            "--select",
-            "web-1",
-        ],
-    );
+    let mut args = vec![
+        "plan",
+        "--from",
+        "lab-east",
+        "--to",
+        "aws-target",
+        "-o",
+        plan_arg,
+        "--format",
+        "raw",
+        "--select",
+        "web-1",
+    ];
+    args.extend(cli::fake_target_checks("aws"));
+    let out = altishift(&config, &args);
     assert!(out.status.success(), "{}", cli::text(&out));
+    // What validation will look for is in the plan the operator approves.
+    assert!(
+        cli::text(&out).contains("serial console shows /Linux version/"),
+        "{}",
+        cli::text(&out)
+    );
     outputs.push(out);
     let short = {
         let plan: Plan = toml::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
@@ -433,6 +438,22 @@ async fn lab_to_aws_through_the_cli_nothing_before_approval_no_secret_anywhere()
     for disk in &report.disks {
         assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
     }
+    // Validation read the instance's console through GetConsoleOutput.
+    let serial = report.instances[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "serial console")
+        .expect("a serial console check");
+    assert!(serial.passed, "{serial:?}");
+    assert!(serial.detail.starts_with("`Linux version`"), "{serial:?}");
+    assert!(
+        serial
+            .evidence
+            .iter()
+            .any(|l| l.starts_with("Kernel command line:")),
+        "{serial:?}"
+    );
+    assert!(during.iter().any(|(_, _, a)| a == "GetConsoleOutput"));
     let instance_id = report.instances[0].target_id.clone().unwrap();
     let described = ec2
         .describe_instances()

@@ -67,22 +67,21 @@ async fn setup(moto: &Moto) -> (cli::Lab, aws_sdk_ec2::Client, String) {
 }
 
 fn plan(lab: &cli::Lab, select: &str, path: &std::path::Path) -> std::process::Output {
-    altishift(
-        &lab.config(),
-        &[
-            "plan",
-            "--from",
-            "lab-east",
-            "--to",
-            "aws-target",
-            "-o",
-            path.to_str().unwrap(),
-            "--format",
-            "raw",
-            "--select",
-            select,
-        ],
-    )
+    let mut args = vec![
+        "plan",
+        "--from",
+        "lab-east",
+        "--to",
+        "aws-target",
+        "-o",
+        path.to_str().unwrap(),
+        "--format",
+        "raw",
+        "--select",
+        select,
+    ];
+    args.extend(cli::fake_target_checks("aws"));
+    altishift(&lab.config(), &args)
 }
 
 fn approve(lab: &cli::Lab, path: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -291,23 +290,22 @@ async fn a_test_migration_removes_the_group_and_key_it_made() {
     let moto = Moto::start();
     let (lab, ec2, _) = setup(&moto).await;
     let path = lab.plan_path();
-    let out = altishift(
-        &lab.config(),
-        &[
-            "plan",
-            "--from",
-            "lab-east",
-            "--to",
-            "aws-target",
-            "-o",
-            path.to_str().unwrap(),
-            "--format",
-            "raw",
-            "--test-migration",
-            "--select",
-            "web-1",
-        ],
-    );
+    let mut args = vec![
+        "plan",
+        "--from",
+        "lab-east",
+        "--to",
+        "aws-target",
+        "-o",
+        path.to_str().unwrap(),
+        "--format",
+        "raw",
+        "--test-migration",
+        "--select",
+        "web-1",
+    ];
+    args.extend(cli::fake_target_checks("aws"));
+    let out = altishift(&lab.config(), &args);
     assert!(out.status.success(), "{}", cli::text(&out));
     let out = approve(&lab, &path, &[]);
     assert!(out.status.success(), "{}", cli::text(&out));

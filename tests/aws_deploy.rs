@@ -208,6 +208,78 @@ async fn the_image_carries_the_platform_and_the_instance_lands_in_the_profiles_s
         "{ami:?}"
     );
     assert_eq!(ami.state().unwrap().as_str(), "available");
+
+    // The address validation reaches it at: the public IP, else the private.
+    assert_eq!(
+        deployed.address.as_deref(),
+        instance
+            .public_ip_address()
+            .or(instance.private_ip_address())
+    );
+    assert!(deployed.address.is_some());
+    serial_console_validation(&moto, &cloud, &deployed).await;
+}
+
+/// Validation reads the console with GetConsoleOutput (`Latest`, base64
+/// decoded). moto answers every instance with one fixed kernel log (no
+/// login prompt, see moto/ec2/responses/general.py): a marker from that log
+/// passes, the default login-prompt marker does not, with the console's
+/// tail as evidence. A port check without an address is not available.
+async fn serial_console_validation(
+    moto: &Moto,
+    cloud: &AwsCloud,
+    deployed: &altishift::cloud::DeployedInstance,
+) {
+    use altishift::engine::outside_checks::{self, Timing};
+    let quick = Timing {
+        deadline: Duration::from_millis(600),
+        attempt: Duration::from_secs(5),
+        interval: Duration::from_millis(200),
+    };
+    moto.start_recording();
+    let check = outside_checks::serial(cloud, deployed, r"Linux version \S+", quick).await;
+    assert!(check.passed, "{check:?}");
+    assert_eq!(check.name, "serial console");
+    assert!(
+        check.detail.starts_with("`Linux version 2.6.16-xenU`"),
+        "{check:?}"
+    );
+    assert!(
+        check
+            .evidence
+            .iter()
+            .any(|l| l == "Kernel command line: root=/dev/sda1 ro 4"),
+        "{check:?}"
+    );
+    let requests = moto.requests();
+    let read = the_call(&requests, "GetConsoleOutput");
+    assert_eq!(param(read, "Latest"), Some("true"));
+    assert_eq!(param(read, "InstanceId"), deployed.id.rsplit('/').next());
+
+    let login = altishift::guest::rehearse::DEFAULT_EXPECT;
+    let check = outside_checks::serial(cloud, deployed, login, quick).await;
+    assert!(!check.passed, "{check:?}");
+    assert!(check.detail.contains("not seen in 0.6s"), "{check:?}");
+    assert_eq!(
+        check.evidence.last().map(String::as_str),
+        Some("Enabling fast FPU save and restore... done.")
+    );
+
+    let nowhere = altishift::cloud::DeployedInstance {
+        address: None,
+        ..deployed.clone()
+    };
+    let plan = altishift::plan::checks::OutsideChecks {
+        ports: vec![22],
+        ..Default::default()
+    };
+    let checks = outside_checks::run(cloud, &nowhere, &plan).await;
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert!(checks[0].passed, "{checks:?}");
+    assert!(
+        checks[0].detail.starts_with("not available: "),
+        "{checks:?}"
+    );
 }
 
 #[tokio::test]

@@ -171,6 +171,13 @@ async fn deploy_waits_for_running_and_probe_checks_the_machine_type() {
     );
     let checks = cloud.probe(&deployed, &spec).await.unwrap();
     assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+    // The address validation reaches it at: the NAT address, else the internal.
+    let nic = &vm["networkInterfaces"][0];
+    let expected = nic["accessConfigs"][0]["natIP"]
+        .as_str()
+        .or(nic["networkIP"].as_str());
+    assert_eq!(deployed.address.as_deref(), expected);
+    assert!(deployed.address.is_some());
     // A machine type the zone lacks: Google's 404, as a clear error.
     let mut bad = spec.clone();
     bad.name = "app2".into();

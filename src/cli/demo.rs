@@ -93,6 +93,7 @@ pub async fn headless(
             waves: Default::default(),
             configuration: Default::default(),
             rehearse: None,
+            checks: super::plan_checks::CheckFlags::defaults(),
             output: Some(plan.clone()),
         },
     )

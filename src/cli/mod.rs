@@ -9,6 +9,7 @@ pub mod guest;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
+pub mod plan_checks;
 pub mod prompt;
 pub mod report;
 pub mod runs;

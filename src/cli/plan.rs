@@ -25,6 +25,8 @@ pub struct PlanArgs {
     pub configuration: ConfigFlags,
     /// `--rehearse`: boot the boot disks locally before writing the plan.
     pub rehearse: Option<RehearseFlags>,
+    /// What validation checks from outside each instance.
+    pub checks: super::plan_checks::CheckFlags,
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -116,6 +118,7 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
         cutover: args.cutover,
         waves: args.waves,
         configuration: args.configuration.request()?,
+        checks: args.checks.resolve()?,
     };
     let throughput = crate::engine::estimate::lookup(&session.state_dir, &args.from, &args.to);
     let mut plan = crate::plan::build::build(

@@ -208,6 +208,11 @@ pub struct DeploySpec {
 pub struct DeployedInstance {
     pub id: String,
     pub name: String,
+    /// Where the jump host reaches the instance (public address, else
+    /// private), as the target's API answered at deploy; None when it has
+    /// none (the lab boots its guests without a network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// One validation result.

@@ -194,6 +194,15 @@ pub trait Target: Cloud {
         instance: &DeployedInstance,
         spec: &DeploySpec,
     ) -> Result<Vec<Check>, CloudError>;
+    /// Read-only: what the instance wrote to its serial console so far (the
+    /// latest output the provider keeps). `Ok(None)`: this provider offers
+    /// no console output through its API.
+    async fn serial_console(
+        &self,
+        _instance: &DeployedInstance,
+    ) -> Result<Option<String>, CloudError> {
+        Ok(None)
+    }
 }
 
 /// A source that keeps running while it is copied: delta passes, then a

@@ -12,6 +12,7 @@ pub mod event;
 pub mod journal;
 pub mod link;
 pub mod lock;
+pub mod outside_checks;
 pub mod pipeline;
 pub mod report;
 pub mod retry;

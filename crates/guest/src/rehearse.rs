@@ -226,7 +226,7 @@ pub fn serial_tail(log: &Path, lines: usize) -> String {
 }
 
 /// Drops `ESC [ … letter` and `ESC c`-style sequences and carriage returns.
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

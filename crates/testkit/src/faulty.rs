@@ -262,6 +262,12 @@ impl Target for Faulty {
         self.note(format!("probe {}", spec.name));
         self.inner().target_role()?.probe(instance, spec).await
     }
+    async fn serial_console(
+        &self,
+        instance: &DeployedInstance,
+    ) -> Result<Option<String>, CloudError> {
+        self.inner().target_role()?.serial_console(instance).await
+    }
 }
 
 #[async_trait]

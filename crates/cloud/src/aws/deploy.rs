@@ -213,10 +213,11 @@ pub(super) async fn deploy(
             return Err(err);
         }
     };
-    wait_running(cloud, c, &instance_id).await?;
+    let running = wait_running(cloud, c, &instance_id).await?;
     Ok(DeployedInstance {
         id: join_region(region, &instance_id),
         name: spec.name.clone(),
+        address: address_of(&running),
     })
 }
 
@@ -340,12 +341,51 @@ async fn describe(c: &RegionClients, id: &str) -> Result<aws_sdk_ec2::types::Ins
         .ok_or_else(|| CloudError::NotFound(format!("instance {id}")))
 }
 
-async fn wait_running(cloud: &AwsCloud, c: &RegionClients, id: &str) -> Result<(), CloudError> {
+/// The address the jump host reaches an instance at: its public IP, else
+/// its private one (a jump host inside the VPC).
+fn address_of(instance: &aws_sdk_ec2::types::Instance) -> Option<String> {
+    instance
+        .public_ip_address()
+        .or(instance.private_ip_address())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+}
+
+/// The instance's latest console output (GetConsoleOutput, `Latest`; the
+/// answer is base64); empty while the instance has written nothing yet.
+pub(super) async fn console_output(c: &RegionClients, id: &str) -> Result<String, CloudError> {
+    use base64::Engine as _;
+    let answer = c
+        .ec2
+        .get_console_output()
+        .instance_id(id)
+        .latest(true)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("ec2 GetConsoleOutput {id}"), e))?;
+    let Some(encoded) = answer.output() else {
+        return Ok(String::new());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| {
+            CloudError::Permanent(format!(
+                "ec2 GetConsoleOutput {id}: Output is not base64: {e}"
+            ))
+        })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn wait_running(
+    cloud: &AwsCloud,
+    c: &RegionClients,
+    id: &str,
+) -> Result<aws_sdk_ec2::types::Instance, CloudError> {
     let mut waiter = cloud.poll.waiter();
     loop {
         let instance = describe(c, id).await?;
         match instance.state().and_then(|s| s.name()) {
-            Some(InstanceStateName::Running) => return Ok(()),
+            Some(InstanceStateName::Running) => return Ok(instance),
             Some(InstanceStateName::Pending) => {}
             other => {
                 return Err(CloudError::Permanent(format!(

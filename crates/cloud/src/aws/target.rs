@@ -337,6 +337,15 @@ impl Target for AwsCloud {
         let c = self.clients.get(region)?;
         super::deploy::probe(self, &c, id, spec).await
     }
+
+    async fn serial_console(
+        &self,
+        instance: &DeployedInstance,
+    ) -> Result<Option<String>, CloudError> {
+        let (region, id) = split_region(&instance.id);
+        let c = self.clients.get(region)?;
+        super::deploy::console_output(&c, id).await.map(Some)
+    }
 }
 
 #[cfg(test)]

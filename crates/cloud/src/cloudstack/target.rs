@@ -489,6 +489,7 @@ impl Target for CloudStackCloud {
         Ok(DeployedInstance {
             id: vm_id,
             name: spec.name.clone(),
+            address: address_of(&vm),
         })
     }
 
@@ -563,6 +564,21 @@ impl Target for CloudStackCloud {
     ) -> Result<String, CloudError> {
         super::config::create(&self.client, cap, object).await
     }
+}
+
+/// The address the jump host reaches a VM at: its static-NAT public IP
+/// when it has one, else the default NIC's `ipaddress`.
+fn address_of(vm: &Value) -> Option<String> {
+    let nics = vm["nic"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let nic = nics
+        .iter()
+        .find(|n| n["isdefault"] == true)
+        .or(nics.first());
+    vm["publicip"]
+        .as_str()
+        .or(nic.and_then(|n| n["ipaddress"].as_str()))
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]

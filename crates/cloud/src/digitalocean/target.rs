@@ -277,18 +277,32 @@ pub async fn deploy(client: &DoClient, spec: &DeploySpec) -> Result<DeployedInst
             tokio::time::sleep(client.pacing.poll_every).await;
         }
     }
-    loop {
+    let active = loop {
         let d = client.get(&format!("/v2/droplets/{id}")).await?;
         if d["droplet"]["status"] == "active" {
-            break;
+            break d;
         }
         waited("activation")?;
         tokio::time::sleep(client.pacing.poll_every).await;
-    }
+    };
     Ok(DeployedInstance {
         id,
         name: spec.name.clone(),
+        address: public_v4(&active["droplet"]),
     })
+}
+
+/// The droplet's public IPv4 address (`networks.v4`, type `public`): what
+/// the jump host reaches it at.
+fn public_v4(droplet: &Value) -> Option<String> {
+    droplet["networks"]["v4"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["type"] == "public")
+        .and_then(|n| n["ip_address"].as_str())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 /// Validation of the plan's configuration on a droplet: VPC, firewalls and

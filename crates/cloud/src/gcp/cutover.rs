@@ -125,7 +125,7 @@ impl GcpCloud {
             .post(&format!("zones/{zone}/instances/{name}/start"), &json!({}))
             .await?;
         self.client.wait(op).await?;
-        self.wait_running(&zone, &name).await
+        self.wait_running(&zone, &name).await.map(|_| ())
     }
 
     /// Source: a reader of the blocks of snapshot `fresh` that differ from

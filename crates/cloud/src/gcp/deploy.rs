@@ -37,14 +37,19 @@ impl GcpCloud {
     }
 
     /// Polls an instance until RUNNING; a stop or the deadline is an error.
-    pub(super) async fn wait_running(&self, zone: &str, name: &str) -> Result<(), CloudError> {
+    /// Returns the running instance.
+    pub(super) async fn wait_running(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, CloudError> {
         let path = format!("zones/{zone}/instances/{name}");
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             let instance = self.client.get(&path).await?;
             match instance["status"].as_str().unwrap_or_default() {
-                "RUNNING" => return Ok(()),
+                "RUNNING" => return Ok(instance),
                 "TERMINATED" | "STOPPED" | "SUSPENDED" => {
                     return Err(CloudError::Permanent(format!(
                         "instance {name} in {zone} stopped instead of starting"
@@ -62,6 +67,62 @@ impl GcpCloud {
             attempt += 1;
         }
     }
+}
+
+/// Bytes of serial output read per check at most: the API keeps the last
+/// 1 MB, and a marker shows near the end of a boot.
+const SERIAL_READ_MAX: usize = 1 << 20;
+
+impl GcpCloud {
+    /// Serial port 1's output (`instances.getSerialPortOutput`), read from
+    /// the oldest byte the API keeps, following `next` until an answer
+    /// brings nothing new (output the guest writes meanwhile comes in the
+    /// following answers).
+    pub(super) async fn serial_output(&self, zone: &str, name: &str) -> Result<String, CloudError> {
+        let mut text = String::new();
+        let mut start: u64 = 0;
+        loop {
+            let answer = self
+                .client
+                .get(&format!(
+                    "zones/{zone}/instances/{name}/serialPort?port=1&start={start}"
+                ))
+                .await?;
+            let contents = answer["contents"].as_str().unwrap_or_default();
+            // int64 fields come as JSON strings.
+            let next = int64(&answer["next"]).ok_or_else(|| {
+                CloudError::Permanent(format!(
+                    "instances.getSerialPortOutput {name}: no 'next' in the answer"
+                ))
+            })?;
+            text.push_str(contents);
+            if contents.is_empty() || next <= start || text.len() >= SERIAL_READ_MAX {
+                return Ok(text);
+            }
+            start = next;
+        }
+    }
+}
+
+fn int64(value: &serde_json::Value) -> Option<u64> {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| value.as_u64())
+}
+
+/// The address the jump host reaches an instance at: the first interface's
+/// external NAT address, else its internal one.
+pub(super) fn address_of(instance: &serde_json::Value) -> Option<String> {
+    let nic = &instance["networkInterfaces"][0];
+    nic["accessConfigs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|a| a["natIP"].as_str())
+        .or(nic["networkIP"].as_str())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 pub(super) fn split_instance(id: &str) -> Result<(&str, &str), CloudError> {

@@ -412,10 +412,11 @@ impl Target for GcpCloud {
             .post(&format!("zones/{zone}/instances"), &body)
             .await?;
         self.client.wait(op).await?;
-        self.wait_running(&zone, &name).await?;
+        let running = self.wait_running(&zone, &name).await?;
         Ok(DeployedInstance {
             id: format!("{zone}/{name}"),
             name: name.clone(),
+            address: super::deploy::address_of(&running),
         })
     }
 
@@ -485,6 +486,14 @@ impl Target for GcpCloud {
         ];
         checks.extend(config);
         Ok(checks)
+    }
+
+    async fn serial_console(
+        &self,
+        deployed: &DeployedInstance,
+    ) -> Result<Option<String>, CloudError> {
+        let (zone, name) = split_instance(&deployed.id)?;
+        self.serial_output(zone, name).await.map(Some)
     }
 
     async fn create_config_object(

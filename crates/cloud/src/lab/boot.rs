@@ -2,9 +2,12 @@
 //! starts it in QEMU with the local rehearsal's boot (`guest::rehearse`:
 //! no network, the disk never written, TCG unless KVM is known to work) and
 //! its serial console in `consoles/NAME.log`; validation (`probe`) waits for
-//! the marker and shows the console's tail as evidence. QEMU stops at the
-//! marker: the lab has no long-running instances. Disks without a boot
-//! sector (the generated data disks) are not booted.
+//! the boot to end and reports how it went ("boot"); the plan's serial
+//! marker is checked on that log by the same check as every target's
+//! console (`Target::serial_console`, engine `outside_checks`). QEMU stops
+//! at the rehearsal's marker: the lab has no long-running instances. Disks
+//! without a boot sector (the generated data disks) are not booted and have
+//! no console.
 
 use super::LabCloud;
 use crate::guest::GuestError;
@@ -74,6 +77,17 @@ impl LabCloud {
         Ok(dir.join(format!("{file}.log")))
     }
 
+    /// What the instance's console shows so far; None when it never booted
+    /// (no console log).
+    pub(super) fn console_text(&self, name: &str) -> Result<Option<String>, CloudError> {
+        let log = self.console_log(name)?;
+        match std::fs::read(&log) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CloudError::from_io(log.display(), e)),
+        }
+    }
+
     /// Starts the instance's boot when its disk has a boot sector.
     pub(super) async fn start_boot(
         &self,
@@ -82,6 +96,13 @@ impl LabCloud {
         format: DiskFormat,
     ) -> Result<bool, CloudError> {
         if !has_boot_sector(disk, format).await? {
+            // An older instance's console under this name is not this one's.
+            let log = self.console_log(name)?;
+            match std::fs::remove_file(&log) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CloudError::from_io(log.display(), e)),
+            }
             return Ok(false);
         }
         let mut spec = RehearsalSpec::new(disk, format, &self.console_log(name)?);
@@ -93,8 +114,9 @@ impl LabCloud {
         Ok(true)
     }
 
-    /// The serial-console check of a booted instance (started here when
-    /// `deploy` did not: a resumed run), or None for a disk that does not boot.
+    /// The boot check of a booted instance (started here when `deploy` did
+    /// not: a resumed run), or None for a disk that does not boot. It waits
+    /// for QEMU to stop, so the console log is complete for the serial check.
     pub(super) async fn boot_check(
         &self,
         name: &str,
@@ -111,7 +133,7 @@ impl LabCloud {
                 Ok(false) => return Ok(None),
                 Err(e) => {
                     return Ok(Some(Check::new(
-                        "serial console",
+                        "boot",
                         false,
                         format!("the boot disk cannot be read: {e}"),
                     )));
@@ -119,48 +141,42 @@ impl LabCloud {
             },
         };
         let log = self.console_log(name)?;
-        let name = "serial console".to_string();
         let result = match boot.await {
             Ok(result) => result,
             Err(e) => Err(GuestError::Other(format!("the boot task failed: {e}"))),
         };
-        let evidence: Vec<String> = rehearse::serial_tail(&log, EVIDENCE_LINES)
-            .lines()
-            .map(str::to_string)
-            .collect();
         Ok(Some(match result {
-            Ok(r) if r.booted => Check {
-                name,
-                passed: true,
-                detail: format!(
-                    "`{}` after {:.1}s ({}), {}",
+            Ok(r) if r.booted => Check::new(
+                "boot",
+                true,
+                format!(
+                    "QEMU {} reached `{}` after {:.1}s; console {}",
+                    accel_name(r.accel),
                     crate::text::safe(r.matched.as_deref().unwrap_or("").trim()),
                     r.elapsed.as_secs_f64(),
-                    accel_name(r.accel),
                     log.display()
                 ),
-                evidence,
-            },
+            ),
             Ok(r) => Check {
-                name,
+                name: "boot".into(),
                 passed: false,
                 detail: format!("did not boot: {} ({})", r.detail, log.display()),
-                evidence,
+                // The tail says why; the serial check may not run (no marker
+                // in the plan).
+                evidence: rehearse::serial_tail(&log, EVIDENCE_LINES)
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
             },
-            Err(e) => Check {
-                name,
-                passed: false,
-                detail: format!("could not boot: {e}"),
-                evidence,
-            },
+            Err(e) => Check::new("boot", false, format!("could not boot: {e}")),
         }))
     }
 }
 
 fn accel_name(accel: Accel) -> &'static str {
     match accel {
-        Accel::Tcg => "QEMU TCG",
-        Accel::Kvm => "QEMU KVM",
+        Accel::Tcg => "TCG",
+        Accel::Kvm => "KVM",
     }
 }
 

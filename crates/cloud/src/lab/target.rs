@@ -54,6 +54,7 @@ impl Target for LabCloud {
                 return Ok(DeployedInstance {
                     id: existing.id,
                     name: existing.name,
+                    address: None,
                 });
             }
             return Err(CloudError::Permanent(format!(
@@ -115,9 +116,12 @@ impl Target for LabCloud {
                 .start_boot(&spec.name, &self.disk_path(&boot.id)?, boot.format)
                 .await;
         }
+        // No address: the lab boots its guests in QEMU without a network,
+        // and loopback would be this machine's own ports, not the guest's.
         Ok(DeployedInstance {
             id,
             name: spec.name.clone(),
+            address: None,
         })
     }
 
@@ -191,5 +195,12 @@ impl Target for LabCloud {
             checks.extend(configure::checks(&spec.config, &config::found(&manifest)));
         }
         Ok(checks)
+    }
+
+    async fn serial_console(
+        &self,
+        instance: &DeployedInstance,
+    ) -> Result<Option<String>, CloudError> {
+        self.console_text(&instance.name)
     }
 }

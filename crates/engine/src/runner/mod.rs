@@ -22,7 +22,8 @@ use super::journal::{self, Journal, JournalState, PassRecord, Record};
 use super::pipeline::TransferError;
 use super::report::InstanceReport;
 use super::{
-    Command, DiskInfo, EngineError, EngineOptions, Event, Level, RunOutcome, Stage, validate,
+    Command, DiskInfo, EngineError, EngineOptions, Event, Level, RunOutcome, Stage, outside_checks,
+    validate,
 };
 use crate::block::{DigestBuilder, DiskDigest};
 use crate::cloud::{
@@ -463,6 +464,13 @@ impl Run {
         report
             .checks
             .extend(self.target.target_role()?.probe(&deployed, &spec).await?);
+        // From outside: the console, the ports, the URLs the plan names.
+        let outside = &self.approved.plan().checks;
+        if !outside.is_empty() {
+            report
+                .checks
+                .extend(outside_checks::run(&*self.target, &deployed, outside).await);
+        }
         Ok(())
     }
 }

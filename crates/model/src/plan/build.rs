@@ -52,6 +52,8 @@ pub struct Request {
     /// Overrides of the configuration translation (network map, no
     /// firewall, no tags, public address).
     pub configuration: super::configuration::ConfigRequest,
+    /// What validation checks from outside each instance.
+    pub checks: super::checks::OutsideChecks,
 }
 
 /// Throughput behind the time estimate and where it was measured.
@@ -309,6 +311,7 @@ pub fn build(
         keep_access: request.keep_access,
         test_migration: request.test_migration,
         rehearsals: Vec::new(),
+        checks: request.checks.clone(),
         summary: Summary {
             instances: 0,
             disks: 0,

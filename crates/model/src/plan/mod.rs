@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod approval;
 pub mod build;
+pub mod checks;
 pub mod config_text;
 pub mod configuration;
 pub mod limits;
@@ -305,6 +306,10 @@ pub struct Plan {
     /// cloud was touched (a plan is only written when every one booted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rehearsals: Vec<RehearsalRecord>,
+    /// What validation checks from outside each deployed instance (serial
+    /// console, TCP ports, HTTP); under the approved hash.
+    #[serde(default, skip_serializing_if = "checks::OutsideChecks::is_empty")]
+    pub checks: checks::OutsideChecks,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
 }
@@ -475,6 +480,7 @@ pub(crate) mod tests {
                 configuration: Default::default(),
             }],
             actions: vec![],
+            checks: Default::default(),
             approval: None,
         }
     }

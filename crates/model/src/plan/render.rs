@@ -143,6 +143,7 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     render_waves(plan, &mut out);
+    out.push_str(&plan.checks.render());
     out.push_str(&super::config_text::section(plan));
     let _ = writeln!(
         out,

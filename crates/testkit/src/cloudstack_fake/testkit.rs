@@ -91,6 +91,7 @@ pub fn capability() -> Capability {
         clouds: Default::default(),
         items: vec![],
         actions: vec![],
+        checks: Default::default(),
         approval: None,
     };
     approve(plan).capability()

@@ -403,6 +403,9 @@ fn route(
         ("POST", ["zones", zone, "instances", name, "start"]) => {
             super::instances::start(s, zone, name)
         }
+        ("GET", ["zones", zone, "instances", name, "serialPort"]) => {
+            super::serial::get(s, zone, name, query, path)
+        }
         ("GET", ["zones", zone, "instances", name]) => {
             let boot_polls = s.boot_polls;
             let Some((_, vm)) = s
@@ -435,6 +438,8 @@ fn route(
                 return not_found(path);
             };
             let (_, vm) = s.instances.remove(at);
+            // A new instance of that name starts with an empty console.
+            s.consoles.remove(&format!("{zone}/{name}"));
             super::source::detach_all(s, zone, &vm);
             axum::Json(new_op(s, Some(zone), "delete", path, None)).into_response()
         }

@@ -12,6 +12,7 @@ mod api;
 mod config;
 mod instances;
 mod net;
+mod serial;
 pub mod source;
 pub mod storage;
 pub mod testkit;
@@ -83,6 +84,8 @@ pub struct State {
     pub guest_writes: HashMap<String, source::GuestWrites>,
     /// Instances stopped through instances.stop, by name.
     pub stops: Vec<String>,
+    /// `zone/name` → what the instance wrote to serial port 1 (serial.rs).
+    pub consoles: HashMap<String, Vec<u8>>,
     /// (type, base64 key) a worker's guest publishes under `hostkeys/`.
     pub host_keys: Vec<(String, String)>,
     pub operations: HashMap<String, Op>,
@@ -216,6 +219,7 @@ impl FakeGce {
             host_keys: Vec::new(),
             guest_writes: HashMap::new(),
             stops: Vec::new(),
+            consoles: HashMap::new(),
             operations: HashMap::new(),
             page_size: 500,
             storage_base: None,
@@ -362,6 +366,15 @@ impl FakeGce {
 
     /// Operations finish at their first poll and instances boot at their
     /// first status poll.
+    /// The guest of instance `zone/name` writes `text` to its serial port 1.
+    pub fn write_console(&self, zone: &str, name: &str, text: &str) {
+        self.state()
+            .consoles
+            .entry(format!("{zone}/{name}"))
+            .or_default()
+            .extend_from_slice(text.as_bytes());
+    }
+
     pub fn quick_operations(&self) {
         let mut s = self.state();
         s.quick_operations = true;

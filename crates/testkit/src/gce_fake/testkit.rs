@@ -280,6 +280,7 @@ pub fn capability() -> Capability {
         clouds: Default::default(),
         items: vec![],
         actions: vec![],
+        checks: Default::default(),
         approval: None,
     };
     approve(plan).capability()
