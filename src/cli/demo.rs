@@ -93,6 +93,8 @@ pub async fn headless(
             waves: Default::default(),
             configuration: Default::default(),
             rehearse: None,
+            // Without libguestfs the demo migrates tiny-1 as it is, not refused.
+            unprepared: true,
             output: Some(plan.clone()),
         },
     )

@@ -309,6 +309,7 @@ pub fn build(
         keep_access: request.keep_access,
         test_migration: request.test_migration,
         rehearsals: Vec::new(),
+        preparation: Default::default(),
         summary: Summary {
             instances: 0,
             disks: 0,
