@@ -275,7 +275,7 @@ struct PlanBuild {
     #[arg(long, requires = "rehearse")]
     expect: Option<String>,
     /// Seconds the rehearsal waits for the marker.
-    #[arg(long, requires = "rehearse", default_value_t = 180)]
+    #[arg(long, requires = "rehearse", default_value_t = altishift::rehearsal::DEFAULT_TIMEOUT_SECS)]
     rehearse_timeout: u64,
     /// Migrate guests that cannot be prepared for the target (a missing
     /// driver, Windows, not inspectable) as they are, instead of refusing

@@ -6,9 +6,9 @@
 //! unless `--unprepared` (see `Preparation::refusals`).
 
 use crate::cloud::{CloudError, Source, Target};
-use crate::config::ProviderKind;
 use crate::guest::inspect::{self, Inspection};
 use crate::guest::{GuestError, prepare};
+use crate::inventory::declared::GuestNeeds;
 use crate::plan::Plan;
 use crate::plan::preparation::{Change, GuestPreparation, Preparation, Status};
 
@@ -59,7 +59,8 @@ pub async fn plan_preparation(
         let (status, detail, changes) = match found {
             Ok(found) => decide(
                 &found,
-                target.provider(),
+                // What the target's provider declares a guest needs.
+                &target.provider().rules().target.guest,
                 target.prepares_written_disks(),
                 target.name(),
             ),
@@ -89,13 +90,13 @@ fn not_inspected(error: &GuestError) -> (Status, String, Vec<Change>) {
 /// cloud before deploy cannot have them applied.
 pub fn decide(
     found: &Inspection,
-    target: ProviderKind,
+    needs: &GuestNeeds,
     target_prepares: bool,
-    target_name: &str,
+    target: &str,
 ) -> (Status, String, Vec<Change>) {
     let what = format!("{} {} ({})", found.distro, found.version, found.product);
     // The one place the changes are computed.
-    match prepare::changes(found, target) {
+    match prepare::changes(found, needs, target) {
         Err(refusal) => (Status::Refused, refusal.to_string(), Vec::new()),
         Ok(changes) if changes.is_empty() => (
             Status::Nothing,
@@ -105,7 +106,7 @@ pub fn decide(
         Ok(changes) if !target_prepares => (
             Status::Refused,
             format!(
-                "{what} needs the changes below, and {target_name} ({target}) takes the disk \
+                "{what} needs the changes below, and {target} takes the disk \
                  into the cloud before deploy: they cannot be applied to its copy here"
             ),
             changes,
@@ -117,7 +118,12 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::ProviderKind;
     use crate::guest::inspect::{Driver, FstabEntry};
+
+    fn needs(kind: ProviderKind) -> GuestNeeds {
+        kind.rules().target.guest
+    }
 
     fn linux() -> Inspection {
         let drivers = ["virtio_blk", "virtio_net", "nvme", "ena"]
@@ -146,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_lab_target_prepares_and_a_cloud_target_refuses_the_same_changes() {
-        let (status, _, changes) = decide(&linux(), ProviderKind::Lab, true, "lab-west");
+        let (status, _, changes) = decide(&linux(), &needs(ProviderKind::Lab), true, "lab-west");
         assert_eq!(status, Status::Prepare);
         assert_eq!(
             changes,
@@ -154,7 +160,7 @@ mod tests {
                 mountpoints: vec!["/".into()]
             }]
         );
-        let (status, detail, changes) = decide(&linux(), ProviderKind::Aws, false, "aws");
+        let (status, detail, changes) = decide(&linux(), &needs(ProviderKind::Aws), false, "aws");
         assert_eq!(status, Status::Refused);
         assert!(detail.contains("cannot be applied"), "{detail}");
         assert_eq!(
@@ -168,13 +174,13 @@ mod tests {
     fn a_missing_driver_windows_or_no_os_refuses_and_a_fitting_guest_has_nothing() {
         let mut found = linux();
         found.drivers.retain(|d| d.name != "virtio_net");
-        let (status, detail, _) = decide(&found, ProviderKind::Lab, true, "lab-west");
+        let (status, detail, _) = decide(&found, &needs(ProviderKind::Lab), true, "lab-west");
         assert_eq!(status, Status::Refused);
         assert!(detail.contains("virtio_net"), "{detail}");
 
         let mut windows = linux();
         windows.os_type = "windows".into();
-        let (status, detail, _) = decide(&windows, ProviderKind::Lab, true, "lab-west");
+        let (status, detail, _) = decide(&windows, &needs(ProviderKind::Lab), true, "lab-west");
         assert_eq!(status, Status::Refused);
         assert!(detail.contains("only Linux"), "{detail}");
 
@@ -191,7 +197,7 @@ mod tests {
         // An SSH host needs no driver and no datasource: fstab only.
         let mut fits = linux();
         fits.fstab[0].by_device = false;
-        let (status, detail, _) = decide(&fits, ProviderKind::Ssh, false, "host");
+        let (status, detail, _) = decide(&fits, &needs(ProviderKind::Ssh), false, "host");
         assert_eq!(status, Status::Nothing);
         assert!(detail.contains("already fits"), "{detail}");
     }

@@ -19,6 +19,10 @@ use crate::plan::{Plan, RehearsalRecord};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Seconds a boot may take to show the marker (TCG on a busy jump host is
+/// slow: a small guest takes 7–20 s here).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
+
 /// Lines of the serial console a record keeps.
 const TAIL_LINES: usize = 12;
 

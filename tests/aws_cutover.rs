@@ -159,14 +159,13 @@ async fn cutover(
 
 /// A provider on `endpoint` (the proxy in front of moto), fast polls.
 async fn aws_on(endpoint: &str) -> AwsCloud {
-    let mut profile = altishift::config::CloudProfile::lab(Default::default(), "US");
-    profile.provider = altishift::config::ProviderKind::Aws;
-    profile.path = None;
-    profile.jurisdiction = None;
-    profile.region = Some(REGION.into());
-    profile.endpoint = Some(endpoint.into());
-    profile.api_key = Some(altishift::secret::SecretSource::Prompt);
-    profile.secret_key = Some(altishift::secret::SecretSource::Prompt);
+    let profile = altishift::cloud::aws::profile::AwsProfile {
+        region: Some(REGION.into()),
+        endpoint: Some(endpoint.into()),
+        api_key: Some(altishift::secret::SecretSource::Prompt),
+        secret_key: Some(altishift::secret::SecretSource::Prompt),
+        ..Default::default()
+    };
     let mut prompt = |label: &str| {
         Some(Secret::new(if label.contains("secret") {
             moto::SECRET_KEY.into()

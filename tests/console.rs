@@ -7,8 +7,8 @@ use altishift::cloud::Check;
 use altishift::cloud::lab::generate::{LabScale, init};
 use altishift::config::Config;
 use altishift::engine::event::{DiskInfo, DiskProgress, Event, Stage};
-use altishift::tui::app::Screen;
 use altishift::tui::app::inventory::SideId;
+use altishift::tui::app::{Overlay, Screen};
 use altishift::tui::harness::{Harness, synthetic_inventory};
 use altishift::tui::theme::ColorDepth;
 use altishift::units::Bytes;
@@ -433,6 +433,31 @@ async fn lab_migration_driven_by_keys_is_byte_identical() {
     h.keys("/web-1<Enter><Space><Esc>p");
     assert_eq!(h.app.screen, Screen::Plan, "{:?}", h.app.status);
     assert_eq!(h.app.plan.as_ref().map(|p| p.plan.items.len()), Some(1));
+
+    // `r` rehearses the boot in the background: the lab's generated web-1
+    // disk has no boot code, so it is refused at once (no QEMU), the notice
+    // says why, and the plan keeps the record that blocks its approval.
+    h.keys("r");
+    h.wait_for("the rehearsal", limit, |app| {
+        app.plan.as_ref().is_some_and(|p| p.rehearsing.is_none())
+    })
+    .await
+    .expect("rehearsal");
+    let Some(Overlay::Notice(notice)) = &h.app.overlay else {
+        panic!(
+            "a notice, not {:?} (status {:?})",
+            h.app.overlay, h.app.status
+        );
+    };
+    assert_eq!(notice.title, "web-1/root did not boot in the rehearsal");
+    assert!(notice.text.contains("no BIOS boot code"), "{}", notice.text);
+    // Planned again (Esc closes the notice, Esc leaves the plan, p plans):
+    // a fresh plan carries no rehearsal.
+    h.keys("<Esc><Esc>p");
+    assert_eq!(
+        h.app.plan.as_ref().map(|p| p.plan.rehearsals.len()),
+        Some(0)
+    );
 
     // A size too small is refused; a bigger one is taken.
     h.keys("e");

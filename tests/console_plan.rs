@@ -335,3 +335,113 @@ fn keys_rebound_in_the_config_drive_handling_bar_and_help() {
     );
     assert!(text(&h, 120, 40).contains("W wave"));
 }
+
+// ------------------------------------------------------------ rehearsal (r)
+
+/// `r` asks the runtime for a rehearsal and says so; a guest that booted joins
+/// the plan under its hash, one that did not keeps the plan from approval.
+/// (The boot itself is `tests/console.rs`'s real lab run; here the answers
+/// are the runtime's messages.)
+#[tokio::test]
+async fn the_rehearsal_key_records_boots_in_the_plan_and_a_failed_boot_blocks_approval() {
+    use altishift::plan::RehearsalRecord;
+    use altishift::tui::app::Msg;
+    let mut h = Harness::offline("default", ColorDepth::TrueColor);
+    h.load(
+        SideId::Source,
+        "east",
+        "DE",
+        synthetic_inventory("east", 2, &[("eu-central", "DE")]),
+    );
+    h.load(
+        SideId::Target,
+        "west",
+        "DE",
+        synthetic_inventory("west", 2, &[("eu-central", "DE")]),
+    );
+    h.keys("<Space>p");
+    let plan = |h: &Harness| h.app.plan.as_ref().expect("plan").plan.clone();
+    let before = plan(&h).hash();
+    let items: Vec<String> = plan(&h)
+        .items
+        .iter()
+        .map(|i| i.instance_id.clone())
+        .collect();
+
+    assert!(
+        h.app
+            .help()
+            .iter()
+            .any(|k| k.key == "r" && k.action.contains("QEMU"))
+    );
+    h.keys("r");
+    assert!(h.app.plan.as_ref().is_some_and(|p| p.rehearsing.is_some()));
+    assert!(
+        text(&h, 120, 40).contains("rehearsal: starting QEMU"),
+        "{}",
+        text(&h, 120, 40)
+    );
+    // The offline harness has no connected cloud: the runtime says so.
+    h.wait_for(
+        "the rehearsal's answer",
+        std::time::Duration::from_secs(10),
+        |app| app.plan.as_ref().is_some_and(|p| p.rehearsing.is_none()),
+    )
+    .await
+    .expect("answer");
+    let status = h.app.status.clone().map(|(_, s)| s).unwrap_or_default();
+    assert!(status.contains("east is not connected"), "{status}");
+    assert_eq!(plan(&h).hash(), before, "nothing recorded");
+
+    let record = |booted: bool| RehearsalRecord {
+        instance: "east-0".into(),
+        disk: "east-0-root".into(),
+        booted,
+        accel: "tcg".into(),
+        elapsed_ms: 7_300,
+        expect: "login:".into(),
+        matched: booted.then(|| "tiny-1 login:".into()),
+        detail: if booted {
+            String::new()
+        } else {
+            "no `login:` within 10s".into()
+        },
+        accel_note: String::new(),
+        prepared: false,
+        serial_tail: vec!["Kernel panic - not syncing: VFS".into()],
+    };
+    // An answer for other items (the plan changed meanwhile) is dropped.
+    h.send(Msg::Rehearsed {
+        items: vec!["other".into()],
+        result: Ok(vec![record(true)]),
+    });
+    assert_eq!(plan(&h).hash(), before);
+
+    h.send(Msg::Rehearsed {
+        items: items.clone(),
+        result: Ok(vec![record(true)]),
+    });
+    assert_ne!(plan(&h).hash(), before, "the rehearsal is under the hash");
+    assert!(
+        text(&h, 120, 40).contains("✓ rehearsal: east-0 booted in 7.3s (tcg): 'tiny-1 login:'")
+    );
+
+    h.send(Msg::Rehearsed {
+        items,
+        result: Ok(vec![record(false)]),
+    });
+    assert!(
+        matches!(&h.app.overlay, Some(Overlay::Notice(n)) if n.title == "east-0/east-0-root did not boot in the rehearsal")
+    );
+    assert!(popup_text(&h, 120, 40).contains("Kernel panic"));
+    // Approving it is refused by the model, whatever is typed.
+    h.keys("<Esc>a");
+    let short = plan(&h).hash().short().to_string();
+    h.keys(&format!("{short}<Enter>"));
+    assert!(h.app.run.is_none());
+    let refused = h.app.approve.refused.clone().unwrap_or_default();
+    assert!(
+        refused.contains("did not boot in the rehearsal"),
+        "{refused}"
+    );
+}

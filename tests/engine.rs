@@ -328,9 +328,12 @@ async fn a_writer_that_restarted_gets_the_whole_disk_again() {
     let lab = lab();
     let source = connect(&lab, "lab-east").await;
     let west = connect(&lab, "lab-west").await;
+    let west_path = lab.config.clouds["lab-west"].values()["path"]
+        .as_str()
+        .unwrap();
     let staging = lab
         .config
-        .resolve(lab.config.clouds["lab-west"].path.as_ref().unwrap())
+        .resolve(std::path::Path::new(west_path))
         .join("staging");
     let first: Arc<dyn Cloud> = Arc::new(Faulty {
         inner: Some(west.clone()),

@@ -7,13 +7,13 @@ use altishift_testkit::faulty;
 use altishift_testkit::run_kit;
 
 use altishift::block::BlockDigest;
+use altishift::cloud::ProviderKind;
 use altishift::cloud::lab::generate::{self, LabScale};
 use altishift::cloud::{
     Capability, Check, Cloud, CloudError, CreatedResource, CutoverSource, DeploySpec,
     DeployedInstance, DiskReader, DiskRef, DiskWriter, ResourceKind, Roles, SnapshotRef, Source,
     Target, TargetDiskSpec, WriteOrder, WrittenDisk,
 };
-use altishift::config::ProviderKind;
 use altishift::inventory::{DiskFormat, Inventory};
 use altishift::plan::build::{self, Request, Side};
 use altishift::units::{BlockIndex, Bytes};

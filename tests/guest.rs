@@ -404,7 +404,7 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     assert!(!refused_plan.exists(), "a refused plan is not written");
 }
 
-use altishift::config::ProviderKind;
+use altishift::cloud::ProviderKind;
 use altishift::plan::ActionVerb;
 use altishift::plan::preparation::Status;
 
@@ -423,6 +423,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 use altishift::guest::inspect::{self, Inspection};
 use altishift::guest::prepare::{self, Change};
+use altishift::inventory::declared::GuestNeeds;
+
+/// What a provider's targets declare a guest needs.
+fn needs(provider: ProviderKind) -> GuestNeeds {
+    provider.rules().target.guest
+}
 
 /// The shared guest's inspection (one libguestfs appliance for all).
 fn inspection() -> &'static Inspection {
@@ -475,18 +481,18 @@ fn inspection_finds_what_ties_the_lab_guest_to_its_source() {
 #[test]
 fn a_guest_without_a_driver_the_target_needs_or_not_linux_is_refused() {
     let mut found = inspection().clone();
-    assert!(prepare::changes(&found, ProviderKind::Gcp).is_ok());
+    assert!(prepare::changes(&found, &needs(ProviderKind::Gcp), "gcp").is_ok());
     for d in &mut found.drivers {
         if d.name == "virtio_net" {
             d.state = "missing".into();
         }
     }
-    let refused = prepare::changes(&found, ProviderKind::Gcp).unwrap_err();
+    let refused = prepare::changes(&found, &needs(ProviderKind::Gcp), "gcp").unwrap_err();
     assert!(refused.reason.contains("virtio_net or gve"), "{refused}");
     // AWS needs nvme and ena, which the guest has.
-    assert!(prepare::changes(&found, ProviderKind::Aws).is_ok());
+    assert!(prepare::changes(&found, &needs(ProviderKind::Aws), "aws").is_ok());
     found.os_type = "windows".into();
-    let refused = prepare::changes(&found, ProviderKind::Aws).unwrap_err();
+    let refused = prepare::changes(&found, &needs(ProviderKind::Aws), "aws").unwrap_err();
     assert!(refused.reason.contains("only Linux"), "{refused}");
 }
 
@@ -495,7 +501,7 @@ async fn preparation_changes_the_copy_only_and_the_prepared_copy_boots_with_a_se
     let before = sha256(guest());
     let dir = tempfile::tempdir().unwrap();
     let copy = copy_of_guest(dir.path());
-    let changes = prepare::changes(inspection(), ProviderKind::Aws).unwrap();
+    let changes = prepare::changes(inspection(), &needs(ProviderKind::Aws), "aws").unwrap();
     let kinds: Vec<&str> = changes
         .iter()
         .map(|c| match c {
@@ -543,7 +549,7 @@ async fn preparation_changes_the_copy_only_and_the_prepared_copy_boots_with_a_se
         );
     }
     assert_eq!(
-        prepare::changes(&after, ProviderKind::Aws).unwrap(),
+        prepare::changes(&after, &needs(ProviderKind::Aws), "aws").unwrap(),
         [],
         "nothing is left to prepare"
     );

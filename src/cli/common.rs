@@ -2,8 +2,10 @@
 //! folder, connected clouds.
 
 use crate::cloud::Cloud;
+use crate::cloud::Profile;
 use crate::cloud::lab::generate::{self, LabScale};
-use crate::config::{CloudProfile, Config, Paths};
+use crate::cloud::lab::profile::LabProfile;
+use crate::config::{Config, Paths};
 use crate::plan::Plan;
 use crate::plan::build::Side;
 use crate::plan::trust::{self, CloudFingerprint, Live};
@@ -30,8 +32,8 @@ impl Globals {
     pub fn load(&self) -> Result<Session> {
         let paths = Paths::discover();
         let config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None if paths.config_file.exists() => Config::load(&paths.config_file)?,
+            Some(path) => load(path)?,
+            None if paths.config_file.exists() => load(&paths.config_file)?,
             None => builtin_lab(&paths.data_dir)?,
         };
         let state_dir = match &self.state_dir {
@@ -58,7 +60,15 @@ pub fn builtin_lab(data_dir: &Path) -> Result<Config> {
         generate::init(&dir, LabScale::Standard)
             .with_context(|| format!("creating the built-in lab in {}", dir.display()))?;
     }
-    Ok(Config::load(&file)?)
+    load(&file)
+}
+
+/// A config file, every cloud read as its provider's profile: a wrong key
+/// anywhere refuses the file, whichever cloud a command uses.
+fn load(file: &Path) -> Result<Config> {
+    let config = Config::load(file)?;
+    Profile::check_all(&config)?;
+    Ok(config)
 }
 
 /// A config with just the lab's two clouds, for `demo` and tests.
@@ -68,14 +78,16 @@ pub fn lab_config(dir: &Path) -> Config {
         state_dir: Some("state".into()),
         ..Config::default()
     };
-    config.clouds.insert(
-        "lab-east".into(),
-        CloudProfile::lab("lab-east".into(), "DE"),
-    );
-    config.clouds.insert(
-        "lab-west".into(),
-        CloudProfile::lab("lab-west".into(), "US"),
-    );
+    for (name, jurisdiction) in [("lab-east", "DE"), ("lab-west", "US")] {
+        let profile = Profile::Lab(LabProfile {
+            path: Some(name.into()),
+            jurisdiction: Some(jurisdiction.into()),
+            token: None,
+        });
+        // A lab profile of UTF-8 text always serialises.
+        let table = profile.table().expect("a lab profile is a TOML table");
+        config.clouds.insert(name.into(), table);
+    }
     config
 }
 

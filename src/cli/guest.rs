@@ -1,7 +1,7 @@
 //! `altishift guest rehearse|inspect|prepare DISK`: the guest tools on one
 //! local disk image, for an operator (and for the lab's guest).
 
-use crate::config::ProviderKind;
+use crate::cloud::ProviderKind;
 use crate::guest::rehearse::{self, Accel, RehearsalSpec};
 use crate::guest::{inspect, prepare};
 use crate::inventory::DiskFormat;
@@ -65,7 +65,9 @@ pub fn inspect(disk: &Path, format: DiskFormat, json: bool) -> Result<()> {
 pub fn prepare(disk: &Path, format: DiskFormat, target: &str, dry_run: bool) -> Result<()> {
     let target = provider(target)?;
     let found = inspect::inspect(disk, format)?;
-    let changes = prepare::changes(&found, target)?;
+    // What the provider's targets declare a guest needs.
+    let needs = target.rules().target.guest;
+    let changes = prepare::changes(&found, &needs, target.name())?;
     if changes.is_empty() {
         println!("nothing to prepare for {target}");
         return Ok(());
@@ -83,16 +85,11 @@ pub fn prepare(disk: &Path, format: DiskFormat, target: &str, dry_run: bool) -> 
 }
 
 fn provider(name: &str) -> Result<ProviderKind> {
-    Ok(match name {
-        "lab" => ProviderKind::Lab,
-        "aws" => ProviderKind::Aws,
-        "gcp" => ProviderKind::Gcp,
-        "digitalocean" => ProviderKind::Digitalocean,
-        "cloudstack" => ProviderKind::Cloudstack,
-        "ssh" => ProviderKind::Ssh,
-        other => bail!(
+    match ProviderKind::from_name(name) {
+        Some(kind) => Ok(kind),
+        None => bail!(
             "--for '{}': expected lab, aws, gcp, digitalocean, cloudstack or ssh",
-            crate::text::safe(other)
+            crate::text::safe(name)
         ),
-    })
+    }
 }

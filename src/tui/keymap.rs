@@ -61,6 +61,7 @@ pub enum Action {
     Rename,
     NextWave,
     Cutover,
+    Rehearse,
     ToggleConfig,
     Approve,
     Back,
@@ -125,6 +126,7 @@ fn defaults() -> Vec<Binding> {
         b(S::Plan, "back", A::Back, &[K::Esc], Some("back"), "back to the inventory (the plan is kept)"),
         b(S::Plan, "scroll_down", A::PageDown, &[K::Char('J'), K::PageDown], Some("scroll"), "scroll the action list down"),
         b(S::Plan, "scroll_up", A::PageUp, &[K::Char('K'), K::PageUp], Some("scroll"), "scroll the action list up"),
+        b(S::Plan, "rehearse", A::Rehearse, &[K::Char('r')], Some("rehearse"), "boot each boot disk here in QEMU (no network) before approving; a guest that does not boot cannot be approved"),
 
         b(S::Transfers, "down", A::Down, &[K::Char('j'), K::Down], Some("disk"), "next disk (panes scroll)"),
         b(S::Transfers, "up", A::Up, &[K::Char('k'), K::Up], Some("disk"), "previous disk"),

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::engine::link::RunLink;
 use crate::engine::wire::ServerMessage;
 use crate::engine::{self, Command, Event};
+use crate::rehearsal::{self, RehearsalOptions};
 use crate::secret::Secret;
 use crate::tui::app::inventory::{LoadedCloud, SideId};
 use crate::tui::app::{App, Effect, Msg};
@@ -97,6 +98,7 @@ impl Runtime {
                     let _ = commands.send(command);
                 }
             }
+            Effect::Rehearse(plan) => self.rehearse(*plan),
             Effect::Shutdown => {
                 if !self.shutdown() {
                     app.quit = true;
@@ -139,6 +141,43 @@ impl Runtime {
                 result: Err(format!("cannot start a thread: {err}")),
             });
         }
+    }
+
+    /// Boots the plan's boot disks off the UI task, telling the app as each
+    /// boot starts and when all ended. The source is the connected cloud the
+    /// plan was built from.
+    fn rehearse(&self, plan: crate::plan::Plan) {
+        let source = match self.clouds.lock() {
+            Ok(clouds) => clouds.get(&plan.source.cloud).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&plan.source.cloud).cloned(),
+        };
+        let options = RehearsalOptions {
+            expect: None,
+            timeout: std::time::Duration::from_secs(rehearsal::DEFAULT_TIMEOUT_SECS),
+            dir: self.state_dir.join("rehearsals"),
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let items = plan.items.iter().map(|i| i.instance_id.clone()).collect();
+            let booting = tx.clone();
+            let on_boot = move |instance: &str, disk: &str| {
+                // The loop may be gone (quitting): nobody to tell.
+                let _ = booting.send(Msg::RehearsalBooting {
+                    instance: instance.to_string(),
+                    disk: disk.to_string(),
+                });
+            };
+            let result = match source {
+                None => Err(format!("{} is not connected", plan.source.cloud)),
+                Some(cloud) => match cloud.source_role() {
+                    Ok(source) => rehearsal::rehearse_plan(source, &plan, &options, &on_boot)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            let _ = tx.send(Msg::Rehearsed { items, result });
+        });
     }
 
     fn start_run(&mut self, approved: crate::plan::Approved) {

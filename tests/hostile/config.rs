@@ -49,9 +49,17 @@ const TABLE: &[Case] = &[
     ),
     (
         "a misspelt profile key",
-        "[clouds.x]\nprovider = \"lab\"\nregoin = \"eu\"\n",
+        "[clouds.x]\nprovider = \"aws\"\nregoin = \"eu\"\n",
         "x",
         &["hostile.toml:3:", "did you mean 'region'"],
+    ),
+    (
+        "a key of another provider's profile",
+        "[clouds.x]\nprovider = \"lab\"\npath = \"LAB\"\nbucket = \"b\"\n",
+        "x",
+        &[
+            "hostile.toml:4:1: [clouds.x] is a lab profile; 'bucket' is a key of gcp and digitalocean profiles",
+        ],
     ),
     (
         "a key no profile has",
@@ -127,25 +135,25 @@ const TABLE: &[Case] = &[
     ),
     (
         "a negative in_flight",
-        "[clouds.x]\nprovider = \"lab\"\nin_flight = -1\n",
+        "[clouds.x]\nprovider = \"aws\"\nin_flight = -1\n",
         "x",
         &["hostile.toml:3:", "in_flight"],
     ),
     (
         "an in_flight beyond 64 bits",
-        "[clouds.x]\nprovider = \"lab\"\nin_flight = 99999999999999999999999\n",
+        "[clouds.x]\nprovider = \"aws\"\nin_flight = 99999999999999999999999\n",
         "x",
         &["hostile.toml:3:", "in_flight"],
     ),
     (
         "a fractional in_flight",
-        "[clouds.x]\nprovider = \"lab\"\nin_flight = 1.5\n",
+        "[clouds.x]\nprovider = \"aws\"\nin_flight = 1.5\n",
         "x",
         &["hostile.toml:3:", "in_flight"],
     ),
     (
         "an infinite in_flight",
-        "[clouds.x]\nprovider = \"lab\"\nin_flight = inf\n",
+        "[clouds.x]\nprovider = \"aws\"\nin_flight = inf\n",
         "x",
         &["hostile.toml:3:", "in_flight"],
     ),

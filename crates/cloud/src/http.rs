@@ -12,7 +12,7 @@
 //! URL), so every client formats its errors through [`error_text`].
 
 use super::CloudError;
-use crate::config::CloudProfile;
+use crate::Profile;
 use url::Url;
 
 /// The origin a credential may be sent to: the configured endpoint.
@@ -111,22 +111,11 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The profile keys that name where a provider connects.
-fn endpoint_keys(profile: &CloudProfile) -> [(&'static str, Option<&str>); 4] {
-    [
-        ("endpoint", profile.endpoint.as_deref()),
-        ("storage_endpoint", profile.storage_endpoint.as_deref()),
-        ("token_uri", profile.token_uri.as_deref()),
-        ("staging_endpoint", profile.staging_endpoint.as_deref()),
-    ]
-}
-
 /// Refuses a profile whose endpoints would send a credential in clear
 /// text: `http://` only with `insecure_endpoint = true` (test servers).
-pub fn check_profile(file: &str, name: &str, profile: &CloudProfile) -> Result<(), CloudError> {
-    let insecure = profile.insecure_endpoint.unwrap_or(false);
-    for (key, value) in endpoint_keys(profile) {
-        let Some(value) = value else { continue };
+pub fn check_profile(file: &str, name: &str, profile: &Profile) -> Result<(), CloudError> {
+    let (endpoints, insecure) = profile.endpoints();
+    for (key, value) in endpoints {
         let label = format!("{file}: [clouds.{name}] {key}");
         let home = Home::new(value, &label)?;
         if home.url.scheme() == "http" && !insecure {
@@ -236,19 +225,19 @@ mod tests {
 
     #[test]
     fn plain_http_needs_the_insecure_flag() {
-        let mut profile = CloudProfile {
+        let mut gcp = crate::gcp::profile::GcpProfile {
             endpoint: Some("http://127.0.0.1:9/client/api".into()),
-            ..CloudProfile::default()
+            ..Default::default()
         };
-        let err = check_profile("c.toml", "cs", &profile)
+        let err = check_profile("c.toml", "cs", &Profile::Gcp(gcp.clone()))
             .unwrap_err()
             .to_string();
         assert!(err.contains("[clouds.cs] endpoint"), "{err}");
         assert!(err.contains("insecure_endpoint = true"), "{err}");
-        profile.insecure_endpoint = Some(true);
-        assert!(check_profile("c.toml", "cs", &profile).is_ok());
-        profile.storage_endpoint = Some("https://u:p@storage.example.com".into());
-        let err = check_profile("c.toml", "cs", &profile)
+        gcp.insecure_endpoint = Some(true);
+        assert!(check_profile("c.toml", "cs", &Profile::Gcp(gcp.clone())).is_ok());
+        gcp.storage_endpoint = Some("https://u:p@storage.example.com".into());
+        let err = check_profile("c.toml", "cs", &Profile::Gcp(gcp))
             .unwrap_err()
             .to_string();
         assert!(

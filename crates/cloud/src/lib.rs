@@ -16,6 +16,7 @@ pub mod gcp;
 pub mod http;
 pub mod lab;
 pub mod local_disk;
+pub mod profile;
 pub mod registry;
 mod roles;
 pub mod ssh;
@@ -36,6 +37,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
+pub use profile::{Profile, ProviderKind};
 pub use registry::connect;
 pub use roles::{Cloud, CutoverSource, Source, Target};
 
@@ -70,6 +72,15 @@ impl CloudError {
             _ => CloudError::Permanent(format!("{context}: {err}")),
         }
     }
+}
+
+/// What a guest needs on a KVM cloud (the lab's QEMU too): a virtio disk
+/// and network driver, and the cloud's cloud-init datasource.
+pub(crate) fn virtio_guest(datasource: &str) -> crate::inventory::declared::GuestNeeds {
+    crate::inventory::declared::GuestNeeds::new(
+        &[&["virtio_blk", "virtio_scsi"], &["virtio_net"]],
+        Some(datasource),
+    )
 }
 
 /// What a provider can be used for.

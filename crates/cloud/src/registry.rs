@@ -1,9 +1,25 @@
-//! From a profile to a connected provider.
+//! From a profile to a connected provider, and what each provider declares.
 
-use super::{Cloud, CloudError};
-use crate::config::{CloudProfile, Config, ProviderKind};
+use super::{Cloud, CloudError, Profile, ProviderKind};
+use crate::config::Config;
+use crate::inventory::declared::ProviderRules;
 use crate::secret::Prompter;
 use std::sync::Arc;
+
+impl ProviderKind {
+    /// What this provider declares for plans (also carried by its
+    /// inventories): what its source steps do, what its targets take.
+    pub fn rules(self) -> ProviderRules {
+        match self {
+            ProviderKind::Lab => super::lab::rules(),
+            ProviderKind::Aws => super::aws::cutover::rules(),
+            ProviderKind::Gcp => super::gcp::rules(),
+            ProviderKind::Digitalocean => super::digitalocean::rules(),
+            ProviderKind::Cloudstack => super::cloudstack::cutover::rules(),
+            ProviderKind::Ssh => super::ssh::rules(),
+        }
+    }
+}
 
 /// Connects the named cloud of a config. `prompt` answers secrets that the
 /// profile says to ask for (the CLI reads a masked line; the console has its
@@ -13,13 +29,11 @@ pub async fn connect(
     name: &str,
     prompt: Prompter<'_>,
 ) -> Result<Arc<dyn Cloud>, CloudError> {
-    let profile: &CloudProfile = config
-        .cloud(name)
-        .map_err(|e| CloudError::Permanent(e.to_string()))?;
+    let profile = Profile::read(config, name).map_err(|e| CloudError::Permanent(e.to_string()))?;
     // No credential in clear text: http endpoints only where the profile says so.
-    super::http::check_profile(&config.file_label(), name, profile)?;
-    match profile.provider {
-        ProviderKind::Lab => {
+    super::http::check_profile(&config.file_label(), name, &profile)?;
+    match &profile {
+        Profile::Lab(profile) => {
             let path = profile.path.as_ref().ok_or_else(|| {
                 CloudError::Permanent(format!(
                     "{}: [clouds.{name}] a lab cloud needs 'path'",
@@ -39,7 +53,7 @@ pub async fn connect(
             }
             Ok(Arc::new(lab))
         }
-        ProviderKind::Cloudstack => {
+        Profile::Cloudstack(profile) => {
             // Staging files (downloads, uploads): the profile's `path`, else the state dir.
             let staging = match &profile.path {
                 Some(path) => config.resolve(path),
@@ -52,7 +66,7 @@ pub async fn connect(
                 super::cloudstack::CloudStackCloud::from_profile(name, profile, &staging, prompt)?;
             Ok(Arc::new(cloud))
         }
-        ProviderKind::Digitalocean => {
+        Profile::Digitalocean(profile) => {
             // Local staging (the raw disk before upload): `path`, else the state dir.
             let staging = match &profile.path {
                 Some(path) => config.resolve(path),
@@ -66,7 +80,7 @@ pub async fn connect(
             )?;
             Ok(Arc::new(cloud))
         }
-        ProviderKind::Ssh => {
+        Profile::Ssh(profile) => {
             let settings = super::ssh::SshSettings {
                 target: super::ssh::SshTarget {
                     host: profile.host.clone().ok_or_else(|| {
@@ -90,10 +104,10 @@ pub async fn connect(
                     .with_power_off_command(profile.power_off_command.clone()),
             ))
         }
-        ProviderKind::Aws => Ok(Arc::new(
+        Profile::Aws(profile) => Ok(Arc::new(
             super::aws::AwsCloud::from_profile(name, profile, prompt).await?,
         )),
-        ProviderKind::Gcp => Ok(Arc::new(super::gcp::GcpCloud::from_profile(
+        Profile::Gcp(profile) => Ok(Arc::new(super::gcp::GcpCloud::from_profile(
             name,
             profile,
             &config.base_dir(),

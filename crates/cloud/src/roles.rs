@@ -9,8 +9,8 @@ use super::{
     Capability, Check, CloudError, CreatedResource, DeploySpec, DeployedInstance, DiskReader,
     DiskRef, DiskWriter, Roles, SnapshotRef, TargetDiskSpec, WriteOrder, WrittenDisk, configure,
 };
+use crate::ProviderKind;
 use crate::block::BlockDigest;
-use crate::config::ProviderKind;
 use crate::inventory::{DiskFormat, Inventory};
 use crate::units::BlockIndex;
 use async_trait::async_trait;

@@ -76,7 +76,7 @@ impl DiskWriter for StagedWriter {
         data: bytes::Bytes,
         _digest: BlockDigest,
     ) -> Result<(), CloudError> {
-        self.file.write_block(index, &data).await
+        self.file.write_block(index, data).await
     }
 
     async fn flush(&self) -> Result<(), CloudError> {

@@ -14,7 +14,7 @@ pub mod rehearse;
 pub mod verify;
 
 // The model, under the names this crate's modules use (`crate::inventory`…).
-use altishift_model::{child, config, inventory, plan, text, units};
+use altishift_model::{child, inventory, plan, text, units};
 
 use std::path::{Path, PathBuf};
 

@@ -8,8 +8,8 @@
 use super::GuestError;
 use super::fish::Fish;
 use super::inspect::{self, Inspection};
-use crate::config::ProviderKind;
 use crate::inventory::DiskFormat;
+use crate::inventory::declared::GuestNeeds;
 use std::path::Path;
 
 const BACKUP: &str = ".altishift-orig";
@@ -26,35 +26,13 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// The drivers a target needs: any one of each group.
-fn needed_drivers(target: ProviderKind) -> &'static [&'static [&'static str]] {
-    match target {
-        ProviderKind::Aws => &[&["nvme"], &["ena"]],
-        ProviderKind::Gcp => &[&["virtio_scsi", "nvme"], &["virtio_net", "gve"]],
-        // KVM clouds and the lab (QEMU with virtio).
-        ProviderKind::Digitalocean | ProviderKind::Cloudstack | ProviderKind::Lab => {
-            &[&["virtio_blk", "virtio_scsi"], &["virtio_net"]]
-        }
-        // An SSH host's hardware is unknown: nothing is required.
-        ProviderKind::Ssh => &[],
-    }
-}
-
-/// cloud-init's datasource for the target (then `None`, so a guest still
-/// boots without metadata).
-fn datasource(target: ProviderKind) -> Option<&'static str> {
-    match target {
-        ProviderKind::Aws => Some("Ec2"),
-        ProviderKind::Gcp => Some("GCE"),
-        ProviderKind::Digitalocean => Some("DigitalOcean"),
-        ProviderKind::Cloudstack => Some("CloudStack"),
-        ProviderKind::Lab => Some("NoCloud"),
-        ProviderKind::Ssh => None,
-    }
-}
-
-/// What must change for `target`, or why it cannot be prepared.
-pub fn changes(found: &Inspection, target: ProviderKind) -> Result<Vec<Change>, Refusal> {
+/// What must change for a target that `needs` this (its provider declares
+/// it; `target` names it in messages), or why it cannot be prepared.
+pub fn changes(
+    found: &Inspection,
+    needs: &GuestNeeds,
+    target: &str,
+) -> Result<Vec<Change>, Refusal> {
     let refuse = |reason: String| Refusal {
         target: target.to_string(),
         reason,
@@ -70,7 +48,7 @@ pub fn changes(found: &Inspection, target: ProviderKind) -> Result<Vec<Change>, 
             found.product
         )));
     }
-    for group in needed_drivers(target) {
+    for group in &needs.drivers {
         if !group.iter().any(|d| found.has_driver(d)) {
             return Err(refuse(format!(
                 "its kernel ({}) has no {} driver",
@@ -100,14 +78,14 @@ pub fn changes(found: &Inspection, target: ProviderKind) -> Result<Vec<Change>, 
     if !disabled.is_empty() {
         list.push(Change::NetworkDhcp { disabled });
     }
-    if let Some(source) = datasource(target) {
+    if let Some(source) = &needs.datasource {
         let wanted = vec![source.to_string(), "None".to_string()];
         if found.datasources != wanted {
             list.push(Change::Datasource { list: wanted });
         }
     }
     // The target's own agent (its datasource is the target's) stays.
-    let kept = datasource(target);
+    let kept = needs.datasource.as_deref();
     let agents: Vec<String> = found
         .agents
         .iter()
@@ -292,8 +270,9 @@ mod tests {
             datasources: vec!["GCE".into(), "None".into()],
             ..Inspection::default()
         };
-        // The SSH host names no drivers: only the agents are left to change.
-        let changes = super::changes(&found, ProviderKind::Ssh).unwrap();
+        // A host that needs no driver and has no datasource: only the
+        // agents are left to change.
+        let changes = super::changes(&found, &GuestNeeds::default(), "host").unwrap();
         assert_eq!(
             changes,
             [Change::DisableAgents {
@@ -301,6 +280,10 @@ mod tests {
             }]
         );
         // GCE needs virtio (or nvme/gve) and keeps its own agent.
+        let gce = GuestNeeds::new(
+            &[&["virtio_scsi", "nvme"], &["virtio_net", "gve"]],
+            Some("GCE"),
+        );
         let mut on_gce = found.clone();
         on_gce.drivers = ["virtio_scsi", "virtio_net"]
             .iter()
@@ -309,7 +292,7 @@ mod tests {
                 state: "module".into(),
             })
             .collect();
-        let changes = super::changes(&on_gce, ProviderKind::Gcp).unwrap();
+        let changes = super::changes(&on_gce, &gce, "gce").unwrap();
         assert_eq!(
             changes,
             [Change::DisableAgents {
@@ -319,7 +302,7 @@ mod tests {
         );
         // Masked already (a prepared copy): nothing left.
         on_gce.agents_masked = vec!["amazon-ssm-agent".into()];
-        assert_eq!(super::changes(&on_gce, ProviderKind::Gcp).unwrap(), []);
+        assert_eq!(super::changes(&on_gce, &gce, "gce").unwrap(), []);
     }
 
     #[test]

@@ -1,149 +1,61 @@
 //! `config.toml` and cloud profiles: where and how to reach a cloud, never a
 //! secret value. Errors name the file, the line and the key.
 
-use crate::secret::SecretSource;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    #[default]
-    Lab,
-    Aws,
-    Gcp,
-    Digitalocean,
-    Cloudstack,
-    Ssh,
+/// One `[clouds.NAME]` table as written. The model knows no provider: it
+/// keeps the table generic, and the cloud crate reads it into the typed
+/// profile of the provider it names, with errors at the key's line (which
+/// is why the table keeps the text of the file it came from).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "toml::Table", into = "toml::Table")]
+pub struct CloudTable {
+    values: toml::Table,
+    /// The whole file the table was read from; None when built in code.
+    source: Option<Arc<str>>,
 }
 
-impl std::fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = match self {
-            ProviderKind::Lab => "lab",
-            ProviderKind::Aws => "aws",
-            ProviderKind::Gcp => "gcp",
-            ProviderKind::Digitalocean => "digitalocean",
-            ProviderKind::Cloudstack => "cloudstack",
-            ProviderKind::Ssh => "ssh",
-        };
-        f.write_str(text)
+impl CloudTable {
+    /// A table built in code (no file behind it).
+    pub fn new(values: toml::Table) -> CloudTable {
+        CloudTable {
+            values,
+            source: None,
+        }
+    }
+
+    /// The keys and values as written.
+    pub fn values(&self) -> &toml::Table {
+        &self.values
+    }
+
+    /// The text of the config file this table was read from.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 }
 
-/// One `[clouds.NAME]` table. Fields are shared across providers; each
-/// provider checks the ones it needs when it connects.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudProfile {
-    pub provider: ProviderKind,
-    /// Lab: folder of the lab cloud, relative to the config file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// API endpoint override (how tests point a provider at a local server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// Allow `http://` endpoints (a test server on loopback): without it a
-    /// profile whose endpoints would carry credentials in clear is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_endpoint: Option<bool>,
-    /// Country or bloc the cloud's data lives under, overriding the region's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jurisdiction: Option<String>,
-    /// AWS shared-config profile name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<SecretSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_key: Option<SecretSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<SecretSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hypervisor: Option<String>,
-    /// Google Cloud: project id, service-account key file, network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_file: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// Staging bucket for uploads: Cloud Storage (gcp) or S3-compatible
-    /// storage such as Spaces (digitalocean, with `staging_endpoint`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    /// Google Cloud: OAuth token URI and Cloud Storage endpoint overrides (tests).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_endpoint: Option<String>,
-    /// Blocks in flight per disk (default chosen by the provider).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<usize>,
-    /// SSH source: host (a name from ~/.ssh/config works), user, device to read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// DigitalOcean source: folder of the volumes' device links
-    /// (`scsi-0DO_Volume_<NAME>`); default `/dev/disk/by-id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_dir: Option<String>,
-    /// SSH source: run the reading commands through `sudo -n`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sudo: Option<bool>,
-    /// SSH source: extra `ssh` arguments (`["-F", "file"]`, `["-o", "Port=2222"]`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_options: Option<Vec<String>>,
-    /// SSH source, cutover: command that powers the host off after the final
-    /// pass (default `poweroff`, detached so the connection closes cleanly).
-    /// It runs to its end and must succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub power_off_command: Option<String>,
-    /// Google Cloud source: the worker VM that reads a disk (Compute Engine
-    /// returns no disk bytes): machine type (default `e2-small`) and boot
-    /// image (default the `debian-12` family of `debian-cloud`). It is
-    /// reached over SSH with `user`, `ssh_options` and `sudo`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_machine_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_image: Option<String>,
-    /// Google Cloud source: public key file put into the worker's `ssh-keys`
-    /// metadata for `user` (unneeded with OS Login or project-wide keys).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_ssh_public_key: Option<PathBuf>,
-    /// Google Cloud source: where the worker's OS lists attached disks
-    /// (default `/dev/disk/by-id`, as `google-<deviceName>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_device_dir: Option<String>,
-    /// DigitalOcean target: endpoint of the S3-compatible staging storage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub staging_endpoint: Option<String>,
-    /// Target instances: subnet to launch into (AWS `subnet-…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    /// Target instances: security groups (AWS `sg-…`) or firewall names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_groups: Option<Vec<String>>,
+impl From<toml::Table> for CloudTable {
+    fn from(values: toml::Table) -> CloudTable {
+        CloudTable::new(values)
+    }
 }
 
-impl CloudProfile {
-    pub fn lab(path: PathBuf, jurisdiction: &str) -> CloudProfile {
-        CloudProfile {
-            provider: ProviderKind::Lab,
-            path: Some(path),
-            jurisdiction: Some(jurisdiction.to_string()),
-            ..CloudProfile::default()
-        }
+impl From<CloudTable> for toml::Table {
+    fn from(table: CloudTable) -> toml::Table {
+        table.values
+    }
+}
+
+// Keys only: a value may be a secret pasted by mistake (refused when read).
+impl std::fmt::Debug for CloudTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudTable")
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -158,8 +70,9 @@ pub struct Config {
     /// Who may approve: signed approvals, a second person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::plan::signature::ApprovalPolicy>,
+    /// `[clouds.NAME]`: read into a provider's profile by the cloud crate.
     #[serde(default)]
-    pub clouds: BTreeMap<String, CloudProfile>,
+    pub clouds: BTreeMap<String, CloudTable>,
     /// Console keys rebound: `"plan.wave" = "W"` (see tui/keymap.rs).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, String>,
@@ -205,6 +118,10 @@ impl Config {
         })?;
         let mut config: Config = parse_toml(&text, path)?;
         config.file = Some(path.to_path_buf());
+        let source: Arc<str> = Arc::from(text);
+        for table in config.clouds.values_mut() {
+            table.source = Some(source.clone());
+        }
         Ok(config)
     }
 
@@ -232,7 +149,7 @@ impl Config {
             .unwrap_or_else(|| "built-in lab config".into())
     }
 
-    pub fn cloud(&self, name: &str) -> Result<&CloudProfile, ConfigError> {
+    pub fn cloud(&self, name: &str) -> Result<&CloudTable, ConfigError> {
         self.clouds
             .get(name)
             .ok_or_else(|| ConfigError::UnknownCloud {
@@ -249,29 +166,34 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
     path: &Path,
 ) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|err| {
-        let (line, column) = err
-            .span()
-            .map(|span| line_and_column(text, span.start))
-            .unwrap_or((1, 1));
-        let mut message = explain(err.message());
-        // serde names the expected type, not the key: add the key from the line.
-        if let Some(key) = text
-            .lines()
-            .nth(line - 1)
-            .and_then(|l| l.split_once('='))
-            .map(|(k, _)| k.trim())
-            .filter(|k| !k.is_empty() && !message.contains(&format!("'{k}'")))
-        {
-            message = format!("key '{key}': {message}");
-        }
-        ConfigError::Parse {
-            file: path.display().to_string(),
-            line,
-            column,
-            message,
-        }
-    })
+    toml::from_str(text).map_err(|err| toml_error(text, &path.display().to_string(), &err))
+}
+
+/// A TOML error as `file:line:col: …`, naming the key of the line and
+/// suggesting a known key for a misspelt one. `text` is the text the error's
+/// span points into.
+pub fn toml_error(text: &str, file: &str, err: &toml::de::Error) -> ConfigError {
+    let (line, column) = err
+        .span()
+        .map(|span| line_and_column(text, span.start))
+        .unwrap_or((1, 1));
+    let mut message = explain(err.message());
+    // serde names the expected type, not the key: add the key from the line.
+    if let Some(key) = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !message.contains(&format!("'{k}'")))
+    {
+        message = format!("key '{key}': {message}");
+    }
+    ConfigError::Parse {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -295,6 +217,12 @@ fn explain(message: &str) -> String {
         return message;
     };
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    unknown_key(field, &candidates)
+}
+
+/// "unknown key 'x'" with the closest of `candidates` when one is close,
+/// else the list of them.
+pub fn unknown_key(field: &str, candidates: &[&str]) -> String {
     match candidates.iter().min_by_key(|c| edit_distance(field, c)) {
         Some(best) if edit_distance(field, best) <= 2 => {
             format!("unknown key '{field}' (did you mean '{best}'?)")
@@ -369,56 +297,35 @@ mod tests {
     }
 
     #[test]
-    fn misspelt_key_names_file_line_and_suggestion() {
-        let text =
-            "theme = \"default\"\n\n[clouds.prod]\nprovider = \"aws\"\nregoin = \"eu-west-1\"\n";
-        let err = parse(text).unwrap_err().to_string();
-        assert!(err.starts_with("config.toml:5:"), "{err}");
-        assert!(err.contains("unknown key 'regoin'"), "{err}");
-        assert!(err.contains("did you mean 'region'"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_names_the_line() {
-        let err = parse("[clouds.a]\nprovider = \"lab\"\nin_flight = \"many\"\n")
+    fn misspelt_top_level_key_names_file_line_and_suggestion() {
+        let err = parse("theme = \"default\"\nstat_dir = \"s\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("config.toml:3:"), "{err}");
+        assert!(err.starts_with("config.toml:2:"), "{err}");
+        assert!(err.contains("did you mean 'state_dir'"), "{err}");
+    }
+
+    /// The model reads no provider's keys: any key of a cloud table is kept
+    /// as written (the cloud crate checks them), with the file's text.
+    #[test]
+    fn a_cloud_table_is_kept_as_written_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let text = "[clouds.staging]\nprovider = \"cloudstack\"\nwhatever = [1, 2]\n";
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&file).unwrap();
+        let table = config.cloud("staging").unwrap();
+        assert_eq!(table.values()["provider"].as_str(), Some("cloudstack"));
+        assert!(table.values().contains_key("whatever"));
+        assert_eq!(table.source(), Some(text));
+        let missing = config.cloud("nope").unwrap_err().to_string();
+        assert!(missing.contains("no cloud named 'nope'"), "{missing}");
+        assert!(missing.contains("staging"), "{missing}");
     }
 
     #[test]
-    fn unknown_provider_is_refused() {
-        let err = parse("[clouds.a]\nprovider = \"azure\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("azure"), "{err}");
-    }
-
-    #[test]
-    fn secret_values_are_refused_in_config() {
-        let err =
-            parse("[clouds.a]\nprovider = \"cloudstack\"\nsecret_key = \"abc123verysecret\"\n")
-                .unwrap_err()
-                .to_string();
-        assert!(err.contains("never stored"), "{err}");
-        assert!(!err.contains("abc123verysecret"), "{err}");
-    }
-
-    #[test]
-    fn a_full_profile_parses() {
-        let config = parse(
-            "theme = \"mono\"\nstate_dir = \"state\"\n[clouds.staging]\nprovider = \"cloudstack\"\nendpoint = \"https://x/client/api\"\napi_key = \"env:CS_API_KEY\"\nsecret_key = \"prompt\"\njurisdiction = \"DE\"\n",
-        )
-        .unwrap();
-        let profile = config.cloud("staging").unwrap();
-        assert_eq!(profile.provider, ProviderKind::Cloudstack);
-        assert_eq!(profile.secret_key, Some(SecretSource::Prompt));
-        assert!(
-            config
-                .cloud("nope")
-                .unwrap_err()
-                .to_string()
-                .contains("staging")
-        );
+    fn a_cloud_that_is_no_table_names_the_line() {
+        let err = parse("[clouds]\nx = \"lab\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("config.toml:2:"), "{err}");
     }
 }

@@ -10,9 +10,9 @@ use super::moto::{ACCESS_KEY, Moto, SECRET_KEY};
 pub use crate::run_kit::{approve, run, throughput};
 use altishift::block::BlockDigest;
 use altishift::cloud::aws::AwsCloud;
+use altishift::cloud::aws::profile::AwsProfile;
 use altishift::cloud::lab::LabCloud;
 use altishift::cloud::{Cloud, Target};
-use altishift::config::{CloudProfile, ProviderKind};
 use altishift::inventory::{DiskFormat, Inventory};
 use altishift::plan::Plan;
 use altishift::plan::build::{Request, Side, build};
@@ -24,16 +24,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub fn profile(moto: &Moto, region: &str) -> CloudProfile {
-    let mut p = CloudProfile::lab(PathBuf::new(), "US");
-    p.provider = ProviderKind::Aws;
-    p.path = None;
-    p.jurisdiction = None;
-    p.region = Some(region.into());
-    p.endpoint = Some(moto.endpoint.clone());
-    p.api_key = Some(SecretSource::Prompt);
-    p.secret_key = Some(SecretSource::Prompt);
-    p
+pub fn profile(moto: &Moto, region: &str) -> AwsProfile {
+    AwsProfile {
+        region: Some(region.into()),
+        endpoint: Some(moto.endpoint.clone()),
+        api_key: Some(SecretSource::Prompt),
+        secret_key: Some(SecretSource::Prompt),
+        ..AwsProfile::default()
+    }
 }
 
 /// A provider on moto; keys come through the `prompt` path.

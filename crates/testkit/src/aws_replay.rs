@@ -444,15 +444,14 @@ pub fn recorded_account(replay: &Replay) -> Handed {
 
 /// Our real AWS provider pointed at `endpoint`, keys through `prompt`.
 pub async fn provider(endpoint: &str, region: &str) -> altishift::cloud::aws::AwsCloud {
-    use altishift::config::{CloudProfile, ProviderKind};
+    use altishift::cloud::aws::profile::AwsProfile;
     use altishift::secret::{Secret, SecretSource};
-    let profile = CloudProfile {
-        provider: ProviderKind::Aws,
+    let profile = AwsProfile {
         region: Some(region.into()),
         endpoint: Some(endpoint.into()),
         api_key: Some(SecretSource::Prompt),
         secret_key: Some(SecretSource::Prompt),
-        ..CloudProfile::default()
+        ..AwsProfile::default()
     };
     let mut prompt = |label: &str| {
         Some(Secret::new(if label.contains("secret") {

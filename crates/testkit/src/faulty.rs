@@ -5,12 +5,12 @@
 //! through the wrapper exercises the lab and not the trait's defaults.
 
 use altishift::block::BlockDigest;
+use altishift::cloud::ProviderKind;
 use altishift::cloud::{
     Capability, Check, Cloud, CloudError, CreatedResource, CutoverSource, DeploySpec,
     DeployedInstance, DiskReader, DiskRef, DiskWriter, SnapshotRef, Source, Target, TargetDiskSpec,
     WriteOrder, WrittenDisk,
 };
-use altishift::config::ProviderKind;
 use altishift::inventory::Inventory;
 use altishift::units::BlockIndex;
 use async_trait::async_trait;

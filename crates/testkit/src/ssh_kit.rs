@@ -173,7 +173,7 @@ impl altishift::cloud::DiskWriter for RawFile {
         data: bytes::Bytes,
         _digest: altishift::block::BlockDigest,
     ) -> Result<(), altishift::cloud::CloudError> {
-        self.0.write_block(index, &data).await
+        self.0.write_block(index, data).await
     }
     async fn flush(&self) -> Result<(), altishift::cloud::CloudError> {
         self.0.sync().await

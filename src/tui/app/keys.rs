@@ -313,6 +313,7 @@ impl App {
                 }
             }
             Action::ToggleConfig => state.show_config = !state.show_config,
+            Action::Rehearse => self.rehearse(),
             Action::Cutover => {
                 let done = state.cycle_cutover();
                 self.approve = super::ApproveState::new();

@@ -8,6 +8,7 @@ pub mod input;
 pub mod inventory;
 mod keys;
 pub mod plan;
+mod rehearsal;
 pub mod transfers;
 
 use crate::config::Config;
@@ -127,6 +128,9 @@ pub enum Effect {
     Engine(Command),
     /// Ask the engine to stop at a consistent point, then quit.
     Shutdown,
+    /// Boot the plan's boot disks locally (`crate::rehearsal`); answers with
+    /// [`Msg::RehearsalBooting`] per disk, then [`Msg::Rehearsed`].
+    Rehearse(Box<crate::plan::Plan>),
 }
 
 /// Everything that can change the state.
@@ -151,6 +155,17 @@ pub enum Msg {
     EngineDone(Result<(), String>),
     /// The engine did not carry out a command (a read-only viewer's, say).
     Refused(String),
+    /// The rehearsal started booting `instance`'s boot disk.
+    RehearsalBooting {
+        instance: String,
+        disk: String,
+    },
+    /// The rehearsal of the plan with these items ended (records, or why it
+    /// could not run).
+    Rehearsed {
+        items: Vec<String>,
+        result: Result<Vec<crate::plan::RehearsalRecord>, String>,
+    },
 }
 
 /// How the loop should treat a change.
@@ -302,22 +317,19 @@ impl App {
     /// Connects a side to a configured cloud, asking first for any secret
     /// its profile says to prompt for.
     pub fn connect(&mut self, side: SideId, cloud: &str) {
-        let profile = match self.config.cloud(cloud) {
+        let profile = match crate::cloud::Profile::read(&self.config, cloud) {
             Ok(profile) => profile,
             Err(err) => {
                 self.error(err.to_string());
                 return;
             }
         };
-        let asking: VecDeque<String> = [
-            ("api_key", &profile.api_key),
-            ("secret_key", &profile.secret_key),
-            ("token", &profile.token),
-        ]
-        .into_iter()
-        .filter(|(_, source)| matches!(source, Some(SecretSource::Prompt)))
-        .map(|(field, _)| field.to_string())
-        .collect();
+        let asking: VecDeque<String> = profile
+            .secrets()
+            .into_iter()
+            .filter(|(_, source)| matches!(source, SecretSource::Prompt))
+            .map(|(field, _)| field.to_string())
+            .collect();
         self.pane_mut(side).connecting(cloud);
         if asking.is_empty() {
             self.effects.push(Effect::Connect {
@@ -400,6 +412,14 @@ impl App {
                 Redraw::Now
             }
             Msg::Engine(event) => self.on_engine_event(event),
+            Msg::RehearsalBooting { instance, disk } => {
+                self.on_rehearsal_booting(&instance, &disk);
+                Redraw::Now
+            }
+            Msg::Rehearsed { items, result } => {
+                self.on_rehearsed(&items, result);
+                Redraw::Now
+            }
             Msg::Refused(reason) => {
                 self.error(format!("refused by the engine: {reason}"));
                 Redraw::Now

@@ -26,6 +26,8 @@ pub struct PlanState {
     /// `c`: the lower half shows the selected item's configuration
     /// (source → target) instead of the action list.
     pub show_config: bool,
+    /// `r`: a rehearsal is running; what it boots now, once it says.
+    pub rehearsing: Option<String>,
 }
 
 /// What the plan's edit line changes.
@@ -45,6 +47,7 @@ impl PlanState {
             edit: None,
             edit_field: EditField::Size,
             show_config: false,
+            rehearsing: None,
         }
     }
 

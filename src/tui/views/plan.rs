@@ -173,6 +173,7 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
     if let Some(cutover) = &plan.cutover {
         lines.extend(cutover_lines(app, cutover));
     }
+    lines.extend(rehearsal_lines(app, plan));
     for short in app.access_short_of(plan) {
         lines.extend(access_warning(app, &short));
     }
@@ -186,6 +187,44 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
         ));
     }
     lines
+}
+
+/// The boot rehearsal (`r`): running, or what each guest did.
+fn rehearsal_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    if let Some(now) = app.plan.as_ref().and_then(|s| s.rehearsing.as_ref()) {
+        return vec![Line::styled(
+            format!(" rehearsal: {} in QEMU on this machine…", safe(now)),
+            theme.plan.item,
+        )];
+    }
+    plan.rehearsals
+        .iter()
+        .map(|r| {
+            if r.booted {
+                Line::styled(
+                    format!(
+                        " ✓ rehearsal: {} booted in {:.1}s ({}): '{}'",
+                        safe(&r.instance),
+                        r.elapsed_ms as f64 / 1000.0,
+                        safe(&r.accel),
+                        safe(r.matched.as_deref().unwrap_or(""))
+                    ),
+                    theme.plan.item,
+                )
+            } else {
+                Line::styled(
+                    format!(
+                        " ✗ rehearsal: {}/{} did not boot ({}): cannot be approved",
+                        safe(&r.instance),
+                        safe(&r.disk),
+                        safe(&r.detail)
+                    ),
+                    theme.plan.warning,
+                )
+            }
+        })
+        .collect()
 }
 
 /// What the cutover will do, in the order it does it; the source's fate in

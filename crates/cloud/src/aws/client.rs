@@ -6,9 +6,9 @@
 //! a profile live in [`Secret`]s until they are handed to the SDK's
 //! `Credentials` (whose `Debug` redacts them), and are wiped at `revoke`.
 
+use super::profile::AwsProfile;
 use super::whole_xml::WholeXml;
 use crate::CloudError;
-use crate::config::CloudProfile;
 use crate::secret::{Prompter, Secret};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -57,7 +57,7 @@ impl Clients {
     /// From a profile. `endpoint` overrides every service endpoint (tests: moto).
     pub async fn connect(
         name: &str,
-        profile: &CloudProfile,
+        profile: &AwsProfile,
         prompt: Prompter<'_>,
     ) -> Result<Clients, CloudError> {
         let region = profile.region.clone().ok_or_else(|| {

@@ -12,7 +12,7 @@ use super::paging::collect_pages;
 use super::source::{EbsReader, note_block_size, to_ranges};
 use super::{AwsCloud, split_region};
 use crate::block::BlockDigest;
-use crate::inventory::declared::{ProviderRules, SourceRules};
+use crate::inventory::declared::{GuestNeeds, ProviderRules, SourceRules, TargetRules};
 use crate::units::{BLOCK_SIZE, BlockIndex, Bytes};
 use crate::{BlockData, Capability, CloudError, CutoverSource, DiskReader, SnapshotRef};
 use async_trait::async_trait;
@@ -33,7 +33,12 @@ pub fn rules() -> ProviderRules {
             ),
             ..SourceRules::default()
         },
-        ..ProviderRules::default()
+        // Nitro instances: disks on NVMe, network on ENA; cloud-init's EC2
+        // metadata.
+        target: TargetRules {
+            guest: GuestNeeds::new(&[&["nvme"], &["ena"]], Some("Ec2")),
+            ..TargetRules::default()
+        },
     }
 }
 

@@ -12,11 +12,12 @@ pub mod inventory;
 mod leftovers;
 pub mod neutral;
 pub mod paging;
+pub mod profile;
 pub mod source;
 pub mod target;
 mod whole_xml;
 
-use crate::config::{CloudProfile, ProviderKind};
+use crate::ProviderKind;
 use crate::inventory::Inventory;
 use crate::secret::Prompter;
 use crate::{
@@ -24,6 +25,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use client::{Access, Clients};
+use profile::AwsProfile;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -114,7 +116,7 @@ impl AwsCloud {
     /// api_key/secret_key (`env:`/`prompt`), jurisdiction, in_flight.
     pub async fn from_profile(
         name: &str,
-        profile: &CloudProfile,
+        profile: &AwsProfile,
         prompt: Prompter<'_>,
     ) -> Result<AwsCloud, CloudError> {
         let clients = Clients::connect(name, profile, prompt).await?;

@@ -10,7 +10,7 @@ use super::CloudStackCloud;
 use super::inventory::text;
 use crate::block::BlockDigest;
 use crate::delta::HashedDelta;
-use crate::inventory::declared::{ProviderRules, SourceRules};
+use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
 use crate::units::BlockIndex;
 use crate::{Capability, CloudError, CutoverSource, DiskReader, SnapshotRef, Source};
 use async_trait::async_trait;
@@ -27,7 +27,10 @@ pub fn rules() -> ProviderRules {
             ),
             ..SourceRules::default()
         },
-        ..ProviderRules::default()
+        target: TargetRules {
+            guest: crate::virtio_guest("CloudStack"),
+            ..TargetRules::default()
+        },
     }
 }
 

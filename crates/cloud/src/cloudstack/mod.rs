@@ -8,11 +8,12 @@ pub mod cutover;
 mod deploy;
 pub mod download;
 pub mod inventory;
+pub mod profile;
 pub mod signing;
 mod source;
 pub mod target;
 
-use crate::config::{CloudProfile, ProviderKind};
+use crate::ProviderKind;
 use crate::inventory::{DiskFormat, Inventory};
 use crate::secret::{Prompter, Secret};
 use crate::{Capability, Cloud, CloudError, CreatedResource, ResourceKind};
@@ -20,6 +21,7 @@ use crate::{CutoverSource, Source, Target};
 use async_trait::async_trait;
 use client::Client;
 use download::DownloadPolicy;
+use profile::CloudStackProfile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -72,7 +74,7 @@ impl CloudStackCloud {
     /// hypervisor, jurisdiction, in_flight.
     pub fn from_profile(
         name: &str,
-        profile: &CloudProfile,
+        profile: &CloudStackProfile,
         staging: &Path,
         prompt: Prompter<'_>,
     ) -> Result<Self, CloudError> {

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod inventory;
+pub mod profile;
 mod source;
 pub mod staging;
 pub mod target;
@@ -14,13 +15,14 @@ mod volumes;
 
 use super::ssh::{AgentPolicy, SshCloud, SshSettings, SshTarget};
 use super::{Capability, Cloud, CloudError, CreatedResource, DiskRef, ResourceKind};
-use crate::config::{CloudProfile, ProviderKind};
+use crate::ProviderKind;
 use crate::inventory::Inventory;
 use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
 use crate::secret::{Prompter, Secret};
 use crate::{CutoverSource, Source, Target};
 use async_trait::async_trait;
 pub use client::{DoClient, Pacing};
+use profile::DigitalOceanProfile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,6 +62,7 @@ pub fn rules() -> ProviderRules {
                  while DigitalOcean imports it, private again after"
                     .into(),
             ),
+            guest: crate::virtio_guest("DigitalOcean"),
         },
     }
 }
@@ -138,7 +141,7 @@ impl DigitalOceanCloud {
     /// environment or doctl's config; staging bucket and keys when given.
     pub fn from_profile(
         name: &str,
-        profile: &CloudProfile,
+        profile: &DigitalOceanProfile,
         staging_dir: &Path,
         prompt: Prompter<'_>,
     ) -> Result<DigitalOceanCloud, CloudError> {

@@ -12,6 +12,7 @@ pub mod cutover;
 mod deploy;
 pub mod inventory;
 mod pipe;
+pub mod profile;
 mod readback;
 mod source;
 pub mod tar;
@@ -19,14 +20,15 @@ mod target;
 pub mod upload;
 pub mod verify;
 
-use crate::config::{CloudProfile, ProviderKind};
+use crate::ProviderKind;
 use crate::inventory::Inventory;
-use crate::inventory::declared::{ProviderRules, SourceRules, TargetRules};
+use crate::inventory::declared::{GuestNeeds, ProviderRules, SourceRules, TargetRules};
 use crate::{Capability, Cloud, CloudError, CreatedResource};
 use crate::{CutoverSource, ResourceKind, Source, Target};
 use async_trait::async_trait;
 use auth::{ServiceAccount, TokenSource};
 use client::{Client, PollPolicy};
+use profile::GcpProfile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,7 +62,14 @@ pub fn rules() -> ProviderRules {
             agent_host: Some("the worker VM".into()),
             quiesce: Some(cutover::QUIESCE.into()),
         },
-        target: TargetRules::default(),
+        // Disks on virtio-scsi or NVMe, network on virtio-net or gVNIC.
+        target: TargetRules {
+            guest: GuestNeeds::new(
+                &[&["virtio_scsi", "nvme"], &["virtio_net", "gve"]],
+                Some("GCE"),
+            ),
+            ..TargetRules::default()
+        },
     }
 }
 
@@ -140,7 +149,7 @@ impl GcpCloud {
     /// `GOOGLE_APPLICATION_CREDENTIALS`), zone, bucket, network, endpoints.
     pub fn from_profile(
         name: &str,
-        profile: &CloudProfile,
+        profile: &GcpProfile,
         base_dir: &Path,
     ) -> Result<GcpCloud, CloudError> {
         let key_path: PathBuf = match &profile.credentials_file {

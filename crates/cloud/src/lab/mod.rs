@@ -11,13 +11,15 @@ pub mod config;
 pub mod generate;
 pub mod guest;
 pub mod manifest;
+pub mod profile;
 mod source;
 mod target;
 pub mod writer;
 
 use super::local_disk::LocalDiskReader;
 use super::{Capability, Cloud, CloudError, CreatedResource, DiskRef, ResourceKind};
-use crate::config::ProviderKind;
+use crate::ProviderKind;
+use crate::inventory::declared::{ProviderRules, TargetRules};
 use crate::inventory::{Disk, Instance, Inventory, Nic};
 use crate::{Source, Target};
 use async_trait::async_trait;
@@ -178,6 +180,19 @@ impl LabCloud {
     }
 }
 
+/// What the lab declares: its snapshots are plain copies; its targets are
+/// QEMU machines with virtio hardware, and cloud-init finds its seed
+/// through NoCloud.
+pub fn rules() -> ProviderRules {
+    ProviderRules {
+        target: TargetRules {
+            guest: crate::virtio_guest("NoCloud"),
+            ..TargetRules::default()
+        },
+        ..ProviderRules::default()
+    }
+}
+
 #[async_trait]
 impl Cloud for LabCloud {
     fn as_source(&self) -> Option<&dyn Source> {
@@ -238,6 +253,7 @@ impl Cloud for LabCloud {
             firewalls,
             ssh_keys,
             config_rules: Some(config::config_rules()),
+            rules: rules(),
             ..Default::default()
         })
     }

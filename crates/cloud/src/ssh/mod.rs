@@ -15,13 +15,14 @@ pub mod cutover;
 pub mod delta;
 pub mod install;
 mod netconf;
+pub mod profile;
 pub mod reader;
 pub mod session;
 mod source;
 pub mod wire;
 
 use super::{Capability, Cloud, CloudError, CreatedResource};
-use crate::config::ProviderKind;
+use crate::ProviderKind;
 use crate::inventory::declared::{ProviderRules, SourceRules};
 use crate::inventory::{Disk, DiskFormat, Instance, InstanceState, Inventory, Nic, Region, Size};
 use crate::units::{BLOCK_SIZE, Bytes};
@@ -341,6 +342,20 @@ impl SshCloud {
     }
 }
 
+/// What an SSH host declares: it is read live (no snapshot), through the
+/// agent copied to it. It is no target (its hardware is unknown: a guest
+/// needs nothing declared).
+pub fn rules() -> ProviderRules {
+    ProviderRules {
+        source: SourceRules {
+            snapshot: Some(super::digitalocean::LIVE_READ.into()),
+            agent_host: Some("the source host".into()),
+            quiesce: None,
+        },
+        ..Default::default()
+    }
+}
+
 #[async_trait]
 impl Cloud for SshCloud {
     fn as_source(&self) -> Option<&dyn Source> {
@@ -413,14 +428,7 @@ impl Cloud for SshCloud {
                     .clone()
                     .unwrap_or_else(|| "unknown".into()),
             }],
-            rules: ProviderRules {
-                source: SourceRules {
-                    snapshot: Some(super::digitalocean::LIVE_READ.into()),
-                    agent_host: Some("the source host".into()),
-                    quiesce: None,
-                },
-                ..Default::default()
-            },
+            rules: rules(),
             ..Default::default()
         })
     }

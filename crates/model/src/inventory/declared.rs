@@ -57,6 +57,40 @@ pub struct TargetRules {
     /// the approved hash covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_disclosure: Option<String>,
+    /// What a guest needs to boot here (checked and prepared before the
+    /// copy boots).
+    #[serde(default, skip_serializing_if = "GuestNeeds::is_empty")]
+    pub guest: GuestNeeds,
+}
+
+/// What a guest must have or be told to boot on a target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNeeds {
+    /// Kernel drivers: one of each group (`[["nvme"], ["ena"]]`); empty: the
+    /// hardware is unknown and nothing is required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<Vec<String>>,
+    /// The cloud-init datasource that finds this target's metadata; None:
+    /// no metadata service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<String>,
+}
+
+impl GuestNeeds {
+    /// Needs from driver groups and a datasource, as providers write them.
+    pub fn new(drivers: &[&[&str]], datasource: Option<&str>) -> GuestNeeds {
+        GuestNeeds {
+            drivers: drivers
+                .iter()
+                .map(|group| group.iter().map(|d| d.to_string()).collect())
+                .collect(),
+            datasource: datasource.map(str::to_string),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == GuestNeeds::default()
+    }
 }
 
 impl ProviderRules {

@@ -47,6 +47,14 @@ pub enum ApprovalError {
         "{count} part(s) of the configuration cannot be carried exactly (first: {first}): acknowledge them (--ack-lossy, or the console's lossy field)"
     )]
     LossyNotAcknowledged { count: usize, first: String },
+    #[error(
+        "{instance}/{disk} did not boot in the rehearsal ({detail}): a guest that cannot boot is not approved"
+    )]
+    RehearsalFailed {
+        instance: String,
+        disk: String,
+        detail: String,
+    },
 }
 
 /// What the operator acknowledged along with the hash.
@@ -106,6 +114,14 @@ pub fn approve_with(
         return Err(ApprovalError::CrossBorderNotAcknowledged {
             from: cross.from.clone(),
             to: cross.to.clone(),
+        });
+    }
+    // A plan file edited to keep a failed rehearsal (the CLI writes none).
+    if let Some(failed) = plan.rehearsals.iter().find(|r| !r.booted) {
+        return Err(ApprovalError::RehearsalFailed {
+            instance: failed.instance.clone(),
+            disk: failed.disk.clone(),
+            detail: failed.detail.clone(),
         });
     }
     if !acks.lossy
@@ -239,6 +255,35 @@ mod tests {
         // A prefix shorter than the short hash is not enough either.
         let short = plan.hash().short()[..4].to_string();
         assert!(approve(&mut plan, &short, false, "ops@host").is_err());
+    }
+
+    #[test]
+    fn a_guest_that_did_not_boot_in_the_rehearsal_is_not_approved() {
+        let mut plan = sample_plan(false);
+        plan.rehearsals.push(crate::plan::RehearsalRecord {
+            instance: "web-1".into(),
+            disk: "d-1".into(),
+            booted: false,
+            accel: "tcg".into(),
+            elapsed_ms: 10_000,
+            expect: "login:".into(),
+            matched: None,
+            detail: "no `login:` on the serial console within 10s".into(),
+            accel_note: String::new(),
+            prepared: false,
+            serial_tail: vec!["Kernel panic".into()],
+        });
+        let short = plan.hash().short().to_string();
+        let err = approve(&mut plan, &short, false, "ops@host").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("web-1/d-1 did not boot in the rehearsal (no `login:`"),
+            "{err}"
+        );
+        assert!(plan.approval.is_none());
+        plan.rehearsals[0].booted = true;
+        let short = plan.hash().short().to_string();
+        assert!(approve(&mut plan, &short, false, "ops@host").is_ok());
     }
 
     #[test]

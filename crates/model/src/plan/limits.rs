@@ -67,6 +67,7 @@ mod tests {
             linux_only: true,
             no_data_disks: Some("droplets boot from one image".into()),
             write_disclosure: None,
+            ..TargetRules::default()
         }
     }
 

@@ -11,7 +11,7 @@
 
 use super::Plan;
 use super::build::{Side, crosses_border};
-use crate::config::{CloudProfile, Config};
+use crate::config::{CloudTable, Config};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -32,12 +32,14 @@ const TUNING_KEYS: [&str; 1] = ["in_flight"];
 const PATH_KEYS: [&str; 3] = ["path", "credentials_file", "worker_ssh_public_key"];
 
 impl CloudFingerprint {
-    /// The fingerprint of `[clouds.NAME]` in `config`. Every profile key is
-    /// covered except secrets and tuning, so a key added to profiles later is
-    /// covered without anyone remembering to list it.
-    pub fn of_profile(config: &Config, profile: &CloudProfile) -> CloudFingerprint {
+    /// The fingerprint of `[clouds.NAME]` in `config`, from its keys as
+    /// written (the cloud crate has checked them against the provider's
+    /// profile). Every key is covered except secrets and tuning, so a key
+    /// added to profiles later is covered without anyone remembering to
+    /// list it.
+    pub fn of_table(config: &Config, table: &CloudTable) -> CloudFingerprint {
         let mut settings = BTreeMap::new();
-        let value = serde_json::to_value(profile).unwrap_or_default();
+        let value = serde_json::to_value(table.values()).unwrap_or_default();
         let Some(fields) = value.as_object() else {
             return CloudFingerprint(settings);
         };
@@ -65,7 +67,7 @@ impl CloudFingerprint {
         name: &str,
         account: Option<String>,
     ) -> Result<CloudFingerprint, crate::config::ConfigError> {
-        let mut print = CloudFingerprint::of_profile(config, config.cloud(name)?);
+        let mut print = CloudFingerprint::of_table(config, config.cloud(name)?);
         if let Some(account) = account {
             print.0.insert("account".into(), account);
         }
@@ -264,4 +266,42 @@ pub fn derive_jurisdictions(
         list.join("+")
     };
     Ok((join(sources), join(targets)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint is what approved plans hold: for a profile that did
+    /// not change it must stay exactly this (strings as written, lists as
+    /// JSON, paths resolved, secrets and tuning left out), whatever provider
+    /// the table names.
+    #[test]
+    fn a_fingerprint_holds_every_setting_but_secrets_and_tuning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[clouds.c]\nprovider = \"example\"\npath = \"data\"\nendpoint = \"https://x\"\n\
+             insecure_endpoint = false\nssh_options = [\"-F\", \"cfg\"]\napi_key = \"env:K\"\n\
+             secret_key = \"prompt\"\ntoken = \"prompt\"\nin_flight = 8\nsudo = true\n",
+        )
+        .unwrap();
+        let config = Config::load(&file).unwrap();
+        let print = CloudFingerprint::of_cloud(&config, "c", Some("1234".into())).unwrap();
+        let data = dir.path().join("data").display().to_string();
+        let wanted: BTreeMap<String, String> = [
+            ("account", "1234"),
+            ("endpoint", "https://x"),
+            ("insecure_endpoint", "false"),
+            ("path", data.as_str()),
+            ("provider", "example"),
+            ("ssh_options", "[\"-F\",\"cfg\"]"),
+            ("sudo", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(print.0, wanted);
+    }
 }
