@@ -226,7 +226,7 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
         assert_eq!(rehearsal.accel, "tcg");
         assert!(rehearsal.accel_note.contains("KVM failed"));
     }
-    let overlays: Vec<_> = walk(&lab.dir.path())
+    let overlays: Vec<_> = walk(lab.dir.path())
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".prepared.qcow2"))
         .collect();
