@@ -2,6 +2,7 @@
 //! target that refuses an instance says why in full, and credentials that
 //! run out before the plan's estimated end are flagged where it is approved.
 
+use altishift::config::Config;
 use altishift::inventory::Platform;
 use altishift::tui::app::inventory::SideId;
 use altishift::tui::app::{Overlay, Screen};
@@ -444,4 +445,141 @@ async fn the_rehearsal_key_records_boots_in_the_plan_and_a_failed_boot_blocks_ap
         refused.contains("did not boot in the rehearsal"),
         "{refused}"
     );
+}
+
+/// Two synthetic clouds (12 instances in DE, 6 in the US), loaded by hand.
+fn load_east_west(h: &mut Harness) {
+    h.load(
+        SideId::Source,
+        "east",
+        "DE",
+        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
+    );
+    h.load(
+        SideId::Target,
+        "west",
+        "US",
+        synthetic_inventory("west", 6, &[("us-west", "US")]),
+    );
+}
+
+/// Two instances of east marked and planned to west.
+fn planned() -> Harness {
+    let mut h = Harness::offline("default", ColorDepth::TrueColor);
+    load_east_west(&mut h);
+    h.keys("<Space>j<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
+    h
+}
+
+#[test]
+fn edited_size_is_checked_against_the_target_catalogue() {
+    let mut h = planned();
+    let original = h.app.plan.as_ref().map(|p| p.plan.hash()).expect("plan");
+    h.keys("e");
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("t.huge<Enter>");
+    let edit = h
+        .app
+        .plan
+        .as_ref()
+        .and_then(|p| p.edit.as_ref())
+        .expect("edit stays open");
+    assert!(
+        edit.error.as_deref().unwrap_or_default().contains("not in"),
+        "{:?}",
+        edit.error
+    );
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("t.xlarge<Enter>");
+    let state = h.app.plan.as_ref().expect("plan");
+    assert!(state.edit.is_none());
+    assert_eq!(state.plan.items[0].target_size, "t.xlarge");
+    assert_ne!(state.plan.hash(), original, "an edit changes the hash");
+    assert!(
+        state
+            .plan
+            .actions
+            .iter()
+            .any(|a| a.detail.contains("t.xlarge")),
+        "actions are refreshed"
+    );
+}
+
+#[test]
+fn a_target_name_already_taken_is_flagged_and_can_be_renamed() {
+    // Both synthetic clouds name their first instance web-0.
+    let mut h = planned();
+    let text = format!("{}", h.render(120, 40).backend());
+    assert!(
+        text.contains("already has an instance named 'web-0'"),
+        "{text}"
+    );
+    h.keys("n");
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("db-1<Enter>");
+    let refused = h
+        .app
+        .plan
+        .as_ref()
+        .and_then(|p| p.edit.as_ref())
+        .and_then(|e| e.error.clone());
+    assert!(
+        refused.unwrap_or_default().contains("already has"),
+        "db-1 exists in west too"
+    );
+    for _ in 0..12 {
+        h.keys("<BS>");
+    }
+    h.keys("web-0-migrated<Enter>");
+    let plan = &h.app.plan.as_ref().expect("plan").plan;
+    assert_eq!(plan.items[0].target_name, "web-0-migrated");
+    assert!(
+        plan.actions.iter().any(|a| a.resource == "web-0-migrated"),
+        "actions follow the new name"
+    );
+    let text = format!("{}", h.render(120, 40).backend());
+    assert!(
+        !text.contains("already has an instance named 'web-0'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_config_that_requires_signatures_never_runs_from_a_typed_hash() {
+    let config: Config =
+        toml::from_str("[approval]\nallowed_signers = \"allowed_signers\"\napprovers = 2\n")
+            .expect("config");
+    let mut h = Harness::new(
+        config,
+        "/nonexistent".into(),
+        "default",
+        ColorDepth::TrueColor,
+    );
+    load_east_west(&mut h);
+    h.keys("<Space>p");
+    assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
+    let short = h
+        .app
+        .plan
+        .as_ref()
+        .map(|p| p.plan.hash().short().to_string())
+        .expect("a plan");
+    h.keys(&format!("a{short}<Tab>yes<Enter>"));
+    h.drain();
+    let status = h.app.status.as_ref().map(|(_, text)| text.clone());
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains("requires 2 signed approval(s)")),
+        "{status:?}"
+    );
+    assert_eq!(h.app.screen, Screen::Approve, "no run started");
+    assert!(h.app.run.is_none());
 }

@@ -361,14 +361,17 @@ fn malformed_config_names_file_line_and_key() {
     let text_before = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text_before.replace("path = \"lab-west\"", "path = \"lab-west\"\nregoin = \"x\""),
+        text_before.replace(
+            "path = \"lab-west\"",
+            "path = \"lab-west\"\njurisdicton = \"US\"",
+        ),
     )
     .unwrap();
     let out = lab.run(&["inventory", "lab-west"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml:11:"), "{err}");
-    assert!(err.contains("did you mean 'region'"), "{err}");
+    assert!(err.contains("did you mean 'jurisdiction'"), "{err}");
 }
 
 #[test]

@@ -392,6 +392,7 @@ mod tests {
                 "a approve",
                 "Esc back",
                 "J/K scroll",
+                "r rehearse",
                 "L log",
                 "? help",
                 "q quit"
