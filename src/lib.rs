@@ -11,5 +11,6 @@ pub use altishift_guest as guest;
 pub use altishift_model::{block, child, config, fsutil, inventory, plan, secret, text, units};
 
 pub mod cli;
+pub mod preparation;
 pub mod rehearsal;
 pub mod tui;

@@ -279,6 +279,11 @@ struct PlanBuild {
     /// Seconds the rehearsal waits for the marker.
     #[arg(long, requires = "rehearse", default_value_t = altishift::rehearsal::DEFAULT_TIMEOUT_SECS)]
     rehearse_timeout: u64,
+    /// Migrate guests that cannot be prepared for the target (a missing
+    /// driver, Windows, not inspectable) as they are, instead of refusing
+    /// the plan (recorded in the plan).
+    #[arg(long)]
+    unprepared: bool,
     /// Cutover: copy while the source runs, delta passes, then quiesce, a
     /// final delta pass and power the source off before deploying.
     #[arg(long)]
@@ -485,6 +490,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     check_interval: b.check_interval,
                     expect: b.expect,
                 },
+                unprepared: b.unprepared,
                 output: b.output,
             };
             cli::plan::make(&globals, args).await

@@ -4,10 +4,17 @@
 //! boot is caught before any cloud is touched. Only sources whose disks are
 //! local files (the lab) can be rehearsed; others are refused with the
 //! reason. Shared by `plan --rehearse` and the console's plan screen.
+//! When the plan prepares a guest, the rehearsal boots the prepared copy:
+//! a qcow2 overlay over the source disk with the changes applied to the
+//! overlay (the source only read), removed afterwards. KVM where it opens,
+//! TCG when it does not or fails (the record says why).
 
 use crate::cloud::{CloudError, Source};
 use crate::guest::GuestError;
+use crate::guest::overlay::Overlay;
+use crate::guest::prepare::{self, Change};
 use crate::guest::rehearse::{self, Accel, RehearsalSpec};
+use crate::inventory::DiskFormat;
 use crate::plan::{Plan, RehearsalRecord};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,12 +93,30 @@ pub async fn rehearse_plan(
                 matched: None,
                 detail: "its first sector holds no BIOS boot code".into(),
                 serial_tail: Vec::new(),
+                accel_note: String::new(),
+                prepared: false,
             });
             break;
         }
         let file = crate::fsutil::file_name(&item.instance_name).map_err(RehearsalError::Other)?;
         let log = options.dir.join(format!("{file}.serial.log"));
-        let mut spec = RehearsalSpec::new(&path, format, &log);
+        // Dropped (the overlay file removed) when this item's boot is over.
+        let overlay = match plan.preparation.changes_for(&item.instance_name) {
+            Some(guest) => Some(
+                prepared_overlay(&path, format, &options.dir, &file, &guest.changes)
+                    .await
+                    .map_err(|source| RehearsalError::Guest {
+                        instance: item.instance_name.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let mut spec = match &overlay {
+            Some(overlay) => RehearsalSpec::new(overlay.path(), DiskFormat::Qcow2, &log),
+            None => RehearsalSpec::new(&path, format, &log),
+        };
+        spec.accel = Accel::host_default();
         if let Some(expect) = &options.expect {
             spec.expect = expect.clone();
         }
@@ -120,12 +145,34 @@ pub async fn rehearse_plan(
                 .lines()
                 .map(str::to_string)
                 .collect(),
+            accel_note: match &result.kvm_failure {
+                Some(why) => format!("KVM failed here ({why}); booted again with TCG"),
+                None => String::new(),
+            },
+            prepared: overlay.is_some(),
         });
+        drop(overlay);
         if !result.booted {
             break;
         }
     }
     Ok(records)
+}
+
+/// A qcow2 overlay over the source disk with `changes` applied to it.
+async fn prepared_overlay(
+    disk: &std::path::Path,
+    format: DiskFormat,
+    dir: &std::path::Path,
+    file: &str,
+    changes: &[Change],
+) -> Result<Overlay, GuestError> {
+    let overlay = Overlay::create(disk, format, &dir.join(format!("{file}.prepared.qcow2")))?;
+    let (path, changes) = (overlay.path().to_path_buf(), changes.to_vec());
+    tokio::task::spawn_blocking(move || prepare::apply(&path, DiskFormat::Qcow2, &changes))
+        .await
+        .map_err(|e| GuestError::Other(format!("preparation task: {e}")))??;
+    Ok(overlay)
 }
 
 /// The rehearsal that refuses the plan, if one did not boot.

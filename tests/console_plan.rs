@@ -407,6 +407,8 @@ async fn the_rehearsal_key_records_boots_in_the_plan_and_a_failed_boot_blocks_ap
         } else {
             "no `login:` within 10s".into()
         },
+        accel_note: String::new(),
+        prepared: false,
         serial_tail: vec!["Kernel panic - not syncing: VFS".into()],
     };
     // An answer for other items (the plan changed meanwhile) is dropped.

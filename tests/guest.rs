@@ -83,6 +83,29 @@ fn remove_kernel(image: &Path) {
     });
 }
 
+/// Puts an AWS agent's program into a guest disk.
+fn add_fake_agent(image: &Path) {
+    with_mounted(image, |root| {
+        let bin = root.join("usr/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("amazon-ssm-agent"), "#!/bin/sh\nexit 0\n").unwrap();
+    });
+}
+
+/// Removes the kernel's modules too: a guest with no driver at all.
+fn remove_modules(image: &Path) {
+    with_mounted(image, |root| {
+        let lib = root.join("lib");
+        // Inside the image: an absolute link (merged /usr) is the image's.
+        let lib = match std::fs::read_link(&lib) {
+            Ok(link) => root.join(link.to_string_lossy().trim_start_matches('/')),
+            Err(_) => lib,
+        };
+        assert!(lib.starts_with(root));
+        std::fs::remove_dir_all(lib.join("modules")).unwrap();
+    });
+}
+
 #[tokio::test]
 async fn the_lab_guest_boots_to_its_login_prompt_and_its_disk_is_not_written() {
     let before = sha256(guest());
@@ -130,10 +153,13 @@ async fn a_disk_whose_kernel_is_removed_never_reaches_the_marker() {
     assert!(tail.contains("vmlinuz"), "{tail}");
 }
 
-/// One lab for the story, one boot each: `plan --rehearse` boots tiny-1's
-/// disk before any cloud is touched, the migration's deploy boots the copy
-/// on lab-west and validation shows its serial console; then, its kernel
-/// removed, the rehearsal refuses the plan.
+/// One lab for the story, one boot each: the plan inspects tiny-1 (an
+/// fstab by device name, a static netplan) and lists what lab-west needs,
+/// `plan --rehearse` boots the prepared copy (an overlay) before any cloud
+/// is touched, an edited preparation is refused at apply, the migration
+/// applies the changes to lab-west's copy only and its deploy boots it with
+/// a serial console; then, its kernel removed, the guest cannot be prepared
+/// (refused, or recorded with `--unprepared`) and the rehearsal refuses it.
 #[tokio::test]
 async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_guest_is_refused() {
     use altishift::cloud::Cloud;
@@ -151,6 +177,9 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     // A second time is refused, not a second guest.
     assert!(altishift::cloud::lab::guest::add_guest(&lab.root()).is_err());
 
+    // As if it came from AWS: its agent is to be disabled on lab-west.
+    add_fake_agent(&added.disk);
+    let source_before = sha256(&added.disk);
     let out = lab.plan(&["tiny-1"], &["--rehearse"]);
     let said = support::text(&out);
     assert!(out.status.success(), "{said}");
@@ -158,10 +187,55 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
         said.contains("✓ tiny-1/root: `tiny-1 login:` after"),
         "{said}"
     );
+    assert!(said.contains("tiny-1/root: 5 change(s)"), "{said}");
+    assert!(
+        said.contains("source-cloud agents disabled (systemd units masked): amazon-ssm-agent"),
+        "{said}"
+    );
+    assert!(
+        said.contains("/etc/fstab: mount / by filesystem UUID instead of device name"),
+        "{said}"
+    );
     let plan: altishift::plan::Plan =
         toml::from_str(&std::fs::read_to_string(lab.plan_path()).unwrap()).unwrap();
+    let guest = &plan.preparation.guests[0];
+    assert_eq!(guest.status, Status::Prepare, "{guest:?}");
+    assert_eq!(
+        guest.changes[2],
+        Change::Datasource {
+            list: vec!["NoCloud".into(), "None".into()]
+        }
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| a.verb == ActionVerb::PrepareGuest && a.detail.contains("/etc/netplan")),
+        "{:?}",
+        plan.actions
+    );
     assert_eq!(plan.rehearsals.len(), 1);
-    assert!(plan.rehearsals[0].booted);
+    let rehearsal = &plan.rehearsals[0];
+    eprintln!(
+        "rehearsal of the prepared copy: {} ms, {} {}",
+        rehearsal.elapsed_ms, rehearsal.accel, rehearsal.accel_note
+    );
+    assert!(rehearsal.booted);
+    assert!(rehearsal.prepared, "the prepared copy was booted");
+    // Where KVM failed, TCG booted it and the record says why.
+    if !rehearsal.accel_note.is_empty() {
+        assert_eq!(rehearsal.accel, "tcg");
+        assert!(rehearsal.accel_note.contains("KVM failed"));
+    }
+    let overlays: Vec<_> = walk(lab.dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".prepared.qcow2"))
+        .collect();
+    assert!(overlays.is_empty(), "overlays left: {overlays:?}");
+    assert_eq!(
+        sha256(&added.disk),
+        source_before,
+        "the plan wrote the source"
+    );
     assert!(
         plan.rehearsals[0]
             .serial_tail
@@ -172,6 +246,20 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     );
 
     assert!(lab.approve().status.success());
+    // The approval covers the changes: one dropped is refused.
+    let approved = std::fs::read_to_string(lab.plan_path()).unwrap();
+    let mut edited: altishift::plan::Plan = toml::from_str(&approved).unwrap();
+    edited.preparation.guests[0].changes.pop();
+    edited.save(&lab.plan_path()).unwrap();
+    let out = lab.apply(&[]);
+    let said = support::text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("plan changed since it was approved"),
+        "{said}"
+    );
+    std::fs::write(lab.plan_path(), approved).unwrap();
+
     let out = lab.apply(&[]);
     let said = support::text(&out);
     assert!(out.status.success(), "{said}");
@@ -192,9 +280,100 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     assert!(markdown.contains("  tiny-1 login:"), "{markdown}");
     // The console is the target's, not the source's.
     assert!(lab.root().join("lab-west/consoles/tiny-1.log").is_file());
+    // The copy's digest was the source's before preparation; each change
+    // is verified on the copy afterwards.
+    let checks = &report.instances[0].checks;
+    for name in [
+        "digest tiny-1/root",
+        "prepared: /etc/fstab: mount / by filesystem UUID instead of device name",
+        "prepared: cloud-init: datasource_list [NoCloud, None]",
+    ] {
+        let check = checks.iter().find(|c| c.name == name);
+        assert!(check.is_some_and(|c| c.passed), "{name}: {checks:?}");
+    }
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c.name.starts_with("prepared: "))
+            .count(),
+        5
+    );
+    // Prepared, the kernel's own lines reach the target's serial console.
+    let console = std::fs::read_to_string(lab.root().join("lab-west/consoles/tiny-1.log"))
+        .unwrap_or_default();
+    assert!(console.contains("altishift-guest: tiny-1 up"), "{console}");
+    // Read back with libguestfs: the target's copy is prepared…
+    let copy = walk(&lab.root().join("lab-west/disks"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("tiny-1")
+        })
+        .expect("tiny-1's disk on lab-west");
+    let after = tokio::task::spawn_blocking(move || {
+        let format = match copy.extension().and_then(|e| e.to_str()) {
+            Some("qcow2") => DiskFormat::Qcow2,
+            _ => DiskFormat::Raw,
+        };
+        inspect::inspect(&copy, format)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        after.fstab[0].spec.starts_with("UUID="),
+        "{:?}",
+        after.fstab
+    );
+    assert!(after.serial_console());
+    assert_eq!(after.datasources, ["NoCloud", "None"]);
+    assert_eq!(after.agents_masked, ["amazon-ssm-agent"]);
+    assert!(after.static_addresses().is_empty(), "{:?}", after.network);
+    assert!(
+        after
+            .backups
+            .iter()
+            .any(|b| b == "/etc/netplan/50-cloud-init.yaml.altishift-orig"),
+        "{:?}",
+        after.backups
+    );
+    // … and the source is byte for byte what it was.
+    assert_eq!(
+        sha256(&added.disk),
+        source_before,
+        "the run wrote the source"
+    );
 
     remove_kernel(&added.disk);
+    remove_modules(&added.disk);
     let refused_plan = lab.dir.path().join("refused.toml");
+    // Without a kernel and its modules there are no drivers: it cannot be
+    // prepared.
+    let out = lab.run(&[
+        "plan",
+        "--from",
+        "lab-east",
+        "--to",
+        "lab-west",
+        "-o",
+        refused_plan.to_str().unwrap(),
+        "--select",
+        "tiny-1",
+    ]);
+    let said = support::text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("plan refused: tiny-1/root cannot be prepared for lab-west"),
+        "{said}"
+    );
+    assert!(
+        said.contains("no virtio_blk or virtio_scsi driver"),
+        "{said}"
+    );
+    assert!(!refused_plan.exists(), "a refused plan is not written");
+    // With --unprepared the plan records it, and the rehearsal refuses it.
     let out = lab.run(&[
         "plan",
         "--from",
@@ -208,6 +387,7 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
         "--rehearse",
         "--rehearse-timeout",
         "10",
+        "--unprepared",
     ]);
     let said = support::text(&out);
     assert!(!out.status.success(), "{said}");
@@ -216,10 +396,31 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
         "{said}"
     );
     assert!(said.contains("within 10s"), "{said}");
+    assert!(
+        said.contains("--unprepared: guests that cannot be prepared"),
+        "{said}"
+    );
+    assert!(said.contains("tiny-1/root: REFUSED"), "{said}");
     assert!(!refused_plan.exists(), "a refused plan is not written");
 }
 
 use altishift::cloud::ProviderKind;
+use altishift::plan::ActionVerb;
+use altishift::plan::preparation::Status;
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
 use altishift::guest::inspect::{self, Inspection};
 use altishift::guest::prepare::{self, Change};
 use altishift::inventory::declared::GuestNeeds;
@@ -308,6 +509,7 @@ async fn preparation_changes_the_copy_only_and_the_prepared_copy_boots_with_a_se
             Change::NetworkDhcp { .. } => "network",
             Change::Datasource { .. } => "datasource",
             Change::SerialConsole { .. } => "serial",
+            Change::DisableAgents { .. } => "agents",
         })
         .collect();
     assert_eq!(kinds, ["fstab", "network", "datasource", "serial"]);

@@ -94,6 +94,8 @@ pub async fn headless(
             configuration: Default::default(),
             rehearse: None,
             checks: super::plan_checks::CheckFlags::defaults(),
+            // Without libguestfs the demo migrates tiny-1 as it is, not refused.
+            unprepared: true,
             output: Some(plan.clone()),
         },
     )

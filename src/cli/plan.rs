@@ -27,6 +27,8 @@ pub struct PlanArgs {
     pub rehearse: Option<RehearseFlags>,
     /// What validation checks from outside each instance.
     pub checks: super::plan_checks::CheckFlags,
+    /// `--unprepared`: guests that cannot be prepared migrate as they are.
+    pub unprepared: bool,
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -158,6 +160,25 @@ pub async fn make(globals: &Globals, args: PlanArgs) -> Result<()> {
                 bail!("--cutover refused for '{}': {e}", item.instance_name);
             }
         }
+    }
+    // Before the rehearsal: it boots the prepared copy.
+    let preparation = crate::preparation::plan_preparation(
+        source.source_role()?,
+        target.target_role()?,
+        &plan,
+        args.unprepared,
+    )
+    .await?;
+    crate::plan::preparation::set(&mut plan, preparation);
+    if let Some(refused) = plan.preparation.refusals().first() {
+        print!("{}", render::render(&plan));
+        bail!(
+            "plan refused: {}/{} cannot be prepared for {}: {}; no plan written (--unprepared migrates such guests as they are)",
+            crate::text::safe(&refused.instance),
+            crate::text::safe(&refused.disk),
+            crate::text::safe(&args.to),
+            crate::text::safe(&refused.detail)
+        );
     }
     if let Some(flags) = &args.rehearse {
         let options =

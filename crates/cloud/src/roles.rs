@@ -156,6 +156,17 @@ pub trait Target: Cloud {
     fn write_order(&self, _format: DiskFormat) -> Option<WriteOrder> {
         Some(WriteOrder::Any)
     }
+    /// Whether a written disk is a file on this machine until deploy (the
+    /// lab), so guest preparation can be applied to it: the plan refuses
+    /// preparation a target cannot take.
+    fn prepares_written_disks(&self) -> bool {
+        false
+    }
+    /// The written disk as a file on this machine, for guest preparation
+    /// before deploy; None where it lives in the cloud.
+    fn local_written_disk(&self, _disk: &WrittenDisk) -> Option<std::path::PathBuf> {
+        None
+    }
     /// Opens (or reopens, when `spec.resume` is set) a disk writer.
     async fn open_disk_writer(
         &self,

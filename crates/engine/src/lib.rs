@@ -23,6 +23,7 @@ pub mod wire;
 
 // The floors below, under the names this crate's modules use (`crate::plan`…).
 use altishift_cloud as cloud;
+use altishift_guest as guest;
 use altishift_model::{block, fsutil, inventory, plan, text, units};
 
 use crate::cloud::Cloud;

@@ -35,6 +35,29 @@ const AGENTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Each source-cloud agent: the cloud-init datasource of its own cloud
+/// (where it stays enabled) and the systemd units that start it.
+pub const AGENT_UNITS: &[(&str, &str, &[&str])] = &[
+    (
+        "amazon-ssm-agent",
+        "Ec2",
+        &[
+            "amazon-ssm-agent.service",
+            "snap.amazon-ssm-agent.amazon-ssm-agent.service",
+        ],
+    ),
+    ("google-guest-agent", "GCE", &["google-guest-agent.service"]),
+    ("droplet-agent", "DigitalOcean", &["droplet-agent.service"]),
+    (
+        "cloudstack-set-guest-password",
+        "CloudStack",
+        &["cloud-set-guest-password.service"],
+    ),
+];
+
+/// Where a masked unit's link lives.
+pub const SYSTEMD_ADMIN: &str = "/etc/systemd/system";
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Inspection {
     /// The root filesystem as libguestfs names it (`/dev/sda1`).
@@ -60,6 +83,8 @@ pub struct Inspection {
     /// cloud-init's datasource_list, from the last file that sets it.
     pub datasources: Vec<String>,
     pub agents: Vec<String>,
+    /// Agents of `agents` whose every unit is masked (a link to /dev/null).
+    pub agents_masked: Vec<String>,
     /// Kernel version the drivers were looked up in.
     pub driver_kernel: Option<String>,
     pub drivers: Vec<Driver>,
@@ -169,6 +194,9 @@ fn list<T: AsRef<str>>(items: &[T]) -> String {
     }
 }
 
+/// The error when the disk holds no operating system libguestfs knows.
+pub const NO_OS: &str = "libguestfs found no operating system on the disk";
+
 /// Inspects `disk` read-only.
 pub fn inspect(disk: &Path, format: DiskFormat) -> Result<Inspection, GuestError> {
     let fish = Fish::open(disk, format, false)?;
@@ -181,9 +209,10 @@ pub fn inspect(disk: &Path, format: DiskFormat) -> Result<Inspection, GuestError
 /// (read-write when `writable`, for preparation).
 pub fn inspect_with(fish: &Fish, writable: bool) -> Result<Inspection, GuestError> {
     let roots = fish.lines(&["inspect-os"])?;
-    let root = roots.first().cloned().ok_or_else(|| {
-        GuestError::Other("libguestfs found no operating system on the disk".into())
-    })?;
+    let root = roots
+        .first()
+        .cloned()
+        .ok_or_else(|| GuestError::Other(NO_OS.into()))?;
     let get = |what: &str| -> Result<String, GuestError> {
         Ok(fish
             .cmd(&[&format!("inspect-get-{what}"), &root])?
@@ -250,6 +279,11 @@ pub fn inspect_with(fish: &Fish, writable: bool) -> Result<Inspection, GuestErro
     for (agent, path) in AGENTS {
         if fish.is_true(&["exists", path])? && !found.agents.iter().any(|a| a == agent) {
             found.agents.push(agent.to_string());
+        }
+    }
+    for agent in &found.agents {
+        if masked(fish, agent)? {
+            found.agents_masked.push(agent.clone());
         }
     }
     drivers(fish, &mut found)?;
@@ -319,9 +353,30 @@ fn datasources(fish: &Fish) -> Result<Vec<String>, GuestError> {
     Ok(list)
 }
 
+/// Whether every systemd unit of `agent` is masked.
+fn masked(fish: &Fish, agent: &str) -> Result<bool, GuestError> {
+    let Some((_, _, units)) = AGENT_UNITS.iter().find(|(name, _, _)| *name == agent) else {
+        return Ok(false);
+    };
+    for unit in *units {
+        let link = format!("{SYSTEMD_ADMIN}/{unit}");
+        if !fish.is_true(&["is-symlink", &link])?
+            || fish.cmd(&["readlink", &link])?.trim() != "/dev/null"
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Each driver of [`DRIVERS`] in the newest kernel: built in, a module file
 /// that is really there, or missing.
 fn drivers(fish: &Fish, found: &mut Inspection) -> Result<(), GuestError> {
+    // No modules folder: no kernel to look in (an error from `ls` would
+    // stop the whole inspection).
+    if !fish.is_true(&["is-dir", "/lib/modules"])? {
+        return Ok(());
+    }
     let mut kernels = fish.lines(&["ls", "/lib/modules"])?;
     kernels.sort();
     let Some(kernel) = kernels.pop() else {

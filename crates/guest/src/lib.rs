@@ -7,12 +7,14 @@ pub mod build;
 pub mod cpio;
 pub mod fish;
 pub mod inspect;
+pub mod overlay;
 mod parse;
 pub mod prepare;
 pub mod rehearse;
+pub mod verify;
 
 // The model, under the names this crate's modules use (`crate::inventory`…).
-use altishift_model::{child, inventory, text, units};
+use altishift_model::{child, inventory, plan, text, units};
 
 use std::path::{Path, PathBuf};
 

@@ -10,50 +10,13 @@ use super::fish::Fish;
 use super::inspect::{self, Inspection};
 use crate::inventory::DiskFormat;
 use crate::inventory::declared::GuestNeeds;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 const BACKUP: &str = ".altishift-orig";
-const DHCP_NETPLAN: &str = "/etc/netplan/90-altishift-dhcp.yaml";
 const DATASOURCE_FILE: &str = "/etc/cloud/cloud.cfg.d/99_altishift_datasource.cfg";
-const SERIAL: &str = "console=tty0 console=ttyS0,115200";
-
-/// One change to the guest, as the plan shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "kebab-case")]
-pub enum Change {
-    /// fstab entries named by device get their filesystem's UUID.
-    FstabByUuid { mountpoints: Vec<String> },
-    /// Static network files are set aside; the first NIC uses DHCP.
-    NetworkDhcp { disabled: Vec<String> },
-    /// cloud-init looks for the target's datasource first.
-    Datasource { list: Vec<String> },
-    /// The kernel writes to the serial console (the target's console log).
-    SerialConsole { config: String },
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Change::FstabByUuid { mountpoints } => write!(
-                f,
-                "/etc/fstab: mount {} by filesystem UUID instead of device name",
-                mountpoints.join(", ")
-            ),
-            Change::NetworkDhcp { disabled } => write!(
-                f,
-                "network: set aside {} (static), DHCP on the first NIC ({DHCP_NETPLAN})",
-                disabled.join(", ")
-            ),
-            Change::Datasource { list } => {
-                write!(f, "cloud-init: datasource_list [{}]", list.join(", "))
-            }
-            Change::SerialConsole { config } => {
-                write!(f, "{config}: kernel command line gains {SERIAL}")
-            }
-        }
-    }
-}
+// The changes are plan data: the plan lists them and its hash covers them.
+pub use crate::plan::preparation::Change;
+use crate::plan::preparation::{DHCP_NETPLAN, SERIAL};
 
 /// Why a guest cannot be prepared for a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +83,22 @@ pub fn changes(
         if found.datasources != wanted {
             list.push(Change::Datasource { list: wanted });
         }
+    }
+    // The target's own agent (its datasource is the target's) stays.
+    let kept = needs.datasource.as_deref();
+    let agents: Vec<String> = found
+        .agents
+        .iter()
+        .filter(|agent| !found.agents_masked.contains(agent))
+        .filter(|agent| {
+            inspect::AGENT_UNITS
+                .iter()
+                .any(|(name, cloud, _)| name == agent && Some(*cloud) != kept)
+        })
+        .cloned()
+        .collect();
+    if !agents.is_empty() {
+        list.push(Change::DisableAgents { agents });
     }
     if let Some(config) = found
         .bootloader_config
@@ -203,6 +182,20 @@ fn apply_one(fish: &Fish, found: &Inspection, change: &Change) -> Result<(), Gue
             }
             Ok(())
         }
+        Change::DisableAgents { agents } => {
+            fish.cmd(&["mkdir-p", inspect::SYSTEMD_ADMIN])?;
+            for (_, _, units) in inspect::AGENT_UNITS
+                .iter()
+                .filter(|(name, _, _)| agents.iter().any(|a| a == name))
+            {
+                for unit in *units {
+                    // Masked, not removed: `systemctl unmask` undoes it.
+                    let link = format!("{}/{unit}", inspect::SYSTEMD_ADMIN);
+                    fish.cmd(&["ln-sf", "/dev/null", &link])?;
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -268,6 +261,49 @@ fn add_serial_to_default_grub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_clouds_agent_is_disabled_and_the_targets_own_is_kept() {
+        let found = Inspection {
+            os_type: "linux".into(),
+            agents: vec!["amazon-ssm-agent".into(), "google-guest-agent".into()],
+            datasources: vec!["GCE".into(), "None".into()],
+            ..Inspection::default()
+        };
+        // A host that needs no driver and has no datasource: only the
+        // agents are left to change.
+        let changes = super::changes(&found, &GuestNeeds::default(), "host").unwrap();
+        assert_eq!(
+            changes,
+            [Change::DisableAgents {
+                agents: vec!["amazon-ssm-agent".into(), "google-guest-agent".into()]
+            }]
+        );
+        // GCE needs virtio (or nvme/gve) and keeps its own agent.
+        let gce = GuestNeeds::new(
+            &[&["virtio_scsi", "nvme"], &["virtio_net", "gve"]],
+            Some("GCE"),
+        );
+        let mut on_gce = found.clone();
+        on_gce.drivers = ["virtio_scsi", "virtio_net"]
+            .iter()
+            .map(|name| inspect::Driver {
+                name: name.to_string(),
+                state: "module".into(),
+            })
+            .collect();
+        let changes = super::changes(&on_gce, &gce, "gce").unwrap();
+        assert_eq!(
+            changes,
+            [Change::DisableAgents {
+                agents: vec!["amazon-ssm-agent".into()]
+            }],
+            "GCE keeps its own agent"
+        );
+        // Masked already (a prepared copy): nothing left.
+        on_gce.agents_masked = vec!["amazon-ssm-agent".into()];
+        assert_eq!(super::changes(&on_gce, &gce, "gce").unwrap(), []);
+    }
 
     #[test]
     fn the_serial_console_joins_each_kernel_command_line_once() {

@@ -29,6 +29,19 @@ pub enum Accel {
     Kvm,
 }
 
+impl Accel {
+    /// KVM where this user can open `/dev/kvm`, TCG otherwise. A KVM that
+    /// opens yet fails falls back to TCG in [`rehearse`].
+    pub fn host_default() -> Accel {
+        let usable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        if usable { Accel::Kvm } else { Accel::Tcg }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RehearsalSpec {
     pub disk: PathBuf,
@@ -68,10 +81,49 @@ pub struct Rehearsal {
     /// Why it did not boot (time up, QEMU exited, …).
     pub detail: String,
     pub serial_log: PathBuf,
+    /// KVM was asked for and failed (QEMU's words): this boot is the TCG retry.
+    pub kvm_failure: Option<String>,
 }
 
-/// Boots `spec.disk` and waits for the marker.
+/// QEMU's words when KVM cannot run a guest on this host (nested
+/// virtualisation: an MSR the host refuses, then an assertion abort within
+/// a second; or "KVM internal error", after which QEMU pauses the guest and
+/// never exits), or cannot be opened at all. The line that says so, if any.
+pub fn kvm_failure(accel: Accel, stderr: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "failed to set MSR",
+        "kvm_buf_set_msrs",
+        "KVM internal error",
+        "Could not access KVM kernel module",
+        "failed to initialize kvm",
+        "failed to initialize KVM",
+    ];
+    if accel != Accel::Kvm {
+        return None;
+    }
+    stderr
+        .lines()
+        .find(|line| SIGNS.iter().any(|sign| line.contains(sign)))
+        .map(|line| line.trim().to_string())
+}
+
+/// Boots `spec.disk` and waits for the marker. When KVM fails the way it
+/// does under nested virtualisation, the guest boots again with TCG and the
+/// result says so (`kvm_failure`).
 pub async fn rehearse(spec: &RehearsalSpec) -> Result<Rehearsal, GuestError> {
+    let first = rehearse_once(spec).await?;
+    let Some(why) = first.kvm_failure.clone() else {
+        return Ok(first);
+    };
+    let mut tcg = spec.clone();
+    tcg.accel = Accel::Tcg;
+    let mut second = rehearse_once(&tcg).await?;
+    second.kvm_failure = Some(why);
+    Ok(second)
+}
+
+/// One boot with `spec.accel`; `kvm_failure` set when KVM failed.
+async fn rehearse_once(spec: &RehearsalSpec) -> Result<Rehearsal, GuestError> {
     let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
     if !spec.disk.is_file() {
         return Err(GuestError::Other(format!(
@@ -96,25 +148,34 @@ pub async fn rehearse(spec: &RehearsalSpec) -> Result<Rehearsal, GuestError> {
         program: qemu.display().to_string(),
         detail: e.to_string(),
     })?;
-    // QEMU's own complaints, for the error when it exits early.
-    let stderr = child.stderr.take().map(|mut pipe| {
+    // QEMU's own complaints, for the error when it exits early, and read
+    // while it runs: a KVM failure can leave QEMU paused, not exited.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().map(|pipe| {
+        let said = said.clone();
         tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text).await;
-            text
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
         })
     });
-    let result = watch(spec, &mut child, started).await;
+    let result = watch(spec, &mut child, started, &said).await;
     // Every path ends QEMU: the guest never outlives its rehearsal.
     let _ = child.start_kill();
     let status = child.wait().await;
-    let complaints = match stderr {
-        Some(task) => task.await.unwrap_or_default(),
-        None => String::new(),
-    };
+    if let Some(task) = stderr {
+        let _ = task.await;
+    }
+    let complaints = said.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut rehearsal = result?;
-    if rehearsal.detail == EXITED {
+    if !rehearsal.booted {
+        rehearsal.kvm_failure = kvm_failure(spec.accel, &complaints);
+    }
+    if rehearsal.detail == EXITED || rehearsal.detail == KVM_FAILED {
         rehearsal.detail = format!(
             "QEMU exited before the marker ({}){}",
             status
@@ -130,11 +191,13 @@ pub async fn rehearse(spec: &RehearsalSpec) -> Result<Rehearsal, GuestError> {
 }
 
 const EXITED: &str = "exited";
+const KVM_FAILED: &str = "kvm failed";
 
 async fn watch(
     spec: &RehearsalSpec,
     child: &mut tokio::process::Child,
     started: Instant,
+    stderr: &std::sync::Mutex<String>,
 ) -> Result<Rehearsal, GuestError> {
     let outcome = |booted: bool, matched: Option<String>, detail: String| Rehearsal {
         booted,
@@ -143,6 +206,7 @@ async fn watch(
         accel: spec.accel,
         detail,
         serial_log: spec.serial_log.clone(),
+        kvm_failure: None,
     };
     loop {
         let exited = child
@@ -161,6 +225,10 @@ async fn watch(
         }
         if exited {
             return Ok(outcome(false, None, EXITED.into()));
+        }
+        let said = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if kvm_failure(spec.accel, &said).is_some() {
+            return Ok(outcome(false, None, KVM_FAILED.into()));
         }
         if started.elapsed() >= spec.timeout {
             return Ok(outcome(
@@ -268,6 +336,28 @@ mod tests {
             "Cloud-init v. 23.1.1 finished at Fri, 04 Dec 2026 13:00:00 +0000. Datasource DataSourceEc2."
         ));
         assert!(!spec.expect.is_match("Last login: yesterday"));
+    }
+
+    #[test]
+    fn only_kvm_failures_under_kvm_fall_back_to_tcg() {
+        // As QEMU 7.2 says it on this project's CI host (nested KVM).
+        let msr = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069\n\
+                   qemu-system-x86_64: target/i386/kvm/kvm.c:3849: kvm_buf_set_msrs: \
+                   Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n";
+        assert_eq!(
+            kvm_failure(Accel::Kvm, msr).as_deref(),
+            Some("qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069")
+        );
+        let internal = "KVM internal error. Suberror: 1\nextra data[0]: 0x0000000000000000\n";
+        assert_eq!(
+            kvm_failure(Accel::Kvm, internal).as_deref(),
+            Some("KVM internal error. Suberror: 1")
+        );
+        // The same words under TCG, or another failure under KVM: no retry.
+        assert_eq!(kvm_failure(Accel::Tcg, msr), None);
+        let disk = "qemu-system-x86_64: -drive file=/x: Could not open '/x': No such file\n";
+        assert_eq!(kvm_failure(Accel::Kvm, disk), None);
+        assert_eq!(kvm_failure(Accel::Kvm, ""), None);
     }
 
     #[test]

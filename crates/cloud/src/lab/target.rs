@@ -23,6 +23,14 @@ impl Target for LabCloud {
         Ok(Box::new(writer::open(&self.root, spec)?))
     }
 
+    fn prepares_written_disks(&self) -> bool {
+        true
+    }
+
+    fn local_written_disk(&self, disk: &WrittenDisk) -> Option<std::path::PathBuf> {
+        self.disk_path(&disk.id).ok()
+    }
+
     async fn create_config_object(
         &self,
         cap: &Capability,

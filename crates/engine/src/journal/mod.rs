@@ -113,6 +113,12 @@ pub enum Record {
         instance: String,
         checks: Vec<Check>,
     },
+    /// The approved guest preparation was applied to the instance's target
+    /// copy (checks: its digest before, each change verified after).
+    Prepared {
+        instance: String,
+        checks: Vec<Check>,
+    },
     Deleted {
         resource: CreatedResource,
     },
@@ -201,6 +207,8 @@ pub struct JournalState {
     pub deleted: Vec<CreatedResource>,
     pub deployed: BTreeMap<String, DeployedInstance>,
     pub validated: BTreeMap<String, Vec<Check>>,
+    /// Instances whose target copy was prepared, with the checks then.
+    pub prepared: BTreeMap<String, Vec<Check>>,
     pub revoked: BTreeMap<String, Vec<String>>,
     /// Cutover: source instances quiesced (and not thawed since), powered off.
     pub quiesced: BTreeSet<String>,

@@ -148,6 +148,9 @@ pub fn replay(path: &Path) -> Result<JournalState, JournalError> {
             Record::Validated { instance, checks } => {
                 state.validated.insert(instance, checks);
             }
+            Record::Prepared { instance, checks } => {
+                state.prepared.insert(instance, checks);
+            }
             Record::Deleted { resource } => state.deleted.push(resource),
             Record::Revoked { cloud, items } => {
                 state.revoked.insert(cloud, items);

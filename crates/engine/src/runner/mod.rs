@@ -12,6 +12,7 @@ mod cutover;
 mod disk;
 mod live;
 mod preflight;
+mod prepare;
 mod waves;
 mod wrap_up;
 
@@ -399,6 +400,8 @@ impl Run {
             platform: item.platform.clone(),
             config,
         };
+        // Before deploy: the copy boots prepared on the target.
+        let compared = self.prepare_guest(item, disks, report).await?;
         let deployed = match self.resume.deployed.get(&item.target_name) {
             Some(deployed) => deployed.clone(),
             None => {
@@ -437,6 +440,9 @@ impl Run {
             .unwrap_or(self.target.default_in_flight());
         for ((written, source), disk) in disks.iter().zip(&item.disks) {
             let key = item.disk_key(disk);
+            if compared.contains(&key) {
+                continue;
+            }
             self.set_stage(&key, Stage::Verify);
             let target = match validate::read_back_digests(
                 &*self.target,

@@ -80,6 +80,14 @@ pub(super) fn actions(plan: &Plan) -> Vec<Action> {
                 push(src, verb, resource, detail);
             }
         }
+        if let Some(guest) = plan.preparation.changes_for(&item.instance_name) {
+            push(
+                dst,
+                ActionVerb::PrepareGuest,
+                format!("{}-{}", item.target_name, guest.disk),
+                super::preparation::action_detail(guest),
+            );
+        }
         push(
             dst,
             ActionVerb::DeployInstance,

@@ -269,6 +269,8 @@ mod tests {
             expect: "login:".into(),
             matched: None,
             detail: "no `login:` on the serial console within 10s".into(),
+            accel_note: String::new(),
+            prepared: false,
             serial_tail: vec!["Kernel panic".into()],
         });
         let short = plan.hash().short().to_string();

@@ -312,6 +312,7 @@ pub fn build(
         test_migration: request.test_migration,
         rehearsals: Vec::new(),
         checks: request.checks.clone(),
+        preparation: Default::default(),
         summary: Summary {
             instances: 0,
             disks: 0,

@@ -10,6 +10,7 @@ pub mod configuration;
 pub mod limits;
 pub mod lossy;
 pub mod names;
+pub mod preparation;
 pub mod render;
 pub mod signature;
 pub mod size_map;
@@ -141,6 +142,8 @@ pub enum ActionVerb {
     CreateFirewall,
     /// An SSH public key imported into the target (AWS key pair).
     ImportKey,
+    /// Guest preparation applied to the target's copy of a boot disk.
+    PrepareGuest,
 }
 
 impl std::fmt::Display for ActionVerb {
@@ -160,6 +163,7 @@ impl std::fmt::Display for ActionVerb {
             ActionVerb::InstallAgent => "install agent",
             ActionVerb::CreateFirewall => "create firewall",
             ActionVerb::ImportKey => "import ssh key",
+            ActionVerb::PrepareGuest => "prepare guest",
         };
         f.write_str(text)
     }
@@ -310,6 +314,9 @@ pub struct Plan {
     /// console, TCP ports, HTTP); under the approved hash.
     #[serde(default, skip_serializing_if = "checks::OutsideChecks::is_empty")]
     pub checks: checks::OutsideChecks,
+    /// Each boot disk's guest preparation for the target (see [`preparation`]).
+    #[serde(default, skip_serializing_if = "preparation::Preparation::is_empty")]
+    pub preparation: preparation::Preparation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
 }
@@ -333,6 +340,12 @@ pub struct RehearsalRecord {
     /// The serial console's last lines.
     #[serde(default)]
     pub serial_tail: Vec<String>,
+    /// Why the boot used another accelerator than asked (KVM failed here).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub accel_note: String,
+    /// The boot was of the prepared copy (the plan's changes on an overlay).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepared: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +452,7 @@ pub(crate) mod tests {
             keep_access: false,
             test_migration: false,
             rehearsals: Vec::new(),
+            preparation: Default::default(),
             summary: Summary {
                 instances: 1,
                 disks: 1,

@@ -54,11 +54,12 @@ pub fn render(plan: &Plan) -> String {
             let _ = if r.booted {
                 writeln!(
                     out,
-                    "    ✓ {}/{}: `{}` after {seconds:.1}s ({})",
+                    "    ✓ {}/{}: `{}` after {seconds:.1}s ({}{})",
                     safe(&r.instance),
                     safe(&r.disk),
                     safe(r.matched.as_deref().unwrap_or("").trim()),
-                    safe(&r.accel)
+                    safe(&r.accel),
+                    if r.prepared { ", prepared copy" } else { "" }
                 )
             } else {
                 writeln!(
@@ -69,7 +70,14 @@ pub fn render(plan: &Plan) -> String {
                     safe(&r.detail)
                 )
             };
+            if !r.accel_note.is_empty() {
+                let _ = writeln!(out, "      ({})", safe(&r.accel_note));
+            }
         }
+    }
+    let preparation = super::preparation::render(&plan.preparation);
+    if !preparation.is_empty() {
+        let _ = writeln!(out, "\n  {}", preparation.join("\n  "));
     }
     if let Some(cutover) = &plan.cutover {
         let _ = writeln!(

@@ -76,6 +76,7 @@ pub fn capability() -> Capability {
         keep_access: false,
         test_migration: false,
         rehearsals: Vec::new(),
+        preparation: Default::default(),
         summary: Summary {
             instances: 0,
             disks: 0,

@@ -1,0 +1,267 @@
+//! Guest preparation as part of a plan: for each instance's boot disk, what
+//! an inspection at plan time found must change for the target (or why
+//! nothing will be prepared), so the operator sees every change and the
+//! approved hash covers them. The engine applies exactly these changes to
+//! the target's copy; the guest crate computes and applies them.
+
+use super::Plan;
+use serde::{Deserialize, Serialize};
+
+/// The netplan file preparation writes (DHCP on the first NIC).
+pub const DHCP_NETPLAN: &str = "/etc/netplan/90-altishift-dhcp.yaml";
+/// What preparation adds to the kernel command line.
+pub const SERIAL: &str = "console=tty0 console=ttyS0,115200";
+
+/// One change to the guest, as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    /// fstab entries named by device get their filesystem's UUID.
+    FstabByUuid { mountpoints: Vec<String> },
+    /// Static network files are set aside; the first NIC uses DHCP.
+    NetworkDhcp { disabled: Vec<String> },
+    /// cloud-init looks for the target's datasource first.
+    Datasource { list: Vec<String> },
+    /// The kernel writes to the serial console (the target's console log).
+    SerialConsole { config: String },
+    /// The source cloud's agents are kept from starting (their systemd
+    /// units masked): they would call a metadata service that is not there.
+    DisableAgents { agents: Vec<String> },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::FstabByUuid { mountpoints } => write!(
+                f,
+                "/etc/fstab: mount {} by filesystem UUID instead of device name",
+                mountpoints.join(", ")
+            ),
+            Change::NetworkDhcp { disabled } => write!(
+                f,
+                "network: set aside {} (static), DHCP on the first NIC ({DHCP_NETPLAN})",
+                disabled.join(", ")
+            ),
+            Change::Datasource { list } => {
+                write!(f, "cloud-init: datasource_list [{}]", list.join(", "))
+            }
+            Change::SerialConsole { config } => {
+                write!(f, "{config}: kernel command line gains {SERIAL}")
+            }
+            Change::DisableAgents { agents } => write!(
+                f,
+                "source-cloud agents disabled (systemd units masked): {}",
+                agents.join(", ")
+            ),
+        }
+    }
+}
+
+/// What the plan does to one instance's guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The changes are applied to the target's copy before deploy.
+    Prepare,
+    /// Inspected (or no boot code): nothing to change.
+    Nothing,
+    /// Preparation is not planned for this source (its disks are remote).
+    NotPlanned,
+    /// The disk has boot code but could not be inspected (libguestfs
+    /// missing, failed): migrated as it is only with `--unprepared`.
+    NotInspected,
+    /// The guest cannot be prepared for the target (a missing driver,
+    /// Windows, no OS found), or the changes cannot be applied there:
+    /// migrated as it is only with `--unprepared`.
+    Refused,
+}
+
+impl Status {
+    /// Whether this status refuses the plan unless `--unprepared`.
+    pub fn refuses(self) -> bool {
+        matches!(self, Status::NotInspected | Status::Refused)
+    }
+}
+
+/// One instance's boot disk: what is prepared, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestPreparation {
+    pub instance: String,
+    pub disk: String,
+    pub status: Status,
+    /// Why (for every status but `prepare`), or what was inspected.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The changes: applied when `prepare`; for `refused`, what the guest
+    /// would need where the target cannot apply them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+/// The plan's guest preparation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preparation {
+    /// `--unprepared`: guests that cannot be prepared are migrated as they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unprepared: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestPreparation>,
+}
+
+impl Preparation {
+    pub fn is_empty(&self) -> bool {
+        !self.unprepared && self.guests.is_empty()
+    }
+
+    /// The guest entries that refuse the plan: none under `--unprepared`.
+    pub fn refusals(&self) -> Vec<&GuestPreparation> {
+        if self.unprepared {
+            return Vec::new();
+        }
+        self.guests.iter().filter(|g| g.status.refuses()).collect()
+    }
+
+    /// The changes to apply to `instance`'s copy, if any.
+    pub fn changes_for(&self, instance: &str) -> Option<&GuestPreparation> {
+        self.guests.iter().find(|g| {
+            g.instance == instance && g.status == Status::Prepare && !g.changes.is_empty()
+        })
+    }
+}
+
+/// Records `preparation` in the plan and derives the actions again (one
+/// "prepare guest" action per instance with changes).
+pub fn set(plan: &mut Plan, preparation: Preparation) {
+    plan.preparation = preparation;
+    plan.actions = super::actions::actions(plan);
+}
+
+/// The action's detail: each change, in order.
+pub fn action_detail(guest: &GuestPreparation) -> String {
+    let changes: Vec<String> = guest.changes.iter().map(|c| c.to_string()).collect();
+    format!(
+        "on the target's copy only, through libguestfs: {}",
+        changes.join("; ")
+    )
+}
+
+/// The plan text's section, empty when nothing was inspected.
+pub fn render(preparation: &Preparation) -> Vec<String> {
+    use crate::text::safe;
+    if preparation.is_empty() {
+        return Vec::new();
+    }
+    let mut out =
+        vec!["Guest preparation (the target's copy; the source is never written):".into()];
+    if preparation.unprepared {
+        out.push("  --unprepared: guests that cannot be prepared migrate as they are".into());
+    }
+    for guest in &preparation.guests {
+        let what = match guest.status {
+            Status::Prepare => format!("{} change(s)", guest.changes.len()),
+            Status::Nothing => format!("nothing to prepare: {}", guest.detail),
+            Status::NotPlanned => format!("not planned: {}", guest.detail),
+            Status::NotInspected => format!("NOT INSPECTED: {}", guest.detail),
+            Status::Refused => format!("REFUSED: {}", guest.detail),
+        };
+        out.push(format!(
+            "  {}/{}: {}",
+            safe(&guest.instance),
+            safe(&guest.disk),
+            safe(&what)
+        ));
+        for change in &guest.changes {
+            out.push(format!("    - {}", safe(&change.to_string())));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(status: Status) -> GuestPreparation {
+        GuestPreparation {
+            instance: "tiny-1".into(),
+            disk: "root".into(),
+            status,
+            detail: String::new(),
+            changes: vec![
+                Change::FstabByUuid {
+                    mountpoints: vec!["/".into()],
+                },
+                Change::Datasource {
+                    list: vec!["NoCloud".into(), "None".into()],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn only_unprepared_lets_a_refused_or_uninspected_guest_through() {
+        let mut preparation = Preparation {
+            unprepared: false,
+            guests: vec![
+                guest(Status::Prepare),
+                guest(Status::Nothing),
+                guest(Status::NotPlanned),
+            ],
+        };
+        assert!(preparation.refusals().is_empty());
+        preparation.guests.push(guest(Status::NotInspected));
+        preparation.guests.push(guest(Status::Refused));
+        let refused: Vec<Status> = preparation.refusals().iter().map(|g| g.status).collect();
+        assert_eq!(refused, [Status::NotInspected, Status::Refused]);
+        preparation.unprepared = true;
+        assert!(preparation.refusals().is_empty());
+    }
+
+    #[test]
+    fn the_changes_and_unprepared_are_under_the_hash_and_listed_as_an_action() {
+        let mut plan = super::super::tests::sample_plan(false);
+        let bare = plan.hash();
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains("preparation"), "an old plan keeps its hash");
+        set(
+            &mut plan,
+            Preparation {
+                unprepared: false,
+                guests: vec![GuestPreparation {
+                    instance: "web".into(),
+                    ..guest(Status::Prepare)
+                }],
+            },
+        );
+        let prepared = plan.hash();
+        assert_ne!(prepared, bare);
+        let action = plan
+            .actions
+            .iter()
+            .find(|a| a.verb == super::super::ActionVerb::PrepareGuest)
+            .expect("a prepare action");
+        assert!(action.detail.contains("/etc/fstab"), "{}", action.detail);
+        assert!(action.detail.contains("datasource_list [NoCloud, None]"));
+        // The action comes before the instance is created.
+        let deploy = plan
+            .actions
+            .iter()
+            .position(|a| a.verb == super::super::ActionVerb::DeployInstance);
+        assert!(plan.actions.iter().position(|a| a == action) < deploy);
+
+        let mut edited = plan.clone();
+        edited.preparation.guests[0].changes.pop();
+        assert_ne!(edited.hash(), prepared, "a dropped change is an edit");
+        let mut unprepared = plan.clone();
+        unprepared.preparation.unprepared = true;
+        assert_ne!(unprepared.hash(), prepared);
+
+        let back: Plan = toml::from_str(&plan.to_toml().unwrap()).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(back.hash(), prepared);
+        let text = render(&plan.preparation).join("\n");
+        assert!(text.contains("web/root: 2 change(s)"), "{text}");
+    }
+}

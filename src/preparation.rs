@@ -1,0 +1,204 @@
+//! Guest preparation at plan time: each item's boot disk, where the source
+//! holds it as a file on this machine (the lab), is inspected read-only and
+//! the changes the target needs are recorded in the plan (under the hash).
+//! A disk without boot code is "nothing to prepare" without starting
+//! libguestfs. What cannot be prepared, or not inspected, refuses the plan
+//! unless `--unprepared` (see `Preparation::refusals`).
+
+use crate::cloud::{CloudError, Source, Target};
+use crate::guest::inspect::{self, Inspection};
+use crate::guest::{GuestError, prepare};
+use crate::inventory::declared::GuestNeeds;
+use crate::plan::Plan;
+use crate::plan::preparation::{Change, GuestPreparation, Preparation, Status};
+
+/// The plan's preparation: one entry per item with a boot disk.
+pub async fn plan_preparation(
+    source: &dyn Source,
+    target: &dyn Target,
+    plan: &Plan,
+    unprepared: bool,
+) -> Result<Preparation, CloudError> {
+    let mut guests = Vec::new();
+    for item in &plan.items {
+        let Some(disk) = item.disks.iter().find(|d| d.boot) else {
+            continue;
+        };
+        let entry = |status, detail: String, changes| GuestPreparation {
+            instance: item.instance_name.clone(),
+            disk: disk.disk_id.clone(),
+            status,
+            detail,
+            changes,
+        };
+        let Some((path, format)) = source.local_disk(&item.instance_id, &disk.disk_id) else {
+            guests.push(entry(
+                Status::NotPlanned,
+                format!(
+                    "{} ({}) keeps the disk in the cloud; guests are inspected only where this \
+                     machine holds the disk as a file (a lab source)",
+                    source.name(),
+                    source.provider()
+                ),
+                Vec::new(),
+            ));
+            continue;
+        };
+        // Cheap first: no boot code, nothing that boots to prepare.
+        if !crate::cloud::lab::boot::has_boot_sector(&path, format).await? {
+            guests.push(entry(
+                Status::Nothing,
+                "no BIOS boot code on the disk".into(),
+                Vec::new(),
+            ));
+            continue;
+        }
+        let found = tokio::task::spawn_blocking(move || inspect::inspect(&path, format))
+            .await
+            .map_err(|e| CloudError::Permanent(format!("inspection task: {e}")))?;
+        let (status, detail, changes) = match found {
+            Ok(found) => decide(
+                &found,
+                // What the target's provider declares a guest needs.
+                &target.provider().rules().target.guest,
+                target.prepares_written_disks(),
+                target.name(),
+            ),
+            Err(e) => not_inspected(&e),
+        };
+        guests.push(entry(status, detail, changes));
+    }
+    Ok(Preparation { unprepared, guests })
+}
+
+/// A disk with boot code that libguestfs could not read: no OS on it is a
+/// guest that cannot be prepared; anything else (libguestfs missing or
+/// failing) leaves it not inspected.
+fn not_inspected(error: &GuestError) -> (Status, String, Vec<Change>) {
+    match error {
+        GuestError::Other(text) if text == inspect::NO_OS => (
+            Status::Refused,
+            "the disk has boot code but libguestfs found no operating system on it".into(),
+            Vec::new(),
+        ),
+        other => (Status::NotInspected, other.to_string(), Vec::new()),
+    }
+}
+
+/// The entry for an inspected guest: its changes for `target`, why it
+/// cannot be prepared, or that a target which takes the disk into the
+/// cloud before deploy cannot have them applied.
+pub fn decide(
+    found: &Inspection,
+    needs: &GuestNeeds,
+    target_prepares: bool,
+    target: &str,
+) -> (Status, String, Vec<Change>) {
+    let what = format!("{} {} ({})", found.distro, found.version, found.product);
+    // The one place the changes are computed.
+    match prepare::changes(found, needs, target) {
+        Err(refusal) => (Status::Refused, refusal.to_string(), Vec::new()),
+        Ok(changes) if changes.is_empty() => (
+            Status::Nothing,
+            format!("{what} already fits {target}"),
+            changes,
+        ),
+        Ok(changes) if !target_prepares => (
+            Status::Refused,
+            format!(
+                "{what} needs the changes below, and {target} takes the disk \
+                 into the cloud before deploy: they cannot be applied to its copy here"
+            ),
+            changes,
+        ),
+        Ok(changes) => (Status::Prepare, what, changes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::ProviderKind;
+    use crate::guest::inspect::{Driver, FstabEntry};
+
+    fn needs(kind: ProviderKind) -> GuestNeeds {
+        kind.rules().target.guest
+    }
+
+    fn linux() -> Inspection {
+        let drivers = ["virtio_blk", "virtio_net", "nvme", "ena"]
+            .iter()
+            .map(|name| Driver {
+                name: name.to_string(),
+                state: "module".into(),
+            })
+            .collect();
+        Inspection {
+            os_type: "linux".into(),
+            distro: "debian".into(),
+            version: "12.0".into(),
+            product: "Debian 12".into(),
+            fstab: vec![FstabEntry {
+                spec: "/dev/vda1".into(),
+                mountpoint: "/".into(),
+                fstype: "ext4".into(),
+                by_device: true,
+            }],
+            datasources: vec!["NoCloud".into(), "None".into()],
+            drivers,
+            ..Inspection::default()
+        }
+    }
+
+    #[test]
+    fn a_lab_target_prepares_and_a_cloud_target_refuses_the_same_changes() {
+        let (status, _, changes) = decide(&linux(), &needs(ProviderKind::Lab), true, "lab-west");
+        assert_eq!(status, Status::Prepare);
+        assert_eq!(
+            changes,
+            [Change::FstabByUuid {
+                mountpoints: vec!["/".into()]
+            }]
+        );
+        let (status, detail, changes) = decide(&linux(), &needs(ProviderKind::Aws), false, "aws");
+        assert_eq!(status, Status::Refused);
+        assert!(detail.contains("cannot be applied"), "{detail}");
+        assert_eq!(
+            changes.len(),
+            2,
+            "fstab and the Ec2 datasource: {changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_driver_windows_or_no_os_refuses_and_a_fitting_guest_has_nothing() {
+        let mut found = linux();
+        found.drivers.retain(|d| d.name != "virtio_net");
+        let (status, detail, _) = decide(&found, &needs(ProviderKind::Lab), true, "lab-west");
+        assert_eq!(status, Status::Refused);
+        assert!(detail.contains("virtio_net"), "{detail}");
+
+        let mut windows = linux();
+        windows.os_type = "windows".into();
+        let (status, detail, _) = decide(&windows, &needs(ProviderKind::Lab), true, "lab-west");
+        assert_eq!(status, Status::Refused);
+        assert!(detail.contains("only Linux"), "{detail}");
+
+        let (status, _, _) = not_inspected(&GuestError::Other(inspect::NO_OS.into()));
+        assert_eq!(status, Status::Refused);
+        let missing = GuestError::Missing {
+            what: "program 'guestfish'".into(),
+            package: "libguestfs-tools",
+        };
+        let (status, detail, _) = not_inspected(&missing);
+        assert_eq!(status, Status::NotInspected);
+        assert!(detail.contains("libguestfs-tools"), "{detail}");
+
+        // An SSH host needs no driver and no datasource: fstab only.
+        let mut fits = linux();
+        fits.fstab[0].by_device = false;
+        let (status, detail, _) = decide(&fits, &needs(ProviderKind::Ssh), false, "host");
+        assert_eq!(status, Status::Nothing);
+        assert!(detail.contains("already fits"), "{detail}");
+    }
+}
