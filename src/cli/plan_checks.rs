@@ -99,6 +99,11 @@ mod tests {
         );
         assert!(checks.http.is_empty());
         assert_eq!(checks.timeout_seconds, 300);
+        // The console's plans check the same.
+        assert_eq!(
+            checks,
+            OutsideChecks::standard(crate::guest::rehearse::DEFAULT_EXPECT.into())
+        );
     }
 
     #[test]

@@ -313,6 +313,9 @@ impl App {
         let throughput = self.throughput();
         let request = Request {
             select: marked,
+            checks: crate::plan::checks::OutsideChecks::standard(
+                crate::guest::rehearse::DEFAULT_EXPECT.to_string(),
+            ),
             ..Request::default()
         };
         let built = build::build(

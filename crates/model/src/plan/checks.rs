@@ -51,6 +51,20 @@ impl OutsideChecks {
     pub const DEFAULT_PORT: u16 = 22;
     pub const DEFAULT_STATUS: u16 = 200;
 
+    /// What `plan` checks when the operator names nothing: SSH answers and
+    /// the console shows `marker`, with the default timing. The console's
+    /// plans get the same, so a plan means the same from either.
+    pub fn standard(marker: String) -> OutsideChecks {
+        OutsideChecks {
+            ports: vec![Self::DEFAULT_PORT],
+            http: Vec::new(),
+            serial_marker: Some(marker),
+            timeout_seconds: Self::DEFAULT_TIMEOUT_SECONDS,
+            attempt_seconds: Self::DEFAULT_ATTEMPT_SECONDS,
+            interval_seconds: Self::DEFAULT_INTERVAL_SECONDS,
+        }
+    }
+
     /// True when nothing is checked from outside (a plan without the
     /// field keeps its hash).
     pub fn is_empty(&self) -> bool {
