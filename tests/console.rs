@@ -26,24 +26,8 @@ fn snap(name: &str, h: &Harness) {
 /// Two synthetic clouds: 12 instances in Germany, 6 in the US.
 fn browsing(theme: &str, depth: ColorDepth) -> Harness {
     let mut h = Harness::offline(theme, depth);
-    load_east_west(&mut h);
+    h.load_east_west();
     h
-}
-
-/// A DE source with 12 instances and a US target with 6, loaded by hand.
-fn load_east_west(h: &mut Harness) {
-    h.load(
-        SideId::Source,
-        "east",
-        "DE",
-        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
-    );
-    h.load(
-        SideId::Target,
-        "west",
-        "US",
-        synthetic_inventory("west", 6, &[("us-west", "US")]),
-    );
 }
 
 /// Marks two instances and opens the plan, with a fixed creation time so the

@@ -447,26 +447,10 @@ async fn the_rehearsal_key_records_boots_in_the_plan_and_a_failed_boot_blocks_ap
     );
 }
 
-/// Two synthetic clouds (12 instances in DE, 6 in the US), loaded by hand.
-fn load_east_west(h: &mut Harness) {
-    h.load(
-        SideId::Source,
-        "east",
-        "DE",
-        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
-    );
-    h.load(
-        SideId::Target,
-        "west",
-        "US",
-        synthetic_inventory("west", 6, &[("us-west", "US")]),
-    );
-}
-
 /// Two instances of east marked and planned to west.
 fn planned() -> Harness {
     let mut h = Harness::offline("default", ColorDepth::TrueColor);
-    load_east_west(&mut h);
+    h.load_east_west();
     h.keys("<Space>j<Space>p");
     assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
     h
@@ -562,7 +546,7 @@ fn a_config_that_requires_signatures_never_runs_from_a_typed_hash() {
         "default",
         ColorDepth::TrueColor,
     );
-    load_east_west(&mut h);
+    h.load_east_west();
     h.keys("<Space>p");
     assert_eq!(h.app.screen, Screen::Plan, "status: {:?}", h.app.status);
     let short = h

@@ -10,18 +10,7 @@ use ratatui::style::{Color, Modifier};
 
 fn browsing(theme: &str, depth: ColorDepth) -> Harness {
     let mut h = Harness::offline(theme, depth);
-    h.load(
-        SideId::Source,
-        "east",
-        "DE",
-        synthetic_inventory("east", 12, &[("eu-central", "DE")]),
-    );
-    h.load(
-        SideId::Target,
-        "west",
-        "US",
-        synthetic_inventory("west", 6, &[("us-west", "US")]),
-    );
+    h.load_east_west();
     h
 }
 

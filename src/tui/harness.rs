@@ -73,6 +73,23 @@ impl Harness {
         self.load_as(side, cloud, "lab", jurisdiction, inventory);
     }
 
+    /// The console tests' usual pair: "east", 12 synthetic instances in
+    /// Germany, as the source; "west", 6 in the US, as the target.
+    pub fn load_east_west(&mut self) {
+        self.load(
+            SideId::Source,
+            "east",
+            "DE",
+            synthetic_inventory("east", 12, &[("eu-central", "DE")]),
+        );
+        self.load(
+            SideId::Target,
+            "west",
+            "US",
+            synthetic_inventory("west", 6, &[("us-west", "US")]),
+        );
+    }
+
     /// The same for a cloud of another provider (its limits apply to plans).
     pub fn load_as(
         &mut self,
