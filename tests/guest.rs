@@ -349,19 +349,16 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     remove_kernel(&added.disk);
     remove_modules(&added.disk);
     let refused_plan = lab.dir.path().join("refused.toml");
+    // tiny-1 planned into refused.toml, with `extra` flags.
+    let plan_tiny = |extra: &[&str]| {
+        let mut args = vec!["plan", "--from", "lab-east", "--to", "lab-west", "-o"];
+        args.extend([refused_plan.to_str().unwrap(), "--select", "tiny-1"]);
+        args.extend_from_slice(extra);
+        lab.run(&args)
+    };
     // Without a kernel and its modules there are no drivers: it cannot be
     // prepared.
-    let out = lab.run(&[
-        "plan",
-        "--from",
-        "lab-east",
-        "--to",
-        "lab-west",
-        "-o",
-        refused_plan.to_str().unwrap(),
-        "--select",
-        "tiny-1",
-    ]);
+    let out = plan_tiny(&[]);
     let said = support::text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -374,21 +371,7 @@ async fn a_lab_migration_is_rehearsed_then_boots_on_the_target_and_a_kernelless_
     );
     assert!(!refused_plan.exists(), "a refused plan is not written");
     // With --unprepared the plan records it, and the rehearsal refuses it.
-    let out = lab.run(&[
-        "plan",
-        "--from",
-        "lab-east",
-        "--to",
-        "lab-west",
-        "-o",
-        refused_plan.to_str().unwrap(),
-        "--select",
-        "tiny-1",
-        "--rehearse",
-        "--rehearse-timeout",
-        "10",
-        "--unprepared",
-    ]);
+    let out = plan_tiny(&["--rehearse", "--rehearse-timeout", "10", "--unprepared"]);
     let said = support::text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
