@@ -10,7 +10,8 @@ use crate::guest::inspect::{self, Inspection};
 use crate::guest::{GuestError, prepare};
 use crate::inventory::declared::GuestNeeds;
 use crate::plan::Plan;
-use crate::plan::preparation::{Change, GuestPreparation, Preparation, Status};
+use crate::plan::PlanDisk;
+use crate::plan::preparation::{AppliedTo, Change, GuestPreparation, Preparation, Status};
 
 /// The plan's preparation: one entry per item with a boot disk.
 pub async fn plan_preparation(
@@ -24,12 +25,14 @@ pub async fn plan_preparation(
         let Some(disk) = item.disks.iter().find(|d| d.boot) else {
             continue;
         };
+        let copy = copy_to_prepare(source, target, plan, disk);
         let entry = |status, detail: String, changes| GuestPreparation {
             instance: item.instance_name.clone(),
             disk: disk.disk_id.clone(),
             status,
             detail,
             changes,
+            applied_to: copy.clone().unwrap_or_default(),
         };
         let Some((path, format)) = source.local_disk(&item.instance_id, &disk.disk_id) else {
             guests.push(entry(
@@ -61,7 +64,7 @@ pub async fn plan_preparation(
                 &found,
                 // What the target's provider declares a guest needs.
                 &target.provider().rules().target.guest,
-                target.prepares_written_disks(),
+                copy.clone(),
                 target.name(),
             ),
             Err(e) => not_inspected(&e),
@@ -69,6 +72,42 @@ pub async fn plan_preparation(
         guests.push(entry(status, detail, changes));
     }
     Ok(Preparation { unprepared, guests })
+}
+
+/// The copy of `disk` its preparation can go to, or why there is none:
+/// the target's, where it holds written disks as files until deploy (the
+/// lab); else the run's own snapshot, where the source's snapshots are files
+/// on this machine and the run reads only that one snapshot.
+fn copy_to_prepare(
+    source: &dyn Source,
+    target: &dyn Target,
+    plan: &Plan,
+    disk: &PlanDisk,
+) -> Result<AppliedTo, String> {
+    let takes = format!(
+        "{} takes the disk into the cloud before deploy",
+        target.name()
+    );
+    if target.prepares_written_disks() {
+        Ok(AppliedTo::TargetCopy)
+    } else if !source.prepares_snapshots() {
+        Err(format!(
+            "{takes}, and {}'s snapshots are not files here",
+            source.name()
+        ))
+    } else if plan.cutover.is_some() {
+        // Later passes read new snapshots and send their changed blocks
+        // over the prepared ones.
+        Err(format!(
+            "{takes}, and a cutover sends the source's later changes over a prepared copy"
+        ))
+    } else if disk.source_snapshot.is_some() {
+        Err(format!(
+            "{takes}, and the plan reads an existing snapshot, not one of its own"
+        ))
+    } else {
+        Ok(AppliedTo::RunSnapshot)
+    }
 }
 
 /// A disk with boot code that libguestfs could not read: no OS on it is a
@@ -86,12 +125,11 @@ fn not_inspected(error: &GuestError) -> (Status, String, Vec<Change>) {
 }
 
 /// The entry for an inspected guest: its changes for `target`, why it
-/// cannot be prepared, or that a target which takes the disk into the
-/// cloud before deploy cannot have them applied.
+/// cannot be prepared, or why no copy can have them applied (`copy`).
 pub fn decide(
     found: &Inspection,
     needs: &GuestNeeds,
-    target_prepares: bool,
+    copy: Result<AppliedTo, String>,
     target: &str,
 ) -> (Status, String, Vec<Change>) {
     let what = format!("{} {} ({})", found.distro, found.version, found.product);
@@ -103,15 +141,14 @@ pub fn decide(
             format!("{what} already fits {target}"),
             changes,
         ),
-        Ok(changes) if !target_prepares => (
-            Status::Refused,
-            format!(
-                "{what} needs the changes below, and {target} takes the disk \
-                 into the cloud before deploy: they cannot be applied to its copy here"
+        Ok(changes) => match copy {
+            Ok(_) => (Status::Prepare, what, changes),
+            Err(why) => (
+                Status::Refused,
+                format!("{what} needs the changes below and no copy can take them: {why}"),
+                changes,
             ),
-            changes,
-        ),
-        Ok(changes) => (Status::Prepare, what, changes),
+        },
     }
 }
 
@@ -120,6 +157,10 @@ mod tests {
     use super::*;
     use crate::cloud::ProviderKind;
     use crate::guest::inspect::{Driver, FstabEntry};
+
+    fn lab_copy() -> Result<AppliedTo, String> {
+        Ok(AppliedTo::TargetCopy)
+    }
 
     fn needs(kind: ProviderKind) -> GuestNeeds {
         kind.rules().target.guest
@@ -152,7 +193,8 @@ mod tests {
 
     #[test]
     fn a_lab_target_prepares_and_a_cloud_target_refuses_the_same_changes() {
-        let (status, _, changes) = decide(&linux(), &needs(ProviderKind::Lab), true, "lab-west");
+        let (status, _, changes) =
+            decide(&linux(), &needs(ProviderKind::Lab), lab_copy(), "lab-west");
         assert_eq!(status, Status::Prepare);
         assert_eq!(
             changes,
@@ -160,9 +202,14 @@ mod tests {
                 mountpoints: vec!["/".into()]
             }]
         );
-        let (status, detail, changes) = decide(&linux(), &needs(ProviderKind::Aws), false, "aws");
+        let nowhere =
+            Err("aws takes the disk into the cloud before deploy, and a cutover …".into());
+        let (status, detail, changes) = decide(&linux(), &needs(ProviderKind::Aws), nowhere, "aws");
         assert_eq!(status, Status::Refused);
-        assert!(detail.contains("cannot be applied"), "{detail}");
+        assert!(
+            detail.contains("no copy can take them: aws takes"),
+            "{detail}"
+        );
         assert_eq!(
             changes.len(),
             2,
@@ -174,13 +221,14 @@ mod tests {
     fn a_missing_driver_windows_or_no_os_refuses_and_a_fitting_guest_has_nothing() {
         let mut found = linux();
         found.drivers.retain(|d| d.name != "virtio_net");
-        let (status, detail, _) = decide(&found, &needs(ProviderKind::Lab), true, "lab-west");
+        let (status, detail, _) = decide(&found, &needs(ProviderKind::Lab), lab_copy(), "lab-west");
         assert_eq!(status, Status::Refused);
         assert!(detail.contains("virtio_net"), "{detail}");
 
         let mut windows = linux();
         windows.os_type = "windows".into();
-        let (status, detail, _) = decide(&windows, &needs(ProviderKind::Lab), true, "lab-west");
+        let (status, detail, _) =
+            decide(&windows, &needs(ProviderKind::Lab), lab_copy(), "lab-west");
         assert_eq!(status, Status::Refused);
         assert!(detail.contains("only Linux"), "{detail}");
 
@@ -197,7 +245,8 @@ mod tests {
         // An SSH host needs no driver and no datasource: fstab only.
         let mut fits = linux();
         fits.fstab[0].by_device = false;
-        let (status, detail, _) = decide(&fits, &needs(ProviderKind::Ssh), false, "host");
+        let (status, detail, _) =
+            decide(&fits, &needs(ProviderKind::Ssh), Err("none".into()), "host");
         assert_eq!(status, Status::Nothing);
         assert!(detail.contains("already fits"), "{detail}");
     }

@@ -137,6 +137,17 @@ pub trait Source: Cloud {
     ) -> Option<(std::path::PathBuf, crate::inventory::DiskFormat)> {
         None
     }
+    /// Whether the snapshots a run takes are files on this machine, its own
+    /// copies, that guest preparation may change before they are read (the
+    /// lab): the plan then prepares guests for targets that take the disk
+    /// into the cloud before deploy.
+    fn prepares_snapshots(&self) -> bool {
+        false
+    }
+    /// The snapshot as a file the run may change: only one the run made.
+    fn local_snapshot(&self, _snapshot: &SnapshotRef) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// A cloud disks are written to and instances deployed in.

@@ -22,6 +22,18 @@ impl Source for LabCloud {
         Some((self.root.join(disk.file), disk.format))
     }
 
+    fn prepares_snapshots(&self) -> bool {
+        true
+    }
+
+    fn local_snapshot(&self, snapshot: &SnapshotRef) -> Option<std::path::PathBuf> {
+        // One the operator made (`source_snapshot`) is theirs, not ours.
+        if !snapshot.created_by_run {
+            return None;
+        }
+        self.resource_path("snapshots", &snapshot.id).ok()
+    }
+
     async fn snapshot_disk(
         &self,
         _cap: &Capability,

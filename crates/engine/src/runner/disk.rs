@@ -78,6 +78,7 @@ impl Run {
             return Ok(output);
         }
         let snapshot = self.take_snapshot(item, disk, key, slot, &resume).await?;
+        let snapshot = self.prepare_snapshot(item, disk, key, snapshot).await?;
         let reader = self.open_reader(disk, key, &snapshot).await?;
         let open = self.open_writer(item, disk, key, resume).await?;
         self.set_transfer_stage(key, slot);

@@ -83,6 +83,9 @@ pub(super) struct Run {
     started_at: String,
     /// Cutover: when this process quiesced each instance (for its downtime).
     quiesced_at: Mutex<BTreeMap<String, Instant>>,
+    /// Guests this process prepared on the run's snapshot, with the checks
+    /// (a resumed run finds earlier ones in `resume.prepared`).
+    prepared_snapshots: Mutex<BTreeMap<String, Vec<Check>>>,
 }
 
 type DiskOutput = (WrittenDisk, DigestBuilder);
@@ -149,6 +152,7 @@ impl Run {
             started: Instant::now(),
             started_at: crate::fsutil::now_rfc3339(),
             quiesced_at: Mutex::new(BTreeMap::new()),
+            prepared_snapshots: Mutex::new(BTreeMap::new()),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Guest preparation as part of a plan: for each instance's boot disk, what
 //! an inspection at plan time found must change for the target (or why
 //! nothing will be prepared), so the operator sees every change and the
-//! approved hash covers them. The engine applies exactly these changes to
-//! the target's copy; the guest crate computes and applies them.
+//! approved hash covers them. The engine applies exactly these changes to a
+//! copy: the target's (a lab target, before deploy) or the run's own
+//! snapshot on this machine (a lab source streaming into a cloud, before the
+//! stream). The guest crate computes and applies them.
 
 use super::Plan;
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,34 @@ impl Status {
     }
 }
 
+/// Which copy the changes are applied to. Never the source disk itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppliedTo {
+    /// The target's copy, a file on this machine until deploy (the lab),
+    /// after its digest is checked against the source's.
+    #[default]
+    TargetCopy,
+    /// The snapshot this run takes of the source, a file on this machine
+    /// (a lab source), before any block of it is read: the target receives
+    /// the prepared disk (clouds that take the disk before deploy).
+    RunSnapshot,
+}
+
+impl AppliedTo {
+    fn is_target_copy(&self) -> bool {
+        *self == AppliedTo::TargetCopy
+    }
+
+    /// Where, in the words the plan text and its action use.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AppliedTo::TargetCopy => "on the target's copy before deploy",
+            AppliedTo::RunSnapshot => "on this run's snapshot of the source, before it is sent",
+        }
+    }
+}
+
 /// One instance's boot disk: what is prepared, or why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +127,10 @@ pub struct GuestPreparation {
     /// would need where the target cannot apply them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// The copy the changes go to (absent: the target's, as plans made
+    /// before this field say, so their hashes stand).
+    #[serde(default, skip_serializing_if = "AppliedTo::is_target_copy")]
+    pub applied_to: AppliedTo,
 }
 
 /// The plan's guest preparation.
@@ -142,7 +176,8 @@ pub fn set(plan: &mut Plan, preparation: Preparation) {
 pub fn action_detail(guest: &GuestPreparation) -> String {
     let changes: Vec<String> = guest.changes.iter().map(|c| c.to_string()).collect();
     format!(
-        "on the target's copy only, through libguestfs: {}",
+        "{}, through libguestfs: {}",
+        guest.applied_to.describe(),
         changes.join("; ")
     )
 }
@@ -154,13 +189,17 @@ pub fn render(preparation: &Preparation) -> Vec<String> {
         return Vec::new();
     }
     let mut out =
-        vec!["Guest preparation (the target's copy; the source is never written):".into()];
+        vec!["Guest preparation (applied to a copy; the source is never written):".into()];
     if preparation.unprepared {
         out.push("  --unprepared: guests that cannot be prepared migrate as they are".into());
     }
     for guest in &preparation.guests {
         let what = match guest.status {
-            Status::Prepare => format!("{} change(s)", guest.changes.len()),
+            Status::Prepare => format!(
+                "{} change(s) {}",
+                guest.changes.len(),
+                guest.applied_to.describe()
+            ),
             Status::Nothing => format!("nothing to prepare: {}", guest.detail),
             Status::NotPlanned => format!("not planned: {}", guest.detail),
             Status::NotInspected => format!("NOT INSPECTED: {}", guest.detail),
@@ -197,6 +236,7 @@ mod tests {
                     list: vec!["NoCloud".into(), "None".into()],
                 },
             ],
+            applied_to: AppliedTo::TargetCopy,
         }
     }
 
@@ -262,6 +302,25 @@ mod tests {
         assert_eq!(back, plan);
         assert_eq!(back.hash(), prepared);
         let text = render(&plan.preparation).join("\n");
-        assert!(text.contains("web/root: 2 change(s)"), "{text}");
+        assert!(
+            text.contains("web/root: 2 change(s) on the target's copy before deploy"),
+            "{text}"
+        );
+        assert!(!plan.to_toml().unwrap().contains("applied_to"));
+
+        // Where the changes go is approved too.
+        let mut streamed = plan.clone();
+        streamed.preparation.guests[0].applied_to = AppliedTo::RunSnapshot;
+        assert_ne!(streamed.hash(), prepared);
+        let back: Plan = toml::from_str(&streamed.to_toml().unwrap()).unwrap();
+        assert_eq!(
+            back.preparation.guests[0].applied_to,
+            AppliedTo::RunSnapshot
+        );
+        let text = render(&streamed.preparation).join("\n");
+        assert!(
+            text.contains("on this run's snapshot of the source"),
+            "{text}"
+        );
     }
 }

@@ -262,6 +262,11 @@ impl Lab {
         Lab { root }
     }
 
+    /// The lab's directory (its clouds are folders in it).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn east(&self) -> Arc<dyn Cloud> {
         Arc::new(LabCloud::open("lab-east", &self.root.join("lab-east"), None).unwrap())
     }
