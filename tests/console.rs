@@ -380,6 +380,21 @@ async fn lab_migration_driven_by_keys_is_byte_identical() {
     assert_eq!(h.app.screen, Screen::Plan, "{:?}", h.app.status);
     assert_eq!(h.app.plan.as_ref().map(|p| p.plan.items.len()), Some(1));
 
+    // A lab plan's guests are inspected first (tests/console_preparation.rs):
+    // web-1's disk has no boot code, so there is nothing to prepare.
+    h.wait_for("the guest inspection", limit, |app| {
+        app.plan.as_ref().is_some_and(|p| !p.inspecting)
+    })
+    .await
+    .expect("inspection");
+    assert_eq!(
+        h.app
+            .plan
+            .as_ref()
+            .map(|p| p.plan.preparation.guests[0].status),
+        Some(altishift::plan::preparation::Status::Nothing)
+    );
+
     // `r` rehearses the boot in the background: the lab's generated web-1
     // disk has no boot code, so it is refused at once (no QEMU), the notice
     // says why, and the plan keeps the record that blocks its approval.
@@ -404,6 +419,11 @@ async fn lab_migration_driven_by_keys_is_byte_identical() {
         h.app.plan.as_ref().map(|p| p.plan.rehearsals.len()),
         Some(0)
     );
+    h.wait_for("the guest inspection", limit, |app| {
+        app.plan.as_ref().is_some_and(|p| !p.inspecting)
+    })
+    .await
+    .expect("inspection");
 
     // A size too small is refused; a bigger one is taken.
     h.keys("e");

@@ -110,6 +110,8 @@ impl Harness {
                 fingerprint: crate::plan::trust::CloudFingerprint(
                     [("provider".to_string(), provider.to_string())].into(),
                 ),
+                // Synthetic clouds hold no disks here.
+                local_guests: false,
             })),
         });
     }

@@ -99,6 +99,7 @@ impl Runtime {
                 }
             }
             Effect::Rehearse(plan) => self.rehearse(*plan),
+            Effect::InspectGuests(plan) => self.inspect_guests(*plan),
             Effect::Shutdown => {
                 if !self.shutdown() {
                     app.quit = true;
@@ -177,6 +178,40 @@ impl Runtime {
                 },
             };
             let _ = tx.send(Msg::Rehearsed { items, result });
+        });
+    }
+
+    /// Inspects the plan's guests off the UI task (libguestfs), as `plan`
+    /// does, with both connected clouds the plan was built between.
+    fn inspect_guests(&self, plan: crate::plan::Plan) {
+        let cloud = |name: &str| match self.clouds.lock() {
+            Ok(clouds) => clouds.get(name).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+        };
+        let (source, target) = (cloud(&plan.source.cloud), cloud(&plan.target.cloud));
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let items = plan.items.iter().map(|i| i.instance_id.clone()).collect();
+            let cutover = plan.cutover.is_some();
+            let result = match (source, target) {
+                (Some(source), Some(target)) => {
+                    match (source.source_role(), target.target_role()) {
+                        (Ok(source), Ok(target)) => {
+                            crate::preparation::plan_preparation(source, target, &plan, false)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                    }
+                }
+                _ => Err("both clouds must be connected to inspect the guests".into()),
+            };
+            // The loop may be gone (quitting): nobody to tell.
+            let _ = tx.send(Msg::GuestsInspected {
+                items,
+                cutover,
+                result,
+            });
         });
     }
 
@@ -331,6 +366,9 @@ async fn connect_and_list(
         jurisdiction: connected.jurisdiction(),
         inventory,
         fingerprint,
+        local_guests: connected
+            .as_source()
+            .is_some_and(|source| source.prepares_snapshots()),
     };
     match clouds.lock() {
         Ok(mut map) => map.insert(name.to_string(), connected),

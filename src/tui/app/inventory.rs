@@ -55,6 +55,9 @@ pub struct LoadedCloud {
     pub inventory: Inventory,
     /// The profile's settings that an approval covers (see `plan::trust`).
     pub fingerprint: crate::plan::trust::CloudFingerprint,
+    /// Its disks are files on this machine (the lab): plans from it inspect
+    /// their guests for preparation, as `altishift plan` does.
+    pub local_guests: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -316,8 +316,13 @@ impl App {
             Action::Rehearse => self.rehearse(),
             Action::Cutover => {
                 let done = state.cycle_cutover();
+                let inspected = !state.plan.preparation.is_empty() || state.inspecting;
                 self.approve = super::ApproveState::new();
                 self.info(format!("{done}; the plan hash changed"));
+                // A cutover decides which copy can take the changes.
+                if inspected {
+                    self.inspect_guests();
+                }
             }
             Action::Approve => {
                 self.screen = Screen::Approve;
@@ -362,6 +367,13 @@ impl App {
                 let Some(state) = &mut self.plan else {
                     return true;
                 };
+                if state.inspecting {
+                    self.approve.refused = Some(
+                        "the guests' inspection for preparation has not completed (see the log)"
+                            .into(),
+                    );
+                    return true;
+                }
                 if let Some(approved) = self.approve.submit(&mut state.plan, &operator) {
                     self.start_run(approved);
                 }

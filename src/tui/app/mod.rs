@@ -8,6 +8,7 @@ pub mod input;
 pub mod inventory;
 mod keys;
 pub mod plan;
+mod preparation;
 mod rehearsal;
 pub mod transfers;
 
@@ -131,6 +132,9 @@ pub enum Effect {
     /// Boot the plan's boot disks locally (`crate::rehearsal`); answers with
     /// [`Msg::RehearsalBooting`] per disk, then [`Msg::Rehearsed`].
     Rehearse(Box<crate::plan::Plan>),
+    /// Inspect the plan's guests for preparation (`crate::preparation`);
+    /// answers with [`Msg::GuestsInspected`].
+    InspectGuests(Box<crate::plan::Plan>),
 }
 
 /// Everything that can change the state.
@@ -165,6 +169,13 @@ pub enum Msg {
     Rehearsed {
         items: Vec<String>,
         result: Result<Vec<crate::plan::RehearsalRecord>, String>,
+    },
+    /// The guests of the plan with these items (and cutover or not, which
+    /// decides which copy can be prepared) were inspected.
+    GuestsInspected {
+        items: Vec<String>,
+        cutover: bool,
+        result: Result<crate::plan::preparation::Preparation, String>,
     },
 }
 
@@ -420,6 +431,14 @@ impl App {
                 self.on_rehearsed(&items, result);
                 Redraw::Now
             }
+            Msg::GuestsInspected {
+                items,
+                cutover,
+                result,
+            } => {
+                self.on_guests_inspected(&items, cutover, result);
+                Redraw::Now
+            }
             Msg::Refused(reason) => {
                 self.error(format!("refused by the engine: {reason}"));
                 Redraw::Now
@@ -537,6 +556,14 @@ impl App {
         } else {
             self.quit = true;
         }
+    }
+
+    /// Something refused, over the screen: logged, in the status line, and
+    /// the notice with its reasons and advice until Esc.
+    pub(super) fn refusal_notice(&mut self, notice: Notice) {
+        self.push_log(Level::Error, notice.title.clone());
+        self.status = Some((Level::Error, notice.title.clone()));
+        self.overlay = Some(Overlay::Notice(notice));
     }
 
     pub fn confirm(&mut self, what: Confirm) {

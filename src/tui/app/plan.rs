@@ -28,6 +28,9 @@ pub struct PlanState {
     pub show_config: bool,
     /// `r`: a rehearsal is running; what it boots now, once it says.
     pub rehearsing: Option<String>,
+    /// The guests' inspection for preparation is running (or failed): no
+    /// approval, no rehearsal yet.
+    pub inspecting: bool,
 }
 
 /// What the plan's edit line changes.
@@ -48,7 +51,21 @@ impl PlanState {
             edit_field: EditField::Size,
             show_config: false,
             rehearsing: None,
+            inspecting: false,
         }
+    }
+
+    /// Whether the plan's items are these instances, in this order: an
+    /// answer from a background task (rehearsal, inspection) for a plan
+    /// that changed since is dropped.
+    pub fn has_items(&self, instance_ids: &[String]) -> bool {
+        self.plan.items.len() == instance_ids.len()
+            && self
+                .plan
+                .items
+                .iter()
+                .zip(instance_ids)
+                .all(|(item, id)| item.instance_id == *id)
     }
 
     pub fn begin_edit(&mut self) {
@@ -343,10 +360,14 @@ impl App {
                     (self.panes[1].cloud.clone(), target.fingerprint.clone()),
                 ]
                 .into();
+                let local_guests = source.local_guests;
                 self.plan = Some(PlanState::new(plan, throughput));
                 self.approve = ApproveState::new();
                 self.screen = Screen::Plan;
                 self.status = None;
+                if local_guests {
+                    self.inspect_guests();
+                }
             }
             Err(err) => self.refuse_plan(err),
         }

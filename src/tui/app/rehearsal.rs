@@ -3,7 +3,7 @@
 //! plan under its hash, and a guest that did not boot keeps the plan from
 //! being approved (the model refuses it: `ApprovalError::RehearsalFailed`).
 
-use super::{App, Effect, Notice, Overlay};
+use super::{App, Effect, Notice};
 use crate::engine::event::Level;
 use crate::plan::RehearsalRecord;
 
@@ -15,6 +15,11 @@ impl App {
         };
         if state.rehearsing.is_some() {
             self.info("a rehearsal is already running");
+            return;
+        }
+        // The rehearsal boots the prepared copy: it needs the changes.
+        if state.inspecting {
+            self.info("the guests are being inspected for preparation: press r once it is done");
             return;
         }
         state.rehearsing = Some("starting QEMU".into());
@@ -42,14 +47,7 @@ impl App {
             return;
         };
         state.rehearsing = None;
-        let same_items = state.plan.items.len() == items.len()
-            && state
-                .plan
-                .items
-                .iter()
-                .zip(items)
-                .all(|(item, id)| item.instance_id == *id);
-        if !same_items {
+        if !state.has_items(items) {
             self.info("rehearsal ended, but the plan's instances changed since: press r again");
             return;
         }
@@ -80,9 +78,7 @@ impl App {
                          Nothing has changed in any cloud."
                     .into(),
             };
-            self.push_log(Level::Error, notice.title.clone());
-            self.status = Some((Level::Error, notice.title.clone()));
-            self.overlay = Some(Overlay::Notice(notice));
+            self.refusal_notice(notice);
             return;
         }
         let booted: Vec<String> = rehearsals

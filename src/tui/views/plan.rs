@@ -173,6 +173,7 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
     if let Some(cutover) = &plan.cutover {
         lines.extend(cutover_lines(app, cutover));
     }
+    lines.extend(preparation_lines(app, plan));
     lines.extend(rehearsal_lines(app, plan));
     for short in app.access_short_of(plan) {
         lines.extend(access_warning(app, &short));
@@ -187,6 +188,49 @@ fn summary_lines(app: &App, plan: &Plan, on_plan: bool) -> Vec<Line<'static>> {
         ));
     }
     lines
+}
+
+/// Guest preparation: being inspected, or what each guest gets (the
+/// changes themselves are the plan's actions).
+fn preparation_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
+    use crate::plan::preparation::Status;
+    let theme = &app.theme;
+    if app.plan.as_ref().is_some_and(|s| s.inspecting) {
+        return vec![Line::styled(
+            " inspecting the guests for preparation (libguestfs)…",
+            theme.plan.item,
+        )];
+    }
+    plan.preparation
+        .guests
+        .iter()
+        .filter(|g| matches!(g.status, Status::Prepare) || g.status.refuses())
+        .map(|g| {
+            let (text, style) = if g.status == Status::Prepare {
+                (
+                    format!(
+                        " ⚙ prepare {}/{}: {} change(s) {}",
+                        safe(&g.instance),
+                        safe(&g.disk),
+                        g.changes.len(),
+                        g.applied_to.describe()
+                    ),
+                    theme.plan.item,
+                )
+            } else {
+                (
+                    format!(
+                        " ✗ {}/{} cannot be prepared: {}",
+                        safe(&g.instance),
+                        safe(&g.disk),
+                        safe(&g.detail)
+                    ),
+                    theme.plan.warning,
+                )
+            };
+            Line::styled(text, style)
+        })
+        .collect()
 }
 
 /// The boot rehearsal (`r`): running, or what each guest did.

@@ -55,6 +55,14 @@ pub enum ApprovalError {
         disk: String,
         detail: String,
     },
+    #[error(
+        "{instance}/{disk} cannot be prepared for the target ({detail}): plan it with --unprepared to migrate it as it is"
+    )]
+    GuestRefused {
+        instance: String,
+        disk: String,
+        detail: String,
+    },
 }
 
 /// What the operator acknowledged along with the hash.
@@ -122,6 +130,14 @@ pub fn approve_with(
             instance: failed.instance.clone(),
             disk: failed.disk.clone(),
             detail: failed.detail.clone(),
+        });
+    }
+    // The CLI writes no such plan; the console's may have one.
+    if let Some(refused) = plan.preparation.refusals().first() {
+        return Err(ApprovalError::GuestRefused {
+            instance: refused.instance.clone(),
+            disk: refused.disk.clone(),
+            detail: refused.detail.clone(),
         });
     }
     if !acks.lossy

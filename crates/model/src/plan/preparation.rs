@@ -259,22 +259,27 @@ mod tests {
         assert!(preparation.refusals().is_empty());
     }
 
+    /// The sample plan with `guest` as its one preparation entry (for "web").
+    fn with_guest(plan: &mut Plan, guest: GuestPreparation) {
+        set(
+            plan,
+            Preparation {
+                unprepared: false,
+                guests: vec![GuestPreparation {
+                    instance: "web".into(),
+                    ..guest
+                }],
+            },
+        );
+    }
+
     #[test]
     fn the_changes_and_unprepared_are_under_the_hash_and_listed_as_an_action() {
         let mut plan = super::super::tests::sample_plan(false);
         let bare = plan.hash();
         let json = serde_json::to_string(&plan).unwrap();
         assert!(!json.contains("preparation"), "an old plan keeps its hash");
-        set(
-            &mut plan,
-            Preparation {
-                unprepared: false,
-                guests: vec![GuestPreparation {
-                    instance: "web".into(),
-                    ..guest(Status::Prepare)
-                }],
-            },
-        );
+        with_guest(&mut plan, guest(Status::Prepare));
         let prepared = plan.hash();
         assert_ne!(prepared, bare);
         let action = plan
@@ -322,5 +327,28 @@ mod tests {
             text.contains("on this run's snapshot of the source"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_refused_guest_is_not_approved_unless_the_plan_says_unprepared() {
+        use super::super::approval::{ApprovalError, approve};
+        let mut plan = super::super::tests::sample_plan(false);
+        with_guest(
+            &mut plan,
+            GuestPreparation {
+                detail: "no virtio_blk or virtio_scsi driver".into(),
+                ..guest(Status::Refused)
+            },
+        );
+        let short = plan.hash().short().to_string();
+        let refused = approve(&mut plan.clone(), &short, false, "ops@host").unwrap_err();
+        assert!(
+            matches!(&refused, ApprovalError::GuestRefused { instance, .. } if instance == "web"),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("virtio_blk"), "{refused}");
+        plan.preparation.unprepared = true;
+        let short = plan.hash().short().to_string();
+        approve(&mut plan, &short, false, "ops@host").unwrap();
     }
 }
