@@ -175,6 +175,18 @@ pub trait DiskWriter: Send + Sync {
     /// Makes every block written so far durable (called before the journal
     /// records them as done).
     async fn flush(&self) -> Result<(), CloudError>;
+    /// Before a pass: the block ranges about to be written (the source's
+    /// allocated ones), so a local file can reserve them in one piece each.
+    /// A hint: writers without a local file ignore it.
+    async fn preallocate(&self, _ranges: &[std::ops::Range<u64>]) -> Result<(), CloudError> {
+        Ok(())
+    }
+    /// After a pass: blocks of those ranges that were read as zeros and so
+    /// never written; their reserved space is given back (they read as
+    /// zeros either way).
+    async fn discard(&self, _blocks: &[BlockIndex]) -> Result<(), CloudError> {
+        Ok(())
+    }
     /// True when reopening (`spec.resume`) could not keep what the interrupted
     /// run wrote (e.g. a compressed stream whose state died with the process):
     /// the engine then forgets the disk's journaled blocks and sends it again

@@ -83,6 +83,14 @@ impl DiskWriter for StagedWriter {
         self.file.sync().await
     }
 
+    async fn preallocate(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), CloudError> {
+        self.file.preallocate(ranges).await
+    }
+
+    async fn discard(&self, blocks: &[crate::units::BlockIndex]) -> Result<(), CloudError> {
+        self.file.discard(blocks).await
+    }
+
     async fn finish(self: Box<Self>, _blocks_written: u64) -> Result<WrittenDisk, CloudError> {
         self.file.sync().await?;
         let staging = self.file.path().to_path_buf();

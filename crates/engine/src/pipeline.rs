@@ -72,6 +72,8 @@ pub struct PassContext<'a> {
 struct Tally {
     digests: Mutex<DigestBuilder>,
     zeroed: Mutex<Vec<BlockIndex>>,
+    /// Blocks read as zeros and not written (the target never held them).
+    zeros: Mutex<Vec<BlockIndex>>,
     blocks: AtomicU64,
     bytes: AtomicU64,
 }
@@ -99,6 +101,12 @@ impl DiskTransfer<'_> {
         let virtual_size = self.reader.virtual_size().0;
         let block_len = |i: u64| (virtual_size.saturating_sub(i * BLOCK_SIZE)).min(BLOCK_SIZE);
         let total: u64 = ranges.iter().flat_map(|r| r.clone()).map(block_len).sum();
+        self.retry
+            .run(
+                || self.writer.preallocate(&ranges),
+                |_, _| self.count_retry(),
+            )
+            .await?;
         // Passes add up: the gauge runs over every pass's blocks.
         DiskCounters::add(&self.counters.total, total);
 
@@ -167,6 +175,14 @@ impl DiskTransfer<'_> {
             result
         };
         self.counters.stop_clock();
+        if outcome.is_ok() {
+            // Space reserved for blocks that turned out to be zeros goes back.
+            let mut zeros = lock(&tally.zeros).clone();
+            zeros.extend(self.resume.zero.iter().copied());
+            self.retry
+                .run(|| self.writer.discard(&zeros), |_, _| self.count_retry())
+                .await?;
+        }
         // Whatever happened, make what was written count for a resume.
         self.checkpoint().await?;
         outcome?;
@@ -245,6 +261,7 @@ impl DiskTransfer<'_> {
         let record = match block.digest {
             None if !held => {
                 self.journal.append(&Record::Zero { disk, i, p })?;
+                lock(&tally.zeros).push(block.index);
                 DiskCounters::add(&self.counters.skipped, len);
                 DiskCounters::add(&self.counters.scanned, len);
                 return Ok(());

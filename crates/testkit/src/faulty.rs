@@ -107,6 +107,12 @@ impl DiskWriter for FaultyWriter {
         self.written.lock().unwrap().push(index.0);
         Ok(())
     }
+    async fn preallocate(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), CloudError> {
+        self.inner.preallocate(ranges).await
+    }
+    async fn discard(&self, blocks: &[BlockIndex]) -> Result<(), CloudError> {
+        self.inner.discard(blocks).await
+    }
     async fn flush(&self) -> Result<(), CloudError> {
         self.inner.flush().await
     }

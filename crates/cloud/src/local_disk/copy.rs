@@ -123,6 +123,7 @@ fn kernel_copy(
     let mut rest = pieces;
     rest[0].start += copied;
     in_parallel(&rest, |piece| {
+        super::will_need(input, piece.start, (piece.end - piece.start) as usize);
         let mut offset = piece.start;
         while offset < piece.end {
             let n = copy_range_once(input, output, offset, piece.end - offset)?;
@@ -163,6 +164,7 @@ fn buffered_copy(
     extents: &[std::ops::Range<u64>],
 ) -> std::io::Result<()> {
     in_parallel(&pieces(extents), |piece| {
+        super::will_need(input, piece.start, (piece.end - piece.start) as usize);
         let mut buffer = vec![0u8; (piece.end - piece.start) as usize];
         let mut offset = piece.start;
         while offset < piece.end {
