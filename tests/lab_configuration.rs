@@ -131,12 +131,28 @@ fn stage_a_killed_run(lab: &Lab) -> ([String; 3], std::path::PathBuf) {
     (names, west)
 }
 
-/// Waits until the failed run's engine has let go of the run (it exits
-/// after telling its viewer).
+/// Waits until the failed run's engine process has exited (it exits after
+/// telling its viewer). Its run lock goes first, with the run; the error it
+/// prints into `engine.log` comes after, so the process is what to wait for.
 fn wait_for_engine_exit(lab: &Lab) {
     let run_dir = support::only_run_dir(lab);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("engine.json")).unwrap())
+            .unwrap();
+    let pid = info["pid"].as_u64().expect("engine.json names its pid");
+    // Gone, or a zombie waiting to be reaped: either way it wrote its last.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
     let start = std::time::Instant::now();
-    while altishift::engine::lock::RunLock::held(&run_dir) {
+    while altishift::engine::lock::RunLock::held(&run_dir) || running() {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(30),
             "the engine never exited"
