@@ -438,38 +438,13 @@ impl Run {
             instance: item.instance_name.clone(),
             id: deployed.id.clone(),
         });
-        let in_flight = self
-            .options
-            .in_flight
-            .unwrap_or(self.target.default_in_flight());
         for ((written, source), disk) in disks.iter().zip(&item.disks) {
             let key = item.disk_key(disk);
-            if compared.contains(&key) {
-                continue;
+            if !compared.contains(&key) {
+                report
+                    .checks
+                    .push(self.digest_check(&key, written, source).await);
             }
-            self.set_stage(&key, Stage::Verify);
-            let target = match validate::read_back_digests(
-                &*self.target,
-                written,
-                in_flight,
-                self.options.retry,
-            )
-            .await
-            {
-                Ok(target) => target,
-                Err(e) => {
-                    report
-                        .checks
-                        .push(Check::new(format!("digest {key}"), false, e.to_string()));
-                    continue;
-                }
-            };
-            if let Some(slot) = self.slots.get(&key) {
-                lock(&slot.result).target_digest = target.as_ref().map(DigestBuilder::finish);
-            }
-            report
-                .checks
-                .push(validate::compare(&key, source, target.as_ref()));
         }
         report
             .checks
@@ -482,6 +457,35 @@ impl Run {
                 .extend(outside_checks::run(&*self.target, &deployed, outside).await);
         }
         Ok(())
+    }
+}
+
+impl Run {
+    /// Reads `written` back from the target and compares it block for block
+    /// with the source's digests; the target's digest goes into the report.
+    async fn digest_check(
+        &self,
+        key: &str,
+        written: &WrittenDisk,
+        source: &DigestBuilder,
+    ) -> Check {
+        self.set_stage(key, Stage::Verify);
+        let in_flight = self
+            .options
+            .in_flight
+            .unwrap_or(self.target.default_in_flight());
+        let read =
+            validate::read_back_digests(&*self.target, written, in_flight, self.options.retry)
+                .await;
+        match read {
+            Ok(target) => {
+                if let Some(slot) = self.slots.get(key) {
+                    lock(&slot.result).target_digest = target.as_ref().map(DigestBuilder::finish);
+                }
+                validate::compare(key, source, target.as_ref())
+            }
+            Err(e) => Check::new(format!("digest {key}"), false, e.to_string()),
+        }
     }
 }
 

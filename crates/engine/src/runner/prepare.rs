@@ -12,6 +12,7 @@
 //! twice.
 
 use super::{DiskOutput, Run, lock};
+use crate::Level;
 use crate::cloud::{Check, CloudError, DiskRef, SnapshotRef};
 use crate::guest::{inspect, prepare, verify};
 use crate::inventory::DiskFormat;
@@ -20,7 +21,6 @@ use crate::pipeline::TransferError;
 use crate::plan::preparation::{AppliedTo, Change};
 use crate::plan::{PlanDisk, PlanItem};
 use crate::report::InstanceReport;
-use crate::{Level, Stage, validate};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -68,28 +68,7 @@ impl Run {
             .into());
         };
 
-        self.set_stage(&key, Stage::Verify);
-        let in_flight = self
-            .options
-            .in_flight
-            .unwrap_or(self.target.default_in_flight());
-        let digest = match validate::read_back_digests(
-            &*self.target,
-            written,
-            in_flight,
-            self.options.retry,
-        )
-        .await
-        {
-            Ok(target) => {
-                if let Some(slot) = self.slots.get(&key) {
-                    lock(&slot.result).target_digest =
-                        target.as_ref().map(crate::block::DigestBuilder::finish);
-                }
-                validate::compare(&key, source, target.as_ref())
-            }
-            Err(e) => Check::new(format!("digest {key}"), false, e.to_string()),
-        };
+        let digest = self.digest_check(&key, written, source).await;
         let exact = digest.passed;
         let mut checks = vec![digest];
         // A copy that is not the source's is not prepared: validation fails
