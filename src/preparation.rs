@@ -1,6 +1,8 @@
 //! Guest preparation at plan time: each item's boot disk, where the source
 //! holds it as a file on this machine (the lab), is inspected read-only and
 //! the changes the target needs are recorded in the plan (under the hash).
+//! A disk that stays in its cloud until the run is inspected then, on a copy
+//! here: its entry approves the target's needs and where the copy is.
 //! A disk without boot code is "nothing to prepare" without starting
 //! libguestfs. What cannot be prepared, or not inspected, refuses the plan
 //! unless `--unprepared` (see `Preparation::refusals`).
@@ -33,17 +35,14 @@ pub async fn plan_preparation(
             detail,
             changes,
             applied_to: copy.clone().unwrap_or_default(),
+            needs: GuestNeeds::default(),
         };
         let Some((path, format)) = source.local_disk(&item.instance_id, &disk.disk_id) else {
-            guests.push(entry(
-                Status::NotPlanned,
-                format!(
-                    "{} ({}) keeps the disk in the cloud; guests are inspected only where this \
-                     machine holds the disk as a file (a lab source)",
-                    source.name(),
-                    source.provider()
-                ),
-                Vec::new(),
+            guests.push(at_run(
+                source,
+                target,
+                plan,
+                entry(Status::InspectAtRun, String::new(), Vec::new()),
             ));
             continue;
         };
@@ -107,6 +106,53 @@ fn copy_to_prepare(
         ))
     } else {
         Ok(AppliedTo::RunSnapshot)
+    }
+}
+
+/// The entry for a disk that stays in `source`'s cloud until the run: an
+/// inspection then, on the target's copy here (the lab) or on a copy of the
+/// run's snapshot staged here, under the target's needs as of this plan. Not
+/// planned for a cutover: its later passes would send the source's changes
+/// over the prepared copy.
+fn at_run(
+    source: &dyn Source,
+    target: &dyn Target,
+    plan: &Plan,
+    entry: GuestPreparation,
+) -> GuestPreparation {
+    let kept = format!(
+        "{} ({}) keeps the disk in the cloud",
+        source.name(),
+        source.provider()
+    );
+    if plan.cutover.is_some() {
+        return GuestPreparation {
+            status: Status::NotPlanned,
+            detail: format!(
+                "{kept}, and a cutover sends the source's later changes over a prepared copy"
+            ),
+            ..entry
+        };
+    }
+    // The run will need libguestfs: a plan made where it is missing says so.
+    if let Err(missing) = crate::guest::require("guestfish", "libguestfs-tools") {
+        return GuestPreparation {
+            status: Status::NotInspected,
+            detail: format!("{kept} until the run, which could not inspect it: {missing}"),
+            ..entry
+        };
+    }
+    let applied_to = if target.prepares_written_disks() {
+        AppliedTo::TargetCopy
+    } else {
+        AppliedTo::StagedCopy
+    };
+    GuestPreparation {
+        status: Status::InspectAtRun,
+        detail: format!("{kept} until the run"),
+        applied_to,
+        needs: target.provider().rules().target.guest,
+        ..entry
     }
 }
 

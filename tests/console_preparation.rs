@@ -111,6 +111,7 @@ fn a_guest_that_cannot_be_prepared_blocks_approval_with_the_reason() {
             detail: "no virtio_blk or virtio_scsi driver in the guest".into(),
             changes: Vec::new(),
             applied_to: Default::default(),
+            needs: Default::default(),
         }],
     };
     let before = plan(&h).hash();

@@ -10,13 +10,7 @@ use altishift::cloud::Cloud;
 use altishift::plan::preparation::{self, AppliedTo, Change, Status};
 use cloudstack_fake::FakeCloudStack;
 use cloudstack_fake::testkit::*;
-use std::path::Path;
 use std::sync::Arc;
-
-fn sha256(path: &Path) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
-}
 
 #[tokio::test]
 async fn a_guest_streamed_into_cloudstack_is_prepared_on_the_runs_snapshot_and_the_source_is_untouched()
@@ -119,7 +113,7 @@ async fn a_guest_streamed_into_cloudstack_is_prepared_on_the_runs_snapshot_and_t
         .find(|v| v.vm.as_ref() == Some(&vm.id) && v.kind == "ROOT")
         .expect("root volume");
     let stored = root.data.clone().expect("volume data");
-    let found = altishift::guest::inspect::inspect(&stored, stored_format(&stored)).unwrap();
+    let found = inspect_stored(&stored);
     for change in &guest.changes {
         altishift::guest::verify::verify(change, &found)
             .unwrap_or_else(|why| panic!("{change}: not on CloudStack's volume: {why}"));
@@ -129,35 +123,4 @@ async fn a_guest_streamed_into_cloudstack_is_prepared_on_the_runs_snapshot_and_t
         "{:?}",
         found.datasources
     );
-}
-
-/// What `plan` records for its guests (as `altishift plan` does).
-async fn preparation_of(
-    plan: &altishift::plan::Plan,
-    source: &dyn Cloud,
-    target: &dyn Cloud,
-) -> preparation::Preparation {
-    altishift::preparation::plan_preparation(
-        source.source_role().unwrap(),
-        target.target_role().unwrap(),
-        plan,
-        false,
-    )
-    .await
-    .unwrap()
-}
-
-/// The stored volume's format, as qemu-img sees it.
-fn stored_format(path: &Path) -> altishift::inventory::DiskFormat {
-    let out = std::process::Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    match info["format"].as_str().unwrap() {
-        "qcow2" => altishift::inventory::DiskFormat::Qcow2,
-        "raw" => altishift::inventory::DiskFormat::Raw,
-        other => panic!("volume stored as {other}"),
-    }
 }

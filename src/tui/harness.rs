@@ -111,7 +111,7 @@ impl Harness {
                     [("provider".to_string(), provider.to_string())].into(),
                 ),
                 // Synthetic clouds hold no disks here.
-                local_guests: false,
+                plans_guests: false,
             })),
         });
     }

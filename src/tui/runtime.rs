@@ -366,9 +366,7 @@ async fn connect_and_list(
         jurisdiction: connected.jurisdiction(),
         inventory,
         fingerprint,
-        local_guests: connected
-            .as_source()
-            .is_some_and(|source| source.prepares_snapshots()),
+        plans_guests: connected.as_source().is_some(),
     };
     match clouds.lock() {
         Ok(mut map) => map.insert(name.to_string(), connected),

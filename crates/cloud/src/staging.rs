@@ -18,6 +18,24 @@ pub trait FinishStaged: Send + Sync {
     async fn finish(self: Box<Self>, staging: PathBuf) -> Result<WrittenDisk, CloudError>;
 }
 
+/// A staging file that is itself the result: it stays where it is (the
+/// engine's staged copy of a disk, read by a second hop).
+pub struct KeepStaged;
+
+#[async_trait]
+impl FinishStaged for KeepStaged {
+    async fn finish(self: Box<Self>, staging: PathBuf) -> Result<WrittenDisk, CloudError> {
+        let size = std::fs::metadata(&staging)
+            .map_err(|e| CloudError::from_io(format!("{}", staging.display()), e))?
+            .len();
+        Ok(WrittenDisk {
+            id: staging.display().to_string(),
+            format: crate::inventory::DiskFormat::Raw,
+            virtual_size: Bytes(size),
+        })
+    }
+}
+
 pub struct StagedWriter {
     staging_id: String,
     file: SparseFileWriter,

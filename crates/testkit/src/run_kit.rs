@@ -45,3 +45,44 @@ pub async fn run(
     drain.abort();
     outcome.report
 }
+
+/// What `altishift plan` records for a plan's guests (inspected now, or
+/// during the run), without `--unprepared`.
+pub async fn preparation_of(
+    plan: &Plan,
+    source: &dyn Cloud,
+    target: &dyn Cloud,
+) -> altishift::plan::preparation::Preparation {
+    altishift::preparation::plan_preparation(
+        source.source_role().unwrap(),
+        target.target_role().unwrap(),
+        plan,
+        false,
+    )
+    .await
+    .unwrap()
+}
+
+/// A disk image's guest, as libguestfs sees it, in the format `qemu-img`
+/// finds (a cloud's stored volume may be raw or qcow2).
+pub fn inspect_stored(path: &Path) -> altishift::guest::inspect::Inspection {
+    use altishift::inventory::DiskFormat;
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let format = match info["format"].as_str().unwrap() {
+        "qcow2" => DiskFormat::Qcow2,
+        "raw" => DiskFormat::Raw,
+        other => panic!("{} is stored as {other}", path.display()),
+    };
+    altishift::guest::inspect::inspect(path, format).unwrap()
+}
+
+/// A file's SHA-256 (to show a run left a source untouched).
+pub fn sha256(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}

@@ -55,9 +55,10 @@ pub struct LoadedCloud {
     pub inventory: Inventory,
     /// The profile's settings that an approval covers (see `plan::trust`).
     pub fingerprint: crate::plan::trust::CloudFingerprint,
-    /// Its disks are files on this machine (the lab): plans from it inspect
-    /// their guests for preparation, as `altishift plan` does.
-    pub local_guests: bool,
+    /// It can be a source: plans from it prepare their guests, as
+    /// `altishift plan` does (inspected now where its disks are files here,
+    /// during the run otherwise).
+    pub plans_guests: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

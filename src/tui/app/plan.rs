@@ -360,12 +360,12 @@ impl App {
                     (self.panes[1].cloud.clone(), target.fingerprint.clone()),
                 ]
                 .into();
-                let local_guests = source.local_guests;
+                let plans_guests = source.plans_guests;
                 self.plan = Some(PlanState::new(plan, throughput));
                 self.approve = ApproveState::new();
                 self.screen = Screen::Plan;
                 self.status = None;
-                if local_guests {
+                if plans_guests {
                     self.inspect_guests();
                 }
             }

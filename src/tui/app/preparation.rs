@@ -85,8 +85,11 @@ impl App {
         }
         let prepared: Vec<String> = guests
             .iter()
-            .filter(|g| g.status == Status::Prepare)
-            .map(|g| format!("{} ({} change(s))", g.instance, g.changes.len()))
+            .filter(|g| matches!(g.status, Status::Prepare | Status::InspectAtRun))
+            .map(|g| match g.status {
+                Status::InspectAtRun => format!("{} (inspected during the run)", g.instance),
+                _ => format!("{} ({} change(s))", g.instance, g.changes.len()),
+            })
             .collect();
         let mut text = if prepared.is_empty() {
             "guests inspected: nothing to prepare".to_string()
@@ -96,7 +99,7 @@ impl App {
                 prepared.join(", "),
                 guests
                     .iter()
-                    .find(|g| g.status == Status::Prepare)
+                    .find(|g| matches!(g.status, Status::Prepare | Status::InspectAtRun))
                     .map_or("", |g| g.applied_to.describe())
             )
         };

@@ -204,7 +204,9 @@ fn preparation_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
     plan.preparation
         .guests
         .iter()
-        .filter(|g| matches!(g.status, Status::Prepare) || g.status.refuses())
+        .filter(|g| {
+            matches!(g.status, Status::Prepare | Status::InspectAtRun) || g.status.refuses()
+        })
         .map(|g| {
             let (text, style) = if g.status == Status::Prepare {
                 (
@@ -213,6 +215,16 @@ fn preparation_lines(app: &App, plan: &Plan) -> Vec<Line<'static>> {
                         safe(&g.instance),
                         safe(&g.disk),
                         g.changes.len(),
+                        g.applied_to.describe()
+                    ),
+                    theme.plan.item,
+                )
+            } else if g.status == Status::InspectAtRun {
+                (
+                    format!(
+                        " ⚙ prepare {}/{}: inspected during the run {}",
+                        safe(&g.instance),
+                        safe(&g.disk),
                         g.applied_to.describe()
                     ),
                     theme.plan.item,

@@ -59,7 +59,12 @@ impl Drop for Boots {
 /// before the partition table and the MBR signature. A GPT disk's
 /// protective MBR (the generated lab disks) has the signature but no code.
 pub async fn has_boot_sector(path: &Path, format: DiskFormat) -> Result<bool, CloudError> {
-    let reader = LocalDiskReader::open(path, format)?;
+    starts_with_boot_sector(&LocalDiskReader::open(path, format)?).await
+}
+
+/// `has_boot_sector` for any disk reader (one block read: a cloud's
+/// snapshot too).
+pub async fn starts_with_boot_sector(reader: &dyn DiskReader) -> Result<bool, CloudError> {
     let block = reader.read_block(BlockIndex(0)).await?;
     Ok(is_boot_sector(&block.bytes))
 }

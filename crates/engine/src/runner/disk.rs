@@ -79,7 +79,10 @@ impl Run {
         }
         let snapshot = self.take_snapshot(item, disk, key, slot, &resume).await?;
         let snapshot = self.prepare_snapshot(item, disk, key, snapshot).await?;
-        let reader = self.open_reader(disk, key, &snapshot).await?;
+        let reader = match self.staged_reader(item, disk, key, &snapshot).await? {
+            Some(prepared) => prepared,
+            None => self.open_reader(disk, key, &snapshot).await?,
+        };
         let open = self.open_writer(item, disk, key, resume).await?;
         self.set_transfer_stage(key, slot);
         let outcome = self
@@ -92,7 +95,9 @@ impl Run {
                 PassContext::default(),
             )
             .await?;
-        self.finish_disk(key, open, outcome.digests).await
+        let output = self.finish_disk(key, open, outcome.digests).await?;
+        self.remove_copy(key);
+        Ok(output)
     }
 
     /// The disk an interrupted run already finished, from its journal.

@@ -13,6 +13,7 @@ mod disk;
 mod live;
 mod preflight;
 mod prepare;
+mod staged_copy;
 mod waves;
 mod wrap_up;
 

@@ -7,9 +7,14 @@
 //!   source), before any block of it is read: a cloud target receives the
 //!   prepared disk, and its digest is checked against that snapshot's.
 //!
+//! - a copy of the run's snapshot staged on this machine (a remote source
+//!   into such a cloud): see `staged_copy.rs`.
+//!
 //! Either way the copy is inspected again afterwards, each change verified,
 //! and the checks journaled (`Prepared`) so a resumed run applies nothing
-//! twice.
+//! twice. A source whose disks stay in its cloud was not inspected at plan
+//! time: the run inspects the copy and derives the changes from the needs
+//! the plan approved (`prepare_at_run`).
 
 use super::{DiskOutput, Run, lock};
 use crate::Level;
@@ -18,7 +23,7 @@ use crate::guest::{inspect, prepare, verify};
 use crate::inventory::DiskFormat;
 use crate::journal::Record;
 use crate::pipeline::TransferError;
-use crate::plan::preparation::{AppliedTo, Change};
+use crate::plan::preparation::{AppliedTo, Change, Status};
 use crate::plan::{PlanDisk, PlanItem};
 use crate::report::InstanceReport;
 use std::collections::BTreeSet;
@@ -36,10 +41,10 @@ impl Run {
         report: &mut InstanceReport,
     ) -> Result<BTreeSet<String>, TransferError> {
         let plan = self.approved.plan();
-        let Some(guest) = plan.preparation.changes_for(&item.instance_name) else {
+        let Some(guest) = plan.preparation.to_apply(&item.instance_name) else {
             return Ok(BTreeSet::new());
         };
-        if guest.applied_to == AppliedTo::RunSnapshot {
+        if guest.applied_to != AppliedTo::TargetCopy {
             report
                 .checks
                 .extend(self.snapshot_checks(&item.instance_name));
@@ -73,7 +78,13 @@ impl Run {
         let mut checks = vec![digest];
         // A copy that is not the source's is not prepared: validation fails
         // on its digest already.
-        if exact {
+        if exact && guest.status == Status::InspectAtRun {
+            // A guest found not preparable stops here, before deploy.
+            checks.extend(
+                self.prepare_at_run(&key, path, written.format, guest)
+                    .await?,
+            );
+        } else if exact {
             let applied = self
                 .apply_changes(&*self.target, &key, path, written.format, &guest.changes)
                 .await;
@@ -149,6 +160,20 @@ impl Run {
         let checks = self
             .apply_changes(&*self.source, key, path, snapshot.format, &guest.changes)
             .await?;
+        self.prepared_before_sending(key, item, checks)?;
+        Ok(snapshot)
+    }
+
+    /// Journals the preparation of the copy about to be sent (`Prepared`,
+    /// so a resumed run neither applies it again nor sends another copy),
+    /// once every change verified: one that did not fails the disk before
+    /// a block leaves.
+    pub(super) fn prepared_before_sending(
+        &self,
+        key: &str,
+        item: &PlanItem,
+        checks: Vec<Check>,
+    ) -> Result<(), TransferError> {
         if let Some(failed) = checks.iter().find(|c| !c.passed) {
             return Err(CloudError::Permanent(format!(
                 "{key}: guest preparation did not verify, nothing was sent: {}: {}",
@@ -161,11 +186,12 @@ impl Run {
             checks: checks.clone(),
         })?;
         lock(&self.prepared_snapshots).insert(item.instance_name.clone(), checks);
-        Ok(snapshot)
+        Ok(())
     }
 
-    /// The checks of the preparation applied to `instance`'s snapshot, by
-    /// this process or the interrupted run; a failed check if neither did.
+    /// The checks of the preparation applied to `instance`'s snapshot (or
+    /// its staged copy), by this process or the interrupted run; a failed
+    /// check if neither did.
     fn snapshot_checks(&self, instance: &str) -> Vec<Check> {
         let here = lock(&self.prepared_snapshots).get(instance).cloned();
         here.or_else(|| self.resume.prepared.get(instance).cloned())
@@ -173,7 +199,7 @@ impl Run {
                 vec![Check::new(
                     "guest preparation",
                     false,
-                    "the approved changes were not applied to the run's snapshot",
+                    "the approved preparation was not applied to the copy that was sent",
                 )]
             })
     }
@@ -181,7 +207,7 @@ impl Run {
     /// Applies `changes` to the file at `path` (audited on `cloud`, which
     /// holds it), inspects it again and verifies each change: one
     /// `prepared: …` check per change. Err when libguestfs failed.
-    async fn apply_changes(
+    pub(super) async fn apply_changes(
         &self,
         cloud: &dyn crate::cloud::Cloud,
         key: &str,

@@ -80,7 +80,7 @@ pub(super) fn actions(plan: &Plan) -> Vec<Action> {
                 push(src, verb, resource, detail);
             }
         }
-        if let Some(guest) = plan.preparation.changes_for(&item.instance_name) {
+        if let Some(guest) = plan.preparation.to_apply(&item.instance_name) {
             push(
                 dst,
                 ActionVerb::PrepareGuest,

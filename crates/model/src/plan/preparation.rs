@@ -5,8 +5,15 @@
 //! copy: the target's (a lab target, before deploy) or the run's own
 //! snapshot on this machine (a lab source streaming into a cloud, before the
 //! stream). The guest crate computes and applies them.
+//!
+//! A source whose disks stay in the cloud until the run cannot be inspected
+//! at plan time (that would need a snapshot before approval). Its entry is
+//! a policy instead: the plan approves the target's needs and the kinds of
+//! change above; the run inspects a copy on this machine and applies what
+//! those needs call for, and nothing else.
 
 use super::Plan;
+use crate::inventory::declared::GuestNeeds;
 use serde::{Deserialize, Serialize};
 
 /// The netplan file preparation writes (DHCP on the first NIC).
@@ -67,8 +74,14 @@ pub enum Status {
     Prepare,
     /// Inspected (or no boot code): nothing to change.
     Nothing,
-    /// Preparation is not planned for this source (its disks are remote).
+    /// Preparation is not planned (a cutover sends the source's later
+    /// changes over the copy).
     NotPlanned,
+    /// The disk stays in the source cloud until the run: the run inspects
+    /// its copy on this machine and applies what the plan's `needs` call
+    /// for; a guest found not preparable fails before deploy (or before a
+    /// block is sent) unless `--unprepared`.
+    InspectAtRun,
     /// The disk has boot code but could not be inspected (libguestfs
     /// missing, failed): migrated as it is only with `--unprepared`.
     NotInspected,
@@ -97,6 +110,10 @@ pub enum AppliedTo {
     /// (a lab source), before any block of it is read: the target receives
     /// the prepared disk (clouds that take the disk before deploy).
     RunSnapshot,
+    /// A copy of the run's snapshot staged on this machine during the run
+    /// (a remote source into a cloud that takes the disk before deploy):
+    /// prepared there, then sent.
+    StagedCopy,
 }
 
 impl AppliedTo {
@@ -109,6 +126,9 @@ impl AppliedTo {
         match self {
             AppliedTo::TargetCopy => "on the target's copy before deploy",
             AppliedTo::RunSnapshot => "on this run's snapshot of the source, before it is sent",
+            AppliedTo::StagedCopy => {
+                "on a copy of this run's snapshot staged on this machine, before it is sent"
+            }
         }
     }
 }
@@ -131,6 +151,11 @@ pub struct GuestPreparation {
     /// before this field say, so their hashes stand).
     #[serde(default, skip_serializing_if = "AppliedTo::is_target_copy")]
     pub applied_to: AppliedTo,
+    /// For `inspect-at-run`: what the target requires of the guest, as
+    /// approved (the run computes the changes from these, not from the
+    /// rules of the build it runs with).
+    #[serde(default, skip_serializing_if = "GuestNeeds::is_empty")]
+    pub needs: GuestNeeds,
 }
 
 /// The plan's guest preparation.
@@ -163,6 +188,16 @@ impl Preparation {
             g.instance == instance && g.status == Status::Prepare && !g.changes.is_empty()
         })
     }
+
+    /// What the run does to `instance`'s copy: planned changes, or an
+    /// inspection at run time under the approved needs.
+    pub fn to_apply(&self, instance: &str) -> Option<&GuestPreparation> {
+        self.changes_for(instance).or_else(|| {
+            self.guests
+                .iter()
+                .find(|g| g.instance == instance && g.status == Status::InspectAtRun)
+        })
+    }
 }
 
 /// Records `preparation` in the plan and derives the actions again (one
@@ -172,13 +207,40 @@ pub fn set(plan: &mut Plan, preparation: Preparation) {
     plan.actions = super::actions::actions(plan);
 }
 
-/// The action's detail: each change, in order.
+/// The action's detail: each change, in order (or the policy the run
+/// inspects under).
 pub fn action_detail(guest: &GuestPreparation) -> String {
+    if guest.status == Status::InspectAtRun {
+        return format!(
+            "inspected {}, through libguestfs; {}",
+            guest.applied_to.describe(),
+            policy(&guest.needs)
+        );
+    }
     let changes: Vec<String> = guest.changes.iter().map(|c| c.to_string()).collect();
     format!(
         "{}, through libguestfs: {}",
         guest.applied_to.describe(),
         changes.join("; ")
+    )
+}
+
+/// What a run-time inspection may require and change, in the plan's words.
+pub fn policy(needs: &GuestNeeds) -> String {
+    let required = if needs.drivers.is_empty() {
+        "no driver required".to_string()
+    } else {
+        let groups: Vec<String> = needs.drivers.iter().map(|g| g.join(" or ")).collect();
+        format!("drivers required: {}", groups.join(", "))
+    };
+    let datasource = match &needs.datasource {
+        Some(name) => format!("cloud-init datasource_list [{name}, None]"),
+        None => "cloud-init left as it is".to_string(),
+    };
+    format!(
+        "{required}; may change: fstab by UUID, static netplan to DHCP, {datasource}, \
+         other clouds' agents masked, serial console; a guest that cannot be prepared \
+         stops its instance before deploy"
     )
 }
 
@@ -202,6 +264,11 @@ pub fn render(preparation: &Preparation) -> Vec<String> {
             ),
             Status::Nothing => format!("nothing to prepare: {}", guest.detail),
             Status::NotPlanned => format!("not planned: {}", guest.detail),
+            Status::InspectAtRun => format!(
+                "inspected during the run {}; {}",
+                guest.applied_to.describe(),
+                policy(&guest.needs)
+            ),
             Status::NotInspected => format!("NOT INSPECTED: {}", guest.detail),
             Status::Refused => format!("REFUSED: {}", guest.detail),
         };
@@ -237,6 +304,7 @@ mod tests {
                 },
             ],
             applied_to: AppliedTo::TargetCopy,
+            needs: GuestNeeds::default(),
         }
     }
 
@@ -350,5 +418,57 @@ mod tests {
         plan.preparation.unprepared = true;
         let short = plan.hash().short().to_string();
         approve(&mut plan, &short, false, "ops@host").unwrap();
+    }
+
+    #[test]
+    fn a_run_time_inspection_approves_its_needs_and_is_an_action() {
+        let mut plan = super::super::tests::sample_plan(false);
+        let needs = GuestNeeds::new(&[&["virtio_blk", "virtio_scsi"]], Some("CloudStack"));
+        with_guest(
+            &mut plan,
+            GuestPreparation {
+                status: Status::InspectAtRun,
+                changes: Vec::new(),
+                applied_to: AppliedTo::StagedCopy,
+                needs: needs.clone(),
+                ..guest(Status::InspectAtRun)
+            },
+        );
+        assert!(plan.preparation.refusals().is_empty());
+        assert!(plan.preparation.changes_for("web").is_none());
+        assert!(plan.preparation.to_apply("web").is_some());
+        let action = plan
+            .actions
+            .iter()
+            .find(|a| a.verb == super::super::ActionVerb::PrepareGuest)
+            .expect("a prepare action");
+        assert!(
+            action
+                .detail
+                .contains("drivers required: virtio_blk or virtio_scsi"),
+            "{}",
+            action.detail
+        );
+        let text = render(&plan.preparation).join("\n");
+        assert!(
+            text.contains("inspected during the run on a copy of this run's snapshot staged"),
+            "{text}"
+        );
+        assert!(
+            text.contains("datasource_list [CloudStack, None]"),
+            "{text}"
+        );
+
+        // The needs and the copy are under the hash, and survive the file.
+        let approved = plan.hash();
+        let mut other = plan.clone();
+        other.preparation.guests[0].needs.datasource = Some("Ec2".into());
+        assert_ne!(other.hash(), approved);
+        let mut elsewhere = plan.clone();
+        elsewhere.preparation.guests[0].applied_to = AppliedTo::TargetCopy;
+        assert_ne!(elsewhere.hash(), approved);
+        let back: Plan = toml::from_str(&plan.to_toml().unwrap()).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(back.preparation.guests[0].needs, needs);
     }
 }

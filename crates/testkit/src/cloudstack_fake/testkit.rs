@@ -3,7 +3,7 @@
 
 use super::{API_KEY, FakeCloudStack, SECRET_KEY};
 #[allow(unused_imports)]
-pub use crate::run_kit::{approve, run, throughput};
+pub use crate::run_kit::{approve, inspect_stored, preparation_of, run, sha256, throughput};
 use altishift::cloud::cloudstack::CloudStackCloud;
 use altishift::cloud::cloudstack::client::{PollPolicy, form_encode};
 use altishift::cloud::cloudstack::signing::{self, Dialect};
@@ -35,8 +35,19 @@ pub fn connect_with(
     key: &str,
     secret: &str,
 ) -> CloudStackCloud {
+    connect_named("cs-test", fake, staging, key, secret)
+}
+
+/// `connect_with` under another cloud name (two fakes in one migration).
+pub fn connect_named(
+    name: &str,
+    fake: &FakeCloudStack,
+    staging: &Path,
+    key: &str,
+    secret: &str,
+) -> CloudStackCloud {
     let mut cloud = CloudStackCloud::new(
-        "cs-test",
+        name,
         &fake.endpoint,
         Secret::new(key.into()),
         Secret::new(secret.into()),

@@ -1,0 +1,224 @@
+//! A guest whose disk stays in its cloud until the run (a CloudStack VM
+//! here): the plan cannot inspect it, so it approves the target's needs; the
+//! run inspects a copy on this machine and applies what they call for:
+//! - into the lab, on the target's copy before deploy (the guest boots);
+//! - into another CloudStack, on a copy of the run's snapshot staged here,
+//!   which is what the target receives.
+//!
+//! The source is never written. Uses the lab's bootable guest (tiny-1, with
+//! an fstab by device name and a static netplan) and libguestfs, as
+//! tests/guest.rs.
+
+use altishift_testkit::cloudstack_fake;
+
+use altishift::cloud::Cloud;
+use altishift::guest::inspect::Inspection;
+use altishift::plan::preparation::{self, AppliedTo, Status};
+use cloudstack_fake::testkit::*;
+use cloudstack_fake::{API_KEY, FakeCloudStack, SECRET_KEY};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A CloudStack fake whose VM "tiny-1" has the lab guest's disk as its ROOT
+/// volume (qcow2, as CloudStack on KVM keeps it), and the lab (for its
+/// guest builder and as a target). Returns the stored volume's path.
+async fn tiny_in_cloudstack(dir: &Path) -> (FakeCloudStack, Lab, PathBuf) {
+    let fake = FakeCloudStack::start().await;
+    let lab = Lab::new(dir);
+    let added = altishift::cloud::lab::guest::add_guest(lab.root()).unwrap();
+    let qcow2 = dir.join("tiny-1.qcow2");
+    let converted = std::process::Command::new("qemu-img")
+        .args(["convert", "-O", "qcow2"])
+        .arg(&added.disk)
+        .arg(&qcow2)
+        .status()
+        .unwrap();
+    assert!(converted.success());
+    let size = std::fs::metadata(&added.disk).unwrap().len();
+    fake.add_vm("tiny-1", "Medium Instance", Some((qcow2, size)));
+    let stored = root_volume(&fake, "tiny-1");
+    (fake, lab, stored)
+}
+
+/// The file behind `vm`'s ROOT volume in `fake`.
+fn root_volume(fake: &FakeCloudStack, vm: &str) -> PathBuf {
+    let s = fake.state();
+    let vm = s.vms.iter().find(|v| v.name == vm).expect("the vm");
+    let root = s
+        .volumes
+        .iter()
+        .find(|v| v.vm.as_ref() == Some(&vm.id) && v.kind == "ROOT")
+        .expect("its root volume");
+    root.data.clone().expect("volume data")
+}
+
+/// What tiny-1 is built with, and preparation must undo on the copy.
+fn assert_prepared(found: &Inspection, datasource: &str, place: &str) {
+    assert!(
+        found.fstab.iter().all(|e| !e.by_device),
+        "{place}: fstab still by device: {:?}",
+        found.fstab
+    );
+    assert!(
+        found
+            .network
+            .iter()
+            .filter(|n| n.kind == "netplan")
+            .all(|n| n.static_addresses.is_empty()),
+        "{place}: a static netplan is left: {:?}",
+        found.network
+    );
+    assert!(
+        found.datasources.first().map(String::as_str) == Some(datasource),
+        "{place}: datasources {:?}",
+        found.datasources
+    );
+    assert!(found.serial_console(), "{place}: no serial console");
+}
+
+/// The run's checks for the guest: every `prepared: …` one verified.
+fn assert_checks(report: &altishift::engine::report::RunReport) -> usize {
+    let checks = &report.instances[0].checks;
+    let inspection = checks.iter().find(|c| c.name == "guest inspection");
+    assert!(
+        inspection.is_some_and(|c| c.passed && c.detail.contains("change(s)")),
+        "{checks:#?}"
+    );
+    let prepared: Vec<_> = checks
+        .iter()
+        .filter(|c| c.name.starts_with("prepared: "))
+        .collect();
+    assert!(
+        prepared.len() >= 3,
+        "fstab, network, datasource: {checks:#?}"
+    );
+    for check in &prepared {
+        assert!(
+            check.passed && check.detail.starts_with("verified: "),
+            "{check:?}"
+        );
+    }
+    prepared.len()
+}
+
+#[tokio::test]
+async fn a_cloudstack_guest_is_inspected_during_the_run_and_prepared_on_the_lab_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, lab, stored) = tiny_in_cloudstack(dir.path()).await;
+    let stored_before = sha256(&stored);
+    let cloud: Arc<dyn Cloud> = Arc::new(connect(&fake, &dir.path().join("cs-staging")));
+    let west = lab.west();
+    let mut plan = plan_between(
+        ("cs-test", "cloudstack", &cloud.inventory().await.unwrap()),
+        ("lab-west", "lab", &lab.west_inventory().await),
+        &["tiny-1"],
+    );
+    let planned = preparation_of(&plan, &*cloud, &*west).await;
+    let guest = planned.guests[0].clone();
+    assert_eq!(guest.status, Status::InspectAtRun, "{guest:?}");
+    assert_eq!(guest.applied_to, AppliedTo::TargetCopy);
+    assert_eq!(
+        guest.needs,
+        altishift::cloud::ProviderKind::Lab.rules().target.guest,
+        "the lab's needs, under the hash"
+    );
+    assert!(guest.changes.is_empty(), "not known before the run");
+    assert_eq!(
+        fake.mutating_received(),
+        Vec::<String>::new(),
+        "planning changed the cloud"
+    );
+    preparation::set(&mut plan, planned);
+    let text = altishift::plan::render::render(&plan);
+    assert!(
+        text.contains("tiny-1/") && text.contains("inspected during the run on the target's copy"),
+        "{text}"
+    );
+
+    let report = run(approve(plan), cloud, west, &dir.path().join("state")).await;
+    assert!(report.ok, "{report:#?}");
+    assert_checks(&report);
+    let copy = lab.instance_disks("lab-west", "tiny-1");
+    assert_prepared(&inspect_stored(&copy[0]), "NoCloud", "the lab's copy");
+    assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
+}
+
+#[tokio::test]
+async fn a_cloudstack_guest_going_to_another_cloudstack_is_prepared_on_a_staged_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_fake, _lab, stored) = tiny_in_cloudstack(dir.path()).await;
+    let stored_before = sha256(&stored);
+    let target_fake = FakeCloudStack::start().await;
+    let source: Arc<dyn Cloud> = Arc::new(connect(&source_fake, &dir.path().join("cs-staging")));
+    let connect_target = || -> Arc<dyn Cloud> {
+        Arc::new(connect_named(
+            "cs-west",
+            &target_fake,
+            &dir.path().join("west-staging"),
+            API_KEY,
+            SECRET_KEY,
+        ))
+    };
+    let target = connect_target();
+    let mut plan = plan_between(
+        ("cs-test", "cloudstack", &source.inventory().await.unwrap()),
+        ("cs-west", "cloudstack", &target.inventory().await.unwrap()),
+        &["tiny-1"],
+    );
+    let planned = preparation_of(&plan, &*source, &*target).await;
+    let guest = planned.guests[0].clone();
+    assert_eq!(guest.status, Status::InspectAtRun, "{guest:?}");
+    assert_eq!(guest.applied_to, AppliedTo::StagedCopy);
+    assert_eq!(guest.needs.datasource.as_deref(), Some("CloudStack"));
+
+    // A cutover would send the source's later changes over the prepared
+    // copy: not planned, and said so.
+    let mut cutover = plan.clone();
+    cutover.cutover = Some(altishift::plan::Cutover {
+        quiesce: None,
+        thaw: None,
+        power_off: true,
+        max_delta_passes: 1,
+    });
+    let not = preparation_of(&cutover, &*source, &*target).await;
+    assert_eq!(not.guests[0].status, Status::NotPlanned);
+    assert!(not.guests[0].detail.contains("cutover"), "{not:?}");
+
+    preparation::set(&mut plan, planned);
+    let approved = approve(plan);
+    let state = dir.path().join("state");
+    // The first run fails at deploy, after the prepared disk went up...
+    target_fake.fail_next_job(
+        "deployVirtualMachine",
+        "Unable to create a deployment for VM",
+    );
+    let failed = run(approved.clone(), source.clone(), target, &state).await;
+    assert!(!failed.ok, "{failed:#?}");
+    // ...and the next resumes: the copy is neither staged nor prepared again.
+    let source: Arc<dyn Cloud> = Arc::new(connect(&source_fake, &dir.path().join("cs-staging")));
+    let report = run(approved, source, connect_target(), &state).await;
+    assert!(report.ok && report.resumed, "{report:#?}");
+    assert_eq!(report.disks[0].blocks_sent, 0, "the disk was already up");
+    let disk = &report.disks[0];
+    assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
+    let prepared = assert_checks(&report);
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    let preparations = audit
+        .lines()
+        .filter(|l| l.contains("\"prepare_guest\"") && l.contains("\"started\""))
+        .count();
+    assert_eq!(preparations, 1, "{audit}");
+
+    // The staged copy is gone once the target held the disk.
+    let runs = std::fs::read_dir(state.join("runs")).unwrap();
+    for run in runs {
+        let copies = run.unwrap().path().join("guest-copies");
+        let left = std::fs::read_dir(&copies).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "staged copy left in {}", copies.display());
+    }
+    // What the target CloudStack holds, inspected independently: prepared.
+    let found = inspect_stored(&root_volume(&target_fake, "tiny-1"));
+    assert_prepared(&found, "CloudStack", "the target's volume");
+    assert!(prepared >= 3);
+    assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
+}
