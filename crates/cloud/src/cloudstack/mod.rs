@@ -45,6 +45,20 @@ pub struct CloudStackCloud {
     hypervisor: OnceCell<String>,
     /// Range downloads (extract URLs) and upload retries.
     pub transfer: DownloadPolicy,
+    /// Images this process kept or read in `staging` for validation
+    /// (uploaded copies, read-backs): revoke removes these, never those of
+    /// a run beside it on the same profile.
+    kept: KeptImages,
+}
+
+/// The staging images one provider instance is responsible for.
+pub(super) type KeptImages = Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>;
+
+/// Records `path` in `kept` (a poisoned lock still holds a usable set).
+pub(super) fn keep(kept: &KeptImages, path: &Path) {
+    kept.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(path.to_path_buf());
 }
 
 impl CloudStackCloud {
@@ -67,6 +81,7 @@ impl CloudStackCloud {
             zone: OnceCell::new(),
             hypervisor: OnceCell::new(),
             transfer: DownloadPolicy::default(),
+            kept: KeptImages::default(),
         })
     }
 
@@ -227,17 +242,12 @@ impl CloudStackCloud {
         }
     }
 
-    /// Read-back and uploaded images the run kept for validation.
+    /// Read-back and uploaded images this process kept for validation.
     fn remove_leftover_staging(&self) -> usize {
-        let Ok(entries) = std::fs::read_dir(&self.staging) else {
-            return 0;
-        };
+        let kept = std::mem::take(&mut *self.kept.lock().unwrap_or_else(|p| p.into_inner()));
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if (name.starts_with("uploaded-") || name.starts_with("readback-"))
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
+        for path in kept {
+            if std::fs::remove_file(&path).is_ok() {
                 removed += 1;
             }
         }

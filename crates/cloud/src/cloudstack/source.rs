@@ -116,6 +116,8 @@ impl CloudStackCloud {
             safe(id),
             format.extension()
         ));
+        super::keep(&self.kept, &dest);
+        super::keep(&self.kept, &download::complete_marker(&dest));
         if !download::is_complete(&dest) {
             let template = self.template(id).await?;
             let outcome = self

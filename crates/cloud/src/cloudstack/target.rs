@@ -38,6 +38,7 @@ struct WriterContext {
     format: DiskFormat,
     transfer: download::DownloadPolicy,
     staging_dir: PathBuf,
+    kept: super::KeptImages,
 }
 
 #[async_trait]
@@ -67,8 +68,11 @@ impl FinishStaged for CloudStackFinish {
                 let kept = ctx
                     .staging_dir
                     .join(uploaded_file_name(&written.id, ctx.format));
-                if let Err(e) = std::fs::rename(&converted, &kept) {
-                    tracing::warn!(error = %e, "cloudstack: could not keep the uploaded image");
+                match std::fs::rename(&converted, &kept) {
+                    Ok(()) => super::keep(&ctx.kept, &kept),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cloudstack: could not keep the uploaded image")
+                    }
                 }
                 Ok(written)
             }
@@ -383,6 +387,7 @@ impl Target for CloudStackCloud {
                 format,
                 transfer: self.transfer,
                 staging_dir: self.staging.clone(),
+                kept: self.kept.clone(),
             }),
             staging_id: staging_id.clone(),
             spec: spec.clone(),
@@ -514,6 +519,7 @@ impl Target for CloudStackCloud {
                 let kept =
                     self.staging_path(&super::target::uploaded_file_name(&disk.id, disk.format));
                 if kept.exists() {
+                    super::keep(&self.kept, &kept);
                     return Ok(Some(Box::new(open_local(kept, disk.format).await?)));
                 }
                 Ok(None)
