@@ -52,6 +52,32 @@ fn root_volume(fake: &FakeCloudStack, vm: &str) -> PathBuf {
     root.data.clone().expect("volume data")
 }
 
+/// The source CloudStack ("cs-test"), with credentials anew (a run wipes
+/// its own at the end).
+fn east_cs(fake: &FakeCloudStack, dir: &Path) -> Arc<dyn Cloud> {
+    Arc::new(connect(fake, &dir.join("cs-staging")))
+}
+
+/// The target CloudStack ("cs-west"), a second fake.
+fn west_cs(fake: &FakeCloudStack, dir: &Path) -> Arc<dyn Cloud> {
+    Arc::new(connect_named(
+        "cs-west",
+        fake,
+        &dir.join("west-staging"),
+        API_KEY,
+        SECRET_KEY,
+    ))
+}
+
+/// Staged copies left in the run folders under `state`.
+fn staged_copies(state: &Path) -> usize {
+    std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .map(|run| run.unwrap().path().join("guest-copies"))
+        .map(|dir| std::fs::read_dir(dir).map_or(0, |d| d.count()))
+        .sum()
+}
+
 /// What tiny-1 is built with, and preparation must undo on the copy.
 fn assert_prepared(found: &Inspection, datasource: &str, place: &str) {
     assert!(
@@ -106,7 +132,7 @@ async fn a_cloudstack_guest_is_inspected_during_the_run_and_prepared_on_the_lab_
     let dir = tempfile::tempdir().unwrap();
     let (fake, lab, stored) = tiny_in_cloudstack(dir.path()).await;
     let stored_before = sha256(&stored);
-    let cloud: Arc<dyn Cloud> = Arc::new(connect(&fake, &dir.path().join("cs-staging")));
+    let cloud: Arc<dyn Cloud> = east_cs(&fake, dir.path());
     let west = lab.west();
     let mut plan = plan_between(
         ("cs-test", "cloudstack", &cloud.inventory().await.unwrap()),
@@ -149,17 +175,8 @@ async fn a_cloudstack_guest_going_to_another_cloudstack_is_prepared_on_a_staged_
     let (source_fake, _lab, stored) = tiny_in_cloudstack(dir.path()).await;
     let stored_before = sha256(&stored);
     let target_fake = FakeCloudStack::start().await;
-    let source: Arc<dyn Cloud> = Arc::new(connect(&source_fake, &dir.path().join("cs-staging")));
-    let connect_target = || -> Arc<dyn Cloud> {
-        Arc::new(connect_named(
-            "cs-west",
-            &target_fake,
-            &dir.path().join("west-staging"),
-            API_KEY,
-            SECRET_KEY,
-        ))
-    };
-    let target = connect_target();
+    let source: Arc<dyn Cloud> = east_cs(&source_fake, dir.path());
+    let target = west_cs(&target_fake, dir.path());
     let mut plan = plan_between(
         ("cs-test", "cloudstack", &source.inventory().await.unwrap()),
         ("cs-west", "cloudstack", &target.inventory().await.unwrap()),
@@ -187,16 +204,36 @@ async fn a_cloudstack_guest_going_to_another_cloudstack_is_prepared_on_a_staged_
     preparation::set(&mut plan, planned);
     let approved = approve(plan);
     let state = dir.path().join("state");
-    // The first run fails at deploy, after the prepared disk went up...
+    let copies = || staged_copies(&state);
+    // The first run fails uploading the prepared copy: it is kept...
+    target_fake.break_next_uploads(100);
+    let failed = run(approved.clone(), source.clone(), target, &state).await;
+    assert!(!failed.ok, "{failed:#?}");
+    assert_eq!(copies(), 1, "the prepared copy is kept for the resume");
+    // ...the second sends that same copy on, and fails at deploy...
+    target_fake.break_next_uploads(0);
     target_fake.fail_next_job(
         "deployVirtualMachine",
         "Unable to create a deployment for VM",
     );
-    let failed = run(approved.clone(), source.clone(), target, &state).await;
+    let source: Arc<dyn Cloud> = east_cs(&source_fake, dir.path());
+    let failed = run(
+        approved.clone(),
+        source,
+        west_cs(&target_fake, dir.path()),
+        &state,
+    )
+    .await;
     assert!(!failed.ok, "{failed:#?}");
-    // ...and the next resumes: the copy is neither staged nor prepared again.
-    let source: Arc<dyn Cloud> = Arc::new(connect(&source_fake, &dir.path().join("cs-staging")));
-    let report = run(approved, source, connect_target(), &state).await;
+    assert!(failed.resumed, "{failed:#?}");
+    assert_eq!(
+        copies(),
+        0,
+        "the copy is gone once the target holds the disk"
+    );
+    // ...and the third resumes: the copy is neither staged nor prepared again.
+    let source: Arc<dyn Cloud> = east_cs(&source_fake, dir.path());
+    let report = run(approved, source, west_cs(&target_fake, dir.path()), &state).await;
     assert!(report.ok && report.resumed, "{report:#?}");
     assert_eq!(report.disks[0].blocks_sent, 0, "the disk was already up");
     let disk = &report.disks[0];
@@ -209,16 +246,75 @@ async fn a_cloudstack_guest_going_to_another_cloudstack_is_prepared_on_a_staged_
         .count();
     assert_eq!(preparations, 1, "{audit}");
 
-    // The staged copy is gone once the target held the disk.
-    let runs = std::fs::read_dir(state.join("runs")).unwrap();
-    for run in runs {
-        let copies = run.unwrap().path().join("guest-copies");
-        let left = std::fs::read_dir(&copies).map_or(0, |d| d.count());
-        assert_eq!(left, 0, "staged copy left in {}", copies.display());
-    }
     // What the target CloudStack holds, inspected independently: prepared.
     let found = inspect_stored(&root_volume(&target_fake, "tiny-1"));
     assert_prepared(&found, "CloudStack", "the target's volume");
     assert!(prepared >= 3);
+    assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
+}
+
+#[tokio::test]
+async fn a_guest_found_not_preparable_during_the_run_sends_nothing_unless_unprepared() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_fake, _lab, stored) = tiny_in_cloudstack(dir.path()).await;
+    let stored_before = sha256(&stored);
+    let target_fake = FakeCloudStack::start().await;
+    let source: Arc<dyn Cloud> = east_cs(&source_fake, dir.path());
+    let target: Arc<dyn Cloud> = west_cs(&target_fake, dir.path());
+    let mut plan = plan_between(
+        ("cs-test", "cloudstack", &source.inventory().await.unwrap()),
+        ("cs-west", "cloudstack", &target.inventory().await.unwrap()),
+        &["tiny-1"],
+    );
+    let mut planned = preparation_of(&plan, &*source, &*target).await;
+    // Approved needs that tiny-1's kernel cannot meet (gve: Google's NIC).
+    planned.guests[0].needs.drivers.push(vec!["gve".into()]);
+    preparation::set(&mut plan, planned);
+
+    let state = dir.path().join("state");
+    let refused = run(
+        approve(plan.clone()),
+        source.clone(),
+        target.clone(),
+        &state,
+    )
+    .await;
+    assert!(!refused.ok, "{refused:#?}");
+    let error = refused.disks[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cannot be prepared for cs-west")
+            && error.contains("gve")
+            && error.contains("--unprepared"),
+        "{error}"
+    );
+    assert_eq!(refused.disks[0].blocks_sent, 0);
+    assert_eq!(
+        target_fake.mutating_received(),
+        Vec::<String>::new(),
+        "the refused guest reached the target"
+    );
+    assert_eq!(staged_copies(&state), 0, "the refused copy is kept");
+
+    // With --unprepared (a new plan, a new hash) it migrates as it is
+    // (with credentials anew: the first run wiped its own).
+    plan.preparation.unprepared = true;
+    let source: Arc<dyn Cloud> = east_cs(&source_fake, dir.path());
+    let target: Arc<dyn Cloud> = west_cs(&target_fake, dir.path());
+    let report = run(approve(plan), source, target, &state).await;
+    assert!(report.ok, "{report:#?}");
+    let checks = &report.instances[0].checks;
+    let check = checks.iter().find(|c| c.name == "guest preparation");
+    assert!(
+        check.is_some_and(|c| c.passed
+            && c.detail.contains("migrated as it is (--unprepared)")
+            && c.detail.contains("gve")),
+        "{checks:#?}"
+    );
+    let found = inspect_stored(&root_volume(&target_fake, "tiny-1"));
+    assert!(
+        found.fstab.iter().any(|e| e.by_device),
+        "an unprepared guest was changed: {:?}",
+        found.fstab
+    );
     assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
 }

@@ -75,10 +75,16 @@ impl Run {
         // changes: copied again from the snapshot.
         self.stage_copy(disk, key, &*source, &path).await?;
         drop(source);
-        let checks = self
+        let prepared = self
             .prepare_at_run(key, path.clone(), DiskFormat::Raw, guest)
-            .await?;
-        self.prepared_before_sending(key, item, checks)?;
+            .await
+            .map_err(TransferError::from)
+            .and_then(|checks| self.prepared_before_sending(key, item, checks));
+        if let Err(e) = prepared {
+            // Refused or not verified: a copy no run will send.
+            self.remove_copy(key);
+            return Err(e);
+        }
         Ok(Some(Box::new(LocalDiskReader::open(
             &path,
             DiskFormat::Raw,
