@@ -69,6 +69,21 @@ fn west_cs(fake: &FakeCloudStack, dir: &Path) -> Arc<dyn Cloud> {
     ))
 }
 
+/// The ids of the disks runs under `state` wrote (their journals).
+fn written_ids(state: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for run in std::fs::read_dir(state.join("runs")).unwrap() {
+        let journal = std::fs::read_to_string(run.unwrap().path().join("journal.jsonl")).unwrap();
+        for line in journal.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["rec"] == "disk_written" {
+                ids.push(record["written"]["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    ids
+}
+
 /// Staged copies left in the run folders under `state`.
 fn staged_copies(state: &Path) -> usize {
     std::fs::read_dir(state.join("runs"))
@@ -316,5 +331,54 @@ async fn a_guest_found_not_preparable_during_the_run_sends_nothing_unless_unprep
         "an unprepared guest was changed: {:?}",
         found.fstab
     );
+    assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
+}
+
+#[tokio::test]
+async fn a_cloudstack_guest_going_to_aws_is_prepared_for_nitro_on_a_staged_copy() {
+    use altishift_testkit::aws_kit;
+    use altishift_testkit::moto::Moto;
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, _lab, stored) = tiny_in_cloudstack(dir.path()).await;
+    let stored_before = sha256(&stored);
+    let source = east_cs(&fake, dir.path());
+    let aws = aws_kit::aws(&moto, "aws-target", "eu-central-1").await;
+    let target: Arc<dyn Cloud> = Arc::new(aws_kit::aws(&moto, "aws-target", "eu-central-1").await);
+    let mut plan = plan_between(
+        ("cs-test", "cloudstack", &source.inventory().await.unwrap()),
+        ("aws-target", "aws", &target.inventory().await.unwrap()),
+        &["tiny-1"],
+    );
+    let planned = preparation_of(&plan, &*source, &*target).await;
+    let guest = planned.guests[0].clone();
+    assert_eq!(guest.status, Status::InspectAtRun, "{guest:?}");
+    assert_eq!(guest.applied_to, AppliedTo::StagedCopy);
+    assert_eq!(guest.needs.datasource.as_deref(), Some("Ec2"));
+    preparation::set(&mut plan, planned);
+
+    let report = run(approve(plan), source, target, &dir.path().join("state")).await;
+    assert!(report.ok, "{report:#?}");
+    assert_checks(&report);
+    let disk = &report.disks[0];
+    assert_eq!(disk.source_digest, disk.target_digest, "{}", disk.disk);
+
+    // The snapshot the run wrote (from its journal), read back through EBS
+    // direct and inspected.
+    let snapshot = written_ids(&dir.path().join("state"))
+        .pop()
+        .expect("a written disk");
+    let raw = dir.path().join("from-aws.raw");
+    let file = std::fs::File::create(&raw).unwrap();
+    let virtual_size = report.disks[0].virtual_size.0;
+    file.set_len(virtual_size).unwrap();
+    let gib = virtual_size.div_ceil(1 << 30);
+    for (index, bytes) in aws_kit::read_back(&aws, &snapshot, gib).await {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&bytes, index * altishift::units::BLOCK_SIZE)
+            .unwrap();
+    }
+    drop(file);
+    assert_prepared(&inspect_stored(&raw), "Ec2", "the AMI's snapshot");
     assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
 }
