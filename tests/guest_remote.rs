@@ -382,3 +382,51 @@ async fn a_cloudstack_guest_going_to_aws_is_prepared_for_nitro_on_a_staged_copy(
     assert_prepared(&inspect_stored(&raw), "Ec2", "the AMI's snapshot");
     assert_eq!(sha256(&stored), stored_before, "the run wrote the source");
 }
+
+/// What run-time preparation costs: the same CloudStack → CloudStack
+/// migration of tiny-1 with its guest inspected, staged and prepared, and
+/// without (`cargo test --test guest_remote -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn bench_run_time_preparation_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source_fake, _lab, _) = tiny_in_cloudstack(dir.path()).await;
+    let mut times = Vec::new();
+    for prepared in [false, true, false, true] {
+        let target_fake = FakeCloudStack::start().await;
+        let (source, target) = (
+            east_cs(&source_fake, dir.path()),
+            west_cs(&target_fake, dir.path()),
+        );
+        let mut plan = plan_between(
+            ("cs-test", "cloudstack", &source.inventory().await.unwrap()),
+            ("cs-west", "cloudstack", &target.inventory().await.unwrap()),
+            &["tiny-1"],
+        );
+        if prepared {
+            let planned = preparation_of(&plan, &*source, &*target).await;
+            preparation::set(&mut plan, planned);
+        }
+        let state = dir.path().join(format!("state-{}", times.len()));
+        let started = std::time::Instant::now();
+        let report = run(approve(plan), source, target, &state).await;
+        let took = started.elapsed().as_secs_f64();
+        assert!(report.ok, "{report:#?}");
+        println!(
+            "{}: run {took:.2} s (disk {:.2} s)",
+            if prepared { "prepared  " } else { "unprepared" },
+            report.disks[0].duration_ms as f64 / 1000.0
+        );
+        times.push((prepared, took));
+    }
+    let mean = |want: bool| {
+        let picked: Vec<f64> = times.iter().filter(|t| t.0 == want).map(|t| t.1).collect();
+        picked.iter().sum::<f64>() / picked.len() as f64
+    };
+    println!(
+        "run-time preparation: {:.2} s vs {:.2} s unprepared ({:.2}x)",
+        mean(true),
+        mean(false),
+        mean(true) / mean(false)
+    );
+}

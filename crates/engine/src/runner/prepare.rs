@@ -5,8 +5,7 @@
 //!   source's first, then the changes are applied;
 //! - the run's own snapshot of the source, a file on this machine (a lab
 //!   source), before any block of it is read: a cloud target receives the
-//!   prepared disk, and its digest is checked against that snapshot's.
-//!
+//!   prepared disk, and its digest is checked against that snapshot's;
 //! - a copy of the run's snapshot staged on this machine (a remote source
 //!   into such a cloud): see `staged_copy.rs`.
 //!

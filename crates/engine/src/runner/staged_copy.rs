@@ -154,13 +154,14 @@ impl Run {
                 path.display()
             ),
         );
+        // Its blocks are journaled under their own key, which no disk has.
+        let copy_key = format!("{key} (staged copy)");
         let writer = StagedWriter::open(
             path,
-            format!("{key} (staged copy)"),
+            copy_key.clone(),
             disk.virtual_size,
             Box::new(KeepStaged),
         )?;
-        let copy_key = format!("{key} (staged copy)");
         let counters = DiskCounters::default();
         DiskTransfer {
             key: &copy_key,
@@ -174,9 +175,12 @@ impl Run {
             budget: Some(&slot.share),
             journal: &self.journal,
             retry: self.options.retry,
-            // The operator's figure, else the source's reads decide: what
-            // a local file takes is not the limit.
-            in_flight: self.options.in_flight.unwrap_or(16),
+            // The operator's figure, else the source's: its reads are the
+            // limit here, not the local file.
+            in_flight: self
+                .options
+                .in_flight
+                .unwrap_or(self.source.default_in_flight()),
             checkpoint_every: self.options.checkpoint_every,
         }
         .run()
@@ -207,8 +211,8 @@ impl Run {
                 )])
             } else {
                 Err(CloudError::Permanent(format!(
-                    "{key} cannot be prepared for {target}: {why}; nothing was deployed \
-                     (--unprepared migrates such guests as they are)"
+                    "{key} cannot be prepared for {target}: {why}; the instance is not \
+                     deployed (--unprepared migrates such guests as they are)"
                 )))
             }
         };
