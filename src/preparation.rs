@@ -111,9 +111,9 @@ fn copy_to_prepare(
 
 /// The entry for a disk that stays in `source`'s cloud until the run: an
 /// inspection then, on the target's copy here (the lab) or on a copy of the
-/// run's snapshot staged here, under the target's needs as of this plan. Not
-/// planned for a cutover: its later passes would send the source's changes
-/// over the prepared copy.
+/// run's snapshot staged here, under the target's needs as of this plan. A
+/// cutover into a cloud that takes the disk before deploy is not prepared:
+/// its later passes would send the source's changes over the prepared copy.
 fn at_run(
     source: &dyn Source,
     target: &dyn Target,
@@ -125,7 +125,9 @@ fn at_run(
         source.name(),
         source.provider()
     );
-    if plan.cutover.is_some() {
+    // The target's copy is prepared after the last pass; a staged copy
+    // would be sent before later passes overwrite it with the source's.
+    if plan.cutover.is_some() && !target.prepares_written_disks() {
         return GuestPreparation {
             status: Status::NotPlanned,
             detail: format!(

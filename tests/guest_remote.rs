@@ -164,6 +164,17 @@ async fn a_cloudstack_guest_is_inspected_during_the_run_and_prepared_on_the_lab_
         "the lab's needs, under the hash"
     );
     assert!(guest.changes.is_empty(), "not known before the run");
+    // A cutover too: the lab's copy is prepared after the last pass.
+    let mut cutover = plan.clone();
+    cutover.cutover = Some(altishift::plan::Cutover {
+        quiesce: None,
+        thaw: None,
+        power_off: true,
+        max_delta_passes: 1,
+    });
+    let after_passes = preparation_of(&cutover, &*cloud, &*west).await;
+    assert_eq!(after_passes.guests[0].status, Status::InspectAtRun);
+    assert_eq!(after_passes.guests[0].applied_to, AppliedTo::TargetCopy);
     assert_eq!(
         fake.mutating_received(),
         Vec::<String>::new(),
