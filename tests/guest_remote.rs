@@ -84,6 +84,16 @@ fn written_ids(state: &Path) -> Vec<String> {
     ids
 }
 
+/// A cutover with one delta pass, powering the source off.
+fn one_pass_cutover() -> altishift::plan::Cutover {
+    altishift::plan::Cutover {
+        quiesce: None,
+        thaw: None,
+        power_off: true,
+        max_delta_passes: 1,
+    }
+}
+
 /// Staged copies left in the run folders under `state`.
 fn staged_copies(state: &Path) -> usize {
     std::fs::read_dir(state.join("runs"))
@@ -166,12 +176,7 @@ async fn a_cloudstack_guest_is_inspected_during_the_run_and_prepared_on_the_lab_
     assert!(guest.changes.is_empty(), "not known before the run");
     // A cutover too: the lab's copy is prepared after the last pass.
     let mut cutover = plan.clone();
-    cutover.cutover = Some(altishift::plan::Cutover {
-        quiesce: None,
-        thaw: None,
-        power_off: true,
-        max_delta_passes: 1,
-    });
+    cutover.cutover = Some(one_pass_cutover());
     let after_passes = preparation_of(&cutover, &*cloud, &*west).await;
     assert_eq!(after_passes.guests[0].status, Status::InspectAtRun);
     assert_eq!(after_passes.guests[0].applied_to, AppliedTo::TargetCopy);
@@ -217,12 +222,7 @@ async fn a_cloudstack_guest_going_to_another_cloudstack_is_prepared_on_a_staged_
     // A cutover would send the source's later changes over the prepared
     // copy: not planned, and said so.
     let mut cutover = plan.clone();
-    cutover.cutover = Some(altishift::plan::Cutover {
-        quiesce: None,
-        thaw: None,
-        power_off: true,
-        max_delta_passes: 1,
-    });
+    cutover.cutover = Some(one_pass_cutover());
     let not = preparation_of(&cutover, &*source, &*target).await;
     assert_eq!(not.guests[0].status, Status::NotPlanned);
     assert!(not.guests[0].detail.contains("cutover"), "{not:?}");
