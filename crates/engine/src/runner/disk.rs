@@ -309,6 +309,21 @@ impl Run {
         resume: &DiskState,
         context: PassContext<'_>,
     ) -> Result<PassOutcome, TransferError> {
+        self.disk_transfer(key, slot, reader, writer, resume)
+            .run_pass(context)
+            .await
+    }
+
+    /// The transfer of `reader` into `writer` under `slot`'s counters,
+    /// control, throttle and bandwidth share, with the run's options.
+    pub(super) fn disk_transfer<'a>(
+        &'a self,
+        key: &'a str,
+        slot: &'a DiskSlot,
+        reader: &'a dyn DiskReader,
+        writer: &'a dyn DiskWriter,
+        resume: &'a DiskState,
+    ) -> DiskTransfer<'a> {
         DiskTransfer {
             key,
             reader,
@@ -326,8 +341,6 @@ impl Run {
                 .unwrap_or(self.target.default_in_flight()),
             checkpoint_every: self.options.checkpoint_every,
         }
-        .run_pass(context)
-        .await
     }
 
     /// Completes the target disk and journals it.

@@ -163,25 +163,17 @@ impl Run {
             Box::new(KeepStaged),
         )?;
         let counters = DiskCounters::default();
+        // Always from block 0: see `staged_reader`.
+        let resume = DiskState::default();
         DiskTransfer {
-            key: &copy_key,
-            reader,
-            writer: &writer,
-            // Always from block 0: see `staged_reader`.
-            resume: &DiskState::default(),
             counters: &counters,
-            control: &slot.control,
-            throttle: slot.throttle.as_ref(),
-            budget: Some(&slot.share),
-            journal: &self.journal,
-            retry: self.options.retry,
             // The operator's figure, else the source's: its reads are the
             // limit here, not the local file.
             in_flight: self
                 .options
                 .in_flight
                 .unwrap_or(self.source.default_in_flight()),
-            checkpoint_every: self.options.checkpoint_every,
+            ..self.disk_transfer(&copy_key, slot, reader, &writer, &resume)
         }
         .run()
         .await?;
